@@ -1,0 +1,71 @@
+# Maestro: `make up` runs it on the local cloud; `make test` runs every check.
+# Both install what they need (a Python virtualenv, npm tools) first, idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+CARGO ?= cargo
+export MAESTRO_PYTHON := $(abspath $(VENV))/bin/python
+# The local cloud talks to the emulator with test credentials; never reach for a real account.
+export AWS_EC2_METADATA_DISABLED := true
+export SAM_CLI_TELEMETRY := 0
+
+TEMPLATE := infra/template.yaml
+STATE_MACHINES := $(wildcard statemachines/*.asl.json)
+VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
+
+.PHONY: help up test venv node build fmt fmt-check clippy unit-and-e2e lint-template lint-asl
+
+help:
+	@echo "make up     run Maestro on the local cloud (Ctrl-C stops it)"
+	@echo "make test   run every check: format, clippy, unit, adapter and end-to-end tests, template and ASL linters"
+
+up: venv
+	$(CARGO) run --quiet -p maestro-localcloud -- up
+
+test: venv node fmt-check clippy unit-and-e2e lint-template lint-asl
+	@echo "make test: every check passed"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt constraints.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build:
+	$(CARGO) build --workspace --all-targets --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# One build serves every test binary; the end-to-end binary starts the emulator itself.
+unit-and-e2e: venv
+	$(CARGO) test --workspace --locked
+
+lint-template: venv
+	$(VENV)/bin/cfn-lint $(TEMPLATE)
+	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint -t $(TEMPLATE)
+	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov -f $(TEMPLATE) --framework cloudformation --skip-download --compact --quiet
+
+lint-asl: node
+	@for definition in $(STATE_MACHINES); do \
+		npx --no-install asl-validator --json-path "$$definition"; \
+	done

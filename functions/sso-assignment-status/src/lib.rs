@@ -1,0 +1,185 @@
+//! `SsoAssignmentStatusFunction`: one poll of one assignment request, for the
+//! `SsoAssignmentMonitorStateMachine` (statemachines/sso-assignment-monitor.asl.json).
+//!
+//! Input: a [`StatusCheck`] (`{"request": {…}, "polls": n}`); output: a [`MonitorProgress`]
+//! that tells the workflow to wait and poll again or to publish the final report.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::sso_admin::SsoAdminProvisioning;
+use maestro_domain::port::PortError;
+use maestro_domain::sso::provisioning::{
+    MonitorProgress, PollPolicy, ProvisioningStatusReader, StatusCheck, after_poll,
+};
+use thiserror::Error;
+
+pub struct Deps {
+    pub provisioning: Arc<dyn ProvisioningStatusReader>,
+    pub policy: PollPolicy,
+}
+
+#[derive(Debug, Error)]
+pub enum StatusError {
+    #[error("cannot read the status of request {request_id}: {source}")]
+    Status {
+        request_id: String,
+        source: PortError,
+    },
+}
+
+impl From<StatusError> for Diagnostic {
+    fn from(error: StatusError) -> Diagnostic {
+        let kind = match &error {
+            StatusError::Status { source, .. } => ErrorKind::of_port_error(source),
+        };
+        kind.diagnostic(&error)
+    }
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<StatusCheck>,
+) -> Result<MonitorProgress, StatusError> {
+    let check = event.payload;
+    let status = deps
+        .provisioning
+        .provisioning_status(&check.request)
+        .await
+        .map_err(|source| StatusError::Status {
+            request_id: check.request.request_id.to_string(),
+            source,
+        })?;
+    let request_id = check.request.request_id.to_string();
+    let progress = after_poll(&deps.policy, check, status, chrono::Utc::now());
+    match &progress {
+        MonitorProgress::InProgress {
+            polls,
+            wait_seconds,
+            ..
+        } => tracing::info!(%request_id, polls, wait_seconds, "still in progress"),
+        MonitorProgress::Finished { report } => {
+            tracing::info!(%request_id, polls = report.polls, status = report.status.as_str(), "final")
+        }
+    }
+    Ok(progress)
+}
+
+impl LambdaFunction for Deps {
+    type Event = StatusCheck;
+    type Response = MonitorProgress;
+    type Error = StatusError;
+
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let first = vars.parsed("POLL_FIRST_WAIT_SECONDS");
+        let max = vars.parsed("POLL_MAX_WAIT_SECONDS");
+        let polls = vars.parsed("POLL_MAX_POLLS");
+        let policy = match (first, max, polls) {
+            (Some(first), Some(max), Some(polls)) => PollPolicy::new(first, max, polls)
+                .map_err(|e| vars.problem(format!("the poll policy is invalid: {e}")))
+                .ok(),
+            _ => None,
+        };
+        vars.finish()?;
+        let policy = policy.ok_or_else(|| EnvError {
+            problems: vec!["the poll policy is incomplete".to_owned()],
+        })?;
+        Ok(Deps {
+            provisioning: Arc::new(SsoAdminProvisioning::new(config)),
+            policy,
+        })
+    }
+
+    async fn handle(
+        &self,
+        event: LambdaEvent<StatusCheck>,
+    ) -> Result<MonitorProgress, StatusError> {
+        handle(self, event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use maestro_domain::sso::provisioning::{AssignmentRequest, FinalStatus, ProvisioningStatus};
+
+    struct FixedStatus(Result<ProvisioningStatus, PortError>);
+
+    #[async_trait]
+    impl ProvisioningStatusReader for FixedStatus {
+        async fn provisioning_status(
+            &self,
+            _: &AssignmentRequest,
+        ) -> Result<ProvisioningStatus, PortError> {
+            self.0.clone()
+        }
+    }
+
+    fn deps(status: Result<ProvisioningStatus, PortError>) -> Deps {
+        Deps {
+            provisioning: Arc::new(FixedStatus(status)),
+            policy: PollPolicy::new(1, 4, 3).unwrap(),
+        }
+    }
+
+    fn event() -> LambdaEvent<StatusCheck> {
+        let sample = include_str!("../../../events/sso-assignment-status/first-poll.json");
+        LambdaEvent::new(
+            serde_json::from_str(sample).expect("the sample event parses"),
+            lambda_runtime::Context::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_final_status_becomes_a_report() {
+        let progress = handle(&deps(Ok(ProvisioningStatus::Succeeded)), event())
+            .await
+            .unwrap();
+        let MonitorProgress::Finished { report } = progress else {
+            panic!("expected a report, got {progress:?}");
+        };
+        assert_eq!(report.status, FinalStatus::Succeeded);
+        assert_eq!(report.polls, 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_reported_as_transient_so_the_workflow_retries() {
+        let throttled = PortError::Transient {
+            service: "sso-admin",
+            detail: "ThrottlingException: Rate exceeded".into(),
+        };
+        let error = handle(&deps(Err(throttled)), event()).await.unwrap_err();
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "Transient");
+        assert!(diagnostic.error_message.contains("Rate exceeded"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_request_is_not_retried() {
+        let missing = PortError::NotFound {
+            service: "sso-admin",
+            what: "assignment request x".into(),
+        };
+        let error = handle(&deps(Err(missing)), event()).await.unwrap_err();
+        assert_eq!(Diagnostic::from(error).error_type, "NotFound");
+    }
+
+    #[test]
+    fn an_invalid_poll_policy_in_the_environment_is_named() {
+        let env = FunctionEnv::from_vars([
+            ("POLL_FIRST_WAIT_SECONDS".to_owned(), "10".to_owned()),
+            ("POLL_MAX_WAIT_SECONDS".to_owned(), "5".to_owned()),
+        ]);
+        let config = SdkConfig::builder().build();
+        let Err(error) = Deps::from_parts(&config, &env) else {
+            panic!("an incomplete environment must be refused");
+        };
+        let message = error.to_string();
+        assert!(message.contains("POLL_MAX_POLLS is not set"), "{message}");
+    }
+}

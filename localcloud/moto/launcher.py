@@ -1,0 +1,290 @@
+"""Maestro's moto launcher: the AWS APIs of the local cloud.
+
+Runs moto's server in-process (``ThreadedMotoServer``) on a free loopback port, with the few
+extensions Maestro needs where moto 5.2.5 falls short. Each extension is listed here and in
+localcloud/README.md; keep the two in step.
+
+1. Lambda from Step Functions. moto's ASL interpreter would call moto's own Lambda, which runs
+   functions in Docker. Every boto client the interpreter builds for ``lambda`` points at the
+   local host's Invoke API instead (``--lambda-endpoint``), so state machines call Maestro's
+   real functions in-process. Other services stay on this server, addressed as 127.0.0.1 (moto
+   would say ``localhost``, which may resolve to ::1 first).
+2. Step Functions execution is on (moto's ``execute_state_machine``), so the ASL really runs.
+3. sso-admin tags. moto lacks ``TagResource``, ``UntagResource`` and ``ListTagsForResource``;
+   the SSO model lives in permission-set tags, so they are added (on permission sets and
+   instances).
+4. sso-admin permission sets as IAM Identity Center shapes them: ARNs are
+   ``arn:aws:sso:::permissionSet/ssoins-…/ps-…`` (moto says ``instance/…``) and
+   ``SessionDuration`` is an ISO 8601 duration (moto may answer a number or null, which the
+   AWS SDKs refuse to read).
+5. sso-admin provisioning is asynchronous. moto answers SUCCEEDED at once; IAM Identity Center
+   answers IN_PROGRESS and settles later, and fails requests for accounts outside the
+   organisation. Here a request reports IN_PROGRESS for its first ``--sso-polls-in-progress``
+   status reads, and a CreateAccountAssignment for an account that is not an ACTIVE member of
+   the organisation (when one exists) ends FAILED with IAM Identity Center's reason.
+
+The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
+standard input closes, so a parent that dies never leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+NOT_SUPPORTED_ACCOUNT = "Received a 404 status error: Not supported account"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--lambda-endpoint",
+        required=True,
+        help="the local host's Lambda Invoke API, e.g. http://127.0.0.1:9001",
+    )
+    parser.add_argument(
+        "--sso-polls-in-progress",
+        type=int,
+        default=1,
+        help="status reads that answer IN_PROGRESS before a request settles",
+    )
+    args = parser.parse_args()
+    if urlsplit(args.lambda_endpoint).scheme not in ("http", "https"):
+        parser.error(f"--lambda-endpoint must be an http(s) URL, got {args.lambda_endpoint!r}")
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    # One line per request on stderr would drown the local host's own logs.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto's own integrations (SNS, SQS and DynamoDB tasks of state machines) read this.
+    os.environ["MOTO_PORT"] = str(port)
+
+    enable_state_machine_execution()
+    route_lambda_to(args.lambda_endpoint, f"http://{host}:{port}")
+    add_sso_admin_tags()
+    shape_permission_sets_like_aws()
+    make_sso_provisioning_asynchronous(args.sso_polls_in_progress)
+
+    print(f"MOTO_READY {port}", flush=True)
+    # The parent holds our stdin: when it exits, for whatever reason, so do we.
+    sys.stdin.read()
+    os._exit(0)
+
+
+def enable_state_machine_execution() -> None:
+    # The same switch as `POST /moto-api/config`, set before the first request, and kept
+    # across `POST /moto-api/reset`.
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+
+
+def route_lambda_to(lambda_endpoint: str, moto_endpoint: str) -> None:
+    import boto3
+    from botocore.config import Config
+
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None):
+        endpoint = lambda_endpoint if service == "lambda" else moto_endpoint
+        return boto3.client(
+            service_name=service,
+            region_name=region,
+            endpoint_url=endpoint,
+            aws_access_key_id="localcloud",
+            aws_secret_access_key="localcloud",
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+        )
+
+    # Every interpreter module imported the name itself, so each one's copy is replaced.
+    import importlib
+    import pkgutil
+
+    import moto.stepfunctions.parser as parser_package
+
+    replaced = 0
+    for module_info in pkgutil.walk_packages(parser_package.__path__, parser_package.__name__ + "."):
+        try:
+            module = importlib.import_module(module_info.name)
+        except ImportError:
+            continue
+        if hasattr(module, "boto_client_for"):
+            module.boto_client_for = boto_client_for
+            replaced += 1
+    if replaced == 0:
+        raise SystemExit("moto's interpreter no longer has boto_client_for; update the launcher")
+
+
+def add_sso_admin_tags() -> None:
+    from moto.ssoadmin.exceptions import ResourceNotFoundException
+    from moto.ssoadmin.models import SSOAdminBackend
+    from moto.ssoadmin.responses import SSOAdminResponse
+
+    def taggable(backend: SSOAdminBackend, arn: str) -> Any:
+        for permission_set in backend.permission_sets:
+            if permission_set.permission_set_arn == arn:
+                return permission_set
+        for instance in backend.instances:
+            if instance.instance_arn == arn:
+                if not hasattr(instance, "tags"):
+                    instance.tags = []
+                return instance
+        raise ResourceNotFoundException
+
+    def tag_resource(self: SSOAdminResponse) -> str:
+        params = json.loads(self.body)
+        resource = taggable(self.ssoadmin_backend, params.get("ResourceArn"))
+        new = {tag["Key"]: tag["Value"] for tag in params.get("Tags", [])}
+        kept = [tag for tag in (resource.tags or []) if tag["Key"] not in new]
+        resource.tags = kept + [{"Key": k, "Value": v} for k, v in new.items()]
+        return json.dumps({})
+
+    def untag_resource(self: SSOAdminResponse) -> str:
+        params = json.loads(self.body)
+        resource = taggable(self.ssoadmin_backend, params.get("ResourceArn"))
+        removed = set(params.get("TagKeys", []))
+        resource.tags = [tag for tag in (resource.tags or []) if tag["Key"] not in removed]
+        return json.dumps({})
+
+    def list_tags_for_resource(self: SSOAdminResponse) -> str:
+        params = json.loads(self.body)
+        resource = taggable(self.ssoadmin_backend, params.get("ResourceArn"))
+        return json.dumps({"Tags": list(resource.tags or [])})
+
+    SSOAdminResponse.tag_resource = tag_resource
+    SSOAdminResponse.untag_resource = untag_resource
+    SSOAdminResponse.list_tags_for_resource = list_tags_for_resource
+
+
+def shape_permission_sets_like_aws() -> None:
+    from moto.moto_api._internal import mock_random as random
+    from moto.ssoadmin.models import PermissionSet
+
+    def generate_id(instance_arn: str) -> str:
+        partition_prefix, instance_id = instance_arn.split(":::instance/", 1)
+        suffix = random.get_random_string(length=16).lower()
+        return f"{partition_prefix}:::permissionSet/{instance_id}/ps-{suffix}"
+
+    original_to_json = PermissionSet.to_json
+
+    def to_json(self: PermissionSet, include_creation_date: bool = False) -> dict[str, Any]:
+        summary = original_to_json(self, include_creation_date)
+        duration = summary.get("SessionDuration")
+        if not isinstance(duration, str) or not duration.startswith("PT"):
+            summary["SessionDuration"] = "PT1H"
+        return summary
+
+    PermissionSet.generate_id = staticmethod(generate_id)
+    PermissionSet.to_json = to_json
+
+
+def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
+    from moto.moto_api._internal import mock_random as random
+    from moto.ssoadmin.exceptions import ResourceNotFoundException
+    from moto.ssoadmin.responses import SSOAdminResponse
+
+    # Request id -> (status body, failure reason or None, status reads so far). Creations and
+    # deletions have ids of their own, and stay readable after the assignment is gone, as in
+    # IAM Identity Center (moto reuses the creation's id for the deletion and forgets it).
+    creations: dict[str, list[Any]] = {}
+    deletions: dict[str, list[Any]] = {}
+    lock = threading.Lock()
+
+    def member_status(account_id: str, target_id: str) -> str | None:
+        """The target's status in the caller's organisation, or None without an organisation."""
+        from moto.organizations.models import organizations_backends
+
+        backend = organizations_backends[account_id]["aws"]
+        if backend.org is None:
+            return None
+        for account in backend.accounts:
+            if account.id == target_id:
+                return account.status
+        return "NOT_A_MEMBER"
+
+    def accepted(requests: dict[str, list[Any]], key: str, body: dict[str, Any], reason: str | None) -> str:
+        body["RequestId"] = str(random.uuid4())
+        with lock:
+            requests[body["RequestId"]] = [dict(body), reason, 0]
+        body["Status"] = "IN_PROGRESS"
+        return json.dumps({key: body})
+
+    def described(requests: dict[str, list[Any]], key: str, request_id: str) -> str:
+        with lock:
+            entry = requests.get(request_id)
+            if entry is None:
+                raise ResourceNotFoundException
+            body, reason, reads = entry
+            entry[2] = reads + 1
+        body = dict(body)
+        if reads < polls_in_progress:
+            body["Status"] = "IN_PROGRESS"
+        elif reason is not None:
+            body["Status"] = "FAILED"
+            body["FailureReason"] = reason
+        else:
+            body["Status"] = "SUCCEEDED"
+        return json.dumps({key: body})
+
+    original_create = SSOAdminResponse.create_account_assignment
+    original_delete = SSOAdminResponse.delete_account_assignment
+
+    def create_account_assignment(self: SSOAdminResponse) -> str:
+        key = "AccountAssignmentCreationStatus"
+        body = json.loads(original_create(self))[key]
+        status = member_status(self.current_account, body["TargetId"])
+        reason = None if status in (None, "ACTIVE") else NOT_SUPPORTED_ACCOUNT
+        return accepted(creations, key, body, reason)
+
+    def delete_account_assignment(self: SSOAdminResponse) -> str:
+        key = "AccountAssignmentDeletionStatus"
+        body = json.loads(original_delete(self))[key]
+        return accepted(deletions, key, body, None)
+
+    def describe_creation(self: SSOAdminResponse) -> str:
+        request_id = json.loads(self.body).get("AccountAssignmentCreationRequestId")
+        return described(creations, "AccountAssignmentCreationStatus", request_id)
+
+    def describe_deletion(self: SSOAdminResponse) -> str:
+        request_id = json.loads(self.body).get("AccountAssignmentDeletionRequestId")
+        return described(deletions, "AccountAssignmentDeletionStatus", request_id)
+
+    forget_on_reset(creations, deletions)
+    SSOAdminResponse.create_account_assignment = create_account_assignment
+    SSOAdminResponse.delete_account_assignment = delete_account_assignment
+    SSOAdminResponse.describe_account_assignment_creation_status = describe_creation
+    SSOAdminResponse.describe_account_assignment_deletion_status = describe_deletion
+
+
+def forget_on_reset(*state: dict[str, Any]) -> None:
+    """Empties the launcher's own state when moto's is reset (`POST /moto-api/reset`)."""
+    from moto.moto_api._internal.models import MotoAPIBackend
+
+    original_reset = MotoAPIBackend.reset
+
+    def reset(self: MotoAPIBackend) -> None:
+        original_reset(self)
+        for entries in state:
+            entries.clear()
+
+    MotoAPIBackend.reset = reset
+
+
+if __name__ == "__main__":
+    main()

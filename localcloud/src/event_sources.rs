@@ -1,0 +1,217 @@
+//! SQS event source mappings, as Lambda runs them: receive a batch, invoke the function,
+//! delete what succeeded, and leave failures to be redelivered until the queue's redrive
+//! policy moves them to its DLQ.
+//!
+//! Two deliberate differences from Lambda, both only in timing: a failed record becomes
+//! visible again at once instead of after the visibility timeout, and batching windows do not
+//! delay delivery. Both keep local runs fast; neither changes what ends where.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use serde_json::{Map, Value, json};
+
+use crate::invoke::invoke;
+use crate::stack::{DeployedFunction, QueueMapping};
+
+pub fn spawn_queue_mapping(
+    sqs: aws_sdk_sqs::Client,
+    mapping: QueueMapping,
+    function: Arc<DeployedFunction>,
+    region: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = poll_once(&sqs, &mapping, &function, &region).await {
+                tracing::warn!(queue = %mapping.queue_arn, %error, "queue poll failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    })
+}
+
+async fn poll_once(
+    sqs: &aws_sdk_sqs::Client,
+    mapping: &QueueMapping,
+    function: &DeployedFunction,
+    region: &str,
+) -> Result<(), String> {
+    let received = sqs
+        .receive_message()
+        .queue_url(&mapping.queue_url)
+        .max_number_of_messages(mapping.batch_size)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let messages = received.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let event = json!({
+        "Records": messages
+            .iter()
+            .map(|m| record(m, &mapping.queue_arn, region))
+            .collect::<Vec<_>>(),
+    });
+    let ids: Vec<&str> = messages
+        .iter()
+        .map(|m| m.message_id.as_deref().unwrap_or_default())
+        .collect();
+    let failed = failed_ids(mapping, &ids, invoke(function, event).await);
+
+    let succeeded: Vec<DeleteMessageBatchRequestEntry> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !failed.contains(m.message_id.as_deref().unwrap_or_default()))
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle.clone()?)
+                .build()
+                .ok()
+        })
+        .collect();
+    if !succeeded.is_empty() {
+        sqs.delete_message_batch()
+            .queue_url(&mapping.queue_url)
+            .set_entries(Some(succeeded))
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    for message in messages
+        .iter()
+        .filter(|m| failed.contains(m.message_id.as_deref().unwrap_or_default()))
+    {
+        if let Some(handle) = &message.receipt_handle {
+            sqs.change_message_visibility()
+                .queue_url(&mapping.queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The records of the batch to redeliver, by Lambda's rules for SQS responses.
+fn failed_ids(
+    mapping: &QueueMapping,
+    ids: &[&str],
+    outcome: Result<Value, lambda_runtime::Diagnostic>,
+) -> HashSet<String> {
+    let everything = || ids.iter().map(|id| (*id).to_owned()).collect();
+    let response = match outcome {
+        Err(_) => return everything(),
+        Ok(response) => response,
+    };
+    if !mapping.report_batch_item_failures {
+        return HashSet::new();
+    }
+    let Some(failures) = response.get("batchItemFailures").and_then(Value::as_array) else {
+        return HashSet::new();
+    };
+    let mut failed = HashSet::new();
+    for failure in failures {
+        match failure.get("itemIdentifier").and_then(Value::as_str) {
+            Some(id) if ids.contains(&id) => {
+                failed.insert(id.to_owned());
+            }
+            // An empty or unknown identifier fails the whole batch.
+            _ => return everything(),
+        }
+    }
+    failed
+}
+
+/// One record of an SQS event, in the shape Lambda delivers it.
+fn record(message: &Message, queue_arn: &str, region: &str) -> Value {
+    let attributes: Map<String, Value> = message
+        .attributes
+        .iter()
+        .flatten()
+        .map(|(name, value)| (name.as_str().to_owned(), Value::String(value.clone())))
+        .collect();
+    let message_attributes: Map<String, Value> = message
+        .message_attributes
+        .iter()
+        .flatten()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                json!({
+                    "stringValue": value.string_value,
+                    "stringListValues": value.string_list_values.clone().unwrap_or_default(),
+                    "binaryListValues": [],
+                    "dataType": value.data_type,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "messageId": message.message_id,
+        "receiptHandle": message.receipt_handle,
+        "body": message.body,
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.md5_of_body,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(report: bool) -> QueueMapping {
+        QueueMapping {
+            function_name: "f".into(),
+            queue_url: "u".into(),
+            queue_arn: "a".into(),
+            batch_size: 10,
+            report_batch_item_failures: report,
+        }
+    }
+
+    fn error() -> lambda_runtime::Diagnostic {
+        lambda_runtime::Diagnostic {
+            error_type: "X".into(),
+            error_message: "x".into(),
+        }
+    }
+
+    #[test]
+    fn a_function_error_fails_the_whole_batch() {
+        let failed = failed_ids(&mapping(true), &["1", "2"], Err(error()));
+        assert_eq!(failed.len(), 2);
+    }
+
+    #[test]
+    fn reported_items_fail_alone() {
+        let response = json!({"batchItemFailures": [{"itemIdentifier": "2"}]});
+        let failed = failed_ids(&mapping(true), &["1", "2"], Ok(response));
+        assert_eq!(failed, HashSet::from(["2".to_owned()]));
+    }
+
+    #[test]
+    fn an_unknown_identifier_fails_the_whole_batch() {
+        let response = json!({"batchItemFailures": [{"itemIdentifier": "9"}]});
+        let failed = failed_ids(&mapping(true), &["1", "2"], Ok(response));
+        assert_eq!(failed.len(), 2);
+    }
+
+    #[test]
+    fn without_report_batch_item_failures_the_response_is_ignored() {
+        let response = json!({"batchItemFailures": [{"itemIdentifier": "2"}]});
+        assert!(failed_ids(&mapping(false), &["1", "2"], Ok(response)).is_empty());
+    }
+}

@@ -1,0 +1,269 @@
+//! A small sample organisation for `make up`: OUs per SDLC environment, tagged accounts,
+//! identity-store groups and tagged permission sets, following the SSO model of BRIEF §2.
+//! Later capabilities extend it with resources, secrets and approvals.
+
+use std::fmt;
+
+use aws_sdk_organizations::types::Tag as AccountTag;
+use aws_sdk_ssoadmin::types::Tag as PermissionSetTag;
+use maestro_aws::SdkConfig;
+
+use crate::error::LocalCloudError;
+
+/// What the seed created, for the operator to read.
+pub struct SampleOrganisation {
+    pub instance_arn: String,
+    pub identity_store_id: String,
+    pub accounts: Vec<(String, String)>,
+    pub groups: Vec<(String, String)>,
+    pub permission_sets: Vec<(String, String)>,
+}
+
+impl fmt::Display for SampleOrganisation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Sample organisation:")?;
+        writeln!(f, "  IAM Identity Center instance: {}", self.instance_arn)?;
+        writeln!(f, "  identity store: {}", self.identity_store_id)?;
+        for (name, id) in &self.accounts {
+            writeln!(f, "  account {name}: {id}")?;
+        }
+        for (name, id) in &self.groups {
+            writeln!(f, "  group {name}: {id}")?;
+        }
+        for (name, arn) in &self.permission_sets {
+            writeln!(f, "  permission set {name}: {arn}")?;
+        }
+        Ok(())
+    }
+}
+
+/// (account name, OU path under the root, workload, owner)
+const ACCOUNTS: &[(&str, &[&str], &str, Option<&str>)] = &[
+    (
+        "payments-development",
+        &["Workloads", "development"],
+        "payments",
+        None,
+    ),
+    (
+        "payments-staging",
+        &["Workloads", "staging"],
+        "payments",
+        None,
+    ),
+    (
+        "payments-production",
+        &["Workloads", "production"],
+        "payments",
+        None,
+    ),
+    (
+        "checkout-development",
+        &["Workloads", "development"],
+        "checkout",
+        None,
+    ),
+    (
+        "checkout-production",
+        &["Workloads", "production"],
+        "checkout",
+        None,
+    ),
+    (
+        "sandbox-alice",
+        &["Workloads", "sandbox"],
+        "sandbox",
+        Some("alice"),
+    ),
+    ("log-archive", &["Security"], "security", None),
+];
+
+const GROUPS: &[&str] = &[
+    "developer_workload_payments",
+    "developer_workload_checkout",
+    "tester_workload_payments",
+    "security_auditor_workload_security",
+];
+
+/// (name, job_function tag, workloads tag); a set without tags is not managed by the model.
+const PERMISSION_SETS: &[(&str, Option<(&str, &str)>)] = &[
+    ("Developer", Some(("developer", "workload_match"))),
+    ("Tester", Some(("tester", "payments checkout"))),
+    (
+        "SecurityAuditor",
+        Some(("security_auditor", "workload_all")),
+    ),
+    ("SandboxOwner", Some(("sandbox_owner", "workload_match"))),
+    ("BillingReadOnly", None),
+];
+
+fn seed_error(what: &str) -> impl Fn(String) -> LocalCloudError + '_ {
+    move |detail| LocalCloudError::build(&format!("sample organisation: {what}"), detail)
+}
+
+pub async fn sample_organisation(
+    config: &SdkConfig,
+) -> Result<SampleOrganisation, LocalCloudError> {
+    let organizations = aws_sdk_organizations::Client::new(config);
+    let identity_store = aws_sdk_identitystore::Client::new(config);
+    let sso_admin = aws_sdk_ssoadmin::Client::new(config);
+
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .map_err(|e| seed_error("organization")(format!("{e:?}")))?;
+    let root_id = organizations
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| seed_error("roots")(format!("{e:?}")))?
+        .roots
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|root| root.id)
+        .ok_or_else(|| seed_error("roots")("the organisation has no root".into()))?;
+
+    let mut ous: Vec<(Vec<&str>, String)> = Vec::new();
+    let mut accounts = Vec::new();
+    for (name, path, workload, owner) in ACCOUNTS {
+        let mut parent = root_id.clone();
+        for depth in 1..=path.len() {
+            let prefix = path[..depth].to_vec();
+            parent = match ous.iter().find(|(p, _)| *p == prefix) {
+                Some((_, id)) => id.clone(),
+                None => {
+                    let id = organizations
+                        .create_organizational_unit()
+                        .parent_id(&parent)
+                        .name(prefix[depth - 1])
+                        .send()
+                        .await
+                        .map_err(|e| seed_error("OU")(format!("{e:?}")))?
+                        .organizational_unit
+                        .and_then(|ou| ou.id)
+                        .ok_or_else(|| seed_error("OU")("no id returned".into()))?;
+                    ous.push((prefix, id.clone()));
+                    id
+                }
+            };
+        }
+        let account_id = organizations
+            .create_account()
+            .account_name(*name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .create_account_status
+            .and_then(|status| status.account_id)
+            .ok_or_else(|| seed_error(name)("no account id returned".into()))?;
+        organizations
+            .move_account()
+            .account_id(&account_id)
+            .source_parent_id(&root_id)
+            .destination_parent_id(&parent)
+            .send()
+            .await
+            .map_err(|e| seed_error(name)(format!("{e:?}")))?;
+        let mut tags = vec![account_tag("workload", workload)?];
+        if let Some(owner) = owner {
+            tags.push(account_tag("owner", owner)?);
+        }
+        organizations
+            .tag_resource()
+            .resource_id(&account_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| seed_error(name)(format!("{e:?}")))?;
+        accounts.push(((*name).to_owned(), account_id));
+    }
+
+    let instance = sso_admin
+        .list_instances()
+        .send()
+        .await
+        .map_err(|e| seed_error("instance")(format!("{e:?}")))?
+        .instances
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(|| seed_error("instance")("no IAM Identity Center instance".into()))?;
+    let instance_arn = instance.instance_arn.unwrap_or_default();
+    let identity_store_id = instance.identity_store_id.unwrap_or_default();
+
+    let mut groups = Vec::new();
+    for name in GROUPS {
+        let group_id = identity_store
+            .create_group()
+            .identity_store_id(&identity_store_id)
+            .display_name(*name)
+            .send()
+            .await
+            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .group_id;
+        groups.push(((*name).to_owned(), group_id));
+    }
+    let alice = identity_store
+        .create_user()
+        .identity_store_id(&identity_store_id)
+        .user_name("alice")
+        .display_name("Alice Example")
+        .name(
+            aws_sdk_identitystore::types::Name::builder()
+                .given_name("Alice")
+                .family_name("Example")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| seed_error("alice")(format!("{e:?}")))?;
+    groups.push(("user alice".to_owned(), alice.user_id));
+
+    let mut permission_sets = Vec::new();
+    for (name, tags) in PERMISSION_SETS {
+        let mut request = sso_admin
+            .create_permission_set()
+            .instance_arn(&instance_arn)
+            .name(*name);
+        if let Some((job_function, workloads)) = tags {
+            request = request
+                .tags(permission_set_tag("job_function", job_function)?)
+                .tags(permission_set_tag("workloads", workloads)?);
+        }
+        let arn = request
+            .send()
+            .await
+            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .permission_set
+            .and_then(|set| set.permission_set_arn)
+            .unwrap_or_default();
+        permission_sets.push(((*name).to_owned(), arn));
+    }
+
+    Ok(SampleOrganisation {
+        instance_arn,
+        identity_store_id,
+        accounts,
+        groups,
+        permission_sets,
+    })
+}
+
+fn account_tag(key: &str, value: &str) -> Result<AccountTag, LocalCloudError> {
+    AccountTag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .map_err(|e| seed_error("tag")(e.to_string()))
+}
+
+fn permission_set_tag(key: &str, value: &str) -> Result<PermissionSetTag, LocalCloudError> {
+    PermissionSetTag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .map_err(|e| seed_error("tag")(e.to_string()))
+}

@@ -1,0 +1,801 @@
+//! Making the template's stack real on the emulator: names first (so references never depend
+//! on creation order), then every resource, then the functions and their event sources.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::LocalCloudError;
+use crate::functions::{FailedInit, InProcessFunction, registration_for};
+use crate::template::{ResolveContext, Template, resolve, substitute};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::FunctionEnv;
+
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// Where and as what the stack is built.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    pub stack_name: String,
+    pub region: String,
+    pub moto_endpoint: String,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The kinds of resource the local cloud builds, and those it accepts without emulating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Queue,
+    Topic,
+    Subscription,
+    Table,
+    Function,
+    StateMachine,
+    /// Accepted so the template deploys, resolved so its references are checked, but not
+    /// emulated (IAM, KMS, alarms, log groups: nothing local depends on them).
+    NotEmulated,
+}
+
+impl Kind {
+    fn of(resource_type: &str) -> Option<Kind> {
+        Some(match resource_type {
+            "AWS::SQS::Queue" => Kind::Queue,
+            "AWS::SNS::Topic" => Kind::Topic,
+            "AWS::SNS::Subscription" => Kind::Subscription,
+            "AWS::DynamoDB::Table" => Kind::Table,
+            "AWS::Serverless::Function" => Kind::Function,
+            "AWS::Serverless::StateMachine" => Kind::StateMachine,
+            "AWS::KMS::Key"
+            | "AWS::KMS::Alias"
+            | "AWS::CloudWatch::Alarm"
+            | "AWS::Logs::LogGroup"
+            | "AWS::IAM::Role"
+            | "AWS::IAM::ManagedPolicy"
+            | "AWS::SQS::QueuePolicy"
+            | "AWS::SNS::TopicPolicy"
+            | "AWS::Lambda::Permission" => Kind::NotEmulated,
+            _ => return None,
+        })
+    }
+}
+
+/// A resource's identity in the stack: what `Ref` gives and what `Fn::GetAtt` can read.
+#[derive(Debug, Clone)]
+pub struct PhysicalResource {
+    pub resource_type: String,
+    pub kind: Kind,
+    pub reference: String,
+    pub attributes: BTreeMap<&'static str, String>,
+}
+
+/// A function of the stack as the local host runs it.
+pub struct DeployedFunction {
+    pub logical_id: String,
+    pub name: String,
+    pub arn: String,
+    pub timeout_seconds: u64,
+    pub handler: Arc<dyn InProcessFunction>,
+}
+
+/// An SQS event source mapping of the template.
+#[derive(Debug, Clone)]
+pub struct QueueMapping {
+    pub function_name: String,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub batch_size: i32,
+    pub report_batch_item_failures: bool,
+}
+
+/// The stack as built: resources by logical id, outputs, functions and their event sources.
+pub struct Stack {
+    pub settings: StackSettings,
+    pub resources: BTreeMap<String, PhysicalResource>,
+    pub outputs: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, Arc<DeployedFunction>>,
+    pub queue_mappings: Vec<QueueMapping>,
+}
+
+impl Stack {
+    /// What `Ref` of `logical_id` gives: a queue URL, a topic ARN, a function name…
+    pub fn reference(&self, logical_id: &str) -> Option<&str> {
+        self.resources.get(logical_id).map(|r| r.reference.as_str())
+    }
+
+    pub fn attribute(&self, logical_id: &str, attribute: &str) -> Option<&str> {
+        self.resources
+            .get(logical_id)
+            .and_then(|r| r.attributes.get(attribute))
+            .map(String::as_str)
+    }
+
+    pub fn output(&self, name: &str) -> Option<&str> {
+        self.outputs.get(name).map(String::as_str)
+    }
+}
+
+/// Names every resource of the template, as CloudFormation would before creating any.
+struct Plan<'a> {
+    template: &'a Template,
+    settings: &'a StackSettings,
+    resources: BTreeMap<String, PhysicalResource>,
+}
+
+impl ResolveContext for Plan<'_> {
+    fn reference(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS::Region" => Some(self.settings.region.clone()),
+            "AWS::AccountId" => Some(ACCOUNT_ID.to_owned()),
+            "AWS::StackName" => Some(self.settings.stack_name.clone()),
+            "AWS::StackId" => Some(format!(
+                "arn:aws:cloudformation:{}:{ACCOUNT_ID}:stack/{}/local",
+                self.settings.region, self.settings.stack_name
+            )),
+            "AWS::Partition" => Some("aws".to_owned()),
+            "AWS::URLSuffix" => Some("amazonaws.com".to_owned()),
+            _ => self
+                .settings
+                .parameters
+                .get(name)
+                .cloned()
+                .or_else(|| self.resources.get(name).map(|r| r.reference.clone())),
+        }
+    }
+
+    fn attribute(&self, resource: &str, attribute: &str) -> Result<String, String> {
+        let physical = self
+            .resources
+            .get(resource)
+            .ok_or_else(|| format!("Fn::GetAtt {resource}.{attribute}: no resource {resource}"))?;
+        physical.attributes.get(attribute).cloned().ok_or_else(|| {
+            let known: Vec<&str> = physical.attributes.keys().copied().collect();
+            format!(
+                "Fn::GetAtt {resource}.{attribute}: the local cloud knows only {known:?} of {}",
+                physical.resource_type
+            )
+        })
+    }
+}
+
+/// Only parameters and pseudo parameters: what resource names may be built from.
+struct NamesOnly<'a>(&'a StackSettings);
+
+impl ResolveContext for NamesOnly<'_> {
+    fn reference(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS::Region" => Some(self.0.region.clone()),
+            "AWS::AccountId" => Some(ACCOUNT_ID.to_owned()),
+            "AWS::StackName" => Some(self.0.stack_name.clone()),
+            "AWS::Partition" => Some("aws".to_owned()),
+            _ => self.0.parameters.get(name).cloned(),
+        }
+    }
+
+    fn attribute(&self, resource: &str, attribute: &str) -> Result<String, String> {
+        Err(format!(
+            "a resource name cannot depend on {resource}.{attribute}"
+        ))
+    }
+}
+
+impl<'a> Plan<'a> {
+    fn new(template: &'a Template, settings: &'a StackSettings) -> Result<Self, LocalCloudError> {
+        let mut resources = BTreeMap::new();
+        for (logical_id, resource) in template.resources() {
+            let resource_type = resource["Type"].as_str().unwrap_or_default();
+            let kind = Kind::of(resource_type).ok_or_else(|| {
+                LocalCloudError::Template(format!(
+                    "{logical_id}: the local cloud does not build {resource_type:?}; extend localcloud/src/stack.rs"
+                ))
+            })?;
+            let physical = physical(settings, logical_id, resource_type, kind, resource)?;
+            resources.insert(logical_id.clone(), physical);
+        }
+        Ok(Plan {
+            template,
+            settings,
+            resources,
+        })
+    }
+
+    /// The resource's properties with every intrinsic resolved.
+    fn properties(&self, logical_id: &str) -> Result<Value, LocalCloudError> {
+        let resource = &self.template.document["Resources"][logical_id];
+        resolve(&resource["Properties"], self, logical_id)
+    }
+}
+
+fn physical(
+    settings: &StackSettings,
+    logical_id: &str,
+    resource_type: &str,
+    kind: Kind,
+    resource: &Value,
+) -> Result<PhysicalResource, LocalCloudError> {
+    let region = &settings.region;
+    let explicit_name = |property: &str| -> Result<Option<String>, LocalCloudError> {
+        match resource["Properties"].get(property) {
+            None => Ok(None),
+            Some(value) => {
+                let at = format!("{logical_id}.Properties.{property}");
+                match resolve(value, &NamesOnly(settings), &at)? {
+                    Value::String(name) => Ok(Some(name)),
+                    other => Err(LocalCloudError::Template(format!(
+                        "{at}: expected a name, got {other}"
+                    ))),
+                }
+            }
+        }
+    };
+    let generated = |max: usize| {
+        let mut name = format!("{}-{logical_id}", settings.stack_name);
+        name.truncate(max);
+        name
+    };
+    let mut attributes = BTreeMap::new();
+    let reference = match kind {
+        Kind::Queue => {
+            let name = explicit_name("QueueName")?.unwrap_or_else(|| {
+                let fifo = resource["Properties"]["FifoQueue"].as_bool() == Some(true);
+                if fifo {
+                    format!("{}.fifo", generated(75))
+                } else {
+                    generated(80)
+                }
+            });
+            let url = format!("{}/{ACCOUNT_ID}/{name}", settings.moto_endpoint);
+            attributes.insert("Arn", format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"));
+            attributes.insert("QueueName", name);
+            attributes.insert("QueueUrl", url.clone());
+            url
+        }
+        Kind::Topic => {
+            let name = explicit_name("TopicName")?.unwrap_or_else(|| generated(256));
+            let arn = format!("arn:aws:sns:{region}:{ACCOUNT_ID}:{name}");
+            attributes.insert("TopicArn", arn.clone());
+            attributes.insert("TopicName", name);
+            arn
+        }
+        Kind::Subscription => format!("arn:aws:sns:{region}:{ACCOUNT_ID}:{logical_id}:local"),
+        Kind::Table => {
+            let name = explicit_name("TableName")?.unwrap_or_else(|| generated(255));
+            attributes.insert(
+                "Arn",
+                format!("arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}"),
+            );
+            name
+        }
+        Kind::Function => {
+            let name = explicit_name("FunctionName")?.unwrap_or_else(|| generated(64));
+            attributes.insert(
+                "Arn",
+                format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"),
+            );
+            name
+        }
+        Kind::StateMachine => {
+            let name = explicit_name("Name")?.unwrap_or_else(|| generated(80));
+            let arn = format!("arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{name}");
+            attributes.insert("Arn", arn.clone());
+            attributes.insert("Name", name);
+            arn
+        }
+        Kind::NotEmulated => {
+            let name = generated(256);
+            let service = resource_type
+                .split("::")
+                .nth(1)
+                .unwrap_or("local")
+                .to_lowercase();
+            attributes.insert(
+                "Arn",
+                format!("arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"),
+            );
+            attributes.insert("KeyId", name.clone());
+            name
+        }
+    };
+    Ok(PhysicalResource {
+        resource_type: resource_type.to_owned(),
+        kind,
+        reference,
+        attributes,
+    })
+}
+
+/// The AWS clients the build needs, all pointed at the emulator.
+struct Clients {
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sfn: aws_sdk_sfn::Client,
+}
+
+/// Builds the stack: resolves the whole template first (so a wiring mistake fails before
+/// anything is created), then creates the resources on the emulator.
+pub async fn deploy(
+    template: &Template,
+    settings: StackSettings,
+    sdk_config: &SdkConfig,
+) -> Result<Stack, LocalCloudError> {
+    let plan = Plan::new(template, &settings)?;
+    let mut properties = BTreeMap::new();
+    for logical_id in plan.resources.keys() {
+        properties.insert(logical_id.clone(), plan.properties(logical_id)?);
+    }
+    let globals = resolve(
+        &template.document["Globals"]["Function"],
+        &plan,
+        "Globals.Function",
+    )?;
+    let of_kind = |kind: Kind| {
+        plan.resources
+            .iter()
+            .filter(move |(_, r)| r.kind == kind)
+            .map(|(id, r)| (id.as_str(), r, &properties[id]))
+    };
+
+    let clients = Clients {
+        sqs: aws_sdk_sqs::Client::new(sdk_config),
+        sns: aws_sdk_sns::Client::new(sdk_config),
+        dynamodb: aws_sdk_dynamodb::Client::new(sdk_config),
+        sfn: aws_sdk_sfn::Client::new(sdk_config),
+    };
+
+    // State machine definitions and function wiring are checked before anything is created.
+    let mut definitions = Vec::new();
+    for (id, physical, props) in of_kind(Kind::StateMachine) {
+        definitions.push((id, physical, state_machine_definition(template, id, props)?));
+    }
+    let mut functions = BTreeMap::new();
+    let mut queue_mappings = Vec::new();
+    for (id, physical, props) in of_kind(Kind::Function) {
+        let function = function(
+            template, &settings, sdk_config, id, physical, props, &globals,
+        )?;
+        queue_mappings.extend(sqs_events(&plan, id, &function.name, props)?);
+        functions.insert(function.name.clone(), Arc::new(function));
+    }
+
+    for (id, physical, props) in of_kind(Kind::Topic) {
+        create_topic(&clients, id, physical, props).await?;
+    }
+    for (id, physical, props) in of_kind(Kind::Queue) {
+        create_queue(&clients, id, physical, props).await?;
+    }
+    // Redrive policies name other queues, so they are set once every queue exists.
+    for (id, physical, props) in of_kind(Kind::Queue) {
+        set_redrive_policy(&clients, id, physical, props).await?;
+    }
+    for (id, _, props) in of_kind(Kind::Subscription) {
+        subscribe(&clients, id, props).await?;
+    }
+    for (id, physical, props) in of_kind(Kind::Table) {
+        create_table(&clients, id, physical, props).await?;
+    }
+    for (id, physical, definition) in definitions {
+        let props = &properties[id];
+        clients
+            .sfn
+            .create_state_machine()
+            .name(&physical.attributes["Name"])
+            .definition(definition)
+            .role_arn(format!(
+                "arn:aws:iam::{ACCOUNT_ID}:role/{}-{id}Role",
+                settings.stack_name
+            ))
+            .r#type(
+                props["Type"]
+                    .as_str()
+                    .unwrap_or("STANDARD")
+                    .parse()
+                    .map_err(|e| LocalCloudError::build(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    }
+
+    let mut outputs = BTreeMap::new();
+    if let Some(declared) = template.document["Outputs"].as_object() {
+        for (name, output) in declared {
+            let value = resolve(&output["Value"], &plan, &format!("Outputs.{name}"))?;
+            outputs.insert(name.clone(), value_string(&value));
+        }
+    }
+    let resources = plan.resources;
+    Ok(Stack {
+        settings,
+        resources,
+        outputs,
+        functions,
+        queue_mappings,
+    })
+}
+
+fn value_string(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn aws_error(error: impl std::error::Error) -> String {
+    // The SDK's Display is terse; the source chain carries the service's message.
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+fn state_machine_definition(
+    template: &Template,
+    id: &str,
+    props: &Value,
+) -> Result<String, LocalCloudError> {
+    let raw = match (&props["DefinitionUri"], &props["Definition"]) {
+        (Value::String(uri), Value::Null) => {
+            let path = template.base_dir.join(uri);
+            std::fs::read_to_string(&path).map_err(|e| {
+                LocalCloudError::Template(format!(
+                    "{id}.DefinitionUri: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?
+        }
+        (Value::Null, definition @ Value::Object(_)) => definition.to_string(),
+        _ => {
+            return Err(LocalCloudError::Template(format!(
+                "{id}: give DefinitionUri (a local file) or an inline Definition"
+            )));
+        }
+    };
+    let substitutions = props["DefinitionSubstitutions"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let at = format!("{id}.DefinitionUri");
+    let definition = substitute(&raw, &at, |name| {
+        substitutions.get(name).map(value_string).ok_or_else(|| {
+            LocalCloudError::Template(format!(
+                "{at}: the definition uses ${{{name}}}, which DefinitionSubstitutions does not give"
+            ))
+        })
+    })?;
+    serde_json::from_str::<Value>(&definition).map_err(|e| {
+        LocalCloudError::Template(format!("{at}: not valid JSON after substitution: {e}"))
+    })?;
+    Ok(definition)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn function(
+    template: &Template,
+    settings: &StackSettings,
+    sdk_config: &SdkConfig,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+    globals: &Value,
+) -> Result<DeployedFunction, LocalCloudError> {
+    let raw = &template.document["Resources"][id];
+    let binary = raw["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            props["CodeUri"]
+                .as_str()
+                .and_then(|uri| std::path::Path::new(uri).file_name())
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .ok_or_else(|| {
+            LocalCloudError::Template(format!(
+                "{id}: name the crate in Metadata.BuildProperties.Binary"
+            ))
+        })?;
+    let registration = registration_for(&binary).ok_or_else(|| {
+        LocalCloudError::Template(format!(
+            "{id} builds binary {binary:?}, which the local host does not know; register it in localcloud/src/functions.rs"
+        ))
+    })?;
+
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for source in [
+        &globals["Environment"]["Variables"],
+        &props["Environment"]["Variables"],
+    ] {
+        for (name, value) in source.as_object().into_iter().flatten() {
+            env.insert(name.clone(), value_string(value));
+        }
+    }
+    let name = physical.reference.clone();
+    // What Lambda itself sets in every function's environment.
+    env.insert("AWS_REGION".into(), settings.region.clone());
+    env.insert("AWS_DEFAULT_REGION".into(), settings.region.clone());
+    env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone());
+    let timeout_seconds = props["Timeout"]
+        .as_u64()
+        .or_else(|| globals["Timeout"].as_u64())
+        .unwrap_or(3);
+    let handler = match (registration.build)(sdk_config, &FunctionEnv::from_vars(env)) {
+        Ok(handler) => handler,
+        Err(error) => {
+            tracing::error!(function = %id, %error, "the function's cold start fails; every invocation will fail");
+            Arc::new(FailedInit(error))
+        }
+    };
+    Ok(DeployedFunction {
+        logical_id: id.to_owned(),
+        arn: physical.attributes["Arn"].clone(),
+        name,
+        timeout_seconds,
+        handler,
+    })
+}
+
+fn sqs_events(
+    plan: &Plan<'_>,
+    id: &str,
+    function_name: &str,
+    props: &Value,
+) -> Result<Vec<QueueMapping>, LocalCloudError> {
+    let mut mappings = Vec::new();
+    for (event_name, event) in props["Events"].as_object().into_iter().flatten() {
+        let at = format!("{id}.Events.{event_name}");
+        let event_type = event["Type"].as_str().unwrap_or_default();
+        if event_type != "SQS" {
+            return Err(LocalCloudError::Template(format!(
+                "{at}: the local cloud does not emulate {event_type:?} events yet; extend localcloud/src/stack.rs"
+            )));
+        }
+        let event_props = &event["Properties"];
+        if event_props["Enabled"].as_bool() == Some(false) {
+            continue;
+        }
+        let queue_arn = event_props["Queue"].as_str().unwrap_or_default();
+        let queue = plan
+            .resources
+            .values()
+            .find(|r| r.kind == Kind::Queue && r.attributes["Arn"] == queue_arn)
+            .ok_or_else(|| {
+                LocalCloudError::Template(format!(
+                    "{at}: Queue {queue_arn:?} is not a queue of this stack"
+                ))
+            })?;
+        let report_batch_item_failures = event_props["FunctionResponseTypes"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"));
+        mappings.push(QueueMapping {
+            function_name: function_name.to_owned(),
+            queue_url: queue.reference.clone(),
+            queue_arn: queue_arn.to_owned(),
+            batch_size: event_props["BatchSize"].as_i64().unwrap_or(10).clamp(1, 10) as i32,
+            report_batch_item_failures,
+        });
+    }
+    Ok(mappings)
+}
+
+/// Properties given as numbers or strings in templates, as SQS and SNS want them: strings.
+fn attribute_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::Object(_) | Value::Array(_) => Some(value.to_string()),
+        other => Some(value_string(other)),
+    }
+}
+
+async fn create_topic(
+    clients: &Clients,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+) -> Result<(), LocalCloudError> {
+    let mut request = clients
+        .sns
+        .create_topic()
+        .name(&physical.attributes["TopicName"]);
+    for attribute in ["DisplayName", "FifoTopic", "ContentBasedDeduplication"] {
+        if let Some(value) = attribute_text(&props[attribute]) {
+            request = request.attributes(attribute, value);
+        }
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    for (i, subscription) in props["Subscription"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let mut inline = subscription.clone();
+        inline["TopicArn"] = Value::String(physical.reference.clone());
+        subscribe(clients, &format!("{id}.Subscription[{i}]"), &inline).await?;
+    }
+    Ok(())
+}
+
+async fn create_queue(
+    clients: &Clients,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+) -> Result<(), LocalCloudError> {
+    let mut request = clients
+        .sqs
+        .create_queue()
+        .queue_name(&physical.attributes["QueueName"]);
+    for attribute in [
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "DelaySeconds",
+        "ReceiveMessageWaitTimeSeconds",
+        "MaximumMessageSize",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+    ] {
+        if let Some(value) = attribute_text(&props[attribute]) {
+            request = request.attributes(
+                aws_sdk_sqs::types::QueueAttributeName::from(attribute),
+                value,
+            );
+        }
+    }
+    let created = request
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    // References were resolved with the planned URL; the emulator must agree with it.
+    if created.queue_url.as_deref() != Some(physical.reference.as_str()) {
+        return Err(LocalCloudError::build(
+            id,
+            format!(
+                "the emulator named the queue {:?}, not {:?} as planned",
+                created.queue_url, physical.reference
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn set_redrive_policy(
+    clients: &Clients,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+) -> Result<(), LocalCloudError> {
+    let Some(policy) = attribute_text(&props["RedrivePolicy"]) else {
+        return Ok(());
+    };
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&physical.reference)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            policy,
+        )
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    Ok(())
+}
+
+async fn subscribe(clients: &Clients, id: &str, props: &Value) -> Result<(), LocalCloudError> {
+    let mut request = clients
+        .sns
+        .subscribe()
+        .topic_arn(value_string(&props["TopicArn"]))
+        .protocol(value_string(&props["Protocol"]))
+        .endpoint(value_string(&props["Endpoint"]));
+    for attribute in ["RawMessageDelivery", "FilterPolicy", "FilterPolicyScope"] {
+        if let Some(value) = attribute_text(&props[attribute]) {
+            request = request.attributes(attribute, value);
+        }
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    Ok(())
+}
+
+async fn create_table(
+    clients: &Clients,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+) -> Result<(), LocalCloudError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, Projection,
+        ProjectionType, TimeToLiveSpecification,
+    };
+    let build = |e: aws_sdk_dynamodb::error::BuildError| LocalCloudError::build(id, e);
+    let key_schema = |keys: &Value| -> Result<Vec<KeySchemaElement>, LocalCloudError> {
+        keys.as_array()
+            .into_iter()
+            .flatten()
+            .map(|key| {
+                KeySchemaElement::builder()
+                    .attribute_name(value_string(&key["AttributeName"]))
+                    .key_type(value_string(&key["KeyType"]).as_str().into())
+                    .build()
+                    .map_err(build)
+            })
+            .collect()
+    };
+    let mut request = clients
+        .dynamodb
+        .create_table()
+        .table_name(&physical.reference)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&props["KeySchema"])?));
+    for definition in props["AttributeDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(value_string(&definition["AttributeName"]))
+                .attribute_type(value_string(&definition["AttributeType"]).as_str().into())
+                .build()
+                .map_err(build)?,
+        );
+    }
+    for index in props["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let projection = index["Projection"]["ProjectionType"]
+            .as_str()
+            .unwrap_or("ALL");
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(value_string(&index["IndexName"]))
+                .set_key_schema(Some(key_schema(&index["KeySchema"])?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .set_non_key_attributes(
+                            index["Projection"]["NonKeyAttributes"]
+                                .as_array()
+                                .map(|a| a.iter().map(value_string).collect()),
+                        )
+                        .build(),
+                )
+                .build()
+                .map_err(build)?,
+        );
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    let ttl = &props["TimeToLiveSpecification"];
+    if ttl["Enabled"].as_bool() == Some(true) {
+        clients
+            .dynamodb
+            .update_time_to_live()
+            .table_name(&physical.reference)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(value_string(&ttl["AttributeName"]))
+                    .build()
+                    .map_err(build)?,
+            )
+            .send()
+            .await
+            .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+    }
+    Ok(())
+}

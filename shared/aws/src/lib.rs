@@ -1,0 +1,18 @@
+//! The AWS side of Maestro: adapters that implement the domain's ports with the AWS SDK, the
+//! SDK configuration, and the Lambda edge every function shares (environment, errors).
+
+pub mod env;
+pub mod lambda;
+pub mod sdk_error;
+pub mod sso_admin;
+pub mod step_functions;
+
+pub use aws_config::SdkConfig;
+
+/// The SDK configuration from the standard sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, the
+/// function's role). Load it once per cold start.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}

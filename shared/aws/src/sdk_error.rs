@@ -1,0 +1,51 @@
+//! Turns AWS SDK errors into the domain's [`PortError`], so retry decisions use one rule.
+
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
+use maestro_domain::port::PortError;
+
+/// Error codes after which the same call may succeed: throttling, passing outages, and the
+/// `ConflictException` IAM Identity Center returns while another operation is in flight.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "InternalServerException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "ConflictException",
+];
+
+pub fn port_error<E, R>(service: &'static str, what: &str, error: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match &error {
+        SdkError::ServiceError(context) => {
+            let inner = context.err();
+            let code = inner.code().unwrap_or("Unknown");
+            let detail = format!("{code}: {}", inner.message().unwrap_or("no message"));
+            if TRANSIENT_CODES.contains(&code) {
+                PortError::Transient { service, detail }
+            } else if code.contains("NotFound") || code.starts_with("NoSuch") {
+                PortError::NotFound {
+                    service,
+                    what: what.to_owned(),
+                }
+            } else {
+                PortError::Rejected { service, detail }
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            PortError::Transient {
+                service,
+                detail: error.to_string(),
+            }
+        }
+        _ => PortError::Rejected {
+            service,
+            detail: error.to_string(),
+        },
+    }
+}

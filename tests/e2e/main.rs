@@ -1,0 +1,9 @@
+//! End-to-end and adapter tests on the local cloud: Maestro's real functions and state
+//! machines, wired by infra/template.yaml, on the emulator. One binary, so the emulator starts
+//! once per run; each test empties it and builds what it needs.
+
+mod adapters;
+mod sample_events;
+mod sso_fixture;
+mod sso_monitor;
+mod template_wiring;
