@@ -16,6 +16,11 @@ pub enum LocalCloudError {
     Io(#[from] std::io::Error),
 }
 
+/// An AWS SDK error with its whole chain of causes (the service's code and message included).
+pub fn sdk_error(error: impl std::error::Error) -> String {
+    aws_sdk_sqs::error::DisplayErrorContext(error).to_string()
+}
+
 impl LocalCloudError {
     pub fn build(resource: &str, detail: impl std::fmt::Display) -> Self {
         LocalCloudError::Build {

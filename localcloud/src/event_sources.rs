@@ -1,10 +1,13 @@
-//! SQS event source mappings, as Lambda runs them: receive a batch, invoke the function,
-//! delete what succeeded, and leave failures to be redelivered until the queue's redrive
-//! policy moves them to its DLQ.
+//! What feeds the functions, as Lambda and EventBridge run it.
 //!
-//! Two deliberate differences from Lambda, both only in timing: a failed record becomes
-//! visible again at once instead of after the visibility timeout, and batching windows do not
-//! delay delivery. Both keep local runs fast; neither changes what ends where.
+//! - SQS event source mappings: receive a batch, invoke the function, delete what succeeded,
+//!   and leave failures to be redelivered until the queue's redrive policy moves them to its
+//!   DLQ. Two deliberate differences from Lambda, both only in timing: a failed record becomes
+//!   visible again at once instead of after the visibility timeout, and batching windows do
+//!   not delay delivery. Both keep local runs fast; neither changes what ends where.
+//! - EventBridge rules: the emulator matches the pattern and delivers to a queue of the
+//!   host's; each event is one asynchronous invocation, tried three times as Lambda does.
+//! - Schedules: `rate(…)` fires on its period; any schedule fires on demand.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,8 +16,14 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Map, Value, json};
 
+use crate::error::sdk_error;
 use crate::invoke::invoke;
-use crate::stack::{DeployedFunction, QueueMapping};
+use crate::stack::{
+    ACCOUNT_ID, DeployedFunction, QueueMapping, RuleDelivery, Schedule, TargetInput,
+};
+
+/// Lambda tries an asynchronous invocation three times in all before it gives up.
+const ASYNC_ATTEMPTS: u32 = 3;
 
 pub fn spawn_queue_mapping(
     sqs: aws_sdk_sqs::Client,
@@ -47,7 +56,7 @@ async fn poll_once(
         .message_attribute_names("All")
         .send()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(sdk_error)?;
     let messages = received.messages.unwrap_or_default();
     if messages.is_empty() {
         return Ok(());
@@ -82,7 +91,7 @@ async fn poll_once(
             .set_entries(Some(succeeded))
             .send()
             .await
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(sdk_error)?;
     }
     for message in messages
         .iter()
@@ -95,10 +104,136 @@ async fn poll_once(
                 .visibility_timeout(0)
                 .send()
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(sdk_error)?;
         }
     }
     Ok(())
+}
+
+pub fn spawn_rule_delivery(
+    sqs: aws_sdk_sqs::Client,
+    delivery: RuleDelivery,
+    function: Arc<DeployedFunction>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = deliver_rule_events(&sqs, &delivery, &function).await {
+                tracing::warn!(rule = %delivery.rule_name, %error, "rule delivery failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    })
+}
+
+async fn deliver_rule_events(
+    sqs: &aws_sdk_sqs::Client,
+    delivery: &RuleDelivery,
+    function: &DeployedFunction,
+) -> Result<(), String> {
+    let received = sqs
+        .receive_message()
+        .queue_url(&delivery.delivery_queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    for message in received.messages.unwrap_or_default() {
+        let event: Value = message
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_str(body).ok())
+            .unwrap_or(Value::Null);
+        let attempt: u32 = message
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        let outcome = invoke(function, target_payload(&delivery.input, event)).await;
+        let Some(handle) = message.receipt_handle else {
+            continue;
+        };
+        let done = match &outcome {
+            Ok(_) => true,
+            Err(error) if attempt >= ASYNC_ATTEMPTS => {
+                tracing::error!(rule = %delivery.rule_name, error_type = %error.error_type, "event dropped after {ASYNC_ATTEMPTS} attempts");
+                true
+            }
+            Err(_) => false,
+        };
+        if done {
+            sqs.delete_message()
+                .queue_url(&delivery.delivery_queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+        } else {
+            sqs.change_message_visibility()
+                .queue_url(&delivery.delivery_queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fires a `rate(…)` schedule on its period (the first time one period after the start).
+pub fn spawn_schedule(
+    schedule: Schedule,
+    function: Arc<DeployedFunction>,
+    region: String,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = schedule.every?;
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = fire_schedule(&schedule, &function, &region).await {
+                tracing::warn!(schedule = %schedule.expression, error_type = %error.error_type, "scheduled invocation failed");
+            }
+        }
+    }))
+}
+
+/// One scheduled invocation, with the event EventBridge sends (or the target's input).
+pub async fn fire_schedule(
+    schedule: &Schedule,
+    function: &DeployedFunction,
+    region: &str,
+) -> Result<Value, lambda_runtime::Diagnostic> {
+    let event = json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": region,
+        "resources": [schedule.rule_arn],
+        "detail": {},
+    });
+    invoke(function, target_payload(&schedule.input, event)).await
+}
+
+/// What a rule or schedule target sends: the event, a constant, or a part of the event.
+fn target_payload(input: &TargetInput, event: Value) -> Value {
+    match input {
+        TargetInput::Event => event,
+        TargetInput::Constant(value) => value.clone(),
+        TargetInput::Path(path) => path
+            .trim_start_matches('$')
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .try_fold(&event, |value, part| value.get(part))
+            .cloned()
+            .unwrap_or(Value::Null),
+    }
 }
 
 /// The records of the batch to redeliver, by Lambda's rules for SQS responses.
@@ -187,6 +322,27 @@ mod tests {
             error_type: "X".into(),
             error_message: "x".into(),
         }
+    }
+
+    #[test]
+    fn targets_send_the_event_a_constant_or_a_part_of_the_event() {
+        let event = json!({"detail": {"eventName": "TagResource"}});
+        assert_eq!(target_payload(&TargetInput::Event, event.clone()), event);
+        assert_eq!(
+            target_payload(&TargetInput::Constant(json!({"full": true})), event.clone()),
+            json!({"full": true})
+        );
+        assert_eq!(
+            target_payload(
+                &TargetInput::Path("$.detail.eventName".into()),
+                event.clone()
+            ),
+            json!("TagResource")
+        );
+        assert_eq!(
+            target_payload(&TargetInput::Path("$".into()), event.clone()),
+            event
+        );
     }
 
     #[test]

@@ -23,28 +23,32 @@ pub type Builder = fn(&SdkConfig, &FunctionEnv) -> Result<Arc<dyn InProcessFunct
 /// Checks that a sample event parses as the function's input type.
 pub type SampleCheck = fn(&Value) -> Result<(), String>;
 
+/// How the host builds one function crate, named by its binary.
+#[derive(Clone, Copy)]
 pub struct Registration {
     pub binary: &'static str,
     pub build: Builder,
     pub check_sample: SampleCheck,
 }
 
+impl Registration {
+    pub const fn of<F: LambdaFunction>(binary: &'static str) -> Registration {
+        Registration {
+            binary,
+            build: build::<F>,
+            check_sample: check_sample::<F>,
+        }
+    }
+}
+
 /// Every Lambda of Maestro, by the `Binary` of its `BuildProperties` in the template.
 pub const REGISTRY: &[Registration] = &[
-    registration::<sso_monitor_starter::Deps>("sso-monitor-starter"),
-    registration::<sso_assignment_status::Deps>("sso-assignment-status"),
+    Registration::of::<sso_monitor_starter::Deps>("sso-monitor-starter"),
+    Registration::of::<sso_assignment_status::Deps>("sso-assignment-status"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {
     REGISTRY.iter().find(|r| r.binary == binary)
-}
-
-const fn registration<F: LambdaFunction>(binary: &'static str) -> Registration {
-    Registration {
-        binary,
-        build: build::<F>,
-        check_sample: check_sample::<F>,
-    }
 }
 
 fn build<F: LambdaFunction>(

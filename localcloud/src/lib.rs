@@ -5,10 +5,13 @@
 //! describes and runs its functions in-process, fed by their event sources; [`LocalCloud::reset`]
 //! empties everything so the next test starts clean.
 
+pub mod console;
 pub mod error;
 pub mod event_sources;
 pub mod functions;
+pub mod http_api;
 pub mod invoke;
+pub mod listen;
 pub mod moto;
 pub mod seed;
 pub mod stack;
@@ -26,8 +29,11 @@ pub use error::LocalCloudError;
 pub use stack::{Stack, StackSettings};
 pub use template::Template;
 
+use functions::Registration;
+use http_api::RouteTable;
 use invoke::FunctionTable;
 use moto::{Moto, MotoOptions};
+use stack::EventSource;
 
 /// How to start the local cloud.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub struct LocalCloudOptions {
     pub region: String,
     /// Port of the Lambda Invoke API; 0 picks a free one.
     pub lambda_port: u16,
+    /// Port of the stack's HTTP APIs; 0 picks a free one.
+    pub http_port: u16,
     /// Status reads that answer IN_PROGRESS before an SSO assignment request settles.
     pub sso_polls_in_progress: u32,
 }
@@ -47,6 +55,7 @@ impl Default for LocalCloudOptions {
             python: moto::default_python(),
             region: "us-east-1".to_owned(),
             lambda_port: 0,
+            http_port: 0,
             sso_polls_in_progress: 1,
         }
     }
@@ -57,21 +66,46 @@ pub struct LocalCloud {
     sdk_config: SdkConfig,
     region: String,
     lambda_endpoint: String,
+    http_endpoint: String,
+    registrations: Mutex<Vec<Registration>>,
     functions: FunctionTable,
+    routes: RouteTable,
+    schedules: Mutex<Vec<(stack::Schedule, Arc<stack::DeployedFunction>)>>,
     event_sources: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Serves `router` on 127.0.0.1:`port` in the background; returns its base URL.
+async fn serve(
+    port: u16,
+    router: axum::Router,
+    what: &'static str,
+) -> Result<String, LocalCloudError> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the {what} stopped");
+        }
+    });
+    Ok(endpoint)
 }
 
 impl LocalCloud {
     pub async fn start(options: LocalCloudOptions) -> Result<Self, LocalCloudError> {
         let functions = FunctionTable::default();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.lambda_port)).await?;
-        let lambda_endpoint = format!("http://{}", listener.local_addr()?);
-        let router = invoke::router(functions.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "the Lambda Invoke API stopped");
-            }
-        });
+        let routes = RouteTable::default();
+        let lambda_endpoint = serve(
+            options.lambda_port,
+            invoke::router(functions.clone()),
+            "Lambda Invoke API",
+        )
+        .await?;
+        let http_endpoint = serve(
+            options.http_port,
+            http_api::router(routes.clone()),
+            "HTTP API",
+        )
+        .await?;
         let moto = Moto::start(&MotoOptions {
             python: options.python.clone(),
             launcher: moto::repository_root().join("localcloud/moto/launcher.py"),
@@ -85,7 +119,11 @@ impl LocalCloud {
             sdk_config,
             region: options.region,
             lambda_endpoint,
+            http_endpoint,
+            registrations: Mutex::new(functions::REGISTRY.to_vec()),
             functions,
+            routes,
+            schedules: Mutex::new(Vec::new()),
             event_sources: Mutex::new(Vec::new()),
         })
     }
@@ -107,6 +145,21 @@ impl LocalCloud {
         &self.region
     }
 
+    /// Where the stack's HTTP API routes are served.
+    pub fn http_endpoint(&self) -> &str {
+        &self.http_endpoint
+    }
+
+    /// Makes one more function crate available to templates (tests register fakes this way).
+    pub fn register(&self, registration: Registration) {
+        let mut registrations = self
+            .registrations
+            .lock()
+            .expect("the registration lock is never poisoned");
+        registrations.retain(|r| r.binary != registration.binary);
+        registrations.push(registration);
+    }
+
     /// Builds the template's stack and starts its functions' event sources.
     pub async fn deploy(
         &self,
@@ -120,29 +173,77 @@ impl LocalCloud {
             moto_endpoint: self.moto.endpoint().to_owned(),
             parameters: template.parameters(parameter_overrides)?,
         };
-        let stack = stack::deploy(template, settings, &self.sdk_config).await?;
-        {
-            let mut table = self
-                .functions
-                .write()
-                .expect("the function table lock is never poisoned");
-            table.extend(stack.functions.clone());
-        }
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config);
-        let mut sources = self
-            .event_sources
+        let registrations = self
+            .registrations
             .lock()
-            .expect("the event source list lock is never poisoned");
-        for mapping in &stack.queue_mappings {
-            let function = Arc::clone(&stack.functions[&mapping.function_name]);
-            sources.push(event_sources::spawn_queue_mapping(
-                sqs.clone(),
-                mapping.clone(),
-                function,
-                self.region.clone(),
-            ));
+            .expect("the registration lock is never poisoned")
+            .clone();
+        let stack = stack::deploy(template, settings, &self.sdk_config, &registrations).await?;
+        self.functions
+            .write()
+            .expect("the function table lock is never poisoned")
+            .extend(stack.functions.clone());
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config);
+        let mut running = Vec::new();
+        for source in &stack.event_sources {
+            let function = |name: &str| Arc::clone(&stack.functions[name]);
+            match source {
+                EventSource::Queue(mapping) => running.push(event_sources::spawn_queue_mapping(
+                    sqs.clone(),
+                    mapping.clone(),
+                    function(&mapping.function_name),
+                    self.region.clone(),
+                )),
+                EventSource::Rule(delivery) => running.push(event_sources::spawn_rule_delivery(
+                    sqs.clone(),
+                    delivery.clone(),
+                    function(&delivery.function_name),
+                )),
+                EventSource::Schedule(schedule) => {
+                    let target = function(&schedule.function_name);
+                    running.extend(event_sources::spawn_schedule(
+                        schedule.clone(),
+                        Arc::clone(&target),
+                        self.region.clone(),
+                    ));
+                    self.schedules
+                        .lock()
+                        .expect("the schedule lock is never poisoned")
+                        .push((schedule.clone(), target));
+                }
+                EventSource::HttpRoute(route) => self
+                    .routes
+                    .write()
+                    .expect("the route table lock is never poisoned")
+                    .push((route.clone(), function(&route.function_name))),
+            }
         }
+        self.event_sources
+            .lock()
+            .expect("the event source list lock is never poisoned")
+            .extend(running);
         Ok(stack)
+    }
+
+    /// Fires the schedule `event_name` of function `logical_id` now, as EventBridge would on
+    /// its next tick; `cron(…)` schedules fire only this way.
+    pub async fn fire_schedule(
+        &self,
+        logical_id: &str,
+        event_name: &str,
+    ) -> Result<Value, lambda_runtime::Diagnostic> {
+        let found = self
+            .schedules
+            .lock()
+            .expect("the schedule lock is never poisoned")
+            .iter()
+            .find(|(s, _)| s.logical_id == logical_id && s.event_name == event_name)
+            .cloned();
+        let (schedule, function) = found.ok_or_else(|| lambda_runtime::Diagnostic {
+            error_type: "ResourceNotFoundException".into(),
+            error_message: format!("{logical_id} has no schedule {event_name}"),
+        })?;
+        event_sources::fire_schedule(&schedule, &function, &self.region).await
     }
 
     /// Stops every event source, forgets every function and empties the emulator.
@@ -158,6 +259,14 @@ impl LocalCloud {
         self.functions
             .write()
             .expect("the function table lock is never poisoned")
+            .clear();
+        self.routes
+            .write()
+            .expect("the route table lock is never poisoned")
+            .clear();
+        self.schedules
+            .lock()
+            .expect("the schedule lock is never poisoned")
             .clear();
         self.moto.reset().await
     }

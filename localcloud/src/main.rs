@@ -1,10 +1,13 @@
-//! `maestro-localcloud up`: Maestro on the local cloud until Ctrl-C (what `make up` runs).
+//! `maestro-localcloud`: Maestro on the local cloud (`up`, what `make up` runs), and the
+//! commands that drive a running one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use maestro_localcloud::{LocalCloud, LocalCloudOptions, Template, moto};
+use maestro_localcloud::console::{self, AssignmentAsk, UpState};
+use maestro_localcloud::{LocalCloud, LocalCloudOptions, Template, moto, seed};
 
 #[derive(Parser)]
 #[command(
@@ -27,12 +30,42 @@ enum Command {
         /// Port of the Lambda Invoke API (0: any free port).
         #[arg(long, default_value_t = 0)]
         lambda_port: u16,
+        /// Port of the stack's HTTP API routes (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        http_port: u16,
         /// Template parameter overrides, as Name=Value.
         #[arg(long = "parameter", value_parser = parse_parameter)]
         parameters: Vec<(String, String)>,
         /// Do not create the sample organisation.
         #[arg(long)]
         no_seed: bool,
+    },
+    /// On a running `up`: ask IAM Identity Center for an assignment of the sample organisation
+    /// and put the request on the SSO monitor queue.
+    SsoRequest {
+        /// Account name, e.g. payments-development.
+        #[arg(long)]
+        account: String,
+        /// Group display name (or user name with --user), e.g. developer_workload_payments.
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        user: bool,
+        /// Permission set name, e.g. Developer.
+        #[arg(long)]
+        permission_set: String,
+        /// Delete the assignment instead of creating it.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// On a running `up`: print the audit reports published since the last call.
+    Audit {
+        /// Wait for this many reports…
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// …but no longer than this many seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
     },
 }
 
@@ -50,37 +83,79 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
         )
         .init();
-    let Command::Up {
-        template,
-        stack_name,
-        lambda_port,
-        parameters,
-        no_seed,
-    } = Cli::parse().command;
-    let cloud = LocalCloud::start(LocalCloudOptions {
-        lambda_port,
-        ..LocalCloudOptions::default()
-    })
-    .await?;
-    let template = Template::load(&template)?;
-    let overrides: BTreeMap<String, String> = parameters.into_iter().collect();
-    let stack = cloud.deploy(&template, &stack_name, &overrides).await?;
-    if !no_seed {
-        let organisation =
-            maestro_localcloud::seed::sample_organisation(cloud.sdk_config()).await?;
-        println!("{organisation}");
+    match Cli::parse().command {
+        Command::Up {
+            template,
+            stack_name,
+            lambda_port,
+            http_port,
+            parameters,
+            no_seed,
+        } => {
+            let cloud = LocalCloud::start(LocalCloudOptions {
+                lambda_port,
+                http_port,
+                ..LocalCloudOptions::default()
+            })
+            .await?;
+            let template = Template::load(&template)?;
+            let overrides: BTreeMap<String, String> = parameters.into_iter().collect();
+            let stack = cloud.deploy(&template, &stack_name, &overrides).await?;
+            let organisation = match no_seed {
+                true => None,
+                false => Some(seed::sample_organisation(cloud.sdk_config()).await?),
+            };
+            if let Some(organisation) = &organisation {
+                println!("{organisation}");
+            }
+            let state = UpState::record(&cloud, &stack, organisation).await?;
+            println!("Maestro is up on the local cloud (stack {stack_name}).");
+            println!(
+                "  AWS APIs: export AWS_ENDPOINT_URL={} AWS_REGION={} AWS_ACCESS_KEY_ID=localcloud AWS_SECRET_ACCESS_KEY=localcloud",
+                state.aws_endpoint_url, state.region
+            );
+            println!("  Lambda Invoke API: {}", state.lambda_endpoint);
+            println!("  HTTP API: {}", state.http_endpoint);
+            for (name, value) in &state.outputs {
+                println!("  {name}: {value}");
+            }
+            println!(
+                "  State for the other commands: {}",
+                console::state_file().display()
+            );
+            println!("Ctrl-C stops it.");
+            tokio::signal::ctrl_c().await?;
+            let _ = std::fs::remove_file(console::state_file());
+        }
+        Command::SsoRequest {
+            account,
+            principal,
+            user,
+            permission_set,
+            delete,
+        } => {
+            let body = console::sso_request(&AssignmentAsk {
+                account,
+                principal,
+                principal_is_user: user,
+                permission_set,
+                delete,
+            })
+            .await?;
+            println!("Queued on SsoAssignmentRequestsQueue:\n{body}");
+        }
+        Command::Audit { count, wait } => {
+            let reports = console::audit(count, Duration::from_secs(wait)).await?;
+            if reports.is_empty() {
+                println!("No audit report within {wait} s.");
+            }
+            for report in reports {
+                match serde_json::from_str::<serde_json::Value>(&report) {
+                    Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+                    Err(_) => println!("{report}"),
+                }
+            }
+        }
     }
-    println!("Maestro is up on the local cloud (stack {stack_name}).");
-    println!(
-        "  export AWS_ENDPOINT_URL={} AWS_REGION={} AWS_ACCESS_KEY_ID=localcloud AWS_SECRET_ACCESS_KEY=localcloud",
-        cloud.moto_endpoint(),
-        cloud.region()
-    );
-    println!("  Lambda Invoke API: {}", cloud.lambda_endpoint());
-    for (name, value) in &stack.outputs {
-        println!("  {name}: {value}");
-    }
-    println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -7,16 +7,45 @@ use std::fmt;
 use aws_sdk_organizations::types::Tag as AccountTag;
 use aws_sdk_ssoadmin::types::Tag as PermissionSetTag;
 use maestro_aws::SdkConfig;
+use serde::{Deserialize, Serialize};
 
-use crate::error::LocalCloudError;
+use crate::error::{LocalCloudError, sdk_error};
 
-/// What the seed created, for the operator to read.
+/// What the seed created, for the operator to read and for `maestro-localcloud sso-request`
+/// to look names up in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SampleOrganisation {
     pub instance_arn: String,
     pub identity_store_id: String,
-    pub accounts: Vec<(String, String)>,
-    pub groups: Vec<(String, String)>,
-    pub permission_sets: Vec<(String, String)>,
+    pub accounts: Vec<Named>,
+    pub groups: Vec<Named>,
+    pub users: Vec<Named>,
+    pub permission_sets: Vec<Named>,
+}
+
+/// A name and the id (or ARN) the emulator gave it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Named {
+    pub name: String,
+    pub id: String,
+}
+
+impl Named {
+    fn new(name: &str, id: String) -> Self {
+        Named {
+            name: name.to_owned(),
+            id,
+        }
+    }
+}
+
+/// Finds `name` among `items`, or says which names there are.
+pub fn find<'a>(items: &'a [Named], what: &str, name: &str) -> Result<&'a Named, String> {
+    items.iter().find(|item| item.name == name).ok_or_else(|| {
+        let known: Vec<&str> = items.iter().map(|item| item.name.as_str()).collect();
+        format!("no {what} named {name:?}; the sample organisation has {known:?}")
+    })
 }
 
 impl fmt::Display for SampleOrganisation {
@@ -24,14 +53,15 @@ impl fmt::Display for SampleOrganisation {
         writeln!(f, "Sample organisation:")?;
         writeln!(f, "  IAM Identity Center instance: {}", self.instance_arn)?;
         writeln!(f, "  identity store: {}", self.identity_store_id)?;
-        for (name, id) in &self.accounts {
-            writeln!(f, "  account {name}: {id}")?;
-        }
-        for (name, id) in &self.groups {
-            writeln!(f, "  group {name}: {id}")?;
-        }
-        for (name, arn) in &self.permission_sets {
-            writeln!(f, "  permission set {name}: {arn}")?;
+        for (what, items) in [
+            ("account", &self.accounts),
+            ("group", &self.groups),
+            ("user", &self.users),
+            ("permission set", &self.permission_sets),
+        ] {
+            for Named { name, id } in items {
+                writeln!(f, "  {what} {name}: {id}")?;
+            }
         }
         Ok(())
     }
@@ -113,12 +143,12 @@ pub async fn sample_organisation(
         .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
         .send()
         .await
-        .map_err(|e| seed_error("organization")(format!("{e:?}")))?;
+        .map_err(|e| seed_error("organization")(sdk_error(e)))?;
     let root_id = organizations
         .list_roots()
         .send()
         .await
-        .map_err(|e| seed_error("roots")(format!("{e:?}")))?
+        .map_err(|e| seed_error("roots")(sdk_error(e)))?
         .roots
         .unwrap_or_default()
         .into_iter()
@@ -140,7 +170,7 @@ pub async fn sample_organisation(
                         .name(prefix[depth - 1])
                         .send()
                         .await
-                        .map_err(|e| seed_error("OU")(format!("{e:?}")))?
+                        .map_err(|e| seed_error("OU")(sdk_error(e)))?
                         .organizational_unit
                         .and_then(|ou| ou.id)
                         .ok_or_else(|| seed_error("OU")("no id returned".into()))?;
@@ -155,7 +185,7 @@ pub async fn sample_organisation(
             .email(format!("{name}@example.com"))
             .send()
             .await
-            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .map_err(|e| seed_error(name)(sdk_error(e)))?
             .create_account_status
             .and_then(|status| status.account_id)
             .ok_or_else(|| seed_error(name)("no account id returned".into()))?;
@@ -166,7 +196,7 @@ pub async fn sample_organisation(
             .destination_parent_id(&parent)
             .send()
             .await
-            .map_err(|e| seed_error(name)(format!("{e:?}")))?;
+            .map_err(|e| seed_error(name)(sdk_error(e)))?;
         let mut tags = vec![account_tag("workload", workload)?];
         if let Some(owner) = owner {
             tags.push(account_tag("owner", owner)?);
@@ -177,15 +207,15 @@ pub async fn sample_organisation(
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(|e| seed_error(name)(format!("{e:?}")))?;
-        accounts.push(((*name).to_owned(), account_id));
+            .map_err(|e| seed_error(name)(sdk_error(e)))?;
+        accounts.push(Named::new(name, account_id));
     }
 
     let instance = sso_admin
         .list_instances()
         .send()
         .await
-        .map_err(|e| seed_error("instance")(format!("{e:?}")))?
+        .map_err(|e| seed_error("instance")(sdk_error(e)))?
         .instances
         .unwrap_or_default()
         .into_iter()
@@ -202,9 +232,9 @@ pub async fn sample_organisation(
             .display_name(*name)
             .send()
             .await
-            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .map_err(|e| seed_error(name)(sdk_error(e)))?
             .group_id;
-        groups.push(((*name).to_owned(), group_id));
+        groups.push(Named::new(name, group_id));
     }
     let alice = identity_store
         .create_user()
@@ -219,15 +249,16 @@ pub async fn sample_organisation(
         )
         .send()
         .await
-        .map_err(|e| seed_error("alice")(format!("{e:?}")))?;
-    groups.push(("user alice".to_owned(), alice.user_id));
+        .map_err(|e| seed_error("alice")(sdk_error(e)))?;
+    let users = vec![Named::new("alice", alice.user_id)];
 
     let mut permission_sets = Vec::new();
     for (name, tags) in PERMISSION_SETS {
         let mut request = sso_admin
             .create_permission_set()
             .instance_arn(&instance_arn)
-            .name(*name);
+            .name(*name)
+            .session_duration("PT8H");
         if let Some((job_function, workloads)) = tags {
             request = request
                 .tags(permission_set_tag("job_function", job_function)?)
@@ -236,11 +267,11 @@ pub async fn sample_organisation(
         let arn = request
             .send()
             .await
-            .map_err(|e| seed_error(name)(format!("{e:?}")))?
+            .map_err(|e| seed_error(name)(sdk_error(e)))?
             .permission_set
             .and_then(|set| set.permission_set_arn)
             .unwrap_or_default();
-        permission_sets.push(((*name).to_owned(), arn));
+        permission_sets.push(Named::new(name, arn));
     }
 
     Ok(SampleOrganisation {
@@ -248,6 +279,7 @@ pub async fn sample_organisation(
         identity_store_id,
         accounts,
         groups,
+        users,
         permission_sets,
     })
 }

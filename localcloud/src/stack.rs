@@ -6,13 +6,30 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::error::LocalCloudError;
-use crate::functions::{FailedInit, InProcessFunction, registration_for};
+use crate::error::{LocalCloudError, sdk_error};
+use crate::functions::{FailedInit, InProcessFunction, Registration};
 use crate::template::{ResolveContext, Template, resolve, substitute};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::FunctionEnv;
 
 pub const ACCOUNT_ID: &str = "123456789012";
+
+/// The logical id SAM gives the HTTP API it creates for `HttpApi` events that name none.
+pub const IMPLICIT_HTTP_API: &str = "ServerlessHttpApi";
+
+/// API ids are ten lowercase characters; the local one is derived from the logical id.
+fn local_api_id(logical_id: &str) -> String {
+    let mut id: String = logical_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(10)
+        .collect();
+    while id.len() < 10 {
+        id.push('0');
+    }
+    id
+}
 
 /// Where and as what the stack is built.
 #[derive(Debug, Clone)]
@@ -32,6 +49,9 @@ pub enum Kind {
     Table,
     Function,
     StateMachine,
+    EventBus,
+    /// An HTTP API: its routes come from the functions' `HttpApi` events.
+    HttpApi,
     /// Accepted so the template deploys, resolved so its references are checked, but not
     /// emulated (IAM, KMS, alarms, log groups: nothing local depends on them).
     NotEmulated,
@@ -46,6 +66,8 @@ impl Kind {
             "AWS::DynamoDB::Table" => Kind::Table,
             "AWS::Serverless::Function" => Kind::Function,
             "AWS::Serverless::StateMachine" => Kind::StateMachine,
+            "AWS::Events::EventBus" => Kind::EventBus,
+            "AWS::Serverless::HttpApi" => Kind::HttpApi,
             "AWS::KMS::Key"
             | "AWS::KMS::Alias"
             | "AWS::CloudWatch::Alarm"
@@ -78,6 +100,15 @@ pub struct DeployedFunction {
     pub handler: Arc<dyn InProcessFunction>,
 }
 
+/// What feeds a function, from its `Events` in the template.
+#[derive(Debug, Clone)]
+pub enum EventSource {
+    Queue(QueueMapping),
+    Rule(RuleDelivery),
+    Schedule(Schedule),
+    HttpRoute(HttpRoute),
+}
+
 /// An SQS event source mapping of the template.
 #[derive(Debug, Clone)]
 pub struct QueueMapping {
@@ -88,13 +119,57 @@ pub struct QueueMapping {
     pub report_batch_item_failures: bool,
 }
 
+/// What a rule or schedule target sends the function (`Input`, `InputPath`, or the event).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetInput {
+    Event,
+    Constant(Value),
+    /// A JSONPath of the event, in the `$.a.b` form.
+    Path(String),
+}
+
+/// An EventBridge rule whose matches reach a function: the emulator matches the pattern and
+/// delivers to a queue of the host's, which the host reads and invokes the function from.
+#[derive(Debug, Clone)]
+pub struct RuleDelivery {
+    pub function_name: String,
+    pub rule_name: String,
+    pub delivery_queue_url: String,
+    pub input: TargetInput,
+}
+
+/// A schedule with a function target.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub function_name: String,
+    /// The function's logical id and event name: how tests and operators fire it by hand.
+    pub logical_id: String,
+    pub event_name: String,
+    pub rule_arn: String,
+    /// `Some` for `rate(…)` expressions; `cron(…)` schedules fire only when asked.
+    pub every: Option<std::time::Duration>,
+    pub expression: String,
+    pub input: TargetInput,
+}
+
+/// One route of an HTTP API (payload format 2.0).
+#[derive(Debug, Clone)]
+pub struct HttpRoute {
+    pub function_name: String,
+    /// An HTTP method or `ANY`.
+    pub method: String,
+    /// A path with `{name}` and `{name+}` parameters, or `$default`.
+    pub path: String,
+    pub api_id: String,
+}
+
 /// The stack as built: resources by logical id, outputs, functions and their event sources.
 pub struct Stack {
     pub settings: StackSettings,
     pub resources: BTreeMap<String, PhysicalResource>,
     pub outputs: BTreeMap<String, String>,
     pub functions: BTreeMap<String, Arc<DeployedFunction>>,
-    pub queue_mappings: Vec<QueueMapping>,
+    pub event_sources: Vec<EventSource>,
 }
 
 impl Stack {
@@ -192,6 +267,25 @@ impl<'a> Plan<'a> {
             let physical = physical(settings, logical_id, resource_type, kind, resource)?;
             resources.insert(logical_id.clone(), physical);
         }
+        // SAM makes one HTTP API for the HttpApi events that name none.
+        let uses_implicit_api = template.resources().any(|(_, r)| {
+            r["Properties"]["Events"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .any(|(_, e)| e["Type"] == "HttpApi" && e["Properties"]["ApiId"].is_null())
+        });
+        if uses_implicit_api && !resources.contains_key(IMPLICIT_HTTP_API) {
+            let implicit = serde_json::json!({"Type": "AWS::Serverless::HttpApi"});
+            let physical = physical(
+                settings,
+                IMPLICIT_HTTP_API,
+                "AWS::Serverless::HttpApi",
+                Kind::HttpApi,
+                &implicit,
+            )?;
+            resources.insert(IMPLICIT_HTTP_API.to_owned(), physical);
+        }
         Ok(Plan {
             template,
             settings,
@@ -281,6 +375,21 @@ fn physical(
             attributes.insert("Name", name);
             arn
         }
+        Kind::EventBus => {
+            let name = explicit_name("Name")?.unwrap_or_else(|| generated(256));
+            let arn = format!("arn:aws:events:{region}:{ACCOUNT_ID}:event-bus/{name}");
+            attributes.insert("Arn", arn);
+            attributes.insert("Name", name.clone());
+            name
+        }
+        Kind::HttpApi => {
+            let api_id = local_api_id(logical_id);
+            attributes.insert(
+                "ApiEndpoint",
+                format!("https://{api_id}.execute-api.{region}.amazonaws.com"),
+            );
+            api_id
+        }
         Kind::NotEmulated => {
             let name = generated(256);
             let service = resource_type
@@ -310,6 +419,7 @@ struct Clients {
     sns: aws_sdk_sns::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     sfn: aws_sdk_sfn::Client,
+    events: aws_sdk_eventbridge::Client,
 }
 
 /// Builds the stack: resolves the whole template first (so a wiring mistake fails before
@@ -318,6 +428,7 @@ pub async fn deploy(
     template: &Template,
     settings: StackSettings,
     sdk_config: &SdkConfig,
+    registrations: &[Registration],
 ) -> Result<Stack, LocalCloudError> {
     let plan = Plan::new(template, &settings)?;
     let mut properties = BTreeMap::new();
@@ -341,6 +452,7 @@ pub async fn deploy(
         sns: aws_sdk_sns::Client::new(sdk_config),
         dynamodb: aws_sdk_dynamodb::Client::new(sdk_config),
         sfn: aws_sdk_sfn::Client::new(sdk_config),
+        events: aws_sdk_eventbridge::Client::new(sdk_config),
     };
 
     // State machine definitions and function wiring are checked before anything is created.
@@ -349,15 +461,29 @@ pub async fn deploy(
         definitions.push((id, physical, state_machine_definition(template, id, props)?));
     }
     let mut functions = BTreeMap::new();
-    let mut queue_mappings = Vec::new();
+    let mut planned_sources = Vec::new();
     for (id, physical, props) in of_kind(Kind::Function) {
         let function = function(
-            template, &settings, sdk_config, id, physical, props, &globals,
+            template,
+            &settings,
+            sdk_config,
+            registrations,
+            (id, physical, props),
+            &globals,
         )?;
-        queue_mappings.extend(sqs_events(&plan, id, &function.name, props)?);
+        planned_sources.extend(function_events(&plan, id, &function.name, props)?);
         functions.insert(function.name.clone(), Arc::new(function));
     }
 
+    for (id, physical, _) in of_kind(Kind::EventBus) {
+        clients
+            .events
+            .create_event_bus()
+            .name(&physical.reference)
+            .send()
+            .await
+            .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
+    }
     for (id, physical, props) in of_kind(Kind::Topic) {
         create_topic(&clients, id, physical, props).await?;
     }
@@ -394,7 +520,7 @@ pub async fn deploy(
             )
             .send()
             .await
-            .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+            .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     }
 
     let mut outputs = BTreeMap::new();
@@ -404,13 +530,22 @@ pub async fn deploy(
             outputs.insert(name.clone(), value_string(&value));
         }
     }
+    let mut event_sources = Vec::new();
+    for planned in planned_sources {
+        event_sources.push(match planned {
+            PlannedSource::Ready(source) => source,
+            PlannedSource::Rule(rule) => {
+                EventSource::Rule(create_rule_delivery(&clients, &settings, rule).await?)
+            }
+        });
+    }
     let resources = plan.resources;
     Ok(Stack {
         settings,
         resources,
         outputs,
         functions,
-        queue_mappings,
+        event_sources,
     })
 }
 
@@ -419,18 +554,6 @@ fn value_string(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn aws_error(error: impl std::error::Error) -> String {
-    // The SDK's Display is terse; the source chain carries the service's message.
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 fn state_machine_definition(
@@ -473,14 +596,12 @@ fn state_machine_definition(
     Ok(definition)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn function(
     template: &Template,
     settings: &StackSettings,
     sdk_config: &SdkConfig,
-    id: &str,
-    physical: &PhysicalResource,
-    props: &Value,
+    registrations: &[Registration],
+    (id, physical, props): (&str, &PhysicalResource, &Value),
     globals: &Value,
 ) -> Result<DeployedFunction, LocalCloudError> {
     let raw = &template.document["Resources"][id];
@@ -498,7 +619,7 @@ fn function(
                 "{id}: name the crate in Metadata.BuildProperties.Binary"
             ))
         })?;
-    let registration = registration_for(&binary).ok_or_else(|| {
+    let registration = registrations.iter().find(|r| r.binary == binary).ok_or_else(|| {
         LocalCloudError::Template(format!(
             "{id} builds binary {binary:?}, which the local host does not know; register it in localcloud/src/functions.rs"
         ))
@@ -538,47 +659,260 @@ fn function(
     })
 }
 
-fn sqs_events(
+/// An event source as planned: ready, or a rule still to be created on the emulator.
+enum PlannedSource {
+    Ready(EventSource),
+    Rule(PlannedRule),
+}
+
+struct PlannedRule {
+    function_name: String,
+    /// `<function logical id>-<event name>`: names the rule and its delivery queue.
+    name: String,
+    at: String,
+    event_bus: Option<String>,
+    pattern: Value,
+    input: TargetInput,
+    input_transformer: Value,
+}
+
+fn target_input(props: &Value, at: &str) -> Result<TargetInput, LocalCloudError> {
+    match (&props["Input"], &props["InputPath"]) {
+        (Value::Null, Value::Null) => Ok(TargetInput::Event),
+        (Value::String(input), Value::Null) => serde_json::from_str(input)
+            .map(TargetInput::Constant)
+            .map_err(|e| LocalCloudError::Template(format!("{at}.Input is not JSON: {e}"))),
+        (Value::Null, Value::String(path)) if path.starts_with('$') => {
+            Ok(TargetInput::Path(path.clone()))
+        }
+        _ => Err(LocalCloudError::Template(format!(
+            "{at}: give Input (a JSON string) or InputPath (a $. path), not both"
+        ))),
+    }
+}
+
+/// `rate(5 minutes)` as a duration; `None` for `cron(…)`; an error for anything else.
+fn schedule_period(
+    expression: &str,
+    at: &str,
+) -> Result<Option<std::time::Duration>, LocalCloudError> {
+    if expression.starts_with("cron(") && expression.ends_with(')') {
+        return Ok(None);
+    }
+    let invalid = || {
+        LocalCloudError::Template(format!(
+            "{at}: {expression:?} is neither rate(<n> <unit>) nor cron(…)"
+        ))
+    };
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(invalid)?;
+    let (count, unit) = inner.trim().split_once(' ').ok_or_else(invalid)?;
+    let count: u64 = count.parse().map_err(|_| invalid())?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return Err(invalid()),
+    };
+    if count == 0 {
+        return Err(invalid());
+    }
+    Ok(Some(std::time::Duration::from_secs(count * seconds)))
+}
+
+fn function_events(
     plan: &Plan<'_>,
     id: &str,
     function_name: &str,
     props: &Value,
-) -> Result<Vec<QueueMapping>, LocalCloudError> {
-    let mut mappings = Vec::new();
+) -> Result<Vec<PlannedSource>, LocalCloudError> {
+    let mut sources = Vec::new();
     for (event_name, event) in props["Events"].as_object().into_iter().flatten() {
         let at = format!("{id}.Events.{event_name}");
-        let event_type = event["Type"].as_str().unwrap_or_default();
-        if event_type != "SQS" {
-            return Err(LocalCloudError::Template(format!(
-                "{at}: the local cloud does not emulate {event_type:?} events yet; extend localcloud/src/stack.rs"
-            )));
-        }
         let event_props = &event["Properties"];
-        if event_props["Enabled"].as_bool() == Some(false) {
+        let disabled = event_props["Enabled"].as_bool() == Some(false)
+            || event_props["State"].as_str() == Some("DISABLED");
+        if disabled {
             continue;
         }
-        let queue_arn = event_props["Queue"].as_str().unwrap_or_default();
-        let queue = plan
-            .resources
-            .values()
-            .find(|r| r.kind == Kind::Queue && r.attributes["Arn"] == queue_arn)
-            .ok_or_else(|| {
-                LocalCloudError::Template(format!(
-                    "{at}: Queue {queue_arn:?} is not a queue of this stack"
-                ))
-            })?;
-        let report_batch_item_failures = event_props["FunctionResponseTypes"]
-            .as_array()
-            .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"));
-        mappings.push(QueueMapping {
-            function_name: function_name.to_owned(),
-            queue_url: queue.reference.clone(),
-            queue_arn: queue_arn.to_owned(),
-            batch_size: event_props["BatchSize"].as_i64().unwrap_or(10).clamp(1, 10) as i32,
-            report_batch_item_failures,
-        });
+        match event["Type"].as_str().unwrap_or_default() {
+            "SQS" => {
+                let queue_arn = event_props["Queue"].as_str().unwrap_or_default();
+                let queue = plan
+                    .resources
+                    .values()
+                    .find(|r| r.kind == Kind::Queue && r.attributes["Arn"] == queue_arn)
+                    .ok_or_else(|| {
+                        LocalCloudError::Template(format!(
+                            "{at}: Queue {queue_arn:?} is not a queue of this stack"
+                        ))
+                    })?;
+                let report_batch_item_failures = event_props["FunctionResponseTypes"]
+                    .as_array()
+                    .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"));
+                sources.push(PlannedSource::Ready(EventSource::Queue(QueueMapping {
+                    function_name: function_name.to_owned(),
+                    queue_url: queue.reference.clone(),
+                    queue_arn: queue_arn.to_owned(),
+                    batch_size: event_props["BatchSize"].as_i64().unwrap_or(10).clamp(1, 10) as i32,
+                    report_batch_item_failures,
+                })));
+            }
+            "EventBridgeRule" | "CloudWatchEvent" => {
+                let pattern = event_props["Pattern"].clone();
+                if !pattern.is_object() {
+                    return Err(LocalCloudError::Template(format!(
+                        "{at}: the rule needs a Pattern"
+                    )));
+                }
+                sources.push(PlannedSource::Rule(PlannedRule {
+                    function_name: function_name.to_owned(),
+                    name: format!("{id}-{event_name}"),
+                    event_bus: event_props["EventBusName"].as_str().map(str::to_owned),
+                    pattern,
+                    input: target_input(event_props, &at)?,
+                    input_transformer: event_props["InputTransformer"].clone(),
+                    at,
+                }));
+            }
+            kind @ ("Schedule" | "ScheduleV2") => {
+                let key = if kind == "Schedule" {
+                    "Schedule"
+                } else {
+                    "ScheduleExpression"
+                };
+                let expression = event_props[key].as_str().ok_or_else(|| {
+                    LocalCloudError::Template(format!("{at}: the schedule needs {key}"))
+                })?;
+                sources.push(PlannedSource::Ready(EventSource::Schedule(Schedule {
+                    function_name: function_name.to_owned(),
+                    logical_id: id.to_owned(),
+                    event_name: event_name.clone(),
+                    rule_arn: format!(
+                        "arn:aws:events:{}:{ACCOUNT_ID}:rule/{}-{id}-{event_name}",
+                        plan.settings.region, plan.settings.stack_name
+                    ),
+                    every: schedule_period(expression, &at)?,
+                    expression: expression.to_owned(),
+                    input: target_input(event_props, &at)?,
+                })));
+            }
+            "HttpApi" => {
+                let api_id = match &event_props["ApiId"] {
+                    Value::Null => plan.resources[IMPLICIT_HTTP_API].reference.clone(),
+                    Value::String(api_id) => plan
+                        .resources
+                        .values()
+                        .find(|r| r.kind == Kind::HttpApi && r.reference == *api_id)
+                        .map(|r| r.reference.clone())
+                        .ok_or_else(|| {
+                            LocalCloudError::Template(format!(
+                                "{at}: ApiId {api_id:?} is not an HTTP API of this stack"
+                            ))
+                        })?,
+                    other => {
+                        return Err(LocalCloudError::Template(format!(
+                            "{at}: ApiId must be a Ref to an AWS::Serverless::HttpApi, got {other}"
+                        )));
+                    }
+                };
+                let (method, path) = match (&event_props["Method"], &event_props["Path"]) {
+                    (Value::Null, Value::Null) => ("ANY".to_owned(), "$default".to_owned()),
+                    (Value::String(method), Value::String(path)) if path.starts_with('/') => {
+                        (method.to_uppercase(), path.clone())
+                    }
+                    _ => {
+                        return Err(LocalCloudError::Template(format!(
+                            "{at}: give Method and a Path starting with /, or neither for $default"
+                        )));
+                    }
+                };
+                sources.push(PlannedSource::Ready(EventSource::HttpRoute(HttpRoute {
+                    function_name: function_name.to_owned(),
+                    method,
+                    path,
+                    api_id,
+                })));
+            }
+            other => {
+                return Err(LocalCloudError::Template(format!(
+                    "{at}: the local cloud does not emulate {other:?} events; extend localcloud/src/stack.rs"
+                )));
+            }
+        }
     }
-    Ok(mappings)
+    Ok(sources)
+}
+
+/// Creates the rule on the emulator, which matches events against its pattern, with a queue
+/// of the host's as its target.
+async fn create_rule_delivery(
+    clients: &Clients,
+    settings: &StackSettings,
+    rule: PlannedRule,
+) -> Result<RuleDelivery, LocalCloudError> {
+    let failed = |e: String| LocalCloudError::build(&rule.at, e);
+    let mut rule_name = format!("{}-{}", settings.stack_name, rule.name);
+    rule_name.truncate(64);
+    let mut queue_name = format!("localcloud-{rule_name}");
+    queue_name.truncate(80);
+    let queue_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .map_err(|e| failed(sdk_error(e)))?
+        .queue_url
+        .ok_or_else(|| failed("no queue URL".into()))?;
+    clients
+        .events
+        .put_rule()
+        .name(&rule_name)
+        .set_event_bus_name(rule.event_bus.clone())
+        .event_pattern(rule.pattern.to_string())
+        .send()
+        .await
+        .map_err(|e| failed(sdk_error(e)))?;
+    let mut target = aws_sdk_eventbridge::types::Target::builder()
+        .id("function")
+        .arn(format!(
+            "arn:aws:sqs:{}:{ACCOUNT_ID}:{queue_name}",
+            settings.region
+        ));
+    if let Some(transformer) = rule.input_transformer.as_object() {
+        let paths: std::collections::HashMap<String, String> = transformer
+            .get("InputPathsMap")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), value_string(v)))
+            .collect();
+        target = target.input_transformer(
+            aws_sdk_eventbridge::types::InputTransformer::builder()
+                .set_input_paths_map(Some(paths))
+                .input_template(value_string(&transformer["InputTemplate"]))
+                .build()
+                .map_err(|e| failed(e.to_string()))?,
+        );
+    }
+    clients
+        .events
+        .put_targets()
+        .rule(&rule_name)
+        .set_event_bus_name(rule.event_bus)
+        .targets(target.build().map_err(|e| failed(e.to_string()))?)
+        .send()
+        .await
+        .map_err(|e| failed(sdk_error(e)))?;
+    Ok(RuleDelivery {
+        function_name: rule.function_name,
+        rule_name,
+        delivery_queue_url: queue_url,
+        input: rule.input,
+    })
 }
 
 /// Properties given as numbers or strings in templates, as SQS and SNS want them: strings.
@@ -608,7 +942,7 @@ async fn create_topic(
     request
         .send()
         .await
-        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     for (i, subscription) in props["Subscription"]
         .as_array()
         .into_iter()
@@ -651,7 +985,7 @@ async fn create_queue(
     let created = request
         .send()
         .await
-        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     // References were resolved with the planned URL; the emulator must agree with it.
     if created.queue_url.as_deref() != Some(physical.reference.as_str()) {
         return Err(LocalCloudError::build(
@@ -684,7 +1018,7 @@ async fn set_redrive_policy(
         )
         .send()
         .await
-        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     Ok(())
 }
 
@@ -703,7 +1037,7 @@ async fn subscribe(clients: &Clients, id: &str, props: &Value) -> Result<(), Loc
     request
         .send()
         .await
-        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     Ok(())
 }
 
@@ -779,7 +1113,7 @@ async fn create_table(
     request
         .send()
         .await
-        .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     let ttl = &props["TimeToLiveSpecification"];
     if ttl["Enabled"].as_bool() == Some(true) {
         clients
@@ -795,7 +1129,7 @@ async fn create_table(
             )
             .send()
             .await
-            .map_err(|e| LocalCloudError::build(id, aws_error(e)))?;
+            .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
     }
     Ok(())
 }

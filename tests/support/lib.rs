@@ -3,11 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use lambda_runtime::LambdaEvent;
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::lambda::LambdaFunction;
+use maestro_localcloud::functions::Registration;
 use maestro_localcloud::{LocalCloud, LocalCloudOptions, Stack, Template, moto};
+use serde_json::Value;
 
 pub use maestro_localcloud;
 
@@ -29,6 +34,7 @@ fn shared() -> &'static Shared {
         let cloud = runtime
             .block_on(LocalCloud::start(LocalCloudOptions::default()))
             .unwrap_or_else(|e| panic!("the local cloud does not start: {e}"));
+        cloud.register(Registration::of::<Recorder>("test-recorder"));
         Shared {
             runtime,
             cloud,
@@ -51,11 +57,12 @@ where
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     shared.runtime.block_on(async {
         shared.cloud.reset().await.expect("the local cloud resets");
+        recorded_events().clear();
         let stack = match template {
             Some(template) => Some(
                 shared
                     .cloud
-                    .deploy(template, "maestro", &fast_polls())
+                    .deploy(template, "maestro", &fast_polls(template))
                     .await
                     .unwrap_or_else(|e| panic!("the stack builds: {e}")),
             ),
@@ -76,23 +83,80 @@ pub fn deploy_outcome(template: &Template) -> Result<(), String> {
         shared.cloud.reset().await.expect("the local cloud resets");
         shared
             .cloud
-            .deploy(template, "maestro", &fast_polls())
+            .deploy(template, "maestro", &fast_polls(template))
             .await
             .map(drop)
             .map_err(|e| e.to_string())
     })
 }
 
-/// Poll settings that keep the monitor's waits to a second or two.
-pub fn fast_polls() -> BTreeMap<String, String> {
+/// Poll settings that keep the monitor's waits to a second or two, for the templates that
+/// have them.
+pub fn fast_polls(template: &Template) -> BTreeMap<String, String> {
     [
         ("MonitorPollFirstWaitSeconds", "1"),
         ("MonitorPollMaxWaitSeconds", "2"),
         ("MonitorPollMaxPolls", "5"),
     ]
     .into_iter()
+    .filter(|(name, _)| template.document["Parameters"].get(name).is_some())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// A template of `tests/fixtures/`.
+pub fn fixture_template(name: &str) -> Template {
+    Template::load(&moto::repository_root().join("tests/fixtures").join(name))
+        .unwrap_or_else(|e| panic!("tests/fixtures/{name} loads: {e}"))
+}
+
+/// What the recorder functions received, by function name, since the test began.
+pub fn recorded_events() -> MutexGuard<'static, Vec<(String, Value)>> {
+    static RECORDED: Mutex<Vec<(String, Value)>> = Mutex::new(Vec::new());
+    RECORDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits until a recorder received `count` events, and returns them.
+pub async fn wait_for_recorded(count: usize, patience: Duration) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let events: Vec<Value> = recorded_events().iter().map(|(_, e)| e.clone()).collect();
+        if events.len() >= count || std::time::Instant::now() >= deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A function that records every event it gets and answers with its `RESPONSE` variable (or
+/// null): a stand-in for a Maestro function when the test is about the wiring.
+pub struct Recorder {
+    name: String,
+    response: Value,
+}
+
+impl LambdaFunction for Recorder {
+    type Event = Value;
+    type Response = Value;
+    type Error = std::convert::Infallible;
+
+    fn from_parts(_: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let name = vars.required("AWS_LAMBDA_FUNCTION_NAME");
+        vars.finish()?;
+        let response = env
+            .get("RESPONSE")
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null);
+        Ok(Recorder { name, response })
+    }
+
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Self::Error> {
+        recorded_events().push((self.name.clone(), event.payload));
+        Ok(self.response.clone())
+    }
 }
 
 /// The template every deployment uses.
@@ -103,35 +167,9 @@ pub fn maestro_template() -> Template {
 
 /// A queue subscribed to `topic_arn` with raw delivery: what a subscriber of the topic sees.
 pub async fn listen_to_topic(cloud: &LocalCloud, topic_arn: &str, name: &str) -> String {
-    let sqs = aws_sdk_sqs::Client::new(cloud.sdk_config());
-    let sns = aws_sdk_sns::Client::new(cloud.sdk_config());
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
+    maestro_localcloud::listen::subscribe_queue(cloud.sdk_config(), topic_arn, name)
         .await
-        .expect("the listener queue is created")
-        .queue_url
-        .expect("a queue URL");
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("the listener queue has attributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("a queue ARN");
-    sns.subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("the listener subscribes");
-    queue_url
+        .unwrap_or_else(|e| panic!("the listener subscribes: {e}"))
 }
 
 /// Receives (and deletes) message bodies from `queue_url` until `count` arrived or `patience`
@@ -142,29 +180,7 @@ pub async fn receive_bodies(
     count: usize,
     patience: Duration,
 ) -> Vec<String> {
-    let sqs = aws_sdk_sqs::Client::new(cloud.sdk_config());
-    let deadline = Instant::now() + patience;
-    let mut bodies = Vec::new();
-    while bodies.len() < count && Instant::now() < deadline {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("the queue can be read");
-        for message in received.messages.unwrap_or_default() {
-            if let Some(handle) = &message.receipt_handle {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .expect("the message can be deleted");
-            }
-            bodies.extend(message.body);
-        }
-    }
-    bodies
+    maestro_localcloud::listen::receive_bodies(cloud.sdk_config(), queue_url, count, patience)
+        .await
+        .unwrap_or_else(|e| panic!("the queue can be read: {e}"))
 }

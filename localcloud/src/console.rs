@@ -1,0 +1,189 @@
+//! The operator's side of `make up`: the running cloud leaves a state file, and these commands
+//! use it to drive the stack as a user's event would (`maestro-localcloud sso-request`, `audit`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{LocalCloudError, sdk_error};
+use crate::seed::{SampleOrganisation, find};
+use crate::{LocalCloud, Stack, listen, moto, sdk_config_for};
+
+/// Where `make up` writes what the other commands need.
+pub fn state_file() -> PathBuf {
+    moto::repository_root().join(".localcloud/state.json")
+}
+
+/// What a running `make up` tells the other commands.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpState {
+    pub aws_endpoint_url: String,
+    pub region: String,
+    pub lambda_endpoint: String,
+    pub http_endpoint: String,
+    pub outputs: BTreeMap<String, String>,
+    /// A queue subscribed to AuditTopic since the stack was built, read by `audit`.
+    pub audit_listener_url: String,
+    pub organisation: Option<SampleOrganisation>,
+}
+
+impl UpState {
+    pub async fn record(
+        cloud: &LocalCloud,
+        stack: &Stack,
+        organisation: Option<SampleOrganisation>,
+    ) -> Result<UpState, LocalCloudError> {
+        let audit_topic = stack.output("AuditTopicArn").ok_or_else(|| {
+            LocalCloudError::Template("the template does not output AuditTopicArn".into())
+        })?;
+        let audit_listener_url =
+            listen::subscribe_queue(cloud.sdk_config(), audit_topic, "local-audit-listener")
+                .await?;
+        let state = UpState {
+            aws_endpoint_url: cloud.moto_endpoint().to_owned(),
+            region: cloud.region().to_owned(),
+            lambda_endpoint: cloud.lambda_endpoint().to_owned(),
+            http_endpoint: cloud.http_endpoint().to_owned(),
+            outputs: stack.outputs.clone(),
+            audit_listener_url,
+            organisation,
+        };
+        let path = state_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?,
+        )?;
+        Ok(state)
+    }
+
+    pub fn load() -> Result<UpState, LocalCloudError> {
+        let path = state_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            LocalCloudError::Emulator(format!(
+                "cannot read {} ({e}): is `make up` running?",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| LocalCloudError::Emulator(format!("{} is damaged: {e}", path.display())))
+    }
+
+    fn output(&self, name: &str) -> Result<&str, LocalCloudError> {
+        self.outputs
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| LocalCloudError::Template(format!("the stack has no output {name}")))
+    }
+}
+
+/// An assignment to ask IAM Identity Center for, by the sample organisation's names.
+pub struct AssignmentAsk {
+    pub account: String,
+    pub principal: String,
+    pub principal_is_user: bool,
+    pub permission_set: String,
+    pub delete: bool,
+}
+
+/// Asks the emulated IAM Identity Center to create (or delete) the assignment, then puts the
+/// resulting request on the monitor queue, as the SSO sync does. Returns the queued body.
+pub async fn sso_request(ask: &AssignmentAsk) -> Result<String, LocalCloudError> {
+    let state = UpState::load()?;
+    let organisation = state.organisation.as_ref().ok_or_else(|| {
+        LocalCloudError::Emulator("`make up` ran without the sample organisation".into())
+    })?;
+    let lookup = |e: String| LocalCloudError::Emulator(e);
+    // A 12-digit id names any account, a member of the organisation or not.
+    let account_id = if ask.account.len() == 12 && ask.account.chars().all(|c| c.is_ascii_digit()) {
+        ask.account.clone()
+    } else {
+        find(&organisation.accounts, "account", &ask.account)
+            .map_err(lookup)?
+            .id
+            .clone()
+    };
+    let principals = if ask.principal_is_user {
+        &organisation.users
+    } else {
+        &organisation.groups
+    };
+    let principal = find(principals, "principal", &ask.principal).map_err(lookup)?;
+    let permission_set = find(
+        &organisation.permission_sets,
+        "permission set",
+        &ask.permission_set,
+    )
+    .map_err(lookup)?;
+    let principal_type = if ask.principal_is_user {
+        PrincipalType::User
+    } else {
+        PrincipalType::Group
+    };
+
+    let config = sdk_config_for(&state.aws_endpoint_url, &state.region).await;
+    let sso_admin = aws_sdk_ssoadmin::Client::new(&config);
+    let failed = |e: String| LocalCloudError::Emulator(format!("sso-admin: {e}"));
+    let (operation, request_id) = if ask.delete {
+        let status = sso_admin
+            .delete_account_assignment()
+            .instance_arn(&organisation.instance_arn)
+            .target_id(&account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&permission_set.id)
+            .principal_type(principal_type.clone())
+            .principal_id(&principal.id)
+            .send()
+            .await
+            .map_err(|e| failed(sdk_error(e)))?
+            .account_assignment_deletion_status;
+        ("DELETE", status.and_then(|s| s.request_id))
+    } else {
+        let status = sso_admin
+            .create_account_assignment()
+            .instance_arn(&organisation.instance_arn)
+            .target_id(&account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&permission_set.id)
+            .principal_type(principal_type.clone())
+            .principal_id(&principal.id)
+            .send()
+            .await
+            .map_err(|e| failed(sdk_error(e)))?
+            .account_assignment_creation_status;
+        ("CREATE", status.and_then(|s| s.request_id))
+    };
+    let request_id = request_id.ok_or_else(|| failed("no request id returned".into()))?;
+    let body = serde_json::to_string_pretty(&json!({
+        "requestId": request_id,
+        "operation": operation,
+        "instanceArn": organisation.instance_arn,
+        "accountId": account_id,
+        "permissionSetArn": permission_set.id,
+        "principalId": principal.id,
+        "principalType": principal_type.as_str(),
+    }))
+    .map_err(std::io::Error::other)?;
+    aws_sdk_sqs::Client::new(&config)
+        .send_message()
+        .queue_url(state.output("SsoAssignmentRequestsQueueUrl")?)
+        .message_body(&body)
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::Emulator(format!("sqs: {}", sdk_error(e))))?;
+    Ok(body)
+}
+
+/// The audit messages published since the last call, waiting up to `patience` for `count`.
+pub async fn audit(count: usize, patience: Duration) -> Result<Vec<String>, LocalCloudError> {
+    let state = UpState::load()?;
+    let config = sdk_config_for(&state.aws_endpoint_url, &state.region).await;
+    listen::receive_bodies(&config, &state.audit_listener_url, count, patience).await
+}
