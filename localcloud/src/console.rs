@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use aws_sdk_ssoadmin::types::PrincipalType;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::error::{LocalCloudError, sdk_error};
+use crate::identity_center::{AssignmentTarget, Operation, request_assignment};
 use crate::seed::{SampleOrganisation, find};
 use crate::{LocalCloud, Stack, listen, moto, sdk_config_for};
 
@@ -122,55 +122,25 @@ pub async fn sso_request(ask: &AssignmentAsk) -> Result<String, LocalCloudError>
         &ask.permission_set,
     )
     .map_err(lookup)?;
-    let principal_type = if ask.principal_is_user {
-        PrincipalType::User
-    } else {
-        PrincipalType::Group
+    let target = AssignmentTarget {
+        instance_arn: organisation.instance_arn.clone(),
+        account_id,
+        permission_set_arn: permission_set.id.clone(),
+        principal_id: principal.id.clone(),
+        principal_type: if ask.principal_is_user {
+            PrincipalType::User
+        } else {
+            PrincipalType::Group
+        },
     };
-
+    let operation = if ask.delete {
+        Operation::Delete
+    } else {
+        Operation::Create
+    };
     let config = sdk_config_for(&state.aws_endpoint_url, &state.region).await;
-    let sso_admin = aws_sdk_ssoadmin::Client::new(&config);
-    let failed = |e: String| LocalCloudError::Emulator(format!("sso-admin: {e}"));
-    let (operation, request_id) = if ask.delete {
-        let status = sso_admin
-            .delete_account_assignment()
-            .instance_arn(&organisation.instance_arn)
-            .target_id(&account_id)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&permission_set.id)
-            .principal_type(principal_type.clone())
-            .principal_id(&principal.id)
-            .send()
-            .await
-            .map_err(|e| failed(sdk_error(e)))?
-            .account_assignment_deletion_status;
-        ("DELETE", status.and_then(|s| s.request_id))
-    } else {
-        let status = sso_admin
-            .create_account_assignment()
-            .instance_arn(&organisation.instance_arn)
-            .target_id(&account_id)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&permission_set.id)
-            .principal_type(principal_type.clone())
-            .principal_id(&principal.id)
-            .send()
-            .await
-            .map_err(|e| failed(sdk_error(e)))?
-            .account_assignment_creation_status;
-        ("CREATE", status.and_then(|s| s.request_id))
-    };
-    let request_id = request_id.ok_or_else(|| failed("no request id returned".into()))?;
-    let body = serde_json::to_string_pretty(&json!({
-        "requestId": request_id,
-        "operation": operation,
-        "instanceArn": organisation.instance_arn,
-        "accountId": account_id,
-        "permissionSetArn": permission_set.id,
-        "principalId": principal.id,
-        "principalType": principal_type.as_str(),
-    }))
-    .map_err(std::io::Error::other)?;
+    let request = request_assignment(&config, &target, operation).await?;
+    let body = serde_json::to_string_pretty(&request).map_err(std::io::Error::other)?;
     aws_sdk_sqs::Client::new(&config)
         .send_message()
         .queue_url(state.output("SsoAssignmentRequestsQueueUrl")?)

@@ -32,13 +32,38 @@ pub fn spawn_queue_mapping(
     region: String,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            if let Err(error) = poll_once(&sqs, &mapping, &function, &region).await {
-                tracing::warn!(queue = %mapping.queue_arn, %error, "queue poll failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+        let source = mapping.queue_arn.clone();
+        keep_polling(&source, || poll_once(&sqs, &mapping, &function, &region)).await
     })
+}
+
+/// Polls until the task is aborted (at reset); a failed poll is logged and tried again soon.
+async fn keep_polling<Poll>(source: &str, mut poll: impl FnMut() -> Poll)
+where
+    Poll: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        if let Err(error) = poll().await {
+            tracing::warn!(%source, %error, "polling failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Makes a received message visible again at once, so it is redelivered.
+async fn redeliver_now(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt_handle: &str,
+) -> Result<(), String> {
+    sqs.change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .map(drop)
+        .map_err(sdk_error)
 }
 
 async fn poll_once(
@@ -98,13 +123,7 @@ async fn poll_once(
         .filter(|m| failed.contains(m.message_id.as_deref().unwrap_or_default()))
     {
         if let Some(handle) = &message.receipt_handle {
-            sqs.change_message_visibility()
-                .queue_url(&mapping.queue_url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(sdk_error)?;
+            redeliver_now(sqs, &mapping.queue_url, handle).await?;
         }
     }
     Ok(())
@@ -116,12 +135,8 @@ pub fn spawn_rule_delivery(
     function: Arc<DeployedFunction>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            if let Err(error) = deliver_rule_events(&sqs, &delivery, &function).await {
-                tracing::warn!(rule = %delivery.rule_name, %error, "rule delivery failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+        let source = delivery.rule_name.clone();
+        keep_polling(&source, || deliver_rule_events(&sqs, &delivery, &function)).await
     })
 }
 
@@ -171,13 +186,7 @@ async fn deliver_rule_events(
                 .await
                 .map_err(sdk_error)?;
         } else {
-            sqs.change_message_visibility()
-                .queue_url(&delivery.delivery_queue_url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(sdk_error)?;
+            redeliver_now(sqs, &delivery.delivery_queue_url, &handle).await?;
         }
     }
     Ok(())

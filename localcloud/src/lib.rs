@@ -10,6 +10,7 @@ pub mod error;
 pub mod event_sources;
 pub mod functions;
 pub mod http_api;
+pub mod identity_center;
 pub mod invoke;
 pub mod listen;
 pub mod moto;

@@ -3,14 +3,14 @@
 
 use maestro_domain::sso::provisioning::AssignmentRequest;
 use maestro_localcloud::LocalCloud;
-use serde_json::json;
+use maestro_localcloud::identity_center::{AssignmentTarget, Operation, request_assignment};
 
 pub struct SsoFixture {
     pub instance_arn: String,
     pub permission_set_arn: String,
     pub group_id: String,
     pub member_account: String,
-    sso_admin: aws_sdk_ssoadmin::Client,
+    config: maestro_aws::SdkConfig,
 }
 
 /// An account id that is not a member of the organisation.
@@ -71,58 +71,32 @@ impl SsoFixture {
             permission_set_arn,
             group_id,
             member_account,
-            sso_admin,
+            config: config.clone(),
         }
     }
 
     /// Asks IAM Identity Center to assign the group to `account` and returns the request to
     /// monitor.
     pub async fn create_assignment(&self, account: &str) -> AssignmentRequest {
-        let status = self
-            .sso_admin
-            .create_account_assignment()
-            .instance_arn(&self.instance_arn)
-            .target_id(account)
-            .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
-            .permission_set_arn(&self.permission_set_arn)
-            .principal_type(aws_sdk_ssoadmin::types::PrincipalType::Group)
-            .principal_id(&self.group_id)
-            .send()
-            .await
-            .expect("the assignment request is accepted")
-            .account_assignment_creation_status
-            .expect("a creation status");
-        self.request("CREATE", status.request_id.expect("a request id"), account)
+        self.request(account, Operation::Create).await
     }
 
     pub async fn delete_assignment(&self, account: &str) -> AssignmentRequest {
-        let status = self
-            .sso_admin
-            .delete_account_assignment()
-            .instance_arn(&self.instance_arn)
-            .target_id(account)
-            .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
-            .permission_set_arn(&self.permission_set_arn)
-            .principal_type(aws_sdk_ssoadmin::types::PrincipalType::Group)
-            .principal_id(&self.group_id)
-            .send()
-            .await
-            .expect("the deletion request is accepted")
-            .account_assignment_deletion_status
-            .expect("a deletion status");
-        self.request("DELETE", status.request_id.expect("a request id"), account)
+        self.request(account, Operation::Delete).await
     }
 
-    fn request(&self, operation: &str, request_id: String, account: &str) -> AssignmentRequest {
-        serde_json::from_value(json!({
-            "requestId": request_id,
-            "operation": operation,
-            "instanceArn": self.instance_arn,
-            "accountId": account,
-            "permissionSetArn": self.permission_set_arn,
-            "principalId": self.group_id,
-            "principalType": "GROUP",
-        }))
-        .expect("the emulator's identifiers have IAM Identity Center's shapes")
+    async fn request(&self, account: &str, operation: Operation) -> AssignmentRequest {
+        let target = AssignmentTarget {
+            instance_arn: self.instance_arn.clone(),
+            account_id: account.to_owned(),
+            permission_set_arn: self.permission_set_arn.clone(),
+            principal_id: self.group_id.clone(),
+            principal_type: aws_sdk_ssoadmin::types::PrincipalType::Group,
+        };
+        let request = request_assignment(&self.config, &target, operation)
+            .await
+            .unwrap_or_else(|e| panic!("IAM Identity Center accepts the request: {e}"));
+        serde_json::from_value(request)
+            .expect("the emulator's identifiers have IAM Identity Center's shapes")
     }
 }

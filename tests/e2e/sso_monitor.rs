@@ -35,6 +35,13 @@ async fn put_on_monitor_queue(cloud: &LocalCloud, stack: &Stack, bodies: &[Strin
     );
 }
 
+/// The stack's audit topic, listened to, and an IAM Identity Center to make requests on.
+async fn monitored_sso(cloud: &LocalCloud, stack: &Stack) -> (String, SsoFixture) {
+    let audit_topic = stack.output("AuditTopicArn").expect("the audit topic");
+    let audit = listen_to_topic(cloud, audit_topic, "audit-listener").await;
+    (audit, SsoFixture::create(cloud).await)
+}
+
 fn body(request: &AssignmentRequest) -> String {
     serde_json::to_string(request).expect("a request serialises")
 }
@@ -54,13 +61,7 @@ fn reports_by_request(bodies: &[String]) -> BTreeMap<String, ProvisioningReport>
 fn every_request_on_the_queue_ends_as_one_audit_report_with_its_final_status() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
-        let audit = listen_to_topic(
-            cloud,
-            stack.output("AuditTopicArn").unwrap(),
-            "audit-listener",
-        )
-        .await;
-        let sso = SsoFixture::create(cloud).await;
+        let (audit, sso) = monitored_sso(cloud, &stack).await;
         let created = sso.create_assignment(&sso.member_account).await;
         let refused = sso.create_assignment(STRANGER_ACCOUNT).await;
         let deleted = sso.delete_assignment(&sso.member_account).await;
@@ -98,13 +99,7 @@ fn every_request_on_the_queue_ends_as_one_audit_report_with_its_final_status() {
 fn a_malformed_record_ends_in_the_dlq_without_holding_back_its_batch() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
-        let audit = listen_to_topic(
-            cloud,
-            stack.output("AuditTopicArn").unwrap(),
-            "audit-listener",
-        )
-        .await;
-        let sso = SsoFixture::create(cloud).await;
+        let (audit, sso) = monitored_sso(cloud, &stack).await;
         let good = sso.create_assignment(&sso.member_account).await;
         let malformed =
             r#"{"requestId": "x", "operation": "CREATE", "accountId": "12"}"#.to_owned();
@@ -132,13 +127,7 @@ fn a_malformed_record_ends_in_the_dlq_without_holding_back_its_batch() {
 fn an_unknown_request_is_reported_as_a_monitor_error_not_lost() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
-        let audit = listen_to_topic(
-            cloud,
-            stack.output("AuditTopicArn").unwrap(),
-            "audit-listener",
-        )
-        .await;
-        let sso = SsoFixture::create(cloud).await;
+        let (audit, sso) = monitored_sso(cloud, &stack).await;
         let mut unknown = sso.create_assignment(&sso.member_account).await;
         unknown.request_id = "00000000-0000-0000-0000-000000000000".try_into().unwrap();
 

@@ -56,17 +56,16 @@ where
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     shared.runtime.block_on(async {
-        shared.cloud.reset().await.expect("the local cloud resets");
-        recorded_events().clear();
         let stack = match template {
             Some(template) => Some(
-                shared
-                    .cloud
-                    .deploy(template, "maestro", &fast_polls(template))
+                fresh_deploy(&shared.cloud, template)
                     .await
                     .unwrap_or_else(|e| panic!("the stack builds: {e}")),
             ),
-            None => None,
+            None => {
+                empty(&shared.cloud).await;
+                None
+            }
         };
         test(&shared.cloud, stack).await;
     });
@@ -79,15 +78,24 @@ pub fn deploy_outcome(template: &Template) -> Result<(), String> {
         .turn
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    shared.runtime.block_on(async {
-        shared.cloud.reset().await.expect("the local cloud resets");
-        shared
-            .cloud
-            .deploy(template, "maestro", &fast_polls(template))
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    })
+    shared
+        .runtime
+        .block_on(fresh_deploy(&shared.cloud, template))
+        .map(drop)
+}
+
+/// Empties the cloud and what the recorders kept.
+async fn empty(cloud: &LocalCloud) {
+    cloud.reset().await.expect("the local cloud resets");
+    recorded_events().clear();
+}
+
+async fn fresh_deploy(cloud: &LocalCloud, template: &Template) -> Result<Stack, String> {
+    empty(cloud).await;
+    cloud
+        .deploy(template, "maestro", &fast_polls(template))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Poll settings that keep the monitor's waits to a second or two, for the templates that
