@@ -33,7 +33,8 @@ test: venv node fmt-check clippy unit-and-e2e lint-template lint-asl
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): requirements.txt constraints.txt
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || \
+		{ echo "cannot create $(VENV); on Debian: apt-get install python3-venv" >&2; exit 1; }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
