@@ -3,6 +3,8 @@
 use aws_sdk_ssoadmin::types::Tag;
 use maestro_tests::on_local_cloud;
 
+use crate::sso_fixture::identity_center_instance;
+
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build().expect("a tag")
 }
@@ -11,14 +13,8 @@ fn tag(key: &str, value: &str) -> Tag {
 fn permission_set_tags_can_be_added_replaced_listed_and_removed() {
     on_local_cloud(None, |cloud, _| async move {
         let sso_admin = aws_sdk_ssoadmin::Client::new(cloud.sdk_config());
-        let instance_arn = sso_admin
-            .list_instances()
-            .send()
+        let instance_arn = identity_center_instance(&sso_admin)
             .await
-            .expect("instances")
-            .instances
-            .unwrap_or_default()
-            .remove(0)
             .instance_arn
             .expect("an instance ARN");
         let permission_set = sso_admin

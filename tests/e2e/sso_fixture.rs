@@ -16,6 +16,22 @@ pub struct SsoFixture {
 /// An account id that is not a member of the organisation.
 pub const STRANGER_ACCOUNT: &str = "999999999999";
 
+/// The emulator's IAM Identity Center instance (moto makes one per account and region).
+pub async fn identity_center_instance(
+    sso_admin: &aws_sdk_ssoadmin::Client,
+) -> aws_sdk_ssoadmin::types::InstanceMetadata {
+    sso_admin
+        .list_instances()
+        .send()
+        .await
+        .expect("instances")
+        .instances
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .expect("an IAM Identity Center instance")
+}
+
 impl SsoFixture {
     pub async fn create(cloud: &LocalCloud) -> SsoFixture {
         let config = cloud.sdk_config();
@@ -38,14 +54,7 @@ impl SsoFixture {
             .create_account_status
             .and_then(|s| s.account_id)
             .expect("an account id");
-        let instance = sso_admin
-            .list_instances()
-            .send()
-            .await
-            .expect("instances")
-            .instances
-            .unwrap_or_default()
-            .remove(0);
+        let instance = identity_center_instance(&sso_admin).await;
         let instance_arn = instance.instance_arn.expect("an instance ARN");
         let permission_set_arn = sso_admin
             .create_permission_set()
