@@ -2,7 +2,11 @@
 //! SDK configuration, and the Lambda edge every function shares (environment, errors).
 
 pub mod env;
+pub mod identity_center;
 pub mod lambda;
+pub mod organizations;
+pub mod plan_store;
+pub mod queues;
 pub mod sdk_error;
 pub mod sso_admin;
 pub mod step_functions;

@@ -3,4 +3,5 @@
 pub mod model;
 pub mod plan;
 pub mod provisioning;
+pub mod reconcile;
 pub mod synthetic;

@@ -1,0 +1,256 @@
+//! IAM Identity Center (sso-admin) and its identity store, read for planning and written by
+//! the assignment worker.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ssoadmin::types::{PrincipalType as SdkPrincipalType, TargetType};
+use maestro_domain::port::PortError;
+use maestro_domain::sso::plan::{Assignment, PermissionSetInfo, Principal};
+use maestro_domain::sso::provisioning::{
+    AccountId, AssignmentOperation, AssignmentRequest, InstanceArn, PermissionSetArn, PrincipalId,
+    PrincipalType, RequestId,
+};
+use maestro_domain::sso::reconcile::IdentityCenterReader;
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "sso-admin";
+
+pub struct IdentityCenter {
+    sso_admin: aws_sdk_ssoadmin::Client,
+    identity_store: aws_sdk_identitystore::Client,
+    instance_arn: InstanceArn,
+    identity_store_id: String,
+}
+
+fn rejected(service: &'static str, detail: String) -> PortError {
+    PortError::Rejected { service, detail }
+}
+
+/// Parses an identifier from the service, which must have the shape the domain expects.
+fn parsed<T: TryFrom<String, Error = maestro_domain::sso::provisioning::InvalidField>>(
+    service: &'static str,
+    value: Option<String>,
+) -> Result<T, PortError> {
+    let value =
+        value.ok_or_else(|| rejected(service, "a listing entry has no identifier".into()))?;
+    T::try_from(value).map_err(|e| rejected(service, e.to_string()))
+}
+
+impl IdentityCenter {
+    pub fn new(config: &SdkConfig, instance_arn: InstanceArn, identity_store_id: String) -> Self {
+        IdentityCenter {
+            sso_admin: aws_sdk_ssoadmin::Client::new(config),
+            identity_store: aws_sdk_identitystore::Client::new(config),
+            instance_arn,
+            identity_store_id,
+        }
+    }
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, PortError> {
+        let mut tags = BTreeMap::new();
+        let mut pages = self
+            .sso_admin
+            .list_tags_for_resource()
+            .instance_arn(self.instance_arn.as_str())
+            .resource_arn(arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, arn, e))?;
+            for tag in page.tags.unwrap_or_default() {
+                tags.insert(tag.key, tag.value);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Asks IAM Identity Center to create or delete an assignment; returns the request to
+    /// monitor.
+    pub async fn change(
+        &self,
+        operation: AssignmentOperation,
+        assignment: &Assignment,
+    ) -> Result<AssignmentRequest, PortError> {
+        let principal_type = match assignment.principal_type {
+            PrincipalType::Group => SdkPrincipalType::Group,
+            PrincipalType::User => SdkPrincipalType::User,
+        };
+        let what = format!(
+            "{operation:?} of {} in {}",
+            assignment.permission_set_arn, assignment.account_id
+        );
+        let status = match operation {
+            AssignmentOperation::Create => {
+                self.sso_admin
+                    .create_account_assignment()
+                    .instance_arn(self.instance_arn.as_str())
+                    .target_id(assignment.account_id.as_str())
+                    .target_type(TargetType::AwsAccount)
+                    .permission_set_arn(assignment.permission_set_arn.as_str())
+                    .principal_type(principal_type)
+                    .principal_id(assignment.principal_id.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, &what, e))?
+                    .account_assignment_creation_status
+            }
+            AssignmentOperation::Delete => {
+                self.sso_admin
+                    .delete_account_assignment()
+                    .instance_arn(self.instance_arn.as_str())
+                    .target_id(assignment.account_id.as_str())
+                    .target_type(TargetType::AwsAccount)
+                    .permission_set_arn(assignment.permission_set_arn.as_str())
+                    .principal_type(principal_type)
+                    .principal_id(assignment.principal_id.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, &what, e))?
+                    .account_assignment_deletion_status
+            }
+        };
+        let request_id: RequestId = parsed(SERVICE, status.and_then(|s| s.request_id))?;
+        Ok(AssignmentRequest {
+            request_id,
+            operation,
+            instance_arn: self.instance_arn.clone(),
+            account_id: assignment.account_id.clone(),
+            permission_set_arn: assignment.permission_set_arn.clone(),
+            principal_id: assignment.principal_id.clone(),
+            principal_type: assignment.principal_type,
+        })
+    }
+}
+
+#[async_trait]
+impl IdentityCenterReader for IdentityCenter {
+    fn instance_arn(&self) -> &InstanceArn {
+        &self.instance_arn
+    }
+
+    async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .sso_admin
+            .list_permission_sets()
+            .instance_arn(self.instance_arn.as_str())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, "the permission sets", e))?;
+            arns.extend(page.permission_sets.unwrap_or_default());
+        }
+        let mut sets = Vec::with_capacity(arns.len());
+        for arn in arns {
+            let name = self
+                .sso_admin
+                .describe_permission_set()
+                .instance_arn(self.instance_arn.as_str())
+                .permission_set_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, &arn, e))?
+                .permission_set
+                .and_then(|p| p.name)
+                .unwrap_or_default();
+            let tags = self.tags(&arn).await?;
+            sets.push(PermissionSetInfo {
+                arn: parsed(SERVICE, Some(arn))?,
+                name,
+                tags,
+            });
+        }
+        Ok(sets)
+    }
+
+    async fn groups(&self) -> Result<Vec<Principal>, PortError> {
+        let mut groups = Vec::new();
+        let mut pages = self
+            .identity_store
+            .list_groups()
+            .identity_store_id(&self.identity_store_id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("identitystore", "the groups", e))?;
+            for group in page.groups {
+                groups.push(Principal {
+                    id: parsed("identitystore", Some(group.group_id))?,
+                    name: group.display_name.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn users(&self) -> Result<Vec<Principal>, PortError> {
+        let mut users = Vec::new();
+        let mut pages = self
+            .identity_store
+            .list_users()
+            .identity_store_id(&self.identity_store_id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("identitystore", "the users", e))?;
+            for user in page.users {
+                users.push(Principal {
+                    id: parsed("identitystore", Some(user.user_id))?,
+                    name: user.user_name.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(users)
+    }
+
+    async fn assignments(
+        &self,
+        accounts: &[AccountId],
+        permission_sets: &[PermissionSetArn],
+    ) -> Result<Vec<Assignment>, PortError> {
+        let mut assignments = Vec::new();
+        for account in accounts {
+            for set in permission_sets {
+                let mut pages = self
+                    .sso_admin
+                    .list_account_assignments()
+                    .instance_arn(self.instance_arn.as_str())
+                    .account_id(account.as_str())
+                    .permission_set_arn(set.as_str())
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
+                        port_error(
+                            SERVICE,
+                            &format!("the assignments of {set} in {account}"),
+                            e,
+                        )
+                    })?;
+                    for found in page.account_assignments.unwrap_or_default() {
+                        let principal_type = match found.principal_type {
+                            Some(SdkPrincipalType::Group) => PrincipalType::Group,
+                            Some(SdkPrincipalType::User) => PrincipalType::User,
+                            other => {
+                                return Err(rejected(
+                                    SERVICE,
+                                    format!("unknown principal type {other:?}"),
+                                ));
+                            }
+                        };
+                        assignments.push(Assignment {
+                            account_id: account.clone(),
+                            permission_set_arn: set.clone(),
+                            principal_type,
+                            principal_id: parsed::<PrincipalId>(SERVICE, found.principal_id)?,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(assignments)
+    }
+}

@@ -1,0 +1,154 @@
+//! AWS Organizations: the accounts, their tags and their OU paths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_organizations::types::{AccountStatus as SdkStatus, ParentType};
+use maestro_domain::port::PortError;
+use maestro_domain::sso::plan::{AccountStatus, OrgAccount};
+use maestro_domain::sso::provisioning::AccountId;
+use maestro_domain::sso::reconcile::OrganisationReader;
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "organizations";
+
+pub struct OrganizationsReader {
+    client: aws_sdk_organizations::Client,
+    /// OU id → name: OUs are few and shared by many accounts.
+    ou_names: Mutex<HashMap<String, String>>,
+}
+
+impl OrganizationsReader {
+    pub fn new(config: &SdkConfig) -> Self {
+        OrganizationsReader {
+            client: aws_sdk_organizations::Client::new(config),
+            ou_names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn tags(&self, account_id: &str) -> Result<BTreeMap<String, String>, PortError> {
+        let mut tags = BTreeMap::new();
+        let mut pages = self
+            .client
+            .list_tags_for_resource()
+            .resource_id(account_id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, account_id, e))?;
+            for tag in page.tags.unwrap_or_default() {
+                tags.insert(tag.key, tag.value);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// OU names from the root down to the account's parent; `None` when any parent cannot be
+    /// read, which the planner treats as a partial input.
+    async fn ou_path(&self, account_id: &str) -> Option<Vec<String>> {
+        let mut path = Vec::new();
+        let mut child = account_id.to_owned();
+        // Organizations nests OUs at most five deep; the bound guards against a cycle.
+        for _ in 0..8 {
+            let parents = self
+                .client
+                .list_parents()
+                .child_id(&child)
+                .send()
+                .await
+                .map_err(|e| tracing::warn!(account_id, error = %e, "cannot read a parent"))
+                .ok()?;
+            let parent = parents.parents.unwrap_or_default().into_iter().next()?;
+            let id = parent.id?;
+            if parent.r#type == Some(ParentType::Root) {
+                path.reverse();
+                return Some(path);
+            }
+            path.push(self.ou_name(&id).await?);
+            child = id;
+        }
+        None
+    }
+
+    async fn ou_name(&self, ou_id: &str) -> Option<String> {
+        let known = self
+            .ou_names
+            .lock()
+            .expect("the OU cache lock is never poisoned")
+            .get(ou_id)
+            .cloned();
+        if known.is_some() {
+            return known;
+        }
+        let name = self
+            .client
+            .describe_organizational_unit()
+            .organizational_unit_id(ou_id)
+            .send()
+            .await
+            .map_err(|e| tracing::warn!(ou_id, error = %e, "cannot read an OU"))
+            .ok()?
+            .organizational_unit?
+            .name?;
+        self.ou_names
+            .lock()
+            .expect("the OU cache lock is never poisoned")
+            .insert(ou_id.to_owned(), name.clone());
+        Some(name)
+    }
+}
+
+#[async_trait]
+impl OrganisationReader for OrganizationsReader {
+    async fn management_account(&self) -> Result<Option<AccountId>, PortError> {
+        let organization = self
+            .client
+            .describe_organization()
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "the organization", e))?
+            .organization;
+        organization
+            .and_then(|o| o.master_account_id)
+            .map(|id| AccountId::try_from(id).map_err(|e| rejected(e.to_string())))
+            .transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError> {
+        let mut accounts = Vec::new();
+        let mut pages = self.client.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, "the accounts", e))?;
+            for account in page.accounts.unwrap_or_default() {
+                let id = account
+                    .id
+                    .clone()
+                    .ok_or_else(|| rejected("an account without id".into()))?;
+                let status = match account.status() {
+                    Some(SdkStatus::Active) => AccountStatus::Active,
+                    Some(SdkStatus::Suspended) => AccountStatus::Suspended,
+                    Some(SdkStatus::PendingClosure) => AccountStatus::PendingClosure,
+                    other => AccountStatus::Other(format!("{other:?}")),
+                };
+                accounts.push(OrgAccount {
+                    tags: self.tags(&id).await?,
+                    ou_path: self.ou_path(&id).await,
+                    id: AccountId::try_from(id).map_err(|e| rejected(e.to_string()))?,
+                    name: account.name.unwrap_or_default(),
+                    status,
+                });
+            }
+        }
+        Ok(accounts)
+    }
+}
+
+fn rejected(detail: String) -> PortError {
+    PortError::Rejected {
+        service: SERVICE,
+        detail,
+    }
+}

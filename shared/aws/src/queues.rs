@@ -1,0 +1,103 @@
+//! SQS: the SSO changes queue and the provisioning monitor queue.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use maestro_domain::port::PortError;
+use maestro_domain::sso::provisioning::AssignmentRequest;
+use maestro_domain::sso::reconcile::{AssignmentChange, ChangeQueue};
+use serde::Serialize;
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "sqs";
+
+/// A queue that takes JSON messages.
+pub struct JsonQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl JsonQueue {
+    pub fn new(config: &SdkConfig, url: String) -> Self {
+        JsonQueue {
+            client: aws_sdk_sqs::Client::new(config),
+            url,
+        }
+    }
+
+    /// Sends every message, ten to a call; entries SQS refuses are tried once more, and any
+    /// still refused fail the whole send.
+    pub async fn send_all<T: Serialize>(&self, messages: &[T]) -> Result<(), PortError> {
+        let bodies = messages
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PortError::Rejected {
+                service: SERVICE,
+                detail: e.to_string(),
+            })?;
+        for batch in bodies.chunks(10) {
+            let mut pending: Vec<(String, &String)> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, body)| (i.to_string(), body))
+                .collect();
+            for _attempt in 0..2 {
+                if pending.is_empty() {
+                    break;
+                }
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(*body)
+                            .build()
+                            .map_err(|e| PortError::Rejected {
+                                service: SERVICE,
+                                detail: e.to_string(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sent = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, &self.url, e))?;
+                let failed: Vec<String> = sent.failed.into_iter().map(|f| f.id).collect();
+                pending.retain(|(id, _)| failed.contains(id));
+            }
+            if !pending.is_empty() {
+                return Err(PortError::Transient {
+                    service: SERVICE,
+                    detail: format!("{} messages were refused twice", pending.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeQueue for JsonQueue {
+    async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
+        self.send_all(changes).await
+    }
+}
+
+/// Hands accepted assignment requests to the provisioning monitor (flow C).
+#[async_trait]
+pub trait MonitorQueue: Send + Sync {
+    async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError>;
+}
+
+#[async_trait]
+impl MonitorQueue for JsonQueue {
+    async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError> {
+        self.send_all(std::slice::from_ref(request)).await
+    }
+}

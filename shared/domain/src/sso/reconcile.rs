@@ -1,0 +1,275 @@
+//! A reconcile run (flows A and B): read everything, plan, record the plan, and queue the
+//! changes for the assignment worker. Nothing is changed when any input cannot be read in
+//! full or looks partial.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::SsoModel;
+use super::plan::{
+    AbortReason, Assignment, OrgAccount, PermissionSetInfo, Plan, PlanInputs, Principal, plan,
+};
+use super::provisioning::{AccountId, AssignmentOperation, InstanceArn, PermissionSetArn};
+use crate::port::PortError;
+
+/// Reads the organisation (AWS Organizations).
+#[async_trait]
+pub trait OrganisationReader: Send + Sync {
+    /// The management account, if the caller can tell.
+    async fn management_account(&self) -> Result<Option<AccountId>, PortError>;
+    /// Every account with its tags and OU path, in full.
+    async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError>;
+}
+
+/// Reads IAM Identity Center and its identity store.
+#[async_trait]
+pub trait IdentityCenterReader: Send + Sync {
+    fn instance_arn(&self) -> &InstanceArn;
+    async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError>;
+    async fn groups(&self) -> Result<Vec<Principal>, PortError>;
+    async fn users(&self) -> Result<Vec<Principal>, PortError>;
+    /// The assignments of the given permission sets in the given accounts, in full.
+    async fn assignments(
+        &self,
+        accounts: &[AccountId],
+        permission_sets: &[PermissionSetArn],
+    ) -> Result<Vec<Assignment>, PortError>;
+}
+
+/// Where every run's record is kept (DynamoDB).
+#[async_trait]
+pub trait PlanStore: Send + Sync {
+    async fn save(&self, run: &RunRecord) -> Result<(), PortError>;
+    async fn latest(&self) -> Result<Option<RunRecord>, PortError>;
+}
+
+/// One change for the assignment worker, as it travels on the changes queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentChange {
+    pub run_id: String,
+    pub instance_arn: InstanceArn,
+    pub operation: AssignmentOperation,
+    pub assignment: Assignment,
+}
+
+/// Queues changes for the assignment worker (SQS).
+#[async_trait]
+pub trait ChangeQueue: Send + Sync {
+    async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mode {
+    /// Plan and record, change nothing.
+    DryRun,
+    /// Plan, record, and queue the changes the guardrails allow.
+    Apply,
+}
+
+/// What started the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Trigger {
+    Schedule,
+    #[serde(rename_all = "camelCase")]
+    Api {
+        requested_by: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Event {
+        event_id: String,
+        event_name: String,
+    },
+    Cli,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// A dry run: the plan is recorded, nothing queued.
+    Planned,
+    /// The changes were queued; held deletes wait for an approval.
+    #[serde(rename_all = "camelCase")]
+    Queued {
+        creates: usize,
+        deletes: usize,
+        held: usize,
+    },
+    /// Nothing was changed: an input could not be read, or looked partial.
+    #[serde(rename_all = "camelCase")]
+    Aborted { reasons: Vec<String> },
+}
+
+/// A run as recorded: what started it, what it saw and planned, and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub mode: Mode,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// The ports a run uses.
+pub struct Ports<'a> {
+    pub organisation: &'a dyn OrganisationReader,
+    pub identity_center: &'a dyn IdentityCenterReader,
+    pub store: &'a dyn PlanStore,
+    pub changes: &'a dyn ChangeQueue,
+}
+
+/// Why a run could not even record itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot record the run: {0}")]
+    Store(PortError),
+    #[error("cannot queue the changes: {0}")]
+    Queue(PortError),
+}
+
+impl ReconcileError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReconcileError::Store(e) | ReconcileError::Queue(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Reads every input in full; any failure becomes an abort reason.
+pub async fn read_inputs(ports: &Ports<'_>) -> Result<PlanInputs, Vec<String>> {
+    let failed = |what: &str, e: PortError| format!("cannot read {what}: {e}");
+    let organisation = ports.organisation;
+    let identity_center = ports.identity_center;
+    let management = organisation.management_account().await;
+    let accounts = organisation.accounts().await;
+    let permission_sets = identity_center.permission_sets().await;
+    let groups = identity_center.groups().await;
+    let users = identity_center.users().await;
+    let mut reasons = Vec::new();
+    let management = management.unwrap_or_else(|e| {
+        reasons.push(failed("the management account", e));
+        None
+    });
+    let accounts = in_full(&mut reasons, "the accounts", accounts);
+    let permission_sets = in_full(&mut reasons, "the permission sets", permission_sets);
+    let groups = in_full(&mut reasons, "the groups", groups);
+    let users = in_full(&mut reasons, "the users", users);
+    if !reasons.is_empty() {
+        return Err(reasons);
+    }
+    let account_ids: Vec<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
+    let set_arns: Vec<PermissionSetArn> = permission_sets.iter().map(|s| s.arn.clone()).collect();
+    let assignments = identity_center
+        .assignments(&account_ids, &set_arns)
+        .await
+        .map_err(|e| vec![failed("the assignments", e)])?;
+    Ok(PlanInputs {
+        management_account_id: management,
+        accounts,
+        permission_sets,
+        groups,
+        users,
+        assignments,
+    })
+}
+
+/// A listing, or nothing with the reason recorded.
+fn in_full<T>(reasons: &mut Vec<String>, what: &str, listing: Result<Vec<T>, PortError>) -> Vec<T> {
+    listing.unwrap_or_else(|e| {
+        reasons.push(format!("cannot read {what}: {e}"));
+        Vec::new()
+    })
+}
+
+/// One reconcile run, recorded whatever its outcome.
+pub async fn reconcile(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    run_id: String,
+    trigger: Trigger,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Result<RunRecord, ReconcileError> {
+    let mut record = RunRecord {
+        run_id,
+        started_at: now,
+        trigger,
+        mode,
+        outcome: Outcome::Planned,
+        plan: None,
+    };
+    let planned = match read_inputs(ports).await {
+        Err(reasons) => Err(reasons),
+        Ok(inputs) => plan(model, &inputs).map_err(|aborted| {
+            aborted
+                .reasons
+                .iter()
+                .map(AbortReason::to_string)
+                .collect::<Vec<_>>()
+        }),
+    };
+    match planned {
+        Err(reasons) => {
+            record.outcome = Outcome::Aborted { reasons };
+        }
+        Ok(planned) => {
+            if mode == Mode::Apply {
+                let changes = changes_of(
+                    &record.run_id,
+                    ports.identity_center.instance_arn(),
+                    &planned,
+                );
+                // The record says what is being queued before anything is, so a failure
+                // between the two leaves a record that explains the queue's contents.
+                record.outcome = Outcome::Queued {
+                    creates: planned.create.len(),
+                    deletes: planned.deletes_to_run().count(),
+                    held: planned.held_deletes().count(),
+                };
+                record.plan = Some(planned);
+                ports
+                    .store
+                    .save(&record)
+                    .await
+                    .map_err(ReconcileError::Store)?;
+                ports
+                    .changes
+                    .enqueue(&changes)
+                    .await
+                    .map_err(ReconcileError::Queue)?;
+                return Ok(record);
+            }
+            record.plan = Some(planned);
+        }
+    }
+    ports
+        .store
+        .save(&record)
+        .await
+        .map_err(ReconcileError::Store)?;
+    Ok(record)
+}
+
+/// The changes a plan queues: every create, and the deletes no guardrail holds.
+pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<AssignmentChange> {
+    let change = |operation, assignment: &Assignment| AssignmentChange {
+        run_id: run_id.to_owned(),
+        instance_arn: instance_arn.clone(),
+        operation,
+        assignment: assignment.clone(),
+    };
+    plan.create
+        .iter()
+        .map(|c| change(AssignmentOperation::Create, &c.assignment))
+        .chain(
+            plan.deletes_to_run()
+                .map(|d| change(AssignmentOperation::Delete, &d.assignment)),
+        )
+        .collect()
+}
