@@ -45,6 +45,9 @@ impl Registration {
 pub const REGISTRY: &[Registration] = &[
     Registration::of::<sso_monitor_starter::Deps>("sso-monitor-starter"),
     Registration::of::<sso_assignment_status::Deps>("sso-assignment-status"),
+    Registration::of::<sso_reconcile::Deps>("sso-reconcile"),
+    Registration::of::<sso_api::Deps>("sso-api"),
+    Registration::of::<sso_assignment_worker::Deps>("sso-assignment-worker"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

@@ -76,6 +76,20 @@ async fn invoke_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut response = answer_invoke(table, function_name, headers, body).await;
+    // Every Lambda answer carries a request id; clients read it from errors too.
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+async fn answer_invoke(
+    table: FunctionTable,
+    function_name: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(function) = find(&table, &function_name) else {
         let mut response = (
             StatusCode::NOT_FOUND,

@@ -161,6 +161,37 @@ impl LocalCloud {
         registrations.push(registration);
     }
 
+    /// The template parameters that name the emulator's IAM Identity Center instance
+    /// (`SsoInstanceArn`, `IdentityStoreId`), for templates that declare them; moto makes
+    /// the instance itself, with ids no one can know before it runs.
+    pub async fn identity_center_parameters(
+        &self,
+        template: &Template,
+    ) -> Result<BTreeMap<String, String>, LocalCloudError> {
+        let declared = |name: &str| template.document["Parameters"].get(name).is_some();
+        if !declared("SsoInstanceArn") && !declared("IdentityStoreId") {
+            return Ok(BTreeMap::new());
+        }
+        let instance = aws_sdk_ssoadmin::Client::new(&self.sdk_config)
+            .list_instances()
+            .send()
+            .await
+            .map_err(|e| LocalCloudError::Emulator(format!("sso-admin: {}", error::sdk_error(e))))?
+            .instances
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .ok_or_else(|| LocalCloudError::Emulator("no IAM Identity Center instance".into()))?;
+        Ok([
+            ("SsoInstanceArn", instance.instance_arn),
+            ("IdentityStoreId", instance.identity_store_id),
+        ]
+        .into_iter()
+        .filter(|(name, _)| declared(name))
+        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+        .collect())
+    }
+
     /// Builds the template's stack and starts its functions' event sources.
     pub async fn deploy(
         &self,

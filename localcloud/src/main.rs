@@ -1,7 +1,6 @@
 //! `maestro-localcloud`: Maestro on the local cloud (`up`, what `make up` runs), and the
 //! commands that drive a running one.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,7 +108,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
             let template = Template::load(&template)?;
-            let overrides: BTreeMap<String, String> = parameters.into_iter().collect();
+            let mut overrides = cloud.identity_center_parameters(&template).await?;
+            overrides.extend(parameters);
             let stack = cloud.deploy(&template, &stack_name, &overrides).await?;
             let organisation = match no_seed {
                 true => None,

@@ -1,5 +1,6 @@
-//! A small sample organisation for `make up`: OUs per SDLC environment, tagged accounts,
-//! identity-store groups and tagged permission sets, following the SSO model of BRIEF §2.
+//! A small sample organisation for `make up`: OUs per SDLC environment, tagged accounts (one
+//! of them closed, so SUSPENDED), identity-store groups, tagged permission sets and one
+//! untagged one with a hand-made assignment, following the SSO model of BRIEF §2.
 //! Later capabilities extend it with resources, secrets and approvals.
 
 use std::fmt;
@@ -10,6 +11,7 @@ use maestro_aws::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LocalCloudError, sdk_error};
+use crate::identity_center::{AssignmentTarget, Operation, request_assignment};
 
 /// What the seed created, for the operator to read and for `maestro-localcloud sso-request`
 /// to look names up in.
@@ -106,7 +108,23 @@ const ACCOUNTS: &[(&str, &[&str], &str, Option<&str>)] = &[
         Some("alice"),
     ),
     ("log-archive", &["Security"], "security", None),
+    (
+        "payments-retired",
+        &["Workloads", "production"],
+        "payments",
+        None,
+    ),
 ];
+
+/// Closed after it is created, so the organisation has a SUSPENDED account.
+const CLOSED_ACCOUNT: &str = "payments-retired";
+
+/// An assignment made by hand with the untagged permission set: the model must leave it.
+const HAND_MADE: (&str, &str, &str) = (
+    "payments-production",
+    "BillingReadOnly",
+    "developer_workload_payments",
+);
 
 const GROUPS: &[&str] = &[
     "developer_workload_payments",
@@ -273,6 +291,34 @@ pub async fn sample_organisation(
             .unwrap_or_default();
         permission_sets.push(Named::new(name, arn));
     }
+
+    let closed =
+        find(&accounts, "account", CLOSED_ACCOUNT).map_err(seed_error("closed account"))?;
+    organizations
+        .close_account()
+        .account_id(&closed.id)
+        .send()
+        .await
+        .map_err(|e| seed_error(CLOSED_ACCOUNT)(sdk_error(e)))?;
+
+    let (account, set, group) = HAND_MADE;
+    let target = AssignmentTarget {
+        instance_arn: instance_arn.clone(),
+        account_id: find(&accounts, "account", account)
+            .map_err(seed_error("hand-made assignment"))?
+            .id
+            .clone(),
+        permission_set_arn: find(&permission_sets, "permission set", set)
+            .map_err(seed_error("hand-made assignment"))?
+            .id
+            .clone(),
+        principal_id: find(&groups, "group", group)
+            .map_err(seed_error("hand-made assignment"))?
+            .id
+            .clone(),
+        principal_type: aws_sdk_ssoadmin::types::PrincipalType::Group,
+    };
+    request_assignment(config, &target, Operation::Create).await?;
 
     Ok(SampleOrganisation {
         instance_arn,

@@ -10,4 +10,5 @@ mod resources;
 mod sample_events;
 mod sso_fixture;
 mod sso_monitor;
+mod sso_sync;
 mod template_wiring;

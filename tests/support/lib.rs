@@ -92,8 +92,13 @@ async fn empty(cloud: &LocalCloud) {
 
 async fn fresh_deploy(cloud: &LocalCloud, template: &Template) -> Result<Stack, String> {
     empty(cloud).await;
+    let mut parameters = cloud
+        .identity_center_parameters(template)
+        .await
+        .map_err(|e| e.to_string())?;
+    parameters.extend(fast_polls(template));
     cloud
-        .deploy(template, "maestro", &fast_polls(template))
+        .deploy(template, "maestro", &parameters)
         .await
         .map_err(|e| e.to_string())
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_ssoadmin::types::{PrincipalType as SdkPrincipalType, TargetType};
 use maestro_domain::port::PortError;
+use maestro_domain::sso::apply::AssignmentWriter;
 use maestro_domain::sso::plan::{Assignment, PermissionSetInfo, Principal};
 use maestro_domain::sso::provisioning::{
     AccountId, AssignmentOperation, AssignmentRequest, InstanceArn, PermissionSetArn, PrincipalId,
@@ -66,10 +67,11 @@ impl IdentityCenter {
         }
         Ok(tags)
     }
+}
 
-    /// Asks IAM Identity Center to create or delete an assignment; returns the request to
-    /// monitor.
-    pub async fn change(
+#[async_trait]
+impl AssignmentWriter for IdentityCenter {
+    async fn change(
         &self,
         operation: AssignmentOperation,
         assignment: &Assignment,

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::apply::MonitorQueue;
 use maestro_domain::sso::provisioning::AssignmentRequest;
 use maestro_domain::sso::reconcile::{AssignmentChange, ChangeQueue};
 use serde::Serialize;
@@ -87,12 +88,6 @@ impl ChangeQueue for JsonQueue {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
         self.send_all(changes).await
     }
-}
-
-/// Hands accepted assignment requests to the provisioning monitor (flow C).
-#[async_trait]
-pub trait MonitorQueue: Send + Sync {
-    async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError>;
 }
 
 #[async_trait]

@@ -1,5 +1,6 @@
 //! IAM Identity Center (SSO): the assignment model, plans and the provisioning monitor.
 
+pub mod apply;
 pub mod model;
 pub mod plan;
 pub mod provisioning;

@@ -116,6 +116,45 @@ pub struct RunRecord {
     pub plan: Option<Plan>,
 }
 
+/// A run in a few numbers: what the API and the schedule answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub mode: Mode,
+    pub outcome: Outcome,
+    pub desired: usize,
+    pub unchanged: usize,
+    pub to_create: usize,
+    pub to_delete: usize,
+    pub held: usize,
+    pub unmanaged: usize,
+    pub excluded_accounts: usize,
+}
+
+impl RunRecord {
+    pub fn summary(&self) -> RunSummary {
+        let plan = self.plan.as_ref();
+        let count = |f: fn(&Plan) -> usize| plan.map_or(0, f);
+        RunSummary {
+            run_id: self.run_id.clone(),
+            started_at: self.started_at,
+            trigger: self.trigger.clone(),
+            mode: self.mode,
+            outcome: self.outcome.clone(),
+            desired: count(|p| p.desired),
+            unchanged: count(|p| p.unchanged),
+            to_create: count(|p| p.create.len()),
+            to_delete: count(|p| p.deletes_to_run().count()),
+            held: count(|p| p.held_deletes().count()),
+            unmanaged: count(|p| p.unmanaged.len()),
+            excluded_accounts: count(|p| p.excluded_accounts.len()),
+        }
+    }
+}
+
 /// The ports a run uses.
 pub struct Ports<'a> {
     pub organisation: &'a dyn OrganisationReader,

@@ -1,0 +1,164 @@
+//! `SsoApiFunction`: the SSO sync over HTTP.
+//!
+//! - `GET /sso/plan`: the latest run, with its plan.
+//! - `POST /sso/reconcile`: plan now; body `{"dryRun": false}` applies (a missing body or
+//!   `dryRun` means a dry run, so that no change happens by accident).
+//! - `GET /sso/explain?group=&account=&permissionSet=` (names or ids): why that assignment is
+//!   or is not desired.
+
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::http::{HeaderMap, HeaderValue};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::sso::SsoServices;
+use maestro_domain::sso::plan::{ExplainError, explain};
+use maestro_domain::sso::reconcile::{Mode, PlanStore, Trigger, read_inputs, reconcile};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct Deps {
+    pub sso: SsoServices,
+}
+
+/// Failures no HTTP answer can carry (the answer itself could not be made).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiFailure(String);
+
+impl From<ApiFailure> for Diagnostic {
+    fn from(failure: ApiFailure) -> Diagnostic {
+        ErrorKind::Rejected.diagnostic(&failure)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileBody {
+    #[serde(default = "yes", rename = "dryRun")]
+    dry_run: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn answer(status: i64, body: Value) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = status;
+    response.headers = headers;
+    response.body = Some(Body::Text(body.to_string()));
+    response
+}
+
+fn problem(status: i64, message: impl Into<String>) -> ApiGatewayV2httpResponse {
+    answer(status, json!({ "message": message.into() }))
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+    let request = event.payload;
+    let method = request.request_context.http.method.as_str().to_owned();
+    let path = request.raw_path.clone().unwrap_or_default();
+    let caller = request
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.clone())
+        .unwrap_or_else(|| "anonymous".to_owned());
+    Ok(match (method.as_str(), path.as_str()) {
+        ("GET", "/sso/plan") => match deps.sso.store.latest().await {
+            Ok(Some(run)) => answer(200, to_json(&run)?),
+            Ok(None) => problem(404, "no reconcile run yet"),
+            Err(e) => problem(503, format!("cannot read the runs: {e}")),
+        },
+        ("POST", "/sso/reconcile") => {
+            let body = request.body.as_deref().unwrap_or("").trim();
+            let body: ReconcileBody = if body.is_empty() {
+                ReconcileBody { dry_run: true }
+            } else {
+                match serde_json::from_str(body) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        return Ok(problem(
+                            400,
+                            format!("the body is not {{\"dryRun\": bool}}: {e}"),
+                        ));
+                    }
+                }
+            };
+            let mode = if body.dry_run {
+                Mode::DryRun
+            } else {
+                Mode::Apply
+            };
+            let run = reconcile(
+                &deps.sso.model,
+                &deps.sso.ports(),
+                event.context.request_id,
+                Trigger::Api {
+                    requested_by: caller,
+                },
+                mode,
+                chrono::Utc::now(),
+            )
+            .await;
+            match run {
+                Ok(record) => answer(200, to_json(&record.summary())?),
+                Err(e) => problem(503, e.to_string()),
+            }
+        }
+        ("GET", "/sso/explain") => {
+            let query = &request.query_string_parameters;
+            let (Some(group), Some(account), Some(set)) = (
+                query.first("group"),
+                query.first("account"),
+                query.first("permissionSet"),
+            ) else {
+                return Ok(problem(
+                    400,
+                    "give group, account and permissionSet (names or ids) as query parameters",
+                ));
+            };
+            match read_inputs(&deps.sso.ports()).await {
+                Err(reasons) => problem(503, reasons.join("; ")),
+                Ok(inputs) => match explain(&deps.sso.model, &inputs, group, account, set) {
+                    Ok(explanation) => answer(200, to_json(&explanation)?),
+                    Err(e @ ExplainError::NotFound { .. }) => problem(404, e.to_string()),
+                    Err(e @ ExplainError::Aborted(_)) => problem(409, e.to_string()),
+                },
+            }
+        }
+        _ => problem(404, format!("no route {method} {path}")),
+    })
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, ApiFailure> {
+    serde_json::to_value(value).map_err(|e| ApiFailure(e.to_string()))
+}
+
+impl LambdaFunction for Deps {
+    type Event = ApiGatewayV2httpRequest;
+    type Response = ApiGatewayV2httpResponse;
+    type Error = ApiFailure;
+
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        Ok(Deps {
+            sso: SsoServices::from_parts(config, env)?,
+        })
+    }
+
+    async fn handle(
+        &self,
+        event: LambdaEvent<ApiGatewayV2httpRequest>,
+    ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+        handle(self, event).await
+    }
+}

@@ -1,0 +1,102 @@
+//! `SsoAssignmentWorkerFunction`: takes planned changes from `SsoChangesQueue`, asks IAM
+//! Identity Center for each, and hands each accepted request to the provisioning monitor
+//! (`SsoAssignmentRequestsQueue`). A change that fails is reported as a batch item failure:
+//! SQS retries it, and after the queue's `maxReceiveCount` it lands in the DLQ, whose alarm
+//! reports it; nothing is retried forever.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::identity_center::IdentityCenter;
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::queues::JsonQueue;
+use maestro_domain::sso::apply::{AssignmentWriter, MonitorQueue, apply_change};
+use maestro_domain::sso::provisioning::InstanceArn;
+use maestro_domain::sso::reconcile::AssignmentChange;
+
+pub struct Deps {
+    pub writer: Arc<dyn AssignmentWriter>,
+    pub monitor: Arc<dyn MonitorQueue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("record {index} of the batch has no messageId")]
+    RecordWithoutId { index: usize },
+}
+
+impl From<WorkerError> for Diagnostic {
+    fn from(error: WorkerError) -> Diagnostic {
+        ErrorKind::InvalidInput.diagnostic(&error)
+    }
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, WorkerError> {
+    let mut response = SqsBatchResponse::default();
+    for (index, record) in event.payload.records.iter().enumerate() {
+        let message_id = record
+            .message_id
+            .as_deref()
+            .ok_or(WorkerError::RecordWithoutId { index })?;
+        let change: AssignmentChange =
+            match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
+                Ok(change) => change,
+                Err(problem) => {
+                    tracing::warn!(%message_id, %problem, "rejected a change record");
+                    response.add_failure(message_id);
+                    continue;
+                }
+            };
+        match apply_change(deps.writer.as_ref(), deps.monitor.as_ref(), &change).await {
+            Ok(request) => tracing::info!(
+                %message_id,
+                run_id = %change.run_id,
+                request_id = %request.request_id,
+                operation = ?change.operation,
+                "change accepted and handed to the monitor"
+            ),
+            Err(error) => {
+                if error.is_retryable() {
+                    tracing::warn!(%message_id, run_id = %change.run_id, %error, "change will be retried");
+                } else {
+                    tracing::error!(%message_id, run_id = %change.run_id, %error, "change refused; it will end in the DLQ");
+                }
+                response.add_failure(message_id);
+            }
+        }
+    }
+    Ok(response)
+}
+
+impl LambdaFunction for Deps {
+    type Event = SqsEvent;
+    type Response = SqsBatchResponse;
+    type Error = WorkerError;
+
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let instance_arn = InstanceArn::try_from(vars.required("SSO_INSTANCE_ARN"))
+            .map_err(|e| vars.problem(format!("SSO_INSTANCE_ARN: {e}")))
+            .ok();
+        let identity_store_id = vars.required("IDENTITY_STORE_ID");
+        let monitor_queue_url = vars.required("MONITOR_QUEUE_URL");
+        vars.finish()?;
+        let instance_arn = instance_arn.ok_or_else(|| EnvError {
+            problems: vec!["SSO_INSTANCE_ARN is unusable".into()],
+        })?;
+        Ok(Deps {
+            writer: Arc::new(IdentityCenter::new(config, instance_arn, identity_store_id)),
+            monitor: Arc::new(JsonQueue::new(config, monitor_queue_url)),
+        })
+    }
+
+    async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, WorkerError> {
+        handle(self, event).await
+    }
+}

@@ -1,0 +1,60 @@
+//! The SSO sync's dependencies, built once per cold start from the environment the template
+//! gives `SsoReconcileFunction` and `SsoApiFunction`.
+
+use maestro_domain::sso::model::SsoModel;
+use maestro_domain::sso::provisioning::InstanceArn;
+use maestro_domain::sso::reconcile::Ports;
+
+use crate::SdkConfig;
+use crate::env::{EnvError, FunctionEnv};
+use crate::identity_center::IdentityCenter;
+use crate::organizations::OrganizationsReader;
+use crate::plan_store::DynamoPlanStore;
+use crate::queues::JsonQueue;
+
+pub struct SsoServices {
+    pub model: SsoModel,
+    pub organisation: OrganizationsReader,
+    pub identity_center: IdentityCenter,
+    pub store: DynamoPlanStore,
+    pub changes: JsonQueue,
+}
+
+impl SsoServices {
+    /// Reads `SSO_MODEL_CONFIG` (JSON; empty means the defaults), `SSO_INSTANCE_ARN`,
+    /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE` and `SSO_CHANGES_QUEUE_URL`.
+    pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let model = SsoModel::from_json(env.get("SSO_MODEL_CONFIG").unwrap_or_default())
+            .map_err(|e| vars.problem(format!("SSO_MODEL_CONFIG is invalid: {e}")))
+            .ok();
+        let instance_arn = InstanceArn::try_from(vars.required("SSO_INSTANCE_ARN"))
+            .map_err(|e| vars.problem(format!("SSO_INSTANCE_ARN: {e}")))
+            .ok();
+        let identity_store_id = vars.required("IDENTITY_STORE_ID");
+        let table = vars.required("SSO_PLANS_TABLE");
+        let queue_url = vars.required("SSO_CHANGES_QUEUE_URL");
+        vars.finish()?;
+        let (Some(model), Some(instance_arn)) = (model, instance_arn) else {
+            return Err(EnvError {
+                problems: vec!["the SSO configuration is incomplete".into()],
+            });
+        };
+        Ok(SsoServices {
+            model,
+            organisation: OrganizationsReader::new(config),
+            identity_center: IdentityCenter::new(config, instance_arn, identity_store_id),
+            store: DynamoPlanStore::new(config, table),
+            changes: JsonQueue::new(config, queue_url),
+        })
+    }
+
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            organisation: &self.organisation,
+            identity_center: &self.identity_center,
+            store: &self.store,
+            changes: &self.changes,
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The SSO assignment sync through the template's wiring: the HTTP API plans and records a
+//! run, the changes queue feeds the worker, the worker asks IAM Identity Center, and the
+//! assignments end equal to the model, on the sample organisation `make up` seeds.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use maestro_localcloud::seed::{self, SampleOrganisation, find};
+use maestro_localcloud::{LocalCloud, Stack};
+use maestro_tests::{maestro_template, on_local_cloud, receive_bodies};
+use serde_json::{Value, json};
+
+/// (account, permission set, principal) by the sample organisation's names.
+type Named = (&'static str, &'static str, &'static str);
+
+/// The assignments BRIEF §2's rule gives the sample organisation, worked out by hand:
+/// - Developer (`workload_match`): each developer group in its workload's accounts, in every
+///   environment but sandbox;
+/// - Tester (`payments checkout`): the payments tester group in payments development and
+///   staging (testers work in development and staging only);
+/// - SecurityAuditor (`workload_all`): the central auditor group in every managed account but
+///   the sandbox;
+/// - SandboxOwner: alice, the sandbox's owner, in her sandbox;
+/// - and the hand-made BillingReadOnly assignment, which the model does not manage.
+///
+/// log-archive (no environment OU), payments-retired (suspended) and the management account
+/// get nothing.
+const EXPECTED: &[Named] = &[
+    (
+        "payments-development",
+        "Developer",
+        "developer_workload_payments",
+    ),
+    (
+        "payments-staging",
+        "Developer",
+        "developer_workload_payments",
+    ),
+    (
+        "payments-production",
+        "Developer",
+        "developer_workload_payments",
+    ),
+    (
+        "checkout-development",
+        "Developer",
+        "developer_workload_checkout",
+    ),
+    (
+        "checkout-production",
+        "Developer",
+        "developer_workload_checkout",
+    ),
+    ("payments-development", "Tester", "tester_workload_payments"),
+    ("payments-staging", "Tester", "tester_workload_payments"),
+    (
+        "payments-development",
+        "SecurityAuditor",
+        "security_auditor_workload_security",
+    ),
+    (
+        "payments-staging",
+        "SecurityAuditor",
+        "security_auditor_workload_security",
+    ),
+    (
+        "payments-production",
+        "SecurityAuditor",
+        "security_auditor_workload_security",
+    ),
+    (
+        "checkout-development",
+        "SecurityAuditor",
+        "security_auditor_workload_security",
+    ),
+    (
+        "checkout-production",
+        "SecurityAuditor",
+        "security_auditor_workload_security",
+    ),
+    ("sandbox-alice", "SandboxOwner", "alice"),
+    (
+        "payments-production",
+        "BillingReadOnly",
+        "developer_workload_payments",
+    ),
+];
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Every assignment IAM Identity Center holds, by name, read with the SDK directly.
+async fn assignments_by_name(
+    cloud: &LocalCloud,
+    organisation: &SampleOrganisation,
+) -> BTreeSet<(String, String, String)> {
+    let sso_admin = aws_sdk_ssoadmin::Client::new(cloud.sdk_config());
+    let name_of = |id: &str| {
+        organisation
+            .groups
+            .iter()
+            .chain(&organisation.users)
+            .find(|p| p.id == id)
+            .map_or_else(|| id.to_owned(), |p| p.name.clone())
+    };
+    let mut found = BTreeSet::new();
+    for account in &organisation.accounts {
+        for set in &organisation.permission_sets {
+            let listed = sso_admin
+                .list_account_assignments()
+                .instance_arn(&organisation.instance_arn)
+                .account_id(&account.id)
+                .permission_set_arn(&set.id)
+                .send()
+                .await
+                .expect("assignments can be listed");
+            for assignment in listed.account_assignments.unwrap_or_default() {
+                found.insert((
+                    account.name.clone(),
+                    set.name.clone(),
+                    name_of(assignment.principal_id.as_deref().unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    found
+}
+
+fn expected() -> BTreeSet<(String, String, String)> {
+    EXPECTED
+        .iter()
+        .map(|(a, s, p)| ((*a).to_owned(), (*s).to_owned(), (*p).to_owned()))
+        .collect()
+}
+
+/// Waits until IAM Identity Center holds exactly `want`; returns what it holds at the end.
+async fn settle(
+    cloud: &LocalCloud,
+    organisation: &SampleOrganisation,
+    want: &BTreeSet<(String, String, String)>,
+) -> BTreeSet<(String, String, String)> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = assignments_by_name(cloud, organisation).await;
+        if &found == want || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/sso/reconcile", cloud.http_endpoint()))
+        .json(&json!({ "dryRun": dry_run }))
+        .send()
+        .await
+        .expect("the HTTP API answers");
+    assert_eq!(response.status(), 200, "POST /sso/reconcile succeeds");
+    response.json().await.expect("a run summary")
+}
+
+async fn seeded(cloud: &LocalCloud) -> SampleOrganisation {
+    seed::sample_organisation(cloud.sdk_config())
+        .await
+        .expect("the sample organisation is created")
+}
+
+/// Makes an assignment by hand, as an administrator in the console would.
+async fn assign_by_hand(
+    cloud: &LocalCloud,
+    organisation: &SampleOrganisation,
+    (account, set, group): (&str, &str, &str),
+) {
+    aws_sdk_ssoadmin::Client::new(cloud.sdk_config())
+        .create_account_assignment()
+        .instance_arn(&organisation.instance_arn)
+        .target_id(&find(&organisation.accounts, "account", account).unwrap().id)
+        .target_type(TargetType::AwsAccount)
+        .permission_set_arn(&find(&organisation.permission_sets, "set", set).unwrap().id)
+        .principal_type(PrincipalType::Group)
+        .principal_id(&find(&organisation.groups, "group", group).unwrap().id)
+        .send()
+        .await
+        .expect("the hand-made assignment is accepted");
+}
+
+fn changes_queue(stack: &Stack) -> &str {
+    stack
+        .output("SsoChangesQueueUrl")
+        .expect("the template outputs the changes queue")
+}
+
+#[test]
+fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_nothing() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let organisation = seeded(cloud).await;
+
+        let dry = reconcile(cloud, true).await;
+        assert_eq!(dry["outcome"]["outcome"], "PLANNED");
+        assert_eq!(dry["toCreate"], 13, "{dry}");
+        assert_eq!(dry["unmanaged"], 1, "the hand-made assignment");
+        assert_eq!(
+            assignments_by_name(cloud, &organisation).await.len(),
+            1,
+            "a dry run changes nothing"
+        );
+
+        let run = reconcile(cloud, false).await;
+        assert_eq!(run["outcome"]["outcome"], "QUEUED", "{run}");
+        assert_eq!(run["outcome"]["creates"], 13);
+        assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+
+        let again = reconcile(cloud, false).await;
+        assert_eq!(again["toCreate"], 0, "{again}");
+        assert_eq!(again["toDelete"], 0);
+        assert_eq!(again["unchanged"], 13);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let queued = receive_bodies(cloud, changes_queue(&stack), 1, Duration::from_secs(2)).await;
+        assert!(
+            queued.is_empty(),
+            "nothing to write, nothing queued: {queued:?}"
+        );
+
+        let latest: Value = reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
+            .await
+            .expect("GET /sso/plan answers")
+            .json()
+            .await
+            .expect("a run");
+        assert_eq!(
+            latest["runId"], again["runId"],
+            "the latest run is recorded"
+        );
+        assert_eq!(latest["plan"]["desired"], 13);
+    });
+}
+
+#[test]
+fn a_hand_made_drift_is_reverted_and_reported() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let organisation = seeded(cloud).await;
+        reconcile(cloud, false).await;
+        settle(cloud, &organisation, &expected()).await;
+
+        let drift = (
+            "checkout-development",
+            "Developer",
+            "developer_workload_payments",
+        );
+        assign_by_hand(cloud, &organisation, drift).await;
+        let run = reconcile(cloud, false).await;
+        assert_eq!(run["toDelete"], 1, "{run}");
+        assert_eq!(run["toCreate"], 0);
+        assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+
+        let latest: Value = reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let deleted = &latest["plan"]["delete"][0]["assignment"];
+        assert_eq!(
+            deleted["accountId"],
+            find(&organisation.accounts, "account", drift.0).unwrap().id
+        );
+    });
+}
+
+#[test]
+fn deletes_over_the_threshold_are_held_and_creates_proceed() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let organisation = seeded(cloud).await;
+        // Eleven undesired assignments of managed sets in managed accounts.
+        let mut drifted = expected();
+        for account in [
+            "payments-development",
+            "checkout-development",
+            "checkout-production",
+        ] {
+            for (set, group) in [
+                ("Developer", "tester_workload_payments"),
+                ("Tester", "developer_workload_checkout"),
+                ("SecurityAuditor", "developer_workload_payments"),
+                ("Developer", "security_auditor_workload_security"),
+            ] {
+                if drifted.len() == EXPECTED.len() + 11 {
+                    break;
+                }
+                assign_by_hand(cloud, &organisation, (account, set, group)).await;
+                drifted.insert((account.to_owned(), set.to_owned(), group.to_owned()));
+            }
+        }
+        let run = reconcile(cloud, false).await;
+        assert_eq!(run["held"], 11, "{run}");
+        assert_eq!(run["toDelete"], 0);
+        assert_eq!(run["toCreate"], 13);
+        // Everything desired is created; nothing is deleted.
+        assert_eq!(settle(cloud, &organisation, &drifted).await, drifted);
+    });
+}
+
+#[test]
+fn a_partial_input_aborts_the_run_and_changes_nothing() {
+    let mut template = maestro_template();
+    // An identity store that lists no group looks like a failed listing.
+    template
+        .resource_mut("SsoApiFunction")
+        .expect("the API function")["Properties"]["Environment"]["Variables"]["IDENTITY_STORE_ID"] =
+        json!("d-0000000000");
+    on_local_cloud(Some(&template), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let organisation = seeded(cloud).await;
+        let run = reconcile(cloud, false).await;
+        assert_eq!(run["outcome"]["outcome"], "ABORTED", "{run}");
+        let reasons = run["outcome"]["reasons"].to_string();
+        assert!(reasons.contains("no group"), "{reasons}");
+        let queued = receive_bodies(cloud, changes_queue(&stack), 1, Duration::from_secs(2)).await;
+        assert!(queued.is_empty());
+        assert_eq!(assignments_by_name(cloud, &organisation).await.len(), 1);
+    });
+}
+
+#[test]
+fn explain_says_why_an_assignment_is_or_is_not_desired() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        seeded(cloud).await;
+        let ask = |group: &str, account: &str, set: &str| {
+            format!(
+                "{}/sso/explain?group={group}&account={account}&permissionSet={set}",
+                cloud.http_endpoint()
+            )
+        };
+        let yes: Value = reqwest::get(ask(
+            "tester_workload_payments",
+            "payments-staging",
+            "Tester",
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(yes["desired"], true, "{yes}");
+        assert_eq!(yes["rule"]["rule"], "WORKLOAD_LISTED");
+
+        let no: Value = reqwest::get(ask(
+            "tester_workload_payments",
+            "payments-production",
+            "Tester",
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(no["desired"], false);
+        assert!(
+            no["verdict"].as_str().unwrap().contains("environment"),
+            "{no}"
+        );
+
+        let missing = reqwest::get(ask("nobody", "payments-staging", "Tester"))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let incomplete = reqwest::get(format!("{}/sso/explain?group=x", cloud.http_endpoint()))
+            .await
+            .unwrap();
+        assert_eq!(incomplete.status(), 400);
+    });
+}
