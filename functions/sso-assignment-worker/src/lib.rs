@@ -100,3 +100,106 @@ impl LambdaFunction for Deps {
         handle(self, event).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use maestro_domain::port::PortError;
+    use maestro_domain::sso::plan::Assignment;
+    use maestro_domain::sso::provisioning::{AssignmentOperation, AssignmentRequest, RequestId};
+
+    use super::*;
+
+    /// IAM Identity Center that accepts everything, or refuses with `refusal`.
+    struct FakeIdentityCenter {
+        refusal: Option<PortError>,
+    }
+
+    #[async_trait]
+    impl AssignmentWriter for FakeIdentityCenter {
+        async fn change(
+            &self,
+            operation: AssignmentOperation,
+            assignment: &Assignment,
+        ) -> Result<AssignmentRequest, PortError> {
+            if let Some(refusal) = &self.refusal {
+                return Err(refusal.clone());
+            }
+            Ok(AssignmentRequest {
+                request_id: RequestId::try_from("5e2d3c4b-0000-4000-8000-000000000001").unwrap(),
+                operation,
+                instance_arn: InstanceArn::try_from(
+                    "arn:aws:sso:::instance/ssoins-1234567890abcdef",
+                )
+                .unwrap(),
+                account_id: assignment.account_id.clone(),
+                permission_set_arn: assignment.permission_set_arn.clone(),
+                principal_id: assignment.principal_id.clone(),
+                principal_type: assignment.principal_type,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct RecordingMonitor(Mutex<Vec<AssignmentRequest>>);
+
+    #[async_trait]
+    impl MonitorQueue for RecordingMonitor {
+        async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError> {
+            self.0.lock().unwrap().push(request.clone());
+            Ok(())
+        }
+    }
+
+    async fn handle_sample(refusal: Option<PortError>) -> (SqsBatchResponse, usize) {
+        let monitor = Arc::new(RecordingMonitor::default());
+        let deps = Deps {
+            writer: Arc::new(FakeIdentityCenter { refusal }),
+            monitor: monitor.clone(),
+        };
+        let mut event: SqsEvent = serde_json::from_str(include_str!(
+            "../../../events/sso-assignment-worker/sqs-changes.json"
+        ))
+        .expect("the sample event parses");
+        let mut malformed = event.records[0].clone();
+        malformed.message_id = Some("malformed".into());
+        malformed.body = Some("{\"operation\": \"CREATE\"}".into());
+        event.records.push(malformed);
+        let response = handle(
+            &deps,
+            LambdaEvent::new(event, lambda_runtime::Context::default()),
+        )
+        .await
+        .expect("the batch is handled");
+        let monitored = monitor.0.lock().unwrap().len();
+        (response, monitored)
+    }
+
+    fn failed(response: &SqsBatchResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn accepted_changes_go_to_the_monitor_and_a_malformed_one_fails_alone() {
+        let (response, monitored) = handle_sample(None).await;
+        assert_eq!(failed(&response), vec!["malformed"]);
+        assert_eq!(monitored, 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_is_redelivered_and_not_monitored() {
+        let conflict = PortError::Transient {
+            service: "sso-admin",
+            detail: "ConflictException: an operation is in progress".into(),
+        };
+        let (response, monitored) = handle_sample(Some(conflict)).await;
+        assert_eq!(response.batch_item_failures.len(), 3);
+        assert_eq!(monitored, 0);
+    }
+}

@@ -312,3 +312,192 @@ pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<
         )
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::sso::synthetic;
+
+    /// The organisation, IAM Identity Center, the store and the queue, all in memory.
+    struct Fakes {
+        inputs: PlanInputs,
+        fail_groups: bool,
+        saved: Mutex<Vec<RunRecord>>,
+        queued: Mutex<Vec<AssignmentChange>>,
+        instance_arn: InstanceArn,
+    }
+
+    impl Fakes {
+        fn new() -> Self {
+            Fakes {
+                inputs: synthetic::organisation(synthetic::Size {
+                    accounts: 30,
+                    permission_sets: 12,
+                    groups: 20,
+                    workloads: 5,
+                }),
+                fail_groups: false,
+                saved: Mutex::new(Vec::new()),
+                queued: Mutex::new(Vec::new()),
+                instance_arn: InstanceArn::try_from(
+                    "arn:aws:sso:::instance/ssoins-0000000000000000",
+                )
+                .unwrap(),
+            }
+        }
+
+        fn ports(&self) -> Ports<'_> {
+            Ports {
+                organisation: self,
+                identity_center: self,
+                store: self,
+                changes: self,
+            }
+        }
+
+        async fn run(&self, mode: Mode) -> RunRecord {
+            let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+            reconcile(
+                &SsoModel::default(),
+                &self.ports(),
+                "run-1".into(),
+                Trigger::Cli,
+                mode,
+                now,
+            )
+            .await
+            .expect("the run is recorded")
+        }
+    }
+
+    #[async_trait]
+    impl OrganisationReader for Fakes {
+        async fn management_account(&self) -> Result<Option<AccountId>, PortError> {
+            Ok(self.inputs.management_account_id.clone())
+        }
+        async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError> {
+            Ok(self.inputs.accounts.clone())
+        }
+    }
+
+    #[async_trait]
+    impl IdentityCenterReader for Fakes {
+        fn instance_arn(&self) -> &InstanceArn {
+            &self.instance_arn
+        }
+        async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError> {
+            Ok(self.inputs.permission_sets.clone())
+        }
+        async fn groups(&self) -> Result<Vec<Principal>, PortError> {
+            if self.fail_groups {
+                return Err(PortError::Transient {
+                    service: "identitystore",
+                    detail: "ThrottlingException on page 3".into(),
+                });
+            }
+            Ok(self.inputs.groups.clone())
+        }
+        async fn users(&self) -> Result<Vec<Principal>, PortError> {
+            Ok(self.inputs.users.clone())
+        }
+        async fn assignments(
+            &self,
+            _: &[AccountId],
+            _: &[PermissionSetArn],
+        ) -> Result<Vec<Assignment>, PortError> {
+            Ok(self.inputs.assignments.clone())
+        }
+    }
+
+    #[async_trait]
+    impl PlanStore for Fakes {
+        async fn save(&self, run: &RunRecord) -> Result<(), PortError> {
+            self.saved.lock().unwrap().push(run.clone());
+            Ok(())
+        }
+        async fn latest(&self) -> Result<Option<RunRecord>, PortError> {
+            Ok(self.saved.lock().unwrap().last().cloned())
+        }
+    }
+
+    #[async_trait]
+    impl ChangeQueue for Fakes {
+        async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
+            self.queued.lock().unwrap().extend_from_slice(changes);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_records_its_plan_and_queues_nothing() {
+        let fakes = Fakes::new();
+        let record = fakes.run(Mode::DryRun).await;
+        assert_eq!(record.outcome, Outcome::Planned);
+        assert!(record.summary().to_create > 0);
+        assert_eq!(fakes.saved.lock().unwrap().len(), 1);
+        assert!(fakes.queued.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_applied_run_queues_every_create_and_no_held_delete() {
+        let mut fakes = Fakes::new();
+        // A managed assignment the model does not want (the sandbox set outside a sandbox),
+        // in production: held.
+        let production = fakes
+            .inputs
+            .accounts
+            .iter()
+            .position(|a| {
+                a.ou_path
+                    .as_ref()
+                    .is_some_and(|p| p.ends_with(&["production".to_owned()]))
+            })
+            .unwrap();
+        fakes
+            .inputs
+            .assignments
+            .push(synthetic::group_assignment(production, 0, 1));
+        let record = fakes.run(Mode::Apply).await;
+        let Outcome::Queued {
+            creates,
+            deletes,
+            held,
+        } = record.outcome
+        else {
+            panic!("expected a queued run, got {:?}", record.outcome);
+        };
+        assert_eq!(fakes.queued.lock().unwrap().len(), creates + deletes);
+        assert_eq!(deletes, 0);
+        assert_eq!(held, 1);
+        assert!(
+            fakes
+                .queued
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|c| c.run_id == "run-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_listing_is_recorded_as_an_abort_and_changes_nothing() {
+        let mut fakes = Fakes::new();
+        fakes.fail_groups = true;
+        let record = fakes.run(Mode::Apply).await;
+        let Outcome::Aborted { reasons } = &record.outcome else {
+            panic!("expected an abort, got {:?}", record.outcome);
+        };
+        assert!(reasons[0].contains("cannot read the groups"), "{reasons:?}");
+        assert!(record.plan.is_none());
+        assert_eq!(
+            fakes.saved.lock().unwrap().len(),
+            1,
+            "the abort is recorded"
+        );
+        assert!(fakes.queued.lock().unwrap().is_empty());
+    }
+}
