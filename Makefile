@@ -14,6 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
 
 TEMPLATE := infra/template.yaml
+OTHER_TEMPLATES := infra/us-east-1-forwarder.yaml
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
@@ -62,9 +63,9 @@ unit-and-e2e: venv
 	$(CARGO) test --workspace --locked
 
 lint-template: venv
-	$(VENV)/bin/cfn-lint $(TEMPLATE)
+	$(VENV)/bin/cfn-lint $(TEMPLATE) $(OTHER_TEMPLATES)
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint -t $(TEMPLATE)
-	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov -f $(TEMPLATE) --framework cloudformation --skip-download --compact --quiet
+	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov $(foreach t,$(TEMPLATE) $(OTHER_TEMPLATES),-f $(t)) --framework cloudformation --skip-download --compact --quiet
 
 lint-asl: node
 	@for definition in $(STATE_MACHINES); do \

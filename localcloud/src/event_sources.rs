@@ -173,7 +173,20 @@ async fn deliver_rule_events(
         let done = match &outcome {
             Ok(_) => true,
             Err(error) if attempt >= ASYNC_ATTEMPTS => {
-                tracing::error!(rule = %delivery.rule_name, error_type = %error.error_type, "event dropped after {ASYNC_ATTEMPTS} attempts");
+                match &function.dead_letter_queue_url {
+                    Some(dlq) => {
+                        sqs.send_message()
+                            .queue_url(dlq)
+                            .message_body(message.body.clone().unwrap_or_default())
+                            .send()
+                            .await
+                            .map_err(sdk_error)?;
+                        tracing::warn!(rule = %delivery.rule_name, error_type = %error.error_type, "event sent to the function's DLQ after {ASYNC_ATTEMPTS} attempts");
+                    }
+                    None => {
+                        tracing::error!(rule = %delivery.rule_name, error_type = %error.error_type, "event dropped after {ASYNC_ATTEMPTS} attempts")
+                    }
+                }
                 true
             }
             Err(_) => false,

@@ -48,6 +48,7 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<sso_reconcile::Deps>("sso-reconcile"),
     Registration::of::<sso_api::Deps>("sso-api"),
     Registration::of::<sso_assignment_worker::Deps>("sso-assignment-worker"),
+    Registration::of::<sso_event_handler::Deps>("sso-event-handler"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

@@ -97,6 +97,8 @@ pub struct DeployedFunction {
     pub name: String,
     pub arn: String,
     pub timeout_seconds: u64,
+    /// Where asynchronous invocations that fail every attempt go (`DeadLetterQueue`).
+    pub dead_letter_queue_url: Option<String>,
     pub handler: Arc<dyn InProcessFunction>,
 }
 
@@ -464,8 +466,7 @@ pub async fn deploy(
     let mut planned_sources = Vec::new();
     for (id, physical, props) in of_kind(Kind::Function) {
         let function = function(
-            template,
-            &settings,
+            &plan,
             sdk_config,
             registrations,
             (id, physical, props),
@@ -597,14 +598,14 @@ fn state_machine_definition(
 }
 
 fn function(
-    template: &Template,
-    settings: &StackSettings,
+    plan: &Plan<'_>,
     sdk_config: &SdkConfig,
     registrations: &[Registration],
     (id, physical, props): (&str, &PhysicalResource, &Value),
     globals: &Value,
 ) -> Result<DeployedFunction, LocalCloudError> {
-    let raw = &template.document["Resources"][id];
+    let settings = plan.settings;
+    let raw = &plan.template.document["Resources"][id];
     let binary = raw["Metadata"]["BuildProperties"]["Binary"]
         .as_str()
         .map(str::to_owned)
@@ -650,11 +651,33 @@ fn function(
             Arc::new(FailedInit(error))
         }
     };
+    let dead_letter_queue_url = match &props["DeadLetterQueue"] {
+        Value::Null => None,
+        dlq if dlq["Type"] == "SQS" => {
+            let arn = dlq["TargetArn"].as_str().unwrap_or_default();
+            let queue = plan
+                .resources
+                .values()
+                .find(|r| r.kind == Kind::Queue && r.attributes["Arn"] == arn)
+                .ok_or_else(|| {
+                    LocalCloudError::Template(format!(
+                        "{id}.DeadLetterQueue: {arn:?} is not a queue of this stack"
+                    ))
+                })?;
+            Some(queue.reference.clone())
+        }
+        other => {
+            return Err(LocalCloudError::Template(format!(
+                "{id}.DeadLetterQueue: the local cloud emulates SQS dead-letter queues only, got {other}"
+            )));
+        }
+    };
     Ok(DeployedFunction {
         logical_id: id.to_owned(),
         arn: physical.attributes["Arn"].clone(),
         name,
         timeout_seconds,
+        dead_letter_queue_url,
         handler,
     })
 }

@@ -372,3 +372,107 @@ fn explain_says_why_an_assignment_is_or_is_not_desired() {
         assert_eq!(incomplete.status(), 400);
     });
 }
+
+/// CloudTrail's record of an Organizations call, as EventBridge delivers it.
+fn organizations_event(event_id: &str, event_name: &str, request: Value) -> Value {
+    json!({
+        "version": "0",
+        "id": event_id,
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.organizations",
+        "account": "123456789012",
+        "time": "2026-11-22T12:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventSource": "organizations.amazonaws.com",
+            "eventName": event_name,
+            "requestParameters": request,
+        },
+    })
+}
+
+#[test]
+fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let organisation = seeded(cloud).await;
+        reconcile(cloud, false).await;
+        settle(cloud, &organisation, &expected()).await;
+
+        // Drift in another account: a run scoped to one account must not see it.
+        let elsewhere = (
+            "payments-development",
+            "Developer",
+            "developer_workload_checkout",
+        );
+        assign_by_hand(cloud, &organisation, elsewhere).await;
+
+        // checkout-development moves to the payments workload…
+        let account = &find(&organisation.accounts, "account", "checkout-development")
+            .unwrap()
+            .id;
+        aws_sdk_organizations::Client::new(cloud.sdk_config())
+            .tag_resource()
+            .resource_id(account)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key("workload")
+                    .value("payments")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("the account is tagged");
+        // …and CloudTrail's record of it reaches the default bus.
+        let event = organizations_event("tag-1", "TagResource", json!({"resourceId": account}));
+        let put = aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.organizations")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(event["detail"].to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the event is put");
+        assert_eq!(put.failed_entry_count, 0);
+
+        let mut want = expected();
+        let named = |(a, s, p): Named| (a.to_owned(), s.to_owned(), p.to_owned());
+        want.remove(&named((
+            "checkout-development",
+            "Developer",
+            "developer_workload_checkout",
+        )));
+        want.insert(named((
+            "checkout-development",
+            "Developer",
+            "developer_workload_payments",
+        )));
+        want.insert(named((
+            "checkout-development",
+            "Tester",
+            "tester_workload_payments",
+        )));
+        want.insert(named(elsewhere));
+        assert_eq!(settle(cloud, &organisation, &want).await, want);
+
+        // The same event delivered twice is processed once.
+        let handler = stack
+            .reference("SsoEventHandlerFunction")
+            .expect("the event handler")
+            .to_owned();
+        let again = organizations_event("tag-2", "TagResource", json!({"resourceId": account}));
+        let first = cloud
+            .invoke(&handler, again.clone())
+            .await
+            .expect("handled");
+        assert_eq!(first["handled"], "REPLANNED", "{first}");
+        let second = cloud.invoke(&handler, again).await.expect("handled");
+        assert_eq!(second["handled"], "DUPLICATE", "{second}");
+    });
+}

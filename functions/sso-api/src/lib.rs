@@ -15,7 +15,9 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
-use maestro_domain::sso::reconcile::{Mode, PlanStore, Trigger, read_inputs, reconcile};
+use maestro_domain::sso::reconcile::{
+    Mode, PlanStore, Run, Scope, Trigger, read_inputs, reconcile,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -99,17 +101,16 @@ pub async fn handle(
             } else {
                 Mode::Apply
             };
-            let run = reconcile(
-                &deps.sso.model,
-                &deps.sso.ports(),
-                event.context.request_id,
-                Trigger::Api {
+            let run = Run {
+                run_id: event.context.request_id,
+                trigger: Trigger::Api {
                     requested_by: caller,
                 },
+                scope: Scope::Everything,
                 mode,
-                chrono::Utc::now(),
-            )
-            .await;
+                now: chrono::Utc::now(),
+            };
+            let run = reconcile(&deps.sso.model, &deps.sso.ports(), run).await;
             match run {
                 Ok(record) => answer(200, to_json(&record.summary())?),
                 Err(e) => problem(503, e.to_string()),
@@ -127,7 +128,7 @@ pub async fn handle(
                     "give group, account and permissionSet (names or ids) as query parameters",
                 ));
             };
-            match read_inputs(&deps.sso.ports()).await {
+            match read_inputs(&deps.sso.ports(), &Scope::Everything).await {
                 Err(reasons) => problem(503, reasons.join("; ")),
                 Ok(inputs) => match explain(&deps.sso.model, &inputs, group, account, set) {
                     Ok(explanation) => answer(200, to_json(&explanation)?),

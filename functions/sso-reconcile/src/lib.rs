@@ -7,7 +7,9 @@ use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::sso::SsoServices;
-use maestro_domain::sso::reconcile::{Mode, ReconcileError, RunSummary, Trigger, reconcile};
+use maestro_domain::sso::reconcile::{
+    Mode, ReconcileError, Run, RunSummary, Scope, Trigger, reconcile,
+};
 use serde::Deserialize;
 
 pub struct Deps {
@@ -53,15 +55,14 @@ pub async fn handle(
     } else {
         Mode::Apply
     };
-    let record = reconcile(
-        &deps.sso.model,
-        &deps.sso.ports(),
-        event.context.request_id,
+    let run = Run {
+        run_id: event.context.request_id,
         trigger,
+        scope: Scope::Everything,
         mode,
-        chrono::Utc::now(),
-    )
-    .await?;
+        now: chrono::Utc::now(),
+    };
+    let record = reconcile(&deps.sso.model, &deps.sso.ports(), run).await?;
     let summary = record.summary();
     tracing::info!(run_id = %summary.run_id, outcome = ?summary.outcome, "reconcile run recorded");
     Ok(summary)

@@ -2,6 +2,7 @@
 //! SDK configuration, and the Lambda edge every function shares (environment, errors).
 
 pub mod env;
+pub mod idempotency;
 pub mod identity_center;
 pub mod lambda;
 pub mod organizations;

@@ -4,5 +4,6 @@
 //! implement the ports (traits) declared here, and functions call the pure rules with typed
 //! input they validated at the edge.
 
+pub mod idempotency;
 pub mod port;
 pub mod sso;

@@ -1,6 +1,7 @@
 //! IAM Identity Center (SSO): the assignment model, plans and the provisioning monitor.
 
 pub mod apply;
+pub mod events;
 pub mod model;
 pub mod plan;
 pub mod provisioning;

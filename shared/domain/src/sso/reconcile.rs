@@ -60,6 +60,46 @@ pub trait ChangeQueue: Send + Sync {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError>;
 }
 
+/// What a run looks at and may change: everything (flow B), or what one event touched
+/// (flow A). A scoped run lists only the scope's assignments and changes only those.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Scope {
+    Everything,
+    #[serde(rename_all = "camelCase")]
+    Account {
+        account_id: AccountId,
+    },
+    #[serde(rename_all = "camelCase")]
+    PermissionSet {
+        permission_set_arn: PermissionSetArn,
+    },
+}
+
+impl Scope {
+    pub fn covers(&self, assignment: &Assignment) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Account { account_id } => assignment.account_id == *account_id,
+            Scope::PermissionSet { permission_set_arn } => {
+                assignment.permission_set_arn == *permission_set_arn
+            }
+        }
+    }
+
+    /// Keeps the plan's changes and unmanaged assignments inside the scope. The counts of
+    /// desired and unchanged assignments are those of the scope too.
+    fn restrict(&self, plan: &mut Plan) {
+        if *self == Scope::Everything {
+            return;
+        }
+        plan.create.retain(|c| self.covers(&c.assignment));
+        plan.delete.retain(|d| self.covers(&d.assignment));
+        plan.unmanaged.retain(|u| self.covers(&u.assignment));
+        plan.desired = plan.unchanged + plan.create.len();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Mode {
@@ -110,6 +150,7 @@ pub struct RunRecord {
     pub run_id: String,
     pub started_at: DateTime<Utc>,
     pub trigger: Trigger,
+    pub scope: Scope,
     pub mode: Mode,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +164,7 @@ pub struct RunSummary {
     pub run_id: String,
     pub started_at: DateTime<Utc>,
     pub trigger: Trigger,
+    pub scope: Scope,
     pub mode: Mode,
     pub outcome: Outcome,
     pub desired: usize,
@@ -142,6 +184,7 @@ impl RunRecord {
             run_id: self.run_id.clone(),
             started_at: self.started_at,
             trigger: self.trigger.clone(),
+            scope: self.scope.clone(),
             mode: self.mode,
             outcome: self.outcome.clone(),
             desired: count(|p| p.desired),
@@ -180,8 +223,9 @@ impl ReconcileError {
     }
 }
 
-/// Reads every input in full; any failure becomes an abort reason.
-pub async fn read_inputs(ports: &Ports<'_>) -> Result<PlanInputs, Vec<String>> {
+/// Reads every input in full (the assignments only within `scope`); any failure becomes an
+/// abort reason.
+pub async fn read_inputs(ports: &Ports<'_>, scope: &Scope) -> Result<PlanInputs, Vec<String>> {
     let failed = |what: &str, e: PortError| format!("cannot read {what}: {e}");
     let organisation = ports.organisation;
     let identity_center = ports.identity_center;
@@ -202,8 +246,18 @@ pub async fn read_inputs(ports: &Ports<'_>) -> Result<PlanInputs, Vec<String>> {
     if !reasons.is_empty() {
         return Err(reasons);
     }
-    let account_ids: Vec<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
-    let set_arns: Vec<PermissionSetArn> = permission_sets.iter().map(|s| s.arn.clone()).collect();
+    let account_ids: Vec<AccountId> = match scope {
+        Scope::Account { account_id } => vec![account_id.clone()],
+        _ => accounts.iter().map(|a| a.id.clone()).collect(),
+    };
+    let set_arns: Vec<PermissionSetArn> = match scope {
+        Scope::PermissionSet { permission_set_arn } => permission_sets
+            .iter()
+            .filter(|s| s.arn == *permission_set_arn)
+            .map(|s| s.arn.clone())
+            .collect(),
+        _ => permission_sets.iter().map(|s| s.arn.clone()).collect(),
+    };
     let assignments = identity_center
         .assignments(&account_ids, &set_arns)
         .await
@@ -226,39 +280,52 @@ fn in_full<T>(reasons: &mut Vec<String>, what: &str, listing: Result<Vec<T>, Por
     })
 }
 
+/// What to run: its id, what started it, what it looks at, and whether it applies.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub run_id: String,
+    pub trigger: Trigger,
+    pub scope: Scope,
+    pub mode: Mode,
+    pub now: DateTime<Utc>,
+}
+
 /// One reconcile run, recorded whatever its outcome.
 pub async fn reconcile(
     model: &SsoModel,
     ports: &Ports<'_>,
-    run_id: String,
-    trigger: Trigger,
-    mode: Mode,
-    now: DateTime<Utc>,
+    run: Run,
 ) -> Result<RunRecord, ReconcileError> {
     let mut record = RunRecord {
-        run_id,
-        started_at: now,
-        trigger,
-        mode,
+        run_id: run.run_id,
+        started_at: run.now,
+        trigger: run.trigger,
+        scope: run.scope,
+        mode: run.mode,
         outcome: Outcome::Planned,
         plan: None,
     };
-    let planned = match read_inputs(ports).await {
+    let planned = match read_inputs(ports, &record.scope).await {
         Err(reasons) => Err(reasons),
-        Ok(inputs) => plan(model, &inputs).map_err(|aborted| {
-            aborted
-                .reasons
-                .iter()
-                .map(AbortReason::to_string)
-                .collect::<Vec<_>>()
-        }),
+        Ok(inputs) => plan(model, &inputs)
+            .map(|mut planned| {
+                record.scope.restrict(&mut planned);
+                planned
+            })
+            .map_err(|aborted| {
+                aborted
+                    .reasons
+                    .iter()
+                    .map(AbortReason::to_string)
+                    .collect::<Vec<_>>()
+            }),
     };
     match planned {
         Err(reasons) => {
             record.outcome = Outcome::Aborted { reasons };
         }
         Ok(planned) => {
-            if mode == Mode::Apply {
+            if record.mode == Mode::Apply {
                 let changes = changes_of(
                     &record.run_id,
                     ports.identity_center.instance_arn(),
@@ -361,16 +428,16 @@ mod tests {
 
         async fn run(&self, mode: Mode) -> RunRecord {
             let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
-            reconcile(
-                &SsoModel::default(),
-                &self.ports(),
-                "run-1".into(),
-                Trigger::Cli,
+            let run = Run {
+                run_id: "run-1".into(),
+                trigger: Trigger::Cli,
+                scope: Scope::Everything,
                 mode,
                 now,
-            )
-            .await
-            .expect("the run is recorded")
+            };
+            reconcile(&SsoModel::default(), &self.ports(), run)
+                .await
+                .expect("the run is recorded")
         }
     }
 
