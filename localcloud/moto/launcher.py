@@ -22,6 +22,9 @@ localcloud/README.md; keep the two in step.
    organisation. Here a request reports IN_PROGRESS for its first ``--sso-polls-in-progress``
    status reads, and a CreateAccountAssignment for an account that is not an ACTIVE member of
    the organisation (when one exists) ends FAILED with IAM Identity Center's reason.
+6. DynamoDB conditional writes are atomic, as in DynamoDB: moto's server handles requests on
+   several threads and checks a condition and writes in two steps, so two writers could both
+   pass the same condition. The writes of its DynamoDB backend are serialised by one lock.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -74,6 +77,7 @@ def main() -> None:
     route_lambda_to(args.lambda_endpoint, f"http://{host}:{port}")
     add_sso_admin_tags()
     shape_permission_sets_like_aws()
+    make_dynamodb_writes_atomic()
     make_sso_provisioning_asynchronous(args.sso_polls_in_progress)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -192,6 +196,27 @@ def shape_permission_sets_like_aws() -> None:
 
     PermissionSet.generate_id = staticmethod(generate_id)
     PermissionSet.to_json = to_json
+
+
+def make_dynamodb_writes_atomic() -> None:
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+
+    def serialised(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        if not hasattr(DynamoDBBackend, name):
+            raise SystemExit(f"moto's DynamoDB backend has no {name}; update the launcher")
+        setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
 
 
 def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:

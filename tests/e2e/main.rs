@@ -6,6 +6,7 @@ mod adapters;
 mod emulator;
 mod event_sources;
 mod lambda_api;
+mod quota;
 mod resources;
 mod sample_events;
 mod sso_fixture;

@@ -10,8 +10,10 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::quota::DynamoQuota;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_domain::port::PortError;
+use maestro_domain::quota::{OutstandingOperations, operation_key};
 use maestro_domain::sso::provisioning::{
     MonitorProgress, PollPolicy, ProvisioningStatusReader, StatusCheck, after_poll,
 };
@@ -20,6 +22,8 @@ use thiserror::Error;
 pub struct Deps {
     pub provisioning: Arc<dyn ProvisioningStatusReader>,
     pub policy: PollPolicy,
+    /// Frees the request's outstanding-operation slot once it settles.
+    pub operations: Arc<dyn OutstandingOperations>,
 }
 
 #[derive(Debug, Error)]
@@ -54,7 +58,18 @@ pub async fn handle(
             source,
         })?;
     let request_id = check.request.request_id.to_string();
+    let slot = operation_key(
+        check.request.account_id.as_str(),
+        check.request.permission_set_arn.as_str(),
+        check.request.principal_id.as_str(),
+    );
     let progress = after_poll(&deps.policy, check, status, chrono::Utc::now());
+    if let MonitorProgress::Finished { .. } = progress
+        && let Err(error) = deps.operations.release(&slot).await
+    {
+        // The slot expires on its own; the report matters more.
+        tracing::warn!(%request_id, %error, "cannot free the operation slot");
+    }
     match &progress {
         MonitorProgress::InProgress {
             polls,
@@ -78,6 +93,7 @@ impl LambdaFunction for Deps {
         let first = vars.parsed("POLL_FIRST_WAIT_SECONDS");
         let max = vars.parsed("POLL_MAX_WAIT_SECONDS");
         let polls = vars.parsed("POLL_MAX_POLLS");
+        let quota_table = vars.required("QUOTA_TABLE");
         let policy = match (first, max, polls) {
             (Some(first), Some(max), Some(polls)) => PollPolicy::new(first, max, polls)
                 .map_err(|e| vars.problem(format!("the poll policy is invalid: {e}")))
@@ -88,9 +104,11 @@ impl LambdaFunction for Deps {
         let policy = policy.ok_or_else(|| EnvError {
             problems: vec!["the poll policy is incomplete".to_owned()],
         })?;
+        let quota = Arc::new(DynamoQuota::for_sso_admin(config, quota_table));
         Ok(Deps {
-            provisioning: Arc::new(SsoAdminProvisioning::new(config)),
+            provisioning: Arc::new(SsoAdminProvisioning::new(config).with_call_rate(quota.clone())),
             policy,
+            operations: quota,
         })
     }
 
@@ -120,10 +138,31 @@ mod tests {
         }
     }
 
+    /// Remembers which slots were freed.
+    #[derive(Default)]
+    struct FreedSlots(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl OutstandingOperations for FreedSlots {
+        async fn reserve(
+            &self,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<bool, PortError> {
+            Ok(true)
+        }
+        async fn release(&self, key: &str) -> Result<(), PortError> {
+            self.0.lock().unwrap().push(key.to_owned());
+            Ok(())
+        }
+    }
+
     fn deps(status: Result<ProvisioningStatus, PortError>) -> Deps {
         Deps {
             provisioning: Arc::new(FixedStatus(status)),
             policy: PollPolicy::new(1, 4, 3).unwrap(),
+            operations: Arc::new(FreedSlots::default()),
         }
     }
 
@@ -133,6 +172,21 @@ mod tests {
             serde_json::from_str(sample).expect("the sample event parses"),
             lambda_runtime::Context::default(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_settled_request_frees_its_slot_and_one_in_progress_keeps_it() {
+        let freed = Arc::new(FreedSlots::default());
+        let mut settled = deps(Ok(ProvisioningStatus::Succeeded));
+        settled.operations = freed.clone();
+        handle(&settled, event()).await.unwrap();
+        assert_eq!(freed.0.lock().unwrap().len(), 1);
+
+        let waiting_slots = Arc::new(FreedSlots::default());
+        let mut waiting = deps(Ok(ProvisioningStatus::InProgress));
+        waiting.operations = waiting_slots.clone();
+        handle(&waiting, event()).await.unwrap();
+        assert!(waiting_slots.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

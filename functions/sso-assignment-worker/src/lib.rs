@@ -13,13 +13,16 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::identity_center::IdentityCenter;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::queues::JsonQueue;
-use maestro_domain::sso::apply::{AssignmentWriter, MonitorQueue, apply_change};
+use maestro_aws::quota::DynamoQuota;
+use maestro_domain::quota::OutstandingOperations;
+use maestro_domain::sso::apply::{Applier, AssignmentWriter, MonitorQueue, apply_change};
 use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::AssignmentChange;
 
 pub struct Deps {
     pub writer: Arc<dyn AssignmentWriter>,
     pub monitor: Arc<dyn MonitorQueue>,
+    pub operations: Arc<dyn OutstandingOperations>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +56,12 @@ pub async fn handle(
                     continue;
                 }
             };
-        match apply_change(deps.writer.as_ref(), deps.monitor.as_ref(), &change).await {
+        let applier = Applier {
+            writer: deps.writer.as_ref(),
+            monitor: deps.monitor.as_ref(),
+            operations: deps.operations.as_ref(),
+        };
+        match apply_change(&applier, &change, chrono::Utc::now()).await {
             Ok(request) => tracing::info!(
                 %message_id,
                 run_id = %change.run_id,
@@ -86,13 +94,19 @@ impl LambdaFunction for Deps {
             .ok();
         let identity_store_id = vars.required("IDENTITY_STORE_ID");
         let monitor_queue_url = vars.required("MONITOR_QUEUE_URL");
+        let quota_table = vars.required("QUOTA_TABLE");
         vars.finish()?;
         let instance_arn = instance_arn.ok_or_else(|| EnvError {
             problems: vec!["SSO_INSTANCE_ARN is unusable".into()],
         })?;
+        let quota = Arc::new(DynamoQuota::for_sso_admin(config, quota_table));
         Ok(Deps {
-            writer: Arc::new(IdentityCenter::new(config, instance_arn, identity_store_id)),
+            writer: Arc::new(
+                IdentityCenter::new(config, instance_arn, identity_store_id)
+                    .with_call_rate(quota.clone()),
+            ),
             monitor: Arc::new(JsonQueue::new(config, monitor_queue_url)),
+            operations: quota,
         })
     }
 
@@ -153,16 +167,65 @@ mod tests {
         }
     }
 
+    /// Slots in memory, `capacity` of them.
+    struct Slots {
+        capacity: usize,
+        held: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl OutstandingOperations for Slots {
+        async fn reserve(
+            &self,
+            key: &str,
+            _: chrono::DateTime<chrono::Utc>,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<bool, PortError> {
+            let mut held = self.held.lock().unwrap();
+            if held.iter().any(|k| k == key) {
+                return Ok(true);
+            }
+            if held.len() >= self.capacity {
+                return Ok(false);
+            }
+            held.push(key.to_owned());
+            Ok(true)
+        }
+        async fn release(&self, key: &str) -> Result<(), PortError> {
+            self.held.lock().unwrap().retain(|k| k != key);
+            Ok(())
+        }
+    }
+
     async fn handle_sample(refusal: Option<PortError>) -> (SqsBatchResponse, usize) {
+        handle_sample_with(refusal, 15).await.0
+    }
+
+    async fn handle_sample_with(
+        refusal: Option<PortError>,
+        capacity: usize,
+    ) -> ((SqsBatchResponse, usize), usize) {
         let monitor = Arc::new(RecordingMonitor::default());
+        let slots = Arc::new(Slots {
+            capacity,
+            held: Mutex::new(Vec::new()),
+        });
         let deps = Deps {
             writer: Arc::new(FakeIdentityCenter { refusal }),
             monitor: monitor.clone(),
+            operations: slots.clone(),
         };
         let mut event: SqsEvent = serde_json::from_str(include_str!(
             "../../../events/sso-assignment-worker/sqs-changes.json"
         ))
         .expect("the sample event parses");
+        // The two good changes are of different assignments, so they need two slots.
+        let second = event.records[1]
+            .body
+            .as_deref()
+            .unwrap()
+            .replace("111122223333", "444455556666");
+        event.records[1].body = Some(second);
         let mut malformed = event.records[0].clone();
         malformed.message_id = Some("malformed".into());
         malformed.body = Some("{\"operation\": \"CREATE\"}".into());
@@ -174,7 +237,8 @@ mod tests {
         .await
         .expect("the batch is handled");
         let monitored = monitor.0.lock().unwrap().len();
-        (response, monitored)
+        let held = slots.held.lock().unwrap().len();
+        ((response, monitored), held)
     }
 
     fn failed(response: &SqsBatchResponse) -> Vec<&str> {
@@ -198,8 +262,20 @@ mod tests {
             service: "sso-admin",
             detail: "ConflictException: an operation is in progress".into(),
         };
-        let (response, monitored) = handle_sample(Some(conflict)).await;
+        let ((response, monitored), held) = handle_sample_with(Some(conflict), 15).await;
         assert_eq!(response.batch_item_failures.len(), 3);
         assert_eq!(monitored, 0);
+        assert_eq!(held, 0, "a refused change holds no slot");
+    }
+
+    #[tokio::test]
+    async fn with_every_slot_taken_changes_wait_for_a_redelivery() {
+        let ((response, monitored), held) = handle_sample_with(None, 1).await;
+        assert_eq!(monitored, 1, "one slot, one change");
+        assert_eq!(
+            held, 1,
+            "the accepted change holds its slot until the monitor frees it"
+        );
+        assert_eq!(response.batch_item_failures.len(), 2);
     }
 }

@@ -2,10 +2,12 @@
 //! the assignment worker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ssoadmin::types::{PrincipalType as SdkPrincipalType, TargetType};
 use maestro_domain::port::PortError;
+use maestro_domain::quota::CallRate;
 use maestro_domain::sso::apply::AssignmentWriter;
 use maestro_domain::sso::plan::{Assignment, PermissionSetInfo, Principal};
 use maestro_domain::sso::provisioning::{
@@ -24,6 +26,8 @@ pub struct IdentityCenter {
     identity_store: aws_sdk_identitystore::Client,
     instance_arn: InstanceArn,
     identity_store_id: String,
+    /// Every sso-admin call takes a slot of the region's shared budget first.
+    call_rate: Option<Arc<dyn CallRate>>,
 }
 
 fn rejected(service: &'static str, detail: String) -> PortError {
@@ -47,6 +51,19 @@ impl IdentityCenter {
             identity_store: aws_sdk_identitystore::Client::new(config),
             instance_arn,
             identity_store_id,
+            call_rate: None,
+        }
+    }
+
+    pub fn with_call_rate(mut self, call_rate: Arc<dyn CallRate>) -> Self {
+        self.call_rate = Some(call_rate);
+        self
+    }
+
+    async fn slot(&self) -> Result<(), PortError> {
+        match &self.call_rate {
+            Some(rate) => rate.take().await,
+            None => Ok(()),
         }
     }
 
@@ -59,7 +76,10 @@ impl IdentityCenter {
             .resource_arn(arn)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.slot().await?;
+            pages.next().await
+        } {
             let page = page.map_err(|e| port_error(SERVICE, arn, e))?;
             for tag in page.tags.unwrap_or_default() {
                 tags.insert(tag.key, tag.value);
@@ -141,12 +161,16 @@ impl IdentityCenterReader for IdentityCenter {
             .instance_arn(self.instance_arn.as_str())
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.slot().await?;
+            pages.next().await
+        } {
             let page = page.map_err(|e| port_error(SERVICE, "the permission sets", e))?;
             arns.extend(page.permission_sets.unwrap_or_default());
         }
         let mut sets = Vec::with_capacity(arns.len());
         for arn in arns {
+            self.slot().await?;
             let name = self
                 .sso_admin
                 .describe_permission_set()
@@ -224,7 +248,10 @@ impl IdentityCenterReader for IdentityCenter {
                     .permission_set_arn(set.as_str())
                     .into_paginator()
                     .send();
-                while let Some(page) = pages.next().await {
+                while let Some(page) = {
+                    self.slot().await?;
+                    pages.next().await
+                } {
                     let page = page.map_err(|e| {
                         port_error(
                             SERVICE,

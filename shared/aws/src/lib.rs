@@ -8,6 +8,7 @@ pub mod lambda;
 pub mod organizations;
 pub mod plan_store;
 pub mod queues;
+pub mod quota;
 pub mod sdk_error;
 pub mod sso;
 pub mod sso_admin;

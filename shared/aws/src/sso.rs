@@ -1,6 +1,8 @@
 //! The SSO sync's dependencies, built once per cold start from the environment the template
 //! gives `SsoReconcileFunction` and `SsoApiFunction`.
 
+use std::sync::Arc;
+
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::Ports;
@@ -11,6 +13,7 @@ use crate::identity_center::IdentityCenter;
 use crate::organizations::OrganizationsReader;
 use crate::plan_store::DynamoPlanStore;
 use crate::queues::JsonQueue;
+use crate::quota::DynamoQuota;
 
 pub struct SsoServices {
     pub model: SsoModel,
@@ -22,7 +25,7 @@ pub struct SsoServices {
 
 impl SsoServices {
     /// Reads `SSO_MODEL_CONFIG` (JSON; empty means the defaults), `SSO_INSTANCE_ARN`,
-    /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE` and `SSO_CHANGES_QUEUE_URL`.
+    /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE`, `SSO_CHANGES_QUEUE_URL` and `QUOTA_TABLE`.
     pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let model = SsoModel::from_json(env.get("SSO_MODEL_CONFIG").unwrap_or_default())
@@ -34,6 +37,7 @@ impl SsoServices {
         let identity_store_id = vars.required("IDENTITY_STORE_ID");
         let table = vars.required("SSO_PLANS_TABLE");
         let queue_url = vars.required("SSO_CHANGES_QUEUE_URL");
+        let quota_table = vars.required("QUOTA_TABLE");
         vars.finish()?;
         let (Some(model), Some(instance_arn)) = (model, instance_arn) else {
             return Err(EnvError {
@@ -43,7 +47,8 @@ impl SsoServices {
         Ok(SsoServices {
             model,
             organisation: OrganizationsReader::new(config),
-            identity_center: IdentityCenter::new(config, instance_arn, identity_store_id),
+            identity_center: IdentityCenter::new(config, instance_arn, identity_store_id)
+                .with_call_rate(Arc::new(DynamoQuota::for_sso_admin(config, quota_table))),
             store: DynamoPlanStore::new(config, table),
             changes: JsonQueue::new(config, queue_url),
         })

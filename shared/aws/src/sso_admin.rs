@@ -1,8 +1,11 @@
 //! IAM Identity Center (sso-admin) adapters.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, StatusValues};
 use maestro_domain::port::PortError;
+use maestro_domain::quota::CallRate;
 use maestro_domain::sso::provisioning::{
     AssignmentOperation, AssignmentRequest, ProvisioningStatus, ProvisioningStatusReader,
 };
@@ -14,13 +17,21 @@ const SERVICE: &str = "sso-admin";
 
 pub struct SsoAdminProvisioning {
     client: aws_sdk_ssoadmin::Client,
+    call_rate: Option<Arc<dyn CallRate>>,
 }
 
 impl SsoAdminProvisioning {
     pub fn new(config: &SdkConfig) -> Self {
         SsoAdminProvisioning {
             client: aws_sdk_ssoadmin::Client::new(config),
+            call_rate: None,
         }
+    }
+
+    /// Takes a slot of the region's shared sso-admin budget before each call.
+    pub fn with_call_rate(mut self, call_rate: Arc<dyn CallRate>) -> Self {
+        self.call_rate = Some(call_rate);
+        self
     }
 }
 
@@ -31,6 +42,9 @@ impl ProvisioningStatusReader for SsoAdminProvisioning {
         request: &AssignmentRequest,
     ) -> Result<ProvisioningStatus, PortError> {
         let what = format!("assignment request {}", request.request_id);
+        if let Some(rate) = &self.call_rate {
+            rate.take().await?;
+        }
         let status = match request.operation {
             AssignmentOperation::Create => {
                 self.client

@@ -6,4 +6,5 @@
 
 pub mod idempotency;
 pub mod port;
+pub mod quota;
 pub mod sso;

@@ -1,0 +1,225 @@
+//! The quota governor in DynamoDB (`MaestroQuotaTable`, key `pk`).
+//!
+//! - Calls per second: one counter item per second (`sso-admin#second#<epoch>`), raised with
+//!   a conditional update that fails at the limit; a caller that finds the second full waits
+//!   for the next. Items expire a minute later.
+//! - Outstanding operations: one item (`sso-admin#outstanding`) holding a map of key →
+//!   expiry and a version; reservations and releases are conditional on the version, so
+//!   concurrent workers never both take the last slot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use maestro_domain::port::PortError;
+use maestro_domain::quota::{
+    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_PER_SECOND, SSO_ADMIN_OUTSTANDING_OPERATIONS,
+};
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "dynamodb";
+const OUTSTANDING: &str = "sso-admin#outstanding";
+/// How long a caller waits for a call slot before handing over to its retry.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Optimistic writes that lose a race are tried again this often at most.
+const RACES: usize = 50;
+
+pub struct DynamoQuota {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    calls_per_second: u32,
+    outstanding: usize,
+}
+
+impl DynamoQuota {
+    pub fn new(
+        config: &SdkConfig,
+        table: String,
+        calls_per_second: u32,
+        outstanding: usize,
+    ) -> Self {
+        DynamoQuota {
+            client: aws_sdk_dynamodb::Client::new(config),
+            table,
+            calls_per_second,
+            outstanding,
+        }
+    }
+
+    /// The governor of IAM Identity Center's quotas.
+    pub fn for_sso_admin(config: &SdkConfig, table: String) -> Self {
+        DynamoQuota::new(
+            config,
+            table,
+            SSO_ADMIN_CALLS_PER_SECOND,
+            SSO_ADMIN_OUTSTANDING_OPERATIONS,
+        )
+    }
+
+    fn busy(detail: &str) -> PortError {
+        PortError::Transient {
+            service: "quota",
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// The map of held keys and the item's version (0 when there is no item yet).
+    async fn held(&self) -> Result<(HashMap<String, i64>, i64), PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(OUTSTANDING.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?
+            .item
+            .unwrap_or_default();
+        let held = item
+            .get("held")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((held, version))
+    }
+
+    /// Writes `held` if the item is still at `version`; `false` when another writer won.
+    async fn write(&self, held: &HashMap<String, i64>, version: i64) -> Result<bool, PortError> {
+        let map = held
+            .iter()
+            .map(|(k, v)| (k.clone(), AttributeValue::N(v.to_string())))
+            .collect();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(OUTSTANDING.into()))
+            .item("held", AttributeValue::M(map))
+            .item("version", AttributeValue::N((version + 1).to_string()))
+            .condition_expression("attribute_not_exists(pk) OR version = :version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error(SERVICE, &self.table, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl CallRate for DynamoQuota {
+    async fn take(&self) -> Result<(), PortError> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let now = Utc::now();
+            let second = now.timestamp();
+            let taken = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(
+                    "pk",
+                    AttributeValue::S(format!("sso-admin#second#{second}")),
+                )
+                .update_expression("ADD calls :one SET expiresAt = :expires")
+                .condition_expression("attribute_not_exists(calls) OR calls < :limit")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(
+                    ":limit",
+                    AttributeValue::N(self.calls_per_second.to_string()),
+                )
+                .expression_attribute_values(
+                    ":expires",
+                    AttributeValue::N((second + 60).to_string()),
+                )
+                .send()
+                .await;
+            match taken {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(context))
+                    if matches!(
+                        context.err(),
+                        UpdateItemError::ConditionalCheckFailedException(_)
+                    ) =>
+                {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Self::busy("no sso-admin call slot within 10 s"));
+                    }
+                    let into_second = u64::from(now.timestamp_subsec_millis());
+                    tokio::time::sleep(Duration::from_millis(1000 - into_second.min(999))).await;
+                }
+                Err(e) => return Err(port_error(SERVICE, &self.table, e)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OutstandingOperations for DynamoQuota {
+    async fn reserve(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        for _ in 0..RACES {
+            let (mut held, version) = self.held().await?;
+            held.retain(|_, expires| *expires > now.timestamp());
+            if !held.contains_key(key) && held.len() >= self.outstanding {
+                return Ok(false);
+            }
+            held.insert(key.to_owned(), until.timestamp());
+            if self.write(&held, version).await? {
+                return Ok(true);
+            }
+            lost_a_race().await;
+        }
+        Err(Self::busy("too many concurrent reservations"))
+    }
+
+    async fn release(&self, key: &str) -> Result<(), PortError> {
+        for _ in 0..RACES {
+            let (mut held, version) = self.held().await?;
+            if held.remove(key).is_none() {
+                return Ok(());
+            }
+            if self.write(&held, version).await? {
+                return Ok(());
+            }
+            lost_a_race().await;
+        }
+        Err(Self::busy("too many concurrent releases"))
+    }
+}
+
+/// A short, varied pause after another writer won, so that racing writers spread out.
+async fn lost_a_race() {
+    let jitter = u64::from(Utc::now().timestamp_subsec_nanos() % 25);
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+}

@@ -1,0 +1,117 @@
+//! The quota governor, instrumented on the emulator: concurrent workers never hold more than
+//! 15 outstanding operations, and never make more than 20 sso-admin calls in one second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use maestro_aws::quota::DynamoQuota;
+use maestro_domain::quota::{
+    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_PER_SECOND, SSO_ADMIN_OUTSTANDING_OPERATIONS,
+};
+use maestro_tests::{maestro_template, on_local_cloud};
+
+#[test]
+fn concurrent_workers_never_hold_more_than_fifteen_operations() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let table = stack
+            .unwrap()
+            .reference("MaestroQuotaTable")
+            .unwrap()
+            .to_owned();
+        let quota = Arc::new(DynamoQuota::for_sso_admin(cloud.sdk_config(), table));
+        let holding = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..40)
+            .map(|i| {
+                let (quota, holding, most) = (quota.clone(), holding.clone(), most.clone());
+                tokio::spawn(async move {
+                    let key = format!("assignment-{i}");
+                    loop {
+                        let now = chrono::Utc::now();
+                        let until = now + chrono::Duration::minutes(5);
+                        if quota
+                            .reserve(&key, now, until)
+                            .await
+                            .expect("the governor answers")
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let held = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(held, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    quota.release(&key).await.expect("the slot is freed");
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("every worker finishes");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            most <= SSO_ADMIN_OUTSTANDING_OPERATIONS,
+            "{most} held at once"
+        );
+        assert!(most > 1, "the workers did run concurrently");
+    });
+}
+
+#[test]
+fn concurrent_callers_never_exceed_twenty_calls_a_second() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let table = stack
+            .unwrap()
+            .reference("MaestroQuotaTable")
+            .unwrap()
+            .to_owned();
+        let quota = Arc::new(DynamoQuota::for_sso_admin(
+            cloud.sdk_config(),
+            table.clone(),
+        ));
+        let callers: Vec<_> = (0..60)
+            .map(|_| {
+                let quota = quota.clone();
+                tokio::spawn(async move { quota.take().await.expect("a call slot comes") })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.expect("every caller gets a slot");
+        }
+        // The counters the governor kept, one per second.
+        let items = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+            .scan()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("the quota table can be read")
+            .items
+            .unwrap_or_default();
+        let per_second: Vec<u32> = items
+            .iter()
+            .filter(|item| {
+                item.get("pk")
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
+            })
+            .filter_map(|item| match item.get("calls") {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(per_second.iter().sum::<u32>(), 60, "{per_second:?}");
+        assert!(
+            per_second
+                .iter()
+                .all(|calls| *calls <= SSO_ADMIN_CALLS_PER_SECOND),
+            "{per_second:?}"
+        );
+        assert!(
+            per_second.len() >= 3,
+            "60 calls need three seconds at least: {per_second:?}"
+        );
+    });
+}
