@@ -128,7 +128,13 @@ pub async fn handle(
                     "give group, account and permissionSet (names or ids) as query parameters",
                 ));
             };
-            match read_inputs(&deps.sso.ports(), &Scope::Everything).await {
+            match read_inputs(
+                &deps.sso.organisation,
+                &deps.sso.identity_center,
+                &Scope::Everything,
+            )
+            .await
+            {
                 Err(reasons) => problem(503, reasons.join("; ")),
                 Ok(inputs) => match explain(&deps.sso.model, &inputs, group, account, set) {
                     Ok(explanation) => answer(200, to_json(&explanation)?),

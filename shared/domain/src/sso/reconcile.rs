@@ -225,10 +225,12 @@ impl ReconcileError {
 
 /// Reads every input in full (the assignments only within `scope`); any failure becomes an
 /// abort reason.
-pub async fn read_inputs(ports: &Ports<'_>, scope: &Scope) -> Result<PlanInputs, Vec<String>> {
+pub async fn read_inputs(
+    organisation: &dyn OrganisationReader,
+    identity_center: &dyn IdentityCenterReader,
+    scope: &Scope,
+) -> Result<PlanInputs, Vec<String>> {
     let failed = |what: &str, e: PortError| format!("cannot read {what}: {e}");
-    let organisation = ports.organisation;
-    let identity_center = ports.identity_center;
     let management = organisation.management_account().await;
     let accounts = organisation.accounts().await;
     let permission_sets = identity_center.permission_sets().await;
@@ -305,7 +307,8 @@ pub async fn reconcile(
         outcome: Outcome::Planned,
         plan: None,
     };
-    let planned = match read_inputs(ports, &record.scope).await {
+    let planned = match read_inputs(ports.organisation, ports.identity_center, &record.scope).await
+    {
         Err(reasons) => Err(reasons),
         Ok(inputs) => plan(model, &inputs)
             .map(|mut planned| {
