@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use maestro_domain::sso::provisioning::{AssignmentRequest, FinalStatus, ProvisioningReport};
+use maestro_domain::sso::provisioning::{
+    AssignmentRequest, FailureClass, FinalStatus, ProvisioningReport,
+};
 use maestro_localcloud::{LocalCloud, Stack};
 use maestro_tests::{listen_to_topic, maestro_template, on_local_cloud, receive_bodies};
 
@@ -87,6 +89,10 @@ fn every_request_on_the_queue_ends_as_one_audit_report_with_its_final_status() {
         assert_eq!(
             report.failure_reason.as_deref(),
             Some("Received a 404 status error: Not supported account")
+        );
+        assert_eq!(
+            report.failure_class,
+            Some(FailureClass::AccountNotAvailable)
         );
 
         let report = &reports[deleted.request_id.as_str()];

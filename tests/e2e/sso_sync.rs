@@ -160,6 +160,15 @@ async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
     response.json().await.expect("a run summary")
 }
 
+async fn latest_run(cloud: &LocalCloud) -> Value {
+    reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
+        .await
+        .expect("GET /sso/plan answers")
+        .json()
+        .await
+        .expect("a run")
+}
+
 async fn seeded(cloud: &LocalCloud) -> SampleOrganisation {
     seed::sample_organisation(cloud.sdk_config())
         .await
@@ -211,6 +220,19 @@ fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_not
         assert_eq!(run["outcome"]["outcome"], "QUEUED", "{run}");
         assert_eq!(run["outcome"]["creates"], 13);
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+        // The monitor records each request's final status with the run.
+        let deadline = Instant::now() + PATIENCE;
+        let reports = loop {
+            let latest = latest_run(cloud).await;
+            let reports = latest["reports"].as_array().cloned().unwrap_or_default();
+            if reports.len() == 13 || Instant::now() > deadline {
+                assert_eq!(latest["runId"], run["runId"]);
+                break reports;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert_eq!(reports.len(), 13, "{reports:?}");
+        assert!(reports.iter().all(|r| r["status"] == "SUCCEEDED"));
 
         let again = reconcile(cloud, false).await;
         assert_eq!(again["toCreate"], 0, "{again}");
@@ -255,12 +277,7 @@ fn a_hand_made_drift_is_reverted_and_reported() {
         assert_eq!(run["toCreate"], 0);
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
 
-        let latest: Value = reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let latest = latest_run(cloud).await;
         let deleted = &latest["plan"]["delete"][0]["assignment"];
         assert_eq!(
             deleted["accountId"],

@@ -10,12 +10,13 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::plan_store::DynamoPlanStore;
 use maestro_aws::quota::DynamoQuota;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_domain::port::PortError;
 use maestro_domain::quota::{OutstandingOperations, operation_key};
 use maestro_domain::sso::provisioning::{
-    MonitorProgress, PollPolicy, ProvisioningStatusReader, StatusCheck, after_poll,
+    MonitorProgress, PollPolicy, ProvisioningStatusReader, ReportLog, StatusCheck, after_poll,
 };
 use thiserror::Error;
 
@@ -24,6 +25,9 @@ pub struct Deps {
     pub policy: PollPolicy,
     /// Frees the request's outstanding-operation slot once it settles.
     pub operations: Arc<dyn OutstandingOperations>,
+    /// Records final reports with the SSO sync run that asked for the request, when the stack
+    /// has the sync (`SSO_PLANS_TABLE`).
+    pub reports: Option<Arc<dyn ReportLog>>,
 }
 
 #[derive(Debug, Error)]
@@ -33,12 +37,19 @@ pub enum StatusError {
         request_id: String,
         source: PortError,
     },
+    #[error("cannot record the report of request {request_id} with its run: {source}")]
+    Record {
+        request_id: String,
+        source: PortError,
+    },
 }
 
 impl From<StatusError> for Diagnostic {
     fn from(error: StatusError) -> Diagnostic {
         let kind = match &error {
-            StatusError::Status { source, .. } => ErrorKind::of_port_error(source),
+            StatusError::Status { source, .. } | StatusError::Record { source, .. } => {
+                ErrorKind::of_port_error(source)
+            }
         };
         kind.diagnostic(&error)
     }
@@ -64,11 +75,20 @@ pub async fn handle(
         check.request.principal_id.as_str(),
     );
     let progress = after_poll(&deps.policy, check, status, chrono::Utc::now());
-    if let MonitorProgress::Finished { .. } = progress
-        && let Err(error) = deps.operations.release(&slot).await
-    {
-        // The slot expires on its own; the report matters more.
-        tracing::warn!(%request_id, %error, "cannot free the operation slot");
+    if let MonitorProgress::Finished { report } = &progress {
+        if let Err(error) = deps.operations.release(&slot).await {
+            // The slot expires on its own; the report matters more.
+            tracing::warn!(%request_id, %error, "cannot free the operation slot");
+        }
+        if let Some(reports) = &deps.reports {
+            reports
+                .record(report)
+                .await
+                .map_err(|source| StatusError::Record {
+                    request_id: request_id.clone(),
+                    source,
+                })?;
+        }
     }
     match &progress {
         MonitorProgress::InProgress {
@@ -105,10 +125,17 @@ impl LambdaFunction for Deps {
             problems: vec!["the poll policy is incomplete".to_owned()],
         })?;
         let quota = Arc::new(DynamoQuota::for_sso_admin(config, quota_table));
+        let reports = env
+            .get("SSO_PLANS_TABLE")
+            .filter(|table| !table.trim().is_empty())
+            .map(|table| {
+                Arc::new(DynamoPlanStore::new(config, table.to_owned())) as Arc<dyn ReportLog>
+            });
         Ok(Deps {
             provisioning: Arc::new(SsoAdminProvisioning::new(config).with_call_rate(quota.clone())),
             policy,
             operations: quota,
+            reports,
         })
     }
 
@@ -163,6 +190,7 @@ mod tests {
             provisioning: Arc::new(FixedStatus(status)),
             policy: PollPolicy::new(1, 4, 3).unwrap(),
             operations: Arc::new(FreedSlots::default()),
+            reports: None,
         }
     }
 

@@ -152,6 +152,7 @@ mod tests {
                 permission_set_arn: assignment.permission_set_arn.clone(),
                 principal_id: assignment.principal_id.clone(),
                 principal_type: assignment.principal_type,
+                run_id: None,
             })
         }
     }
@@ -197,14 +198,16 @@ mod tests {
         }
     }
 
-    async fn handle_sample(refusal: Option<PortError>) -> (SqsBatchResponse, usize) {
+    async fn handle_sample(
+        refusal: Option<PortError>,
+    ) -> (SqsBatchResponse, Vec<AssignmentRequest>) {
         handle_sample_with(refusal, 15).await.0
     }
 
     async fn handle_sample_with(
         refusal: Option<PortError>,
         capacity: usize,
-    ) -> ((SqsBatchResponse, usize), usize) {
+    ) -> ((SqsBatchResponse, Vec<AssignmentRequest>), usize) {
         let monitor = Arc::new(RecordingMonitor::default());
         let slots = Arc::new(Slots {
             capacity,
@@ -236,7 +239,7 @@ mod tests {
         )
         .await
         .expect("the batch is handled");
-        let monitored = monitor.0.lock().unwrap().len();
+        let monitored = monitor.0.lock().unwrap().clone();
         let held = slots.held.lock().unwrap().len();
         ((response, monitored), held)
     }
@@ -253,7 +256,14 @@ mod tests {
     async fn accepted_changes_go_to_the_monitor_and_a_malformed_one_fails_alone() {
         let (response, monitored) = handle_sample(None).await;
         assert_eq!(failed(&response), vec!["malformed"]);
-        assert_eq!(monitored, 2);
+        assert_eq!(monitored.len(), 2);
+        assert!(
+            monitored
+                .iter()
+                .all(|r| r.run_id.as_ref().map(|id| id.as_str())
+                    == Some("8d6b2c1e-0c55-4c6e-9f0e-3a1f5b7d9e21")),
+            "each request carries the run that asked for it"
+        );
     }
 
     #[tokio::test]
@@ -264,14 +274,14 @@ mod tests {
         };
         let ((response, monitored), held) = handle_sample_with(Some(conflict), 15).await;
         assert_eq!(response.batch_item_failures.len(), 3);
-        assert_eq!(monitored, 0);
+        assert!(monitored.is_empty());
         assert_eq!(held, 0, "a refused change holds no slot");
     }
 
     #[tokio::test]
     async fn with_every_slot_taken_changes_wait_for_a_redelivery() {
         let ((response, monitored), held) = handle_sample_with(None, 1).await;
-        assert_eq!(monitored, 1, "one slot, one change");
+        assert_eq!(monitored.len(), 1, "one slot, one change");
         assert_eq!(
             held, 1,
             "the accepted change holds its slot until the monitor frees it"

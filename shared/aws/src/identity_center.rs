@@ -143,6 +143,7 @@ impl AssignmentWriter for IdentityCenter {
             permission_set_arn: assignment.permission_set_arn.clone(),
             principal_id: assignment.principal_id.clone(),
             principal_type: assignment.principal_type,
+            run_id: None,
         })
     }
 }

@@ -7,12 +7,14 @@
 //! | --- | --- | --- |
 //! | `SSO_RUNS` | `<startedAt>#<runId>` | the run's id, outcome and chunk count, for listing |
 //! | `SSO_RUN#<runId>` | `CHUNK#<n>` | the n-th piece of the record's JSON |
+//! | `SSO_RUN#<runId>` | `REPORT#<requestId>` | the monitor's final report of one request |
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
 use maestro_domain::sso::reconcile::{PlanStore, RunRecord};
 
 use crate::SdkConfig;
@@ -125,6 +127,7 @@ impl PlanStore for DynamoPlanStore {
         };
         let run_id = text(&newest, "runId")?;
         let mut json = String::new();
+        let mut reports = Vec::new();
         let mut pages = self
             .client
             .query()
@@ -136,12 +139,45 @@ impl PlanStore for DynamoPlanStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
             for item in page.items.unwrap_or_default() {
-                json.push_str(&text(&item, "json")?);
+                // Items come sorted by sk: the CHUNK#s in order, then the REPORT#s.
+                let sk = text(&item, "sk")?;
+                if sk.starts_with("CHUNK#") {
+                    json.push_str(&text(&item, "json")?);
+                } else if sk.starts_with("REPORT#") {
+                    let report: ProvisioningReport = serde_json::from_str(&text(&item, "json")?)
+                        .map_err(|e| {
+                            rejected(format!("a report of run {run_id} does not read back: {e}"))
+                        })?;
+                    reports.push(report);
+                }
             }
         }
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| rejected(format!("run {run_id} does not read back: {e}")))
+        let mut run: RunRecord = serde_json::from_str(&json)
+            .map_err(|e| rejected(format!("run {run_id} does not read back: {e}")))?;
+        run.reports = reports;
+        Ok(Some(run))
+    }
+}
+
+#[async_trait]
+impl ReportLog for DynamoPlanStore {
+    async fn record(&self, report: &ProvisioningReport) -> Result<(), PortError> {
+        let Some(run_id) = &report.request.run_id else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(report).map_err(|e| rejected(e.to_string()))?;
+        let expires = (report.checked_at + chrono::Duration::days(RETENTION_DAYS)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("SSO_RUN#{run_id}")))
+            .item("sk", s(format!("REPORT#{}", report.request.request_id)))
+            .item("json", s(json))
+            .item("expiresAt", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?;
+        Ok(())
     }
 }
 

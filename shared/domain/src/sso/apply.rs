@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use super::plan::Assignment;
-use super::provisioning::{AssignmentOperation, AssignmentRequest};
+use super::provisioning::{AssignmentOperation, AssignmentRequest, RunId};
 use super::reconcile::AssignmentChange;
 use crate::port::PortError;
 use crate::quota::{OutstandingOperations, SSO_ADMIN_OUTSTANDING_OPERATIONS, operation_key};
@@ -98,7 +98,7 @@ pub async fn apply_change(
         return Err(ApplyError::Busy(SSO_ADMIN_OUTSTANDING_OPERATIONS));
     }
     let (writer, monitor) = (applier.writer, applier.monitor);
-    let request = match writer.change(change.operation, &change.assignment).await {
+    let mut request = match writer.change(change.operation, &change.assignment).await {
         Ok(request) => request,
         Err(source) => {
             // Nothing is outstanding: free the slot at once. A slot that cannot be freed now
@@ -110,6 +110,8 @@ pub async fn apply_change(
             });
         }
     };
+    // Run ids are the ids of our own reconcile invocations, which always fit.
+    request.run_id = RunId::try_from(change.run_id.as_str()).ok();
     monitor
         .monitor(&request)
         .await

@@ -33,6 +33,10 @@ pub struct AssignmentRequest {
     pub permission_set_arn: PermissionSetArn,
     pub principal_id: PrincipalId,
     pub principal_type: PrincipalType,
+    /// The SSO sync's run that asked for it, when it did: the final status is recorded
+    /// against that run's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,14 @@ validated_string!(
     /// The id IAM Identity Center gave an asynchronous assignment operation (a UUID).
     RequestId,
     "requestId",
+    |s| (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+    "must be 1 to 64 letters, digits or dashes"
+);
+
+validated_string!(
+    /// The id of an SSO sync run (the id of the invocation that ran it).
+    RunId,
+    "runId",
     |s| (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
     "must be 1 to 64 letters, digits or dashes"
 );
@@ -280,6 +292,9 @@ pub struct ProvisioningReport {
     pub status: FinalStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// What kind of failure, for a FAILED request: what an operator does next depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<FailureClass>,
     pub polls: u32,
     pub checked_at: DateTime<Utc>,
 }
@@ -308,6 +323,62 @@ impl FinalStatus {
     }
 }
 
+/// The kinds of FAILED request IAM Identity Center reports. None is retried by the monitor:
+/// a FAILED request is final, and the next reconcile plans the assignment again if it is
+/// still desired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureClass {
+    /// The account is not (or no longer) an active member of the organisation.
+    AccountNotAvailable,
+    /// The permission set was deleted, or is not provisioned.
+    MissingPermissionSet,
+    /// The user or group no longer exists.
+    MissingPrincipal,
+    /// Another operation on the same account or permission set was in flight.
+    Conflict,
+    /// A quota of IAM Identity Center or IAM (roles, policies) was reached.
+    QuotaExceeded,
+    Other,
+}
+
+impl FailureClass {
+    /// Classifies IAM Identity Center's failure reason by the phrases it uses.
+    pub fn of_reason(reason: &str) -> FailureClass {
+        let reason = reason.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| reason.contains(w));
+        if has(&[
+            "not supported account",
+            "suspended",
+            "closed",
+            "not a member",
+            "account is not",
+        ]) {
+            FailureClass::AccountNotAvailable
+        } else if has(&["permission set", "permissionset"])
+            && has(&["not found", "does not exist", "deleted", "not provisioned"])
+        {
+            FailureClass::MissingPermissionSet
+        } else if has(&["principal", "group", "user"])
+            && has(&["not found", "does not exist", "deleted"])
+        {
+            FailureClass::MissingPrincipal
+        } else if has(&["conflict", "in progress", "concurrent"]) {
+            FailureClass::Conflict
+        } else if has(&["quota", "limit exceeded", "limitexceeded", "too many"]) {
+            FailureClass::QuotaExceeded
+        } else {
+            FailureClass::Other
+        }
+    }
+}
+
+/// Keeps the final reports of the requests a sync run asked for, with that run.
+#[async_trait]
+pub trait ReportLog: Send + Sync {
+    async fn record(&self, report: &ProvisioningReport) -> Result<(), PortError>;
+}
+
 /// Decides what follows a poll that found `status` for `check`'s request.
 pub fn after_poll(
     policy: &PollPolicy,
@@ -316,10 +387,12 @@ pub fn after_poll(
     now: DateTime<Utc>,
 ) -> MonitorProgress {
     let polls = check.polls.saturating_add(1);
-    let finished = |status, failure_reason| MonitorProgress::Finished {
+    let finished = |status, failure_reason: Option<String>| MonitorProgress::Finished {
         report: ProvisioningReport {
             request: check.request.clone(),
             status,
+            failure_class: (status == FinalStatus::Failed)
+                .then(|| FailureClass::of_reason(failure_reason.as_deref().unwrap_or_default())),
             failure_reason,
             polls,
             checked_at: now,
@@ -503,6 +576,41 @@ mod tests {
             report.failure_reason.as_deref(),
             Some("Received a 404 status error: Not supported account")
         );
+        assert_eq!(
+            report.failure_class,
+            Some(FailureClass::AccountNotAvailable)
+        );
+    }
+
+    #[test]
+    fn failure_reasons_are_classified() {
+        let cases = [
+            (
+                "Received a 404 status error: Not supported account",
+                FailureClass::AccountNotAvailable,
+            ),
+            (
+                "The account 111122223333 is suspended",
+                FailureClass::AccountNotAvailable,
+            ),
+            (
+                "PermissionSet ps-1 does not exist",
+                FailureClass::MissingPermissionSet,
+            ),
+            ("The group was deleted", FailureClass::MissingPrincipal),
+            (
+                "ConflictException: another operation is in progress",
+                FailureClass::Conflict,
+            ),
+            (
+                "IAM role quota exceeded for the account",
+                FailureClass::QuotaExceeded,
+            ),
+            ("Something unexpected", FailureClass::Other),
+        ];
+        for (reason, class) in cases {
+            assert_eq!(FailureClass::of_reason(reason), class, "{reason}");
+        }
     }
 
     #[test]

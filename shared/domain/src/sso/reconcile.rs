@@ -10,7 +10,9 @@ use super::model::SsoModel;
 use super::plan::{
     AbortReason, Assignment, OrgAccount, PermissionSetInfo, Plan, PlanInputs, Principal, plan,
 };
-use super::provisioning::{AccountId, AssignmentOperation, InstanceArn, PermissionSetArn};
+use super::provisioning::{
+    AccountId, AssignmentOperation, InstanceArn, PermissionSetArn, ProvisioningReport,
+};
 use crate::port::PortError;
 
 /// Reads the organisation (AWS Organizations).
@@ -155,6 +157,9 @@ pub struct RunRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// The final status of each request the run's changes made, as the monitor reported it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ProvisioningReport>,
 }
 
 /// A run in a few numbers: what the API and the schedule answer.
@@ -306,6 +311,7 @@ pub async fn reconcile(
         mode: run.mode,
         outcome: Outcome::Planned,
         plan: None,
+        reports: Vec::new(),
     };
     let planned = match read_inputs(ports.organisation, ports.identity_center, &record.scope).await
     {
