@@ -235,7 +235,6 @@ pub async fn read_inputs(
     identity_center: &dyn IdentityCenterReader,
     scope: &Scope,
 ) -> Result<PlanInputs, Vec<String>> {
-    let failed = |what: &str, e: PortError| format!("cannot read {what}: {e}");
     let management = organisation.management_account().await;
     let accounts = organisation.accounts().await;
     let permission_sets = identity_center.permission_sets().await;
@@ -243,7 +242,7 @@ pub async fn read_inputs(
     let users = identity_center.users().await;
     let mut reasons = Vec::new();
     let management = management.unwrap_or_else(|e| {
-        reasons.push(failed("the management account", e));
+        reasons.push(read_failure("the management account", e));
         None
     });
     let accounts = in_full(&mut reasons, "the accounts", accounts);
@@ -268,7 +267,7 @@ pub async fn read_inputs(
     let assignments = identity_center
         .assignments(&account_ids, &set_arns)
         .await
-        .map_err(|e| vec![failed("the assignments", e)])?;
+        .map_err(|e| vec![read_failure("the assignments", e)])?;
     Ok(PlanInputs {
         management_account_id: management,
         accounts,
@@ -279,10 +278,14 @@ pub async fn read_inputs(
     })
 }
 
+fn read_failure(what: &str, error: PortError) -> String {
+    format!("cannot read {what}: {error}")
+}
+
 /// A listing, or nothing with the reason recorded.
 fn in_full<T>(reasons: &mut Vec<String>, what: &str, listing: Result<Vec<T>, PortError>) -> Vec<T> {
     listing.unwrap_or_else(|e| {
-        reasons.push(format!("cannot read {what}: {e}"));
+        reasons.push(read_failure(what, e));
         Vec::new()
     })
 }
