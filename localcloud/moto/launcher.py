@@ -25,6 +25,10 @@ localcloud/README.md; keep the two in step.
 6. DynamoDB conditional writes are atomic, as in DynamoDB: moto's server handles requests on
    several threads and checks a condition and writes in two steps, so two writers could both
    pass the same condition. The writes of its DynamoDB backend are serialised by one lock.
+7. A permission set is provisioned to every account it is assigned in, as IAM Identity Center
+   does on CreateAccountAssignment, and stays provisioned after its assignments go:
+   ``ListAccountsForProvisionedPermissionSet`` answers those accounts (moto answers only the
+   caller's account, and only after ProvisionPermissionSet).
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -224,6 +228,8 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
     from moto.ssoadmin.exceptions import ResourceNotFoundException
     from moto.ssoadmin.responses import SSOAdminResponse
 
+    # Permission set ARN -> the accounts it is provisioned to.
+    provisioned: dict[str, set[str]] = {}
     # Request id -> (status body, failure reason or None, status reads so far). Creations and
     # deletions have ids of their own, and stay readable after the assignment is gone, as in
     # IAM Identity Center (moto reuses the creation's id for the deletion and forgets it).
@@ -275,6 +281,9 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
         body = json.loads(original_create(self))[key]
         status = member_status(self.current_account, body["TargetId"])
         reason = None if status in (None, "ACTIVE") else NOT_SUPPORTED_ACCOUNT
+        if reason is None:
+            with lock:
+                provisioned.setdefault(body["PermissionSetArn"], set()).add(body["TargetId"])
         return accepted(creations, key, body, reason)
 
     def delete_account_assignment(self: SSOAdminResponse) -> str:
@@ -290,7 +299,16 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
         request_id = json.loads(self.body).get("AccountAssignmentDeletionRequestId")
         return described(deletions, "AccountAssignmentDeletionStatus", request_id)
 
-    forget_on_reset(creations, deletions)
+    def list_accounts_for_provisioned_permission_set(self: SSOAdminResponse) -> str:
+        permission_set_arn = self._get_param("PermissionSetArn")
+        with lock:
+            accounts = sorted(provisioned.get(permission_set_arn, set()))
+        return json.dumps({"AccountIds": accounts})
+
+    forget_on_reset(creations, deletions, provisioned)
+    SSOAdminResponse.list_accounts_for_provisioned_permission_set = (
+        list_accounts_for_provisioned_permission_set
+    )
     SSOAdminResponse.create_account_assignment = create_account_assignment
     SSOAdminResponse.delete_account_assignment = delete_account_assignment
     SSOAdminResponse.describe_account_assignment_creation_status = describe_creation

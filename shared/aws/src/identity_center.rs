@@ -233,52 +233,93 @@ impl IdentityCenterReader for IdentityCenter {
         Ok(users)
     }
 
+    /// Lists assignments only where they can be: IAM Identity Center provisions a permission
+    /// set to every account it assigns it in, so the pairs to list are the set's provisioned
+    /// accounts (one call per set), not every account times every set.
     async fn assignments(
         &self,
         accounts: &[AccountId],
         permission_sets: &[PermissionSetArn],
     ) -> Result<Vec<Assignment>, PortError> {
+        let wanted: std::collections::HashSet<&str> =
+            accounts.iter().map(AccountId::as_str).collect();
         let mut assignments = Vec::new();
-        for account in accounts {
-            for set in permission_sets {
-                let mut pages = self
-                    .sso_admin
-                    .list_account_assignments()
-                    .instance_arn(self.instance_arn.as_str())
-                    .account_id(account.as_str())
-                    .permission_set_arn(set.as_str())
-                    .into_paginator()
-                    .send();
-                while let Some(page) = {
-                    self.slot().await?;
-                    pages.next().await
-                } {
-                    let page = page.map_err(|e| {
-                        port_error(
+        for set in permission_sets {
+            let mut provisioned = Vec::new();
+            let mut pages = self
+                .sso_admin
+                .list_accounts_for_provisioned_permission_set()
+                .instance_arn(self.instance_arn.as_str())
+                .permission_set_arn(set.as_str())
+                .into_paginator()
+                .send();
+            while let Some(page) = {
+                self.slot().await?;
+                pages.next().await
+            } {
+                let page = page.map_err(|e| {
+                    port_error(SERVICE, &format!("the accounts {set} is provisioned to"), e)
+                })?;
+                provisioned.extend(
+                    page.account_ids
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|id| wanted.contains(id.as_str())),
+                );
+            }
+            for account in provisioned {
+                let account =
+                    AccountId::try_from(account).map_err(|e| rejected(SERVICE, e.to_string()))?;
+                assignments.extend(self.assignments_of(&account, set).await?);
+            }
+        }
+        Ok(assignments)
+    }
+}
+
+impl IdentityCenter {
+    async fn assignments_of(
+        &self,
+        account: &AccountId,
+        set: &PermissionSetArn,
+    ) -> Result<Vec<Assignment>, PortError> {
+        let mut assignments = Vec::new();
+        let mut pages = self
+            .sso_admin
+            .list_account_assignments()
+            .instance_arn(self.instance_arn.as_str())
+            .account_id(account.as_str())
+            .permission_set_arn(set.as_str())
+            .into_paginator()
+            .send();
+        while let Some(page) = {
+            self.slot().await?;
+            pages.next().await
+        } {
+            let page = page.map_err(|e| {
+                port_error(
+                    SERVICE,
+                    &format!("the assignments of {set} in {account}"),
+                    e,
+                )
+            })?;
+            for found in page.account_assignments.unwrap_or_default() {
+                let principal_type = match found.principal_type {
+                    Some(SdkPrincipalType::Group) => PrincipalType::Group,
+                    Some(SdkPrincipalType::User) => PrincipalType::User,
+                    other => {
+                        return Err(rejected(
                             SERVICE,
-                            &format!("the assignments of {set} in {account}"),
-                            e,
-                        )
-                    })?;
-                    for found in page.account_assignments.unwrap_or_default() {
-                        let principal_type = match found.principal_type {
-                            Some(SdkPrincipalType::Group) => PrincipalType::Group,
-                            Some(SdkPrincipalType::User) => PrincipalType::User,
-                            other => {
-                                return Err(rejected(
-                                    SERVICE,
-                                    format!("unknown principal type {other:?}"),
-                                ));
-                            }
-                        };
-                        assignments.push(Assignment {
-                            account_id: account.clone(),
-                            permission_set_arn: set.clone(),
-                            principal_type,
-                            principal_id: parsed::<PrincipalId>(SERVICE, found.principal_id)?,
-                        });
+                            format!("unknown principal type {other:?}"),
+                        ));
                     }
-                }
+                };
+                assignments.push(Assignment {
+                    account_id: account.clone(),
+                    permission_set_arn: set.clone(),
+                    principal_type,
+                    principal_id: parsed::<PrincipalId>(SERVICE, found.principal_id)?,
+                });
             }
         }
         Ok(assignments)
