@@ -493,3 +493,117 @@ fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
         assert_eq!(second["handled"], "DUPLICATE", "{second}");
     });
 }
+
+#[test]
+fn a_permission_set_event_replans_only_that_set() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let organisation = seeded(cloud).await;
+        reconcile(cloud, false).await;
+        settle(cloud, &organisation, &expected()).await;
+
+        // Drift on another permission set: a run scoped to Tester must not see it.
+        let elsewhere = (
+            "checkout-development",
+            "Developer",
+            "developer_workload_payments",
+        );
+        assign_by_hand(cloud, &organisation, elsewhere).await;
+
+        // Tester now lists checkout only…
+        let tester = &find(&organisation.permission_sets, "set", "Tester")
+            .unwrap()
+            .id;
+        aws_sdk_ssoadmin::Client::new(cloud.sdk_config())
+            .tag_resource()
+            .instance_arn(&organisation.instance_arn)
+            .resource_arn(tester)
+            .tags(
+                aws_sdk_ssoadmin::types::Tag::builder()
+                    .key("workloads")
+                    .value("checkout")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("the permission set is tagged");
+        // …and CloudTrail's record of it reaches the default bus.
+        let detail = json!({
+            "eventSource": "sso.amazonaws.com",
+            "eventName": "TagResource",
+            "requestParameters": {"instanceArn": organisation.instance_arn, "resourceArn": tester},
+        });
+        aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.sso")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the event is put");
+
+        let named = |(a, s, p): Named| (a.to_owned(), s.to_owned(), p.to_owned());
+        let mut want = expected();
+        want.remove(&named((
+            "payments-development",
+            "Tester",
+            "tester_workload_payments",
+        )));
+        want.remove(&named((
+            "payments-staging",
+            "Tester",
+            "tester_workload_payments",
+        )));
+        want.insert(named(elsewhere));
+        assert_eq!(settle(cloud, &organisation, &want).await, want);
+    });
+}
+
+#[test]
+fn a_new_group_is_assigned_where_the_model_wants_it() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let organisation = seeded(cloud).await;
+        reconcile(cloud, false).await;
+        settle(cloud, &organisation, &expected()).await;
+
+        let group_id = aws_sdk_identitystore::Client::new(cloud.sdk_config())
+            .create_group()
+            .identity_store_id(&organisation.identity_store_id)
+            .display_name("tester_workload_checkout")
+            .send()
+            .await
+            .expect("the group is created")
+            .group_id;
+        let detail = json!({
+            "eventSource": "identitystore.amazonaws.com",
+            "eventName": "CreateGroup",
+            "requestParameters": {"identityStoreId": organisation.identity_store_id, "displayName": "tester_workload_checkout"},
+            "responseElements": {"groupId": group_id},
+        });
+        aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.identitystore")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the event is put");
+
+        // Testers work in development and staging; checkout has only a development account.
+        let mut want = expected();
+        want.insert((
+            "checkout-development".to_owned(),
+            "Tester".to_owned(),
+            group_id.clone(),
+        ));
+        assert_eq!(settle(cloud, &organisation, &want).await, want);
+    });
+}
