@@ -5,6 +5,7 @@
 //! reports it; nothing is retried forever.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -15,7 +16,9 @@ use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::queues::JsonQueue;
 use maestro_aws::quota::DynamoQuota;
 use maestro_domain::quota::OutstandingOperations;
-use maestro_domain::sso::apply::{Applier, AssignmentWriter, MonitorQueue, apply_change};
+use maestro_domain::sso::apply::{
+    Applier, ApplyError, AssignmentWriter, MonitorQueue, apply_change,
+};
 use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::AssignmentChange;
 
@@ -23,6 +26,39 @@ pub struct Deps {
     pub writer: Arc<dyn AssignmentWriter>,
     pub monitor: Arc<dyn MonitorQueue>,
     pub operations: Arc<dyn OutstandingOperations>,
+    /// The first wait before a change that failed for a passing reason is tried again.
+    pub backoff: Duration,
+}
+
+/// Tries a change up to three times in this invocation when IAM Identity Center refuses it
+/// for a passing reason (ConflictException while another operation runs, throttling), waiting
+/// a random part of a doubling delay between tries; after that, SQS redelivers it.
+async fn apply_with_backoff(
+    applier: &Applier<'_>,
+    change: &AssignmentChange,
+    first_wait: Duration,
+) -> Result<maestro_domain::sso::provisioning::AssignmentRequest, ApplyError> {
+    const TRIES: u32 = 3;
+    let mut wait = first_wait;
+    for _ in 1..TRIES {
+        match apply_change(applier, change, chrono::Utc::now()).await {
+            Err(error @ ApplyError::Change { .. }) if error.is_retryable() => {
+                tracing::info!(run_id = %change.run_id, %error, "retrying after a pause");
+                tokio::time::sleep(jittered(wait)).await;
+                wait *= 2;
+            }
+            outcome => return outcome,
+        }
+    }
+    apply_change(applier, change, chrono::Utc::now()).await
+}
+
+/// "Full jitter": a random duration up to `ceiling`, so that workers that failed together do
+/// not retry together.
+fn jittered(ceiling: Duration) -> Duration {
+    let nanos = u128::from(chrono::Utc::now().timestamp_subsec_nanos());
+    let fraction = (nanos % 1000) as f64 / 1000.0;
+    ceiling.mul_f64(fraction)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +97,7 @@ pub async fn handle(
             monitor: deps.monitor.as_ref(),
             operations: deps.operations.as_ref(),
         };
-        match apply_change(&applier, &change, chrono::Utc::now()).await {
+        match apply_with_backoff(&applier, &change, deps.backoff).await {
             Ok(request) => tracing::info!(
                 %message_id,
                 run_id = %change.run_id,
@@ -107,6 +143,7 @@ impl LambdaFunction for Deps {
             ),
             monitor: Arc::new(JsonQueue::new(config, monitor_queue_url)),
             operations: quota,
+            backoff: Duration::from_millis(250),
         })
     }
 
@@ -126,9 +163,10 @@ mod tests {
 
     use super::*;
 
-    /// IAM Identity Center that accepts everything, or refuses with `refusal`.
+    /// IAM Identity Center that accepts everything, or refuses with `refusal`; counts calls.
     struct FakeIdentityCenter {
         refusal: Option<PortError>,
+        calls: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
@@ -138,6 +176,7 @@ mod tests {
             operation: AssignmentOperation,
             assignment: &Assignment,
         ) -> Result<AssignmentRequest, PortError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if let Some(refusal) = &self.refusal {
                 return Err(refusal.clone());
             }
@@ -198,31 +237,36 @@ mod tests {
         }
     }
 
-    async fn handle_sample(
-        refusal: Option<PortError>,
-    ) -> (SqsBatchResponse, Vec<AssignmentRequest>) {
-        handle_sample_with(refusal, 15).await.0
+    /// What handling the sample batch did.
+    struct Outcome {
+        response: SqsBatchResponse,
+        monitored: Vec<AssignmentRequest>,
+        held_slots: usize,
+        calls: usize,
     }
 
-    async fn handle_sample_with(
-        refusal: Option<PortError>,
-        capacity: usize,
-    ) -> ((SqsBatchResponse, Vec<AssignmentRequest>), usize) {
+    /// Handles the sample (two good changes of different assignments, one malformed record)
+    /// with IAM Identity Center refusing with `refusal`, and `capacity` operation slots.
+    async fn handle_sample(refusal: Option<PortError>, capacity: usize) -> Outcome {
         let monitor = Arc::new(RecordingMonitor::default());
+        let writer = Arc::new(FakeIdentityCenter {
+            refusal,
+            calls: Default::default(),
+        });
         let slots = Arc::new(Slots {
             capacity,
             held: Mutex::new(Vec::new()),
         });
         let deps = Deps {
-            writer: Arc::new(FakeIdentityCenter { refusal }),
+            writer: writer.clone(),
             monitor: monitor.clone(),
             operations: slots.clone(),
+            backoff: Duration::ZERO,
         };
         let mut event: SqsEvent = serde_json::from_str(include_str!(
             "../../../events/sso-assignment-worker/sqs-changes.json"
         ))
         .expect("the sample event parses");
-        // The two good changes are of different assignments, so they need two slots.
         let second = event.records[1]
             .body
             .as_deref()
@@ -240,8 +284,13 @@ mod tests {
         .await
         .expect("the batch is handled");
         let monitored = monitor.0.lock().unwrap().clone();
-        let held = slots.held.lock().unwrap().len();
-        ((response, monitored), held)
+        let held_slots = slots.held.lock().unwrap().len();
+        Outcome {
+            response,
+            monitored,
+            held_slots,
+            calls: writer.calls.load(std::sync::atomic::Ordering::SeqCst),
+        }
     }
 
     fn failed(response: &SqsBatchResponse) -> Vec<&str> {
@@ -254,11 +303,12 @@ mod tests {
 
     #[tokio::test]
     async fn accepted_changes_go_to_the_monitor_and_a_malformed_one_fails_alone() {
-        let (response, monitored) = handle_sample(None).await;
-        assert_eq!(failed(&response), vec!["malformed"]);
-        assert_eq!(monitored.len(), 2);
+        let outcome = handle_sample(None, 15).await;
+        assert_eq!(failed(&outcome.response), vec!["malformed"]);
+        assert_eq!(outcome.monitored.len(), 2);
         assert!(
-            monitored
+            outcome
+                .monitored
                 .iter()
                 .all(|r| r.run_id.as_ref().map(|id| id.as_str())
                     == Some("8d6b2c1e-0c55-4c6e-9f0e-3a1f5b7d9e21")),
@@ -267,25 +317,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refused_change_is_redelivered_and_not_monitored() {
+    async fn a_refused_change_is_tried_again_then_redelivered_and_not_monitored() {
         let conflict = PortError::Transient {
             service: "sso-admin",
             detail: "ConflictException: an operation is in progress".into(),
         };
-        let ((response, monitored), held) = handle_sample_with(Some(conflict), 15).await;
-        assert_eq!(response.batch_item_failures.len(), 3);
-        assert!(monitored.is_empty());
-        assert_eq!(held, 0, "a refused change holds no slot");
+        let outcome = handle_sample(Some(conflict), 15).await;
+        assert_eq!(outcome.response.batch_item_failures.len(), 3);
+        assert!(outcome.monitored.is_empty());
+        assert_eq!(outcome.held_slots, 0, "a refused change holds no slot");
+        assert_eq!(outcome.calls, 6, "each change is tried three times");
     }
 
     #[tokio::test]
     async fn with_every_slot_taken_changes_wait_for_a_redelivery() {
-        let ((response, monitored), held) = handle_sample_with(None, 1).await;
-        assert_eq!(monitored.len(), 1, "one slot, one change");
+        let outcome = handle_sample(None, 1).await;
+        assert_eq!(outcome.monitored.len(), 1, "one slot, one change");
         assert_eq!(
-            held, 1,
+            outcome.held_slots, 1,
             "the accepted change holds its slot until the monitor frees it"
         );
-        assert_eq!(response.batch_item_failures.len(), 2);
+        assert_eq!(outcome.response.batch_item_failures.len(), 2);
     }
 }
