@@ -4,6 +4,7 @@
 //! implement the ports (traits) declared here, and functions call the pure rules with typed
 //! input they validated at the edge.
 
+pub mod approvals;
 pub mod idempotency;
 pub mod port;
 pub mod quota;
