@@ -1,6 +1,7 @@
 //! The AWS side of Maestro: adapters that implement the domain's ports with the AWS SDK, the
 //! SDK configuration, and the Lambda edge every function shares (environment, errors).
 
+pub mod approvals;
 pub mod env;
 pub mod idempotency;
 pub mod identity_center;

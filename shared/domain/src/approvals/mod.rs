@@ -5,4 +5,5 @@
 pub mod action;
 pub mod link;
 pub mod policy;
+pub mod request;
 pub mod tally;

@@ -1,0 +1,471 @@
+//! An approval request and its votes, and deciding one vote: the rules that make a decision
+//! single-use and send exactly one answer to the waiting workflow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::action::Action;
+use super::link::{Decision, LinkClaims, LinkError, LinkKeys, verify_form_token, verify_link};
+use super::policy::{Approval, PolicyError};
+use super::tally::{Tally, Vote, tally};
+use crate::port::PortError;
+use crate::sso::model::Environment;
+
+/// The Step Functions task token of the waiting execution. It is stored server-side only and
+/// never printed: its `Debug` hides it, and it has no `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskToken(String);
+
+impl TaskToken {
+    pub fn new(token: String) -> Self {
+        TaskToken(token)
+    }
+
+    /// The token itself, for the one call that needs it (`SendTaskSuccess`/`Failure`).
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TaskToken(…)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    TimedOut,
+}
+
+/// One approver's vote, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoteRecord {
+    pub vote: Vote,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// An action waiting for approval (never holds the task token: the store keeps that apart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequest {
+    pub id: String,
+    pub action: Action,
+    pub environment: Environment,
+    pub requester: String,
+    pub reason: String,
+    pub approval: Approval,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub status: Status,
+    /// Every approver, with a pending vote until they decide.
+    pub votes: BTreeMap<String, VoteRecord>,
+}
+
+impl ApprovalRequest {
+    pub fn tally(&self) -> Tally {
+        let votes: Vec<Vote> = self.votes.values().map(|v| v.vote).collect();
+        tally(&votes, self.approval.quorum)
+    }
+}
+
+/// Where approval requests, votes and task tokens live (DynamoDB).
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError>;
+    /// Moves `approver`'s vote from pending to `record` if, and only if, it is still pending
+    /// and the request is still pending; answers the request as it is after the write, or
+    /// `None` when the condition failed (decided already).
+    async fn cast(
+        &self,
+        id: &str,
+        approver: &str,
+        record: &VoteRecord,
+    ) -> Result<Option<ApprovalRequest>, PortError>;
+    /// Moves the request from pending to `status` if it is still pending; the one caller that
+    /// succeeds gets the task token, to answer the workflow exactly once.
+    async fn settle(&self, id: &str, status: Status) -> Result<Option<TaskToken>, PortError>;
+}
+
+/// A decision as the confirm form posts it.
+#[derive(Debug, Clone)]
+pub struct Ballot {
+    pub claims: LinkClaims,
+    pub signature: String,
+    pub form_token: String,
+    pub comment: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a posted decision led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// The vote counts; the request still waits for more approvals.
+    Counted { approvals: usize, needed: usize },
+    /// This vote settled the request: answer the workflow with this token, once.
+    Settled {
+        status: Status,
+        task_token: TaskToken,
+    },
+    /// The request was settled by someone else in between: nothing to send.
+    SettledElsewhere,
+}
+
+#[derive(Debug, Error)]
+pub enum DecideError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("no approval {0}")]
+    Unknown(String),
+    #[error("{approver} is not an approver of this request")]
+    NotAnApprover { approver: String },
+    /// Decided, expired or timed out already: the page says so.
+    #[error("this approval is no longer open ({0:?})")]
+    NoLongerOpen(Status),
+    #[error("this approver has decided already")]
+    AlreadyVoted,
+    #[error(transparent)]
+    Store(#[from] PortError),
+}
+
+/// Records one approver's decision from the confirm form: checks the link and the form
+/// token, that the approver belongs to the request and is not its requester, casts the vote
+/// once, and settles the request when the votes decide it.
+pub async fn decide(
+    store: &dyn ApprovalStore,
+    keys: &LinkKeys,
+    ballot: &Ballot,
+    now: DateTime<Utc>,
+) -> Result<Decided, DecideError> {
+    let claims = &ballot.claims;
+    verify_link(keys, claims, &ballot.signature, now)?;
+    verify_form_token(
+        keys,
+        &claims.approval_id,
+        &claims.approver,
+        &ballot.form_token,
+    )?;
+    let request = store
+        .get(&claims.approval_id)
+        .await?
+        .ok_or_else(|| DecideError::Unknown(claims.approval_id.clone()))?;
+    if request.status != Status::Pending {
+        return Err(DecideError::NoLongerOpen(request.status));
+    }
+    if now >= request.expires_at {
+        return Err(DecideError::NoLongerOpen(Status::TimedOut));
+    }
+    let Some(current) = request.votes.get(&claims.approver) else {
+        return Err(DecideError::NotAnApprover {
+            approver: claims.approver.clone(),
+        });
+    };
+    if current.vote != Vote::Pending {
+        return Err(DecideError::AlreadyVoted);
+    }
+    request
+        .approval
+        .may_decide(&request.requester, &claims.approver)?;
+    let record = VoteRecord {
+        vote: match claims.decision {
+            Decision::Approve => Vote::Approve,
+            Decision::Reject => Vote::Reject,
+        },
+        decided_at: Some(now),
+        source_ip: ballot.source_ip.clone(),
+        user_agent: ballot.user_agent.clone(),
+        comment: ballot.comment.clone(),
+    };
+    let Some(after) = store
+        .cast(&claims.approval_id, &claims.approver, &record)
+        .await?
+    else {
+        return Err(DecideError::AlreadyVoted);
+    };
+    let status = match after.tally() {
+        Tally::Pending { approvals, needed } => return Ok(Decided::Counted { approvals, needed }),
+        Tally::Approved => Status::Approved,
+        Tally::Rejected => Status::Rejected,
+    };
+    Ok(match store.settle(&claims.approval_id, status).await? {
+        Some(task_token) => Decided::Settled { status, task_token },
+        None => Decided::SettledElsewhere,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::approvals::link::{SigningKey, form_token, sign_link};
+
+    /// The store in memory, with the same conditional semantics.
+    struct MemoryStore {
+        request: Mutex<ApprovalRequest>,
+        token: TaskToken,
+    }
+
+    #[async_trait]
+    impl ApprovalStore for MemoryStore {
+        async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError> {
+            let request = self.request.lock().unwrap();
+            Ok((request.id == id).then(|| request.clone()))
+        }
+
+        async fn cast(
+            &self,
+            _: &str,
+            approver: &str,
+            record: &VoteRecord,
+        ) -> Result<Option<ApprovalRequest>, PortError> {
+            let mut request = self.request.lock().unwrap();
+            let pending = request.status == Status::Pending
+                && request
+                    .votes
+                    .get(approver)
+                    .is_some_and(|v| v.vote == Vote::Pending);
+            if !pending {
+                return Ok(None);
+            }
+            request.votes.insert(approver.to_owned(), record.clone());
+            Ok(Some(request.clone()))
+        }
+
+        async fn settle(&self, _: &str, status: Status) -> Result<Option<TaskToken>, PortError> {
+            let mut request = self.request.lock().unwrap();
+            if request.status != Status::Pending {
+                return Ok(None);
+            }
+            request.status = status;
+            Ok(Some(self.token.clone()))
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn keys() -> LinkKeys {
+        LinkKeys {
+            current: SigningKey::new(vec![9; 32]).unwrap(),
+            previous: None,
+        }
+    }
+
+    const APPROVERS: [&str; 3] = ["alice@example.com", "bob@example.com", "carol@example.com"];
+
+    fn store(quorum: usize) -> MemoryStore {
+        let pending = VoteRecord {
+            vote: Vote::Pending,
+            decided_at: None,
+            source_ip: None,
+            user_agent: None,
+            comment: None,
+        };
+        MemoryStore {
+            request: Mutex::new(ApprovalRequest {
+                id: "apr-1".into(),
+                action: Action::SecretRotateNow {
+                    secret_id: "prod/db".into(),
+                },
+                environment: Environment::Production,
+                requester: "alice@example.com".into(),
+                reason: "leaked in a ticket".into(),
+                approval: Approval {
+                    approvers: APPROVERS.iter().map(|a| (*a).to_owned()).collect(),
+                    quorum,
+                    timeout_minutes: 60,
+                    requester_may_approve: false,
+                },
+                created_at: now(),
+                expires_at: now() + Duration::hours(1),
+                status: Status::Pending,
+                votes: APPROVERS
+                    .iter()
+                    .map(|a| ((*a).to_owned(), pending.clone()))
+                    .collect(),
+            }),
+            token: TaskToken::new("AQCEAAAAKgAAAAMAAAAAAAAAAe…".into()),
+        }
+    }
+
+    fn ballot(approver: &str, decision: Decision) -> Ballot {
+        let claims = LinkClaims {
+            approval_id: "apr-1".into(),
+            decision,
+            approver: approver.into(),
+            expires_at: now() + Duration::hours(1),
+        };
+        Ballot {
+            signature: sign_link(&keys(), &claims),
+            form_token: form_token(&keys(), "apr-1", approver),
+            claims,
+            comment: Some("ok".into()),
+            source_ip: Some("198.51.100.7".into()),
+            user_agent: Some("Mozilla/5.0".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn two_of_three_settles_on_the_second_approval_with_the_token_once() {
+        let store = store(2);
+        let first = decide(
+            &store,
+            &keys(),
+            &ballot("bob@example.com", Decision::Approve),
+            now(),
+        )
+        .await;
+        assert!(
+            matches!(
+                first,
+                Ok(Decided::Counted {
+                    approvals: 1,
+                    needed: 2
+                })
+            ),
+            "{first:?}"
+        );
+        let second = decide(
+            &store,
+            &keys(),
+            &ballot("carol@example.com", Decision::Approve),
+            now(),
+        )
+        .await;
+        let Ok(Decided::Settled { status, task_token }) = second else {
+            panic!("the second approval settles it: {second:?}");
+        };
+        assert_eq!(status, Status::Approved);
+        assert_eq!(task_token, store.token);
+        let recorded = store.request.lock().unwrap().votes["carol@example.com"].clone();
+        assert_eq!(recorded.source_ip.as_deref(), Some("198.51.100.7"));
+        assert_eq!(recorded.comment.as_deref(), Some("ok"));
+    }
+
+    #[tokio::test]
+    async fn one_reject_settles_it_as_rejected() {
+        let store = store(2);
+        let rejected = decide(
+            &store,
+            &keys(),
+            &ballot("bob@example.com", Decision::Reject),
+            now(),
+        )
+        .await;
+        assert!(matches!(
+            rejected,
+            Ok(Decided::Settled {
+                status: Status::Rejected,
+                ..
+            })
+        ));
+        let late = decide(
+            &store,
+            &keys(),
+            &ballot("carol@example.com", Decision::Approve),
+            now(),
+        )
+        .await;
+        assert!(matches!(
+            late,
+            Err(DecideError::NoLongerOpen(Status::Rejected))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_post_counts_once() {
+        let store = store(2);
+        let ballot = ballot("bob@example.com", Decision::Approve);
+        decide(&store, &keys(), &ballot, now()).await.unwrap();
+        let replay = decide(&store, &keys(), &ballot, now()).await;
+        assert!(
+            matches!(replay, Err(DecideError::AlreadyVoted)),
+            "{replay:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_requester_cannot_approve_their_own_action() {
+        let store = store(1);
+        let own = decide(
+            &store,
+            &keys(),
+            &ballot("alice@example.com", Decision::Approve),
+            now(),
+        )
+        .await;
+        assert!(matches!(
+            own,
+            Err(DecideError::Policy(
+                PolicyError::RequesterMayNotApprove { .. }
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_tampered_foreign_or_expired_ballot_is_refused() {
+        let store = store(1);
+        let mut tampered = ballot("bob@example.com", Decision::Approve);
+        tampered.claims.decision = Decision::Reject;
+        assert!(matches!(
+            decide(&store, &keys(), &tampered, now()).await,
+            Err(DecideError::Link(LinkError::Tampered))
+        ));
+        let mut other_form = ballot("bob@example.com", Decision::Approve);
+        other_form.form_token = form_token(&keys(), "apr-1", "carol@example.com");
+        assert!(matches!(
+            decide(&store, &keys(), &other_form, now()).await,
+            Err(DecideError::Link(LinkError::BadFormToken))
+        ));
+        let stranger = ballot("mallory@example.com", Decision::Approve);
+        assert!(matches!(
+            decide(&store, &keys(), &stranger, now()).await,
+            Err(DecideError::NotAnApprover { .. })
+        ));
+        let late = now() + Duration::hours(2);
+        assert!(matches!(
+            decide(
+                &store,
+                &keys(),
+                &ballot("bob@example.com", Decision::Approve),
+                late
+            )
+            .await,
+            Err(DecideError::Link(LinkError::Expired(_)))
+        ));
+        assert_eq!(store.request.lock().unwrap().status, Status::Pending);
+    }
+
+    #[test]
+    fn the_task_token_never_prints() {
+        let token = TaskToken::new("secret-token".into());
+        assert!(!format!("{token:?}").contains("secret"));
+        let request = store(1).request.lock().unwrap().clone();
+        assert!(!serde_json::to_string(&request).unwrap().contains("AQCE"));
+    }
+}
