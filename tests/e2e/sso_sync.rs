@@ -390,6 +390,28 @@ fn explain_says_why_an_assignment_is_or_is_not_desired() {
     });
 }
 
+/// Puts CloudTrail's record of a call (`detail`) on the default bus, as CloudTrail does.
+async fn put_cloudtrail_event(cloud: &LocalCloud, source: &str, detail: &Value) {
+    let put = aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source(source)
+                .detail_type("AWS API Call via CloudTrail")
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the event is put");
+    assert_eq!(put.failed_entry_count, 0);
+}
+
+/// The same name, as the assignments are compared.
+fn named((account, set, principal): Named) -> (String, String, String) {
+    (account.to_owned(), set.to_owned(), principal.to_owned())
+}
+
 /// CloudTrail's record of an Organizations call, as EventBridge delivers it.
 fn organizations_event(event_id: &str, event_name: &str, request: Value) -> Value {
     json!({
@@ -444,22 +466,9 @@ fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
             .expect("the account is tagged");
         // …and CloudTrail's record of it reaches the default bus.
         let event = organizations_event("tag-1", "TagResource", json!({"resourceId": account}));
-        let put = aws_sdk_eventbridge::Client::new(cloud.sdk_config())
-            .put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .source("aws.organizations")
-                    .detail_type("AWS API Call via CloudTrail")
-                    .detail(event["detail"].to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("the event is put");
-        assert_eq!(put.failed_entry_count, 0);
+        put_cloudtrail_event(cloud, "aws.organizations", &event["detail"]).await;
 
         let mut want = expected();
-        let named = |(a, s, p): Named| (a.to_owned(), s.to_owned(), p.to_owned());
         want.remove(&named((
             "checkout-development",
             "Developer",
@@ -533,20 +542,8 @@ fn a_permission_set_event_replans_only_that_set() {
             "eventName": "TagResource",
             "requestParameters": {"instanceArn": organisation.instance_arn, "resourceArn": tester},
         });
-        aws_sdk_eventbridge::Client::new(cloud.sdk_config())
-            .put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .source("aws.sso")
-                    .detail_type("AWS API Call via CloudTrail")
-                    .detail(detail.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("the event is put");
+        put_cloudtrail_event(cloud, "aws.sso", &detail).await;
 
-        let named = |(a, s, p): Named| (a.to_owned(), s.to_owned(), p.to_owned());
         let mut want = expected();
         want.remove(&named((
             "payments-development",
@@ -584,18 +581,7 @@ fn a_new_group_is_assigned_where_the_model_wants_it() {
             "requestParameters": {"identityStoreId": organisation.identity_store_id, "displayName": "tester_workload_checkout"},
             "responseElements": {"groupId": group_id},
         });
-        aws_sdk_eventbridge::Client::new(cloud.sdk_config())
-            .put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .source("aws.identitystore")
-                    .detail_type("AWS API Call via CloudTrail")
-                    .detail(detail.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("the event is put");
+        put_cloudtrail_event(cloud, "aws.identitystore", &detail).await;
 
         // Testers work in development and staging; checkout has only a development account.
         let mut want = expected();
