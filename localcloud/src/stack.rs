@@ -403,7 +403,9 @@ fn physical(
                 "Arn",
                 format!("arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"),
             );
-            attributes.insert("KeyId", name.clone());
+            if resource_type == "AWS::KMS::Key" {
+                attributes.insert("KeyId", name.clone());
+            }
             name
         }
     };
