@@ -169,6 +169,14 @@ async fn latest_run(cloud: &LocalCloud) -> Value {
         .expect("a run")
 }
 
+/// The sample organisation, reconciled once and settled at the model's assignments.
+async fn reconciled(cloud: &LocalCloud) -> SampleOrganisation {
+    let organisation = seeded(cloud).await;
+    reconcile(cloud, false).await;
+    assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+    organisation
+}
+
 async fn seeded(cloud: &LocalCloud) -> SampleOrganisation {
     seed::sample_organisation(cloud.sdk_config())
         .await
@@ -262,9 +270,7 @@ fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_not
 #[test]
 fn a_hand_made_drift_is_reverted_and_reported() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
-        let organisation = seeded(cloud).await;
-        reconcile(cloud, false).await;
-        settle(cloud, &organisation, &expected()).await;
+        let organisation = reconciled(cloud).await;
 
         let drift = (
             "checkout-development",
@@ -435,9 +441,7 @@ fn organizations_event(event_id: &str, event_name: &str, request: Value) -> Valu
 fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
-        let organisation = seeded(cloud).await;
-        reconcile(cloud, false).await;
-        settle(cloud, &organisation, &expected()).await;
+        let organisation = reconciled(cloud).await;
 
         // Drift in another account: a run scoped to one account must not see it.
         let elsewhere = (
@@ -506,9 +510,7 @@ fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
 #[test]
 fn a_permission_set_event_replans_only_that_set() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
-        let organisation = seeded(cloud).await;
-        reconcile(cloud, false).await;
-        settle(cloud, &organisation, &expected()).await;
+        let organisation = reconciled(cloud).await;
 
         // Drift on another permission set: a run scoped to Tester must not see it.
         let elsewhere = (
@@ -563,9 +565,7 @@ fn a_permission_set_event_replans_only_that_set() {
 #[test]
 fn a_new_group_is_assigned_where_the_model_wants_it() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
-        let organisation = seeded(cloud).await;
-        reconcile(cloud, false).await;
-        settle(cloud, &organisation, &expected()).await;
+        let organisation = reconciled(cloud).await;
 
         let group_id = aws_sdk_identitystore::Client::new(cloud.sdk_config())
             .create_group()
