@@ -83,6 +83,7 @@ def main() -> None:
     shape_permission_sets_like_aws()
     make_dynamodb_writes_atomic()
     make_sso_provisioning_asynchronous(args.sso_polls_in_progress)
+    capture_sent_email()
 
     print(f"MOTO_READY {port}", flush=True)
     # The parent holds our stdin: when it exits, for whatever reason, so do we.
@@ -315,7 +316,48 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
     SSOAdminResponse.describe_account_assignment_deletion_status = describe_deletion
 
 
-def forget_on_reset(*state: dict[str, Any]) -> None:
+def capture_sent_email() -> None:
+    """Keeps every SES v2 ``SendEmail`` whole, and serves them at ``GET /moto-api/maestro/sent-email``.
+
+    moto keeps only the HTML part of a simple message (the text part is dropped), and its
+    sent messages are reachable only in-process; tests read what a person would receive.
+    """
+    import json
+
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.sesv2.responses import SESV2Response
+
+    sent: list[dict[str, Any]] = []
+    original_send = SESV2Response.send_email
+
+    def send_email(self: SESV2Response) -> str:
+        answer = original_send(self)  # moto's checks first: an unverified sender is refused
+        params = json.loads(self.body)
+        simple = params.get("Content", {}).get("Simple", {})
+        body = simple.get("Body", {})
+        destination = params.get("Destination", {})
+        sent.append(
+            {
+                "from": params.get("FromEmailAddress"),
+                "to": destination.get("ToAddresses", []),
+                "cc": destination.get("CcAddresses", []),
+                "bcc": destination.get("BccAddresses", []),
+                "subject": simple.get("Subject", {}).get("Data"),
+                "html": body.get("Html", {}).get("Data"),
+                "text": body.get("Text", {}).get("Data"),
+            }
+        )
+        return answer
+
+    def sent_email(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {"Content-Type": "application/json"}, json.dumps({"messages": sent})
+
+    SESV2Response.send_email = send_email
+    moto_api_urls.url_paths["{0}/moto-api/maestro/sent-email"] = sent_email
+    forget_on_reset(sent)
+
+
+def forget_on_reset(*state: Any) -> None:
     """Empties the launcher's own state when moto's is reset (`POST /moto-api/reset`)."""
     from moto.moto_api._internal.models import MotoAPIBackend
 

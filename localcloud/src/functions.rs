@@ -49,6 +49,10 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<sso_api::Deps>("sso-api"),
     Registration::of::<sso_assignment_worker::Deps>("sso-assignment-worker"),
     Registration::of::<sso_event_handler::Deps>("sso-event-handler"),
+    Registration::of::<approval_api::Deps>("approval-api"),
+    Registration::of::<approval_workflow::Deps>("approval-workflow"),
+    Registration::of::<approval_decision::Deps>("approval-decision"),
+    Registration::of::<action_runner::Deps>("action-runner"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

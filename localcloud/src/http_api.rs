@@ -30,12 +30,12 @@ async fn serve(State(routes): State<RouteTable>, request: Request) -> Response {
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
     let method = parts.method.as_str().to_owned();
-    let path = parts.uri.path().to_owned();
+    let (api_id, path) = api_and_path(parts.uri.path());
     let matched = {
         let routes = routes
             .read()
             .expect("the route table lock is never poisoned");
-        best_route(&routes, &method, &path)
+        best_route(&routes, api_id.as_deref(), &method, &path)
     };
     let Some((route, function, path_parameters)) = matched else {
         return message(StatusCode::NOT_FOUND, "Not Found");
@@ -55,6 +55,23 @@ async fn serve(State(routes): State<RouteTable>, request: Request) -> Response {
     }
 }
 
+/// Every API is served at `/_api/<api id>/…` (its `ApiEndpoint`); the root serves them all,
+/// the first deployed winning a route two APIs share.
+fn api_and_path(path: &str) -> (Option<String>, String) {
+    match path.strip_prefix("/_api/") {
+        Some(rest) => {
+            let (api_id, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            (Some(api_id.to_owned()), format!("/{rest}"))
+        }
+        None => (None, path.to_owned()),
+    }
+}
+
+/// The header that stands in for a SigV4 signature locally: its value becomes the IAM
+/// caller's session name (`…:assumed-role/AWSReservedSSO_Local/<value>`), as IAM Identity
+/// Center users appear.
+pub const CALLER_HEADER: &str = "x-maestro-caller";
+
 fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
 }
@@ -65,13 +82,16 @@ type Matched = (HttpRoute, Arc<DeployedFunction>, BTreeMap<String, String>);
 /// parameters, a greedy `{name+}` last), an exact method before `ANY`, `$default` last of all.
 fn best_route(
     routes: &[(HttpRoute, Arc<DeployedFunction>)],
+    api_id: Option<&str>,
     method: &str,
     path: &str,
 ) -> Option<Matched> {
     routes
         .iter()
-        .filter(|(route, _)| route.method == method || route.method == "ANY")
-        .filter_map(|(route, function)| {
+        .enumerate()
+        .filter(|(_, (route, _))| api_id.is_none_or(|id| route.api_id == id))
+        .filter(|(_, (route, _))| route.method == method || route.method == "ANY")
+        .filter_map(|(index, (route, function))| {
             let parameters = match_path(&route.path, path)?;
             let literal_segments = route
                 .path
@@ -84,6 +104,7 @@ fn best_route(
                 !greedy,
                 literal_segments,
                 route.method != "ANY",
+                std::cmp::Reverse(index),
             );
             Some((rank, (route.clone(), Arc::clone(function), parameters)))
         })
@@ -171,6 +192,7 @@ fn request_event(
         Ok(text) => (text.to_owned(), false),
         Err(_) => (BASE64.encode(body), true),
     };
+    let caller = header_map.remove(CALLER_HEADER);
     let mut event = json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -197,6 +219,18 @@ fn request_event(
         },
         "isBase64Encoded": is_base64,
     });
+    if let Some(caller) = caller {
+        let caller = caller.as_str().unwrap_or_default();
+        event["requestContext"]["authorizer"] = json!({
+            "iam": {
+                "accessKey": "ASIALOCALCALLER00000",
+                "accountId": ACCOUNT_ID,
+                "callerId": format!("AROALOCALCALLER:{caller}"),
+                "userArn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/AWSReservedSSO_Local/{caller}"),
+                "userId": format!("AROALOCALCALLER:{caller}"),
+            }
+        });
+    }
     if !cookies.is_empty() {
         event["cookies"] = Value::Array(cookies);
     }

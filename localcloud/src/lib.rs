@@ -36,6 +36,12 @@ use invoke::FunctionTable;
 use moto::{Moto, MotoOptions};
 use stack::EventSource;
 
+/// The address approval emails come from on the local cloud.
+pub const LOCAL_SENDER: &str = "maestro@approvals.example.com";
+
+/// The approval policy `make up` and the tests deploy with.
+pub const SAMPLE_APPROVAL_POLICY: &str = include_str!("../sample-approval-policy.json");
+
 /// How to start the local cloud.
 #[derive(Debug, Clone)]
 pub struct LocalCloudOptions {
@@ -161,6 +167,44 @@ impl LocalCloud {
         registrations.push(registration);
     }
 
+    /// Every parameter the local cloud fills for a template that declares it: the IAM
+    /// Identity Center instance, and the approvals' sender and sample policy.
+    pub async fn local_parameters(
+        &self,
+        template: &Template,
+    ) -> Result<BTreeMap<String, String>, LocalCloudError> {
+        let mut parameters = self.identity_center_parameters(template).await?;
+        parameters.extend(self.approval_parameters(template).await?);
+        Ok(parameters)
+    }
+
+    /// `ApprovalSender`, verified in SES as a user verifies theirs, and `ApprovalPolicy`:
+    /// the sample policy (`localcloud/sample-approval-policy.json`), whose approvers are the
+    /// sample organisation's people.
+    pub async fn approval_parameters(
+        &self,
+        template: &Template,
+    ) -> Result<BTreeMap<String, String>, LocalCloudError> {
+        let mut parameters = BTreeMap::new();
+        let declared = |name: &str| template.document["Parameters"].get(name).is_some();
+        if declared("ApprovalSender") {
+            aws_sdk_sesv2::Client::new(&self.sdk_config)
+                .create_email_identity()
+                .email_identity(LOCAL_SENDER)
+                .send()
+                .await
+                .map_err(|e| LocalCloudError::Emulator(format!("ses: {}", error::sdk_error(e))))?;
+            parameters.insert("ApprovalSender".to_owned(), LOCAL_SENDER.to_owned());
+        }
+        if declared("ApprovalPolicy") {
+            parameters.insert(
+                "ApprovalPolicy".to_owned(),
+                SAMPLE_APPROVAL_POLICY.to_owned(),
+            );
+        }
+        Ok(parameters)
+    }
+
     /// The template parameters that name the emulator's IAM Identity Center instance
     /// (`SsoInstanceArn`, `IdentityStoreId`), for templates that declare them; moto makes
     /// the instance itself, with ids no one can know before it runs.
@@ -203,6 +247,7 @@ impl LocalCloud {
             stack_name: stack_name.to_owned(),
             region: self.region.clone(),
             moto_endpoint: self.moto.endpoint().to_owned(),
+            http_endpoint: self.http_endpoint.clone(),
             parameters: template.parameters(parameter_overrides)?,
         };
         let registrations = self

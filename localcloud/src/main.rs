@@ -108,7 +108,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
             let template = Template::load(&template)?;
-            let mut overrides = cloud.identity_center_parameters(&template).await?;
+            let mut overrides = cloud.local_parameters(&template).await?;
             overrides.extend(parameters);
             let stack = cloud.deploy(&template, &stack_name, &overrides).await?;
             let organisation = match no_seed {

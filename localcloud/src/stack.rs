@@ -37,6 +37,8 @@ pub struct StackSettings {
     pub stack_name: String,
     pub region: String,
     pub moto_endpoint: String,
+    /// Where the local host serves HTTP APIs; each API is also at `/_api/<api id>` below it.
+    pub http_endpoint: String,
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -50,6 +52,9 @@ pub enum Kind {
     Function,
     StateMachine,
     EventBus,
+    /// A Secrets Manager secret. `Ref` gives its name, which every API takes where it takes
+    /// the ARN: the emulator picks the ARN's random suffix only when the secret is created.
+    Secret,
     /// An HTTP API: its routes come from the functions' `HttpApi` events.
     HttpApi,
     /// Accepted so the template deploys, resolved so its references are checked, but not
@@ -67,6 +72,7 @@ impl Kind {
             "AWS::Serverless::Function" => Kind::Function,
             "AWS::Serverless::StateMachine" => Kind::StateMachine,
             "AWS::Events::EventBus" => Kind::EventBus,
+            "AWS::SecretsManager::Secret" => Kind::Secret,
             "AWS::Serverless::HttpApi" => Kind::HttpApi,
             "AWS::KMS::Key"
             | "AWS::KMS::Alias"
@@ -388,9 +394,14 @@ fn physical(
             let api_id = local_api_id(logical_id);
             attributes.insert(
                 "ApiEndpoint",
-                format!("https://{api_id}.execute-api.{region}.amazonaws.com"),
+                format!("{}/_api/{api_id}", settings.http_endpoint),
             );
             api_id
+        }
+        Kind::Secret => {
+            let name = explicit_name("Name")?.unwrap_or_else(|| generated(256));
+            attributes.insert("Id", name.clone());
+            name
         }
         Kind::NotEmulated => {
             let name = generated(256);
@@ -424,6 +435,7 @@ struct Clients {
     dynamodb: aws_sdk_dynamodb::Client,
     sfn: aws_sdk_sfn::Client,
     events: aws_sdk_eventbridge::Client,
+    secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// Builds the stack: resolves the whole template first (so a wiring mistake fails before
@@ -457,6 +469,7 @@ pub async fn deploy(
         dynamodb: aws_sdk_dynamodb::Client::new(sdk_config),
         sfn: aws_sdk_sfn::Client::new(sdk_config),
         events: aws_sdk_eventbridge::Client::new(sdk_config),
+        secrets: aws_sdk_secretsmanager::Client::new(sdk_config),
     };
 
     // State machine definitions and function wiring are checked before anything is created.
@@ -502,6 +515,9 @@ pub async fn deploy(
     }
     for (id, physical, props) in of_kind(Kind::Table) {
         create_table(&clients, id, physical, props).await?;
+    }
+    for (id, physical, props) in of_kind(Kind::Secret) {
+        create_secret(&clients, id, physical, props).await?;
     }
     for (id, physical, definition) in definitions {
         let props = &properties[id];
@@ -947,6 +963,57 @@ fn attribute_text(value: &Value) -> Option<String> {
         Value::Object(_) | Value::Array(_) => Some(value.to_string()),
         other => Some(value_string(other)),
     }
+}
+
+/// A secret with its `SecretString`, or a value made by `GenerateSecretString`'s rules.
+async fn create_secret(
+    clients: &Clients,
+    id: &str,
+    physical: &PhysicalResource,
+    props: &Value,
+) -> Result<(), LocalCloudError> {
+    let value = match (&props["SecretString"], &props["GenerateSecretString"]) {
+        (Value::String(value), Value::Null) => value.clone(),
+        (Value::Null, rules @ Value::Object(_)) => {
+            if !rules["SecretStringTemplate"].is_null() {
+                return Err(LocalCloudError::Template(format!(
+                    "{id}.Properties.GenerateSecretString: the local cloud does not build SecretStringTemplate secrets"
+                )));
+            }
+            let flag = |name: &str| rules[name].as_bool();
+            clients
+                .secrets
+                .get_random_password()
+                .set_password_length(rules["PasswordLength"].as_i64())
+                .set_exclude_characters(rules["ExcludeCharacters"].as_str().map(str::to_owned))
+                .set_exclude_numbers(flag("ExcludeNumbers"))
+                .set_exclude_punctuation(flag("ExcludePunctuation"))
+                .set_exclude_uppercase(flag("ExcludeUppercase"))
+                .set_exclude_lowercase(flag("ExcludeLowercase"))
+                .set_include_space(flag("IncludeSpace"))
+                .set_require_each_included_type(flag("RequireEachIncludedType"))
+                .send()
+                .await
+                .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?
+                .random_password
+                .unwrap_or_default()
+        }
+        _ => {
+            return Err(LocalCloudError::Template(format!(
+                "{id}.Properties: a secret needs exactly one of SecretString and GenerateSecretString"
+            )));
+        }
+    };
+    clients
+        .secrets
+        .create_secret()
+        .name(&physical.reference)
+        .set_description(props["Description"].as_str().map(str::to_owned))
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::build(id, sdk_error(e)))?;
+    Ok(())
 }
 
 async fn create_topic(

@@ -3,6 +3,7 @@
 //! once per run; each test empties it and builds what it needs.
 
 mod adapters;
+mod approval_workflow;
 mod approvals;
 mod cli;
 mod emulator;

@@ -26,6 +26,7 @@ struct Shared {
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
+        capture_logs();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -93,7 +94,7 @@ async fn empty(cloud: &LocalCloud) {
 async fn fresh_deploy(cloud: &LocalCloud, template: &Template) -> Result<Stack, String> {
     empty(cloud).await;
     let mut parameters = cloud
-        .identity_center_parameters(template)
+        .local_parameters(template)
         .await
         .map_err(|e| e.to_string())?;
     parameters.extend(fast_polls(template));
@@ -196,4 +197,47 @@ pub async fn receive_bodies(
     maestro_localcloud::listen::receive_bodies(cloud.sdk_config(), queue_url, count, patience)
         .await
         .unwrap_or_else(|e| panic!("the queue can be read: {e}"))
+}
+
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        log_buffer()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every line Maestro's functions log in this test process, down to debug: the functions
+/// run in-process, so tests can assert what their logs never hold.
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "debug,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,rustls=warn",
+        ))
+        .with_writer(|| LogWriter)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// What the functions have logged so far.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(
+        &log_buffer()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+    .into_owned()
 }

@@ -6,12 +6,11 @@
 //! - `GET /sso/explain?group=&account=&permissionSet=` (names or ids): why that assignment is
 //!   or is not desired.
 
-use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::http::{answer, caller_arn, problem, route};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
@@ -19,7 +18,7 @@ use maestro_domain::sso::reconcile::{
     Mode, PlanStore, Run, Scope, Trigger, read_inputs, reconcile,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub struct Deps {
     pub sso: SsoServices,
@@ -47,34 +46,13 @@ fn yes() -> bool {
     true
 }
 
-fn answer(status: i64, body: Value) -> ApiGatewayV2httpResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = status;
-    response.headers = headers;
-    response.body = Some(Body::Text(body.to_string()));
-    response
-}
-
-fn problem(status: i64, message: impl Into<String>) -> ApiGatewayV2httpResponse {
-    answer(status, json!({ "message": message.into() }))
-}
-
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
-    let method = request.request_context.http.method.as_str().to_owned();
-    let path = request.raw_path.clone().unwrap_or_default();
-    let caller = request
-        .request_context
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.iam.as_ref())
-        .and_then(|iam| iam.user_arn.clone())
-        .unwrap_or_else(|| "anonymous".to_owned());
+    let (method, path) = route(&request);
+    let caller = caller_arn(&request).unwrap_or_else(|| "anonymous".to_owned());
     Ok(match (method.as_str(), path.as_str()) {
         ("GET", "/sso/plan") => match deps.sso.store.latest().await {
             Ok(Some(run)) => answer(200, to_json(&run)?),

@@ -6,6 +6,10 @@
 //! | `status` | PENDING until settled |
 //! | `votes` | approver → `{vote, record}` (the vote, and the record's JSON) |
 //! | `taskToken` | the waiting execution's token; read only by the one settle that wins |
+//! | `createdAt` | when it was opened: the sort key of the `byStatus` index |
+//!
+//! Actions have their own items (`pk` = `ACTION#<id>`, the record's JSON in `record`), so an
+//! action that ran without an approval is recorded all the same.
 //!
 //! Votes and settlement are conditional updates, so a replayed or concurrent POST counts
 //! once and exactly one caller gets the token.
@@ -14,12 +18,14 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use maestro_domain::approvals::request::{
     ApprovalRequest, ApprovalStore, Status, TaskToken, VoteRecord,
 };
 use maestro_domain::approvals::tally::Vote;
+use maestro_domain::approvals::workflow::ActionRecord;
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
@@ -91,6 +97,7 @@ impl DynamoApprovals {
             .item("status", s(status_text(request.status)?))
             .item("votes", AttributeValue::M(votes))
             .item("taskToken", s(task_token.reveal()))
+            .item("createdAt", s(request.created_at.to_rfc3339()))
             .item(
                 "expiresAt",
                 AttributeValue::N((request.expires_at.timestamp() + 400 * 86_400).to_string()),
@@ -99,6 +106,125 @@ impl DynamoApprovals {
             .send()
             .await
             .map_err(|e| port_error(SERVICE, &request.id, e))?;
+        Ok(())
+    }
+
+    /// Records a new action; `false` when one with its id exists already.
+    pub async fn submit(&self, record: &ActionRecord) -> Result<bool, PortError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ACTION#{}", record.request.id)))
+            .item("record", s(json(record)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(port_error(SERVICE, &record.request.id, error)),
+        }
+    }
+
+    /// Writes the action's record as it now stands.
+    pub async fn put_action(&self, record: &ActionRecord) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ACTION#{}", record.request.id)))
+            .item("record", s(json(record)?))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &record.request.id, e))?;
+        Ok(())
+    }
+
+    pub async fn action(&self, id: &str) -> Result<Option<ActionRecord>, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACTION#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let text = item
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| rejected(format!("action {id} has no record")))?;
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| rejected(format!("action {id} does not read back: {e}")))
+    }
+
+    /// The approvals with `status`, newest first, at most `limit`.
+    pub async fn with_status(
+        &self,
+        status: Status,
+        limit: i32,
+    ) -> Result<Vec<ApprovalRequest>, PortError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("byStatus")
+            .key_condition_expression("#s = :status")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":status", s(status_text(status)?))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "the approvals", e))?
+            .items
+            .unwrap_or_default();
+        items.iter().map(Self::request_of).collect()
+    }
+
+    /// Gives a pending approval the token of a retried workflow step.
+    pub async fn replace_token(&self, id: &str, task_token: &TaskToken) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{id}")))
+            .update_expression("SET taskToken = :token")
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":token", s(task_token.reveal()))
+            .expression_attribute_values(":pending", s("PENDING"))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
+    /// Sets the status whatever it was: for when the workflow stopped waiting (it timed
+    /// out) after a decision had settled the approval.
+    pub async fn overwrite_status(&self, id: &str, status: Status) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{id}")))
+            .update_expression("SET #s = :status")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":status", s(status_text(status)?))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
         Ok(())
     }
 

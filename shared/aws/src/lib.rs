@@ -3,14 +3,17 @@
 
 pub mod approvals;
 pub mod env;
+pub mod http;
 pub mod idempotency;
 pub mod identity_center;
 pub mod lambda;
+pub mod mail;
 pub mod organizations;
 pub mod plan_store;
 pub mod queues;
 pub mod quota;
 pub mod sdk_error;
+pub mod signing_keys;
 pub mod sso;
 pub mod sso_admin;
 pub mod step_functions;

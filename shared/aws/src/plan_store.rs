@@ -126,6 +126,10 @@ impl PlanStore for DynamoPlanStore {
             return Ok(None);
         };
         let run_id = text(&newest, "runId")?;
+        self.get(&run_id).await
+    }
+
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError> {
         let mut json = String::new();
         let mut reports = Vec::new();
         let mut pages = self
@@ -151,6 +155,9 @@ impl PlanStore for DynamoPlanStore {
                     reports.push(report);
                 }
             }
+        }
+        if json.is_empty() {
+            return Ok(None);
         }
         let mut run: RunRecord = serde_json::from_str(&json)
             .map_err(|e| rejected(format!("run {run_id} does not read back: {e}")))?;

@@ -1,8 +1,10 @@
 //! Step Functions adapters.
 
 use async_trait::async_trait;
-use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use maestro_domain::approvals::request::TaskToken;
+use maestro_domain::approvals::workflow::ActionRequest;
 use maestro_domain::port::PortError;
 use maestro_domain::sso::provisioning::{MonitorBatch, MonitorLauncher, MonitorStart};
 
@@ -59,5 +61,109 @@ impl MonitorLauncher for StepFunctionsMonitorLauncher {
                 error,
             )),
         }
+    }
+}
+
+/// Starts the approval workflow (`statemachines/approval.asl.json`) for an action; the
+/// execution is named after the action, so a retried start cannot run it twice.
+pub struct ApprovalWorkflowStarter {
+    client: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl ApprovalWorkflowStarter {
+    pub fn new(config: &SdkConfig, state_machine_arn: String) -> Self {
+        ApprovalWorkflowStarter {
+            client: aws_sdk_sfn::Client::new(config),
+            state_machine_arn,
+        }
+    }
+
+    pub async fn start(&self, request: &ActionRequest) -> Result<String, PortError> {
+        let input = serde_json::json!({ "request": request }).to_string();
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(&request.id)
+            .input(input)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &format!("action {}", request.id), e))?;
+        Ok(started.execution_arn)
+    }
+}
+
+/// Whether a waiting task took the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The task no longer waits: it timed out, or the execution ended.
+    TooLate,
+}
+
+/// Answers a task that waits for its token (`.waitForTaskToken`).
+pub struct TaskCallbacks {
+    client: aws_sdk_sfn::Client,
+}
+
+fn delivery<E>(
+    result: Result<
+        E,
+        SdkError<impl ProvideErrorMetadata + std::error::Error, impl std::fmt::Debug>,
+    >,
+) -> Result<Delivery, PortError> {
+    match result {
+        Ok(_) => Ok(Delivery::Delivered),
+        Err(SdkError::ServiceError(context))
+            if matches!(
+                context.err().code(),
+                Some("TaskTimedOut" | "TaskDoesNotExist")
+            ) =>
+        {
+            Ok(Delivery::TooLate)
+        }
+        // The token is never named: it is a credential.
+        Err(error) => Err(port_error(SERVICE, "the waiting task", error)),
+    }
+}
+
+impl TaskCallbacks {
+    pub fn new(config: &SdkConfig) -> Self {
+        TaskCallbacks {
+            client: aws_sdk_sfn::Client::new(config),
+        }
+    }
+
+    pub async fn succeed(
+        &self,
+        token: &TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<Delivery, PortError> {
+        delivery(
+            self.client
+                .send_task_success()
+                .task_token(token.reveal())
+                .output(output.to_string())
+                .send()
+                .await,
+        )
+    }
+
+    pub async fn fail(
+        &self,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<Delivery, PortError> {
+        delivery(
+            self.client
+                .send_task_failure()
+                .task_token(token.reveal())
+                .error(error)
+                .cause(cause)
+                .send()
+                .await,
+        )
     }
 }

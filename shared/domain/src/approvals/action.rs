@@ -65,6 +65,37 @@ impl Action {
         }
     }
 
+    /// What the action does, in a few words for people.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Action::SsoApplyDeletes { .. } => "Apply the SSO assignment deletes a sync held",
+            Action::SecretRotateNow { .. } => "Rotate a secret now",
+            Action::ConnectionDelete { .. } => "Delete a discovery connection",
+            Action::Webhook { .. } => "Call an external endpoint",
+        }
+    }
+
+    /// The parameters as label and value, for emails and pages.
+    pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Action::SsoApplyDeletes { run_id } => vec![("Held by run", run_id.clone())],
+            Action::SecretRotateNow { secret_id } => vec![("Secret", secret_id.clone())],
+            Action::ConnectionDelete { connection_id } => {
+                vec![("Connection", connection_id.clone())]
+            }
+            Action::Webhook { url, method, body } => {
+                let mut shown = vec![
+                    ("Method", format!("{method:?}").to_uppercase()),
+                    ("URL", url.clone()),
+                ];
+                if let Some(body) = body {
+                    shown.push(("Body", body.to_string()));
+                }
+                shown
+            }
+        }
+    }
+
     /// Checks the parameters beyond their types, naming the field at fault.
     pub fn validate(&self) -> Result<(), InvalidAction> {
         let non_empty = |field: &'static str, value: &str| {

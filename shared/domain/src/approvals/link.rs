@@ -81,6 +81,57 @@ pub enum LinkError {
     Expired(DateTime<Utc>),
     #[error("the form's token does not belong to this approval and approver")]
     BadFormToken,
+    #[error("the link has no valid {0}")]
+    Malformed(&'static str),
+}
+
+/// The address of a decision link: `{base}/approvals/{id}?decision=…&approver=…&exp=…&sig=…`.
+/// It carries the approval's opaque id, never the workflow's task token.
+pub fn link_url(base: &str, keys: &LinkKeys, claims: &LinkClaims) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("decision", claims.decision.as_str())
+        .append_pair("approver", &claims.approver)
+        .append_pair("exp", &claims.expires_at.timestamp().to_string())
+        .append_pair("sig", &sign_link(keys, claims))
+        .finish();
+    let id: String = form_urlencoded::byte_serialize(claims.approval_id.as_bytes()).collect();
+    format!("{}/approvals/{id}?{query}", base.trim_end_matches('/'))
+}
+
+/// A link's claims and signature, from the approval id in its path and its query (or the
+/// confirm form's fields, which carry the same names). Nothing is trusted until
+/// [`verify_link`] passes.
+pub fn read_link(
+    approval_id: &str,
+    field: impl Fn(&str) -> Option<String>,
+) -> Result<(LinkClaims, String), LinkError> {
+    let decision = match field("decision").as_deref() {
+        Some("approve") => Decision::Approve,
+        Some("reject") => Decision::Reject,
+        _ => return Err(LinkError::Malformed("decision")),
+    };
+    let approver = field("approver")
+        .filter(|a| !a.is_empty() && a.len() <= 254)
+        .ok_or(LinkError::Malformed("approver"))?;
+    let expires_at = field("exp")
+        .and_then(|e| e.parse::<i64>().ok())
+        .and_then(|e| DateTime::from_timestamp(e, 0))
+        .ok_or(LinkError::Malformed("exp"))?;
+    let signature = field("sig")
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .ok_or(LinkError::Malformed("sig"))?;
+    if approval_id.is_empty() || approval_id.len() > 80 {
+        return Err(LinkError::Malformed("approval id"));
+    }
+    Ok((
+        LinkClaims {
+            approval_id: approval_id.to_owned(),
+            decision,
+            approver,
+            expires_at,
+        },
+        signature,
+    ))
 }
 
 fn mac(key: &SigningKey, label: &str, parts: &[&str]) -> HmacSha256 {
@@ -262,6 +313,31 @@ mod tests {
         assert_eq!(
             verify_form_token(&keys(), "apr-3f9c", "alice@example.com", &sig),
             Err(LinkError::BadFormToken)
+        );
+    }
+
+    #[test]
+    fn a_link_reads_back_to_the_claims_it_was_made_from() {
+        let url = link_url("https://links.example.com/", &keys(), &claims());
+        let (path, query) = url.split_once('?').unwrap();
+        assert_eq!(path, "https://links.example.com/approvals/apr-3f9c");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (read, signature) = read_link("apr-3f9c", field).unwrap();
+        assert_eq!(read, claims());
+        assert_eq!(verify_link(&keys(), &read, &signature, now()), Ok(()));
+        assert_eq!(
+            read_link("apr-3f9c", |name| (name != "exp")
+                .then(|| field(name))
+                .flatten()),
+            Err(LinkError::Malformed("exp"))
         );
     }
 

@@ -5,5 +5,7 @@
 pub mod action;
 pub mod link;
 pub mod policy;
+pub mod render;
 pub mod request;
 pub mod tally;
+pub mod workflow;

@@ -2,6 +2,8 @@
 //! changes for the assignment worker. Nothing is changed when any input cannot be read in
 //! full or looks partial.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,7 @@ pub trait IdentityCenterReader: Send + Sync {
 pub trait PlanStore: Send + Sync {
     async fn save(&self, run: &RunRecord) -> Result<(), PortError>;
     async fn latest(&self) -> Result<Option<RunRecord>, PortError>;
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError>;
 }
 
 /// One change for the assignment worker, as it travels on the changes queue.
@@ -126,6 +129,12 @@ pub enum Trigger {
         event_name: String,
     },
     Cli,
+    /// An approval released the deletes an earlier run held.
+    #[serde(rename_all = "camelCase")]
+    Approval {
+        approval_id: String,
+        held_run_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +383,110 @@ pub async fn reconcile(
     Ok(record)
 }
 
+/// Why approved deletes could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum HeldDeletesError {
+    #[error("no reconcile run {0} is recorded")]
+    UnknownRun(String),
+    #[error("cannot read the held run: {0}")]
+    Read(PortError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+}
+
+impl HeldDeletesError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HeldDeletesError::UnknownRun(_) => false,
+            HeldDeletesError::Read(e) => e.is_retryable(),
+            HeldDeletesError::Reconcile(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Queues the deletes run `held_run_id` held, now that they are approved. Only the ones the
+/// model still wants gone are queued: an approval given hours later must not delete an
+/// assignment that became desired meanwhile. The run is recorded like any other; when the
+/// inputs cannot be read it is recorded as aborted and nothing is queued.
+pub async fn apply_held_deletes(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    held_run_id: &str,
+    run: Run,
+) -> Result<RunRecord, HeldDeletesError> {
+    let held: BTreeSet<Assignment> = ports
+        .store
+        .get(held_run_id)
+        .await
+        .map_err(HeldDeletesError::Read)?
+        .ok_or_else(|| HeldDeletesError::UnknownRun(held_run_id.to_owned()))?
+        .plan
+        .iter()
+        .flat_map(|plan| plan.held_deletes().map(|d| d.assignment.clone()))
+        .collect();
+    let mut record = RunRecord {
+        run_id: run.run_id,
+        started_at: run.now,
+        trigger: run.trigger,
+        scope: Scope::Everything,
+        mode: Mode::Apply,
+        outcome: Outcome::Planned,
+        plan: None,
+        reports: Vec::new(),
+    };
+    let planned = match read_inputs(ports.organisation, ports.identity_center, &record.scope).await
+    {
+        Err(reasons) => Err(reasons),
+        Ok(inputs) => plan(model, &inputs).map_err(|aborted| {
+            aborted
+                .reasons
+                .iter()
+                .map(AbortReason::to_string)
+                .collect::<Vec<_>>()
+        }),
+    };
+    let planned = match planned {
+        Err(reasons) => {
+            record.outcome = Outcome::Aborted { reasons };
+            ports
+                .store
+                .save(&record)
+                .await
+                .map_err(ReconcileError::Store)?;
+            return Ok(record);
+        }
+        Ok(planned) => planned,
+    };
+    let changes: Vec<AssignmentChange> = planned
+        .delete
+        .iter()
+        .filter(|d| held.contains(&d.assignment))
+        .map(|d| AssignmentChange {
+            run_id: record.run_id.clone(),
+            instance_arn: ports.identity_center.instance_arn().clone(),
+            operation: AssignmentOperation::Delete,
+            assignment: d.assignment.clone(),
+        })
+        .collect();
+    record.outcome = Outcome::Queued {
+        creates: 0,
+        deletes: changes.len(),
+        held: 0,
+    };
+    record.plan = Some(planned);
+    ports
+        .store
+        .save(&record)
+        .await
+        .map_err(ReconcileError::Store)?;
+    ports
+        .changes
+        .enqueue(&changes)
+        .await
+        .map_err(ReconcileError::Queue)?;
+    Ok(record)
+}
+
 /// The changes a plan queues: every create, and the deletes no guardrail holds.
 pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<AssignmentChange> {
     let change = |operation, assignment: &Assignment| AssignmentChange {
@@ -501,6 +614,10 @@ mod tests {
         async fn latest(&self) -> Result<Option<RunRecord>, PortError> {
             Ok(self.saved.lock().unwrap().last().cloned())
         }
+        async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError> {
+            let saved = self.saved.lock().unwrap();
+            Ok(saved.iter().find(|r| r.run_id == run_id).cloned())
+        }
     }
 
     #[async_trait]
@@ -509,6 +626,87 @@ mod tests {
             self.queued.lock().unwrap().extend_from_slice(changes);
             Ok(())
         }
+    }
+
+    fn production_account(fakes: &Fakes) -> usize {
+        fakes
+            .inputs
+            .accounts
+            .iter()
+            .position(|a| {
+                a.ou_path
+                    .as_ref()
+                    .is_some_and(|p| p.ends_with(&["production".to_owned()]))
+            })
+            .unwrap()
+    }
+
+    fn approved(held_run_id: &str) -> Run {
+        Run {
+            run_id: "run-approved".into(),
+            trigger: Trigger::Approval {
+                approval_id: "act-1".into(),
+                held_run_id: held_run_id.into(),
+            },
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now: Utc.with_ymd_and_hms(2026, 11, 22, 13, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn approved_held_deletes_are_queued_and_nothing_else() {
+        let mut fakes = Fakes::new();
+        let production = production_account(&fakes);
+        let unwanted = synthetic::group_assignment(production, 0, 1);
+        fakes.inputs.assignments.push(unwanted.clone());
+        let held = fakes.run(Mode::Apply).await;
+        fakes.queued.lock().unwrap().clear();
+        let record = apply_held_deletes(
+            &SsoModel::default(),
+            &fakes.ports(),
+            &held.run_id,
+            approved(&held.run_id),
+        )
+        .await
+        .unwrap();
+        let queued = fakes.queued.lock().unwrap().clone();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(queued[0].operation, AssignmentOperation::Delete);
+        assert_eq!(queued[0].assignment, unwanted);
+        assert_eq!(queued[0].run_id, "run-approved");
+        assert!(matches!(record.outcome, Outcome::Queued { deletes: 1, .. }));
+    }
+
+    #[tokio::test]
+    async fn an_approval_never_deletes_what_is_gone_or_an_unknown_run() {
+        let mut fakes = Fakes::new();
+        let production = production_account(&fakes);
+        fakes
+            .inputs
+            .assignments
+            .push(synthetic::group_assignment(production, 0, 1));
+        let held = fakes.run(Mode::Apply).await;
+        // Someone removed it by hand before the approval came.
+        fakes.inputs.assignments.pop();
+        fakes.queued.lock().unwrap().clear();
+        apply_held_deletes(
+            &SsoModel::default(),
+            &fakes.ports(),
+            &held.run_id,
+            approved(&held.run_id),
+        )
+        .await
+        .unwrap();
+        assert!(fakes.queued.lock().unwrap().is_empty());
+        let unknown = apply_held_deletes(
+            &SsoModel::default(),
+            &fakes.ports(),
+            "run-nope",
+            approved("run-nope"),
+        )
+        .await;
+        assert!(matches!(unknown, Err(HeldDeletesError::UnknownRun(_))));
     }
 
     #[tokio::test]

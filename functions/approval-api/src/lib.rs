@@ -1,0 +1,215 @@
+//! `ApprovalApiFunction`: actions and approvals over the management API.
+//!
+//! - `POST /actions`: `{"action": {"type": …, "parameters": …}, "environment": …, "reason": …}`
+//!   submits an action through the approval workflow. The answer says whether it runs at
+//!   once or awaits approval, and gives its id.
+//! - `GET /actions/{id}`: the action's status, outcome and decisions.
+//! - `GET /approvals?status=pending|approved|rejected|timed_out`: approvals, newest first.
+//! - `GET /approvals/{id}`: one approval with every decision.
+//!
+//! No answer carries a task token: the store never reads it back except to settle.
+
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use chrono::Utc;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::approvals::DynamoApprovals;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::http::{answer, body_text, caller_email, problem, route};
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::step_functions::ApprovalWorkflowStarter;
+use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
+use maestro_domain::approvals::request::{ApprovalStore, Status};
+use maestro_domain::approvals::workflow::{
+    ActionRecord, ActionRequest, ActionStatus, Outcome, Submission,
+};
+use serde_json::{Value, json};
+
+pub struct Deps {
+    pub policy: ApprovalPolicy,
+    pub store: DynamoApprovals,
+    pub workflow: ApprovalWorkflowStarter,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiFailure(String);
+
+impl From<ApiFailure> for Diagnostic {
+    fn from(failure: ApiFailure) -> Diagnostic {
+        ErrorKind::Rejected.diagnostic(&failure)
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, ApiFailure> {
+    serde_json::to_value(value).map_err(|e| ApiFailure(e.to_string()))
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+    let request = event.payload;
+    let (method, path) = route(&request);
+    let id = request.path_parameters.get("id").cloned();
+    match (method.as_str(), request.route_key.as_deref(), id) {
+        ("POST", Some("POST /actions"), _) => submit(deps, &request).await,
+        ("GET", Some("GET /actions/{id}"), Some(id)) => action(deps, &id).await,
+        ("GET", Some("GET /approvals"), _) => approvals(deps, &request).await,
+        ("GET", Some("GET /approvals/{id}"), Some(id)) => match deps.store.get(&id).await {
+            Ok(Some(approval)) => Ok(answer(200, to_json(&approval)?)),
+            Ok(None) => Ok(problem(404, format!("no approval {id}"))),
+            Err(e) => Ok(problem(503, format!("cannot read the approval: {e}"))),
+        },
+        _ => Ok(problem(404, format!("no route {method} {path}"))),
+    }
+}
+
+async fn submit(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+    let Some(requester) = caller_email(request) else {
+        return Ok(problem(
+            403,
+            "actions are submitted by people: sign the request as an IAM Identity Center user",
+        ));
+    };
+    let body = match body_text(request) {
+        Ok(body) => body,
+        Err(e) => return Ok(problem(400, e)),
+    };
+    let submission: Submission = match serde_json::from_str(&body) {
+        Ok(submission) => submission,
+        Err(e) => {
+            return Ok(problem(
+                400,
+                format!("the body is not {{\"action\", \"environment\", \"reason\"}}: {e}"),
+            ));
+        }
+    };
+    if let Err(e) = submission.validate() {
+        return Ok(problem(400, e.to_string()));
+    }
+    let approval_required = match deps
+        .policy
+        .requirement(submission.action.action_type(), submission.environment)
+    {
+        Ok(Requirement::RunAtOnce) => false,
+        Ok(Requirement::Approval(_)) => true,
+        Err(e) => return Ok(problem(403, e.to_string())),
+    };
+    let action = ActionRequest {
+        id: format!("act-{}", uuid::Uuid::new_v4()),
+        action: submission.action,
+        environment: submission.environment,
+        requester,
+        reason: submission.reason.trim().to_owned(),
+    };
+    let mut record = ActionRecord {
+        request: action.clone(),
+        status: ActionStatus::Submitted,
+        approval_required,
+        updated_at: Utc::now(),
+        outcome: None,
+    };
+    match deps.store.submit(&record).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(problem(409, format!("action {} exists", action.id))),
+        Err(e) => return Ok(problem(503, format!("cannot record the action: {e}"))),
+    }
+    if let Err(e) = deps.workflow.start(&action).await {
+        // Recorded as failed rather than left looking submitted.
+        record.status = ActionStatus::Failed;
+        record.outcome = Some(Outcome::Failed {
+            error: "NotStarted".into(),
+            cause: e.to_string(),
+        });
+        if let Err(e) = deps.store.put_action(&record).await {
+            tracing::error!(action_id = %action.id, error = %e, "cannot record a failed start");
+        }
+        return Ok(problem(503, format!("cannot start the workflow: {e}")));
+    }
+    tracing::info!(action_id = %action.id, approval_required, "action submitted");
+    Ok(answer(
+        202,
+        json!({
+            "id": action.id,
+            "status": if approval_required { "AWAITING_APPROVAL" } else { "RUNNING" },
+            "approvalRequired": approval_required,
+        }),
+    ))
+}
+
+async fn action(deps: &Deps, id: &str) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+    let record = match deps.store.action(id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(problem(404, format!("no action {id}"))),
+        Err(e) => return Ok(problem(503, format!("cannot read the action: {e}"))),
+    };
+    let approval = match deps.store.get(id).await {
+        Ok(approval) => approval,
+        Err(e) => return Ok(problem(503, format!("cannot read the approval: {e}"))),
+    };
+    let mut body = to_json(&record)?;
+    body["approval"] = to_json(&approval)?;
+    Ok(answer(200, body))
+}
+
+async fn approvals(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+    let status = match request
+        .query_string_parameters
+        .first("status")
+        .unwrap_or("pending")
+    {
+        "pending" => Status::Pending,
+        "approved" => Status::Approved,
+        "rejected" => Status::Rejected,
+        "timed_out" => Status::TimedOut,
+        other => {
+            return Ok(problem(
+                400,
+                format!("status must be pending, approved, rejected or timed_out, not {other:?}"),
+            ));
+        }
+    };
+    match deps.store.with_status(status, 100).await {
+        Ok(approvals) => Ok(answer(200, json!({ "approvals": to_json(&approvals)? }))),
+        Err(e) => Ok(problem(503, format!("cannot list the approvals: {e}"))),
+    }
+}
+
+impl LambdaFunction for Deps {
+    type Event = ApiGatewayV2httpRequest;
+    type Response = ApiGatewayV2httpResponse;
+    type Error = ApiFailure;
+
+    /// Reads `APPROVAL_POLICY` (JSON), `APPROVALS_TABLE` and `APPROVAL_STATE_MACHINE_ARN`.
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let policy = ApprovalPolicy::from_json(&vars.required("APPROVAL_POLICY"))
+            .map_err(|e| vars.problem(format!("APPROVAL_POLICY is invalid: {e}")))
+            .ok();
+        let table = vars.required("APPROVALS_TABLE");
+        let state_machine = vars.required("APPROVAL_STATE_MACHINE_ARN");
+        vars.finish()?;
+        let policy = policy.ok_or_else(|| EnvError {
+            problems: vec!["APPROVAL_POLICY is invalid".into()],
+        })?;
+        Ok(Deps {
+            policy,
+            store: DynamoApprovals::new(config, table),
+            workflow: ApprovalWorkflowStarter::new(config, state_machine),
+        })
+    }
+
+    async fn handle(
+        &self,
+        event: LambdaEvent<ApiGatewayV2httpRequest>,
+    ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+        handle(self, event).await
+    }
+}

@@ -1,0 +1,74 @@
+//! The approval links' signing key, kept in Secrets Manager. The version staged AWSCURRENT
+//! signs; AWSPREVIOUS still verifies, so a rotation does not break the links in flight. A
+//! link lives at most as long as its approval's timeout (30 days at most), so the key must
+//! rotate less often than that.
+
+use aws_sdk_secretsmanager::error::SdkError;
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use maestro_domain::approvals::link::{LinkKeys, SigningKey};
+use maestro_domain::port::PortError;
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "secretsmanager";
+
+pub struct SecretLinkKeys {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretLinkKeys {
+    pub fn new(config: &SdkConfig, secret_id: String) -> Self {
+        SecretLinkKeys {
+            client: aws_sdk_secretsmanager::Client::new(config),
+            secret_id,
+        }
+    }
+
+    /// Read on every use rather than cached, so a rotation takes effect at once.
+    pub async fn load(&self) -> Result<LinkKeys, PortError> {
+        let current = self
+            .stage("AWSCURRENT")
+            .await?
+            .ok_or_else(|| PortError::NotFound {
+                service: SERVICE,
+                what: "the signing key's AWSCURRENT version".into(),
+            })?;
+        let previous = self.stage("AWSPREVIOUS").await?;
+        Ok(LinkKeys { current, previous })
+    }
+
+    async fn stage(&self, stage: &str) -> Result<Option<SigningKey>, PortError> {
+        let value = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage)
+            .send()
+            .await;
+        let value = match value {
+            Ok(value) => value,
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    GetSecretValueError::ResourceNotFoundException(_)
+                ) && stage != "AWSCURRENT" =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(port_error(SERVICE, "the signing key", error)),
+        };
+        let bytes = value
+            .secret_string
+            .map(String::into_bytes)
+            .or_else(|| value.secret_binary.map(|b| b.into_inner()))
+            .unwrap_or_default();
+        SigningKey::new(bytes)
+            .map(Some)
+            .map_err(|e| PortError::Rejected {
+                service: SERVICE,
+                detail: format!("the signing key's {stage} version: {e}"),
+            })
+    }
+}

@@ -1,0 +1,578 @@
+//! The approval workflow through the template's wiring: `POST /actions` on the management
+//! API, the real state machine waiting on its task token, the emails as SES received them,
+//! and the links on their own API, driven as an approver's browser would.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use maestro_localcloud::{LocalCloud, Stack};
+use maestro_tests::{captured_logs, maestro_template, on_local_cloud};
+use serde_json::{Value, json};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// What the tests saw on the wire, to check no task token ever shows.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+impl Seen {
+    fn keep(&mut self, text: impl Into<String>) {
+        self.0.push(text.into());
+    }
+}
+
+async fn submit(cloud: &LocalCloud, caller: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/actions", cloud.http_endpoint()))
+        .body(body.to_string());
+    if let Some(caller) = caller {
+        request = request.header("x-maestro-caller", caller);
+    }
+    let response = request.send().await.expect("POST /actions answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+fn rotate_now(secret_id: &str, environment: &str) -> Value {
+    json!({
+        "action": {"type": "SECRET_ROTATE_NOW", "parameters": {"secretId": secret_id}},
+        "environment": environment,
+        "reason": "the password was pasted in a ticket",
+    })
+}
+
+async fn get_json(cloud: &LocalCloud, path: &str, seen: &mut Seen) -> Value {
+    let text = reqwest::get(format!("{}{path}", cloud.http_endpoint()))
+        .await
+        .expect("the management API answers")
+        .text()
+        .await
+        .expect("a body");
+    seen.keep(text.clone());
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path} gives JSON ({e}): {text}"))
+}
+
+/// Every email SES accepted so far, as the launcher kept it.
+async fn sent_email(cloud: &LocalCloud) -> Vec<Value> {
+    let answer: Value = reqwest::get(format!(
+        "{}/moto-api/maestro/sent-email",
+        cloud.moto_endpoint()
+    ))
+    .await
+    .expect("the emulator answers")
+    .json()
+    .await
+    .expect("JSON");
+    answer["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `count` emails whose subject contains `subject` went out, and returns them.
+async fn emails(cloud: &LocalCloud, subject: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found: Vec<Value> = sent_email(cloud)
+            .await
+            .into_iter()
+            .filter(|m| m["subject"].as_str().unwrap_or_default().contains(subject))
+            .collect();
+        if found.len() >= count || Instant::now() > deadline {
+            assert_eq!(found.len(), count, "emails about {subject:?}: {found:#?}");
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn to(email: &Value) -> String {
+    email["to"][0].as_str().unwrap_or_default().to_owned()
+}
+
+/// The link of an email's plain-text part after `label` ("Approve" or "Reject").
+fn link(email: &Value, label: &str) -> String {
+    let prefix = format!("{label}: ");
+    email["text"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the email has a {label} link: {email:#}"))
+        .to_owned()
+}
+
+fn email_to<'a>(emails: &'a [Value], address: &str) -> &'a Value {
+    emails
+        .iter()
+        .find(|e| to(e) == address)
+        .unwrap_or_else(|| panic!("an email to {address}"))
+}
+
+async fn open(url: &str, seen: &mut Seen) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("the links API answers");
+    let status = response.status().as_u16();
+    let page = response.text().await.expect("a page");
+    seen.keep(page.clone());
+    (status, page)
+}
+
+/// The confirm page's form fields (the hidden ones and the comment), as a browser posts them.
+fn form_fields(page: &str, comment: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for input in page.split("<input ").skip(1) {
+        let attribute = |name: &str| {
+            let start = input.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = input[start..].find('"')? + start;
+            Some(
+                input[start..end]
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&"),
+            )
+        };
+        if let (Some(name), Some(value)) = (attribute("name"), attribute("value")) {
+            fields.push((name, value));
+        }
+    }
+    fields.push(("comment".to_owned(), comment.to_owned()));
+    fields
+}
+
+/// Posts the confirm page's form to where its `action` points (the page's own path).
+async fn post_form(link: &str, fields: &[(String, String)], seen: &mut Seen) -> (u16, String) {
+    let target = link.split('?').next().expect("a link has a path");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let response = reqwest::Client::new()
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "Mozilla/5.0 (e2e approver)")
+        .body(body)
+        .send()
+        .await
+        .expect("the links API answers");
+    let status = response.status().as_u16();
+    let page = response.text().await.expect("a page");
+    seen.keep(page.clone());
+    (status, page)
+}
+
+fn execution_arn(stack: &Stack, action_id: &str) -> String {
+    let machine = stack
+        .output("ApprovalStateMachineArn")
+        .expect("the template outputs the approval state machine");
+    format!(
+        "{}:{action_id}",
+        machine.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// The execution's status once it leaves RUNNING (or RUNNING if it does not within `patience`),
+/// with its error.
+async fn execution_end(
+    cloud: &LocalCloud,
+    stack: &Stack,
+    action_id: &str,
+    patience: Duration,
+) -> (String, Option<String>) {
+    let sfn = aws_sdk_sfn::Client::new(cloud.sdk_config());
+    let deadline = Instant::now() + patience;
+    loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(execution_arn(stack, action_id))
+            .send()
+            .await
+            .expect("the execution exists");
+        let status = described.status.as_str().to_owned();
+        if status != "RUNNING" || Instant::now() > deadline {
+            return (status, described.error);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The task token as the approvals table keeps it: what must never leave the server.
+async fn stored_token(cloud: &LocalCloud, stack: &Stack, approval_id: &str) -> String {
+    aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .get_item()
+        .table_name(stack.output("ApprovalsTableName").expect("the table"))
+        .key("pk", AttributeValue::S(format!("APPROVAL#{approval_id}")))
+        .send()
+        .await
+        .expect("the approval can be read")
+        .item
+        .and_then(|item| item.get("taskToken").and_then(|t| t.as_s().ok()).cloned())
+        .expect("the approval keeps its token")
+}
+
+/// The version staged AWSCURRENT. (moto's RotateSecret without a rotation function stages a
+/// new version with no value, where AWS would refuse; the rotation itself comes with the
+/// secret-rotation function, so only the staging is compared here.)
+async fn current_version(cloud: &LocalCloud, secret_id: &str) -> String {
+    aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .expect("the secret exists")
+        .version_ids_to_stages
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .map(|(version, _)| version)
+        .expect("a current version")
+}
+
+async fn create_secret(cloud: &LocalCloud, name: &str) {
+    aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+        .create_secret()
+        .name(name)
+        .secret_string("s3cr3t-password")
+        .send()
+        .await
+        .expect("the secret is created");
+}
+
+fn assert_no_token(token: &str, seen: &Seen, emails: &[Value]) {
+    assert!(token.len() > 20, "a real token: {token}");
+    for text in &seen.0 {
+        assert!(
+            !text.contains(token),
+            "a page or API answer holds the token"
+        );
+    }
+    for email in emails {
+        assert!(
+            !email.to_string().contains(token),
+            "an email holds the token"
+        );
+    }
+    let logs = captured_logs();
+    assert!(
+        logs.contains("approval opened and approvers mailed"),
+        "the functions' logs are captured"
+    );
+    assert!(!logs.contains(token), "a log line holds the token");
+}
+
+#[test]
+fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_posted() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let mut seen = Seen::default();
+        create_secret(cloud, "prod/payments/db").await;
+        let before = current_version(cloud, "prod/payments/db").await;
+
+        // Alice asks; the policy wants 2 of alice, bob and carol, and she may not approve.
+        let (status, submitted) = submit(
+            cloud,
+            Some("alice@example.com"),
+            rotate_now("prod/payments/db", "PRODUCTION"),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        assert_eq!(submitted["status"], "AWAITING_APPROVAL");
+        let id = submitted["id"].as_str().expect("an id").to_owned();
+        seen.keep(submitted.to_string());
+
+        let asks = emails(cloud, "Approval needed", 2).await;
+        let mut recipients: Vec<String> = asks.iter().map(to).collect();
+        recipients.sort();
+        assert_eq!(recipients, ["bob@example.com", "carol@example.com"]);
+        for ask in &asks {
+            assert!(ask["html"].as_str().unwrap().contains("prod/payments/db"));
+            assert!(ask["text"].as_str().unwrap().contains("alice@example.com"));
+        }
+        let bob_link = link(email_to(&asks, "bob@example.com"), "Approve");
+        let carol_link = link(email_to(&asks, "carol@example.com"), "Approve");
+
+        // Scanners open links, twice, and with HEAD: nothing is decided.
+        for _ in 0..2 {
+            let (status, page) = open(&bob_link, &mut seen).await;
+            assert_eq!(status, 200, "{page}");
+            assert!(page.contains("<form method=\"post\""));
+        }
+        let head = reqwest::Client::new()
+            .head(&bob_link)
+            .send()
+            .await
+            .expect("HEAD answers");
+        assert_eq!(head.status(), 200);
+        let approval = get_json(cloud, &format!("/approvals/{id}"), &mut seen).await;
+        assert!(
+            approval["votes"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|v| v["vote"] == "PENDING"),
+            "opening links decides nothing: {approval}"
+        );
+        assert_eq!(
+            execution_end(cloud, &stack, &id, Duration::from_millis(500))
+                .await
+                .0,
+            "RUNNING"
+        );
+
+        // A link altered in any way is refused.
+        let as_carol = bob_link.replace("approver=bob", "approver=carol");
+        assert_eq!(open(&as_carol, &mut seen).await.0, 403);
+        let later = bob_link.replace("exp=", "exp=9");
+        assert_eq!(open(&later, &mut seen).await.0, 403);
+        let (_, bob_page) = open(&bob_link, &mut seen).await;
+        let mut forged = form_fields(&bob_page, "");
+        for (name, value) in &mut forged {
+            if name == "csrf" {
+                value.replace_range(0..2, "AA");
+            }
+        }
+        assert_eq!(post_form(&bob_link, &forged, &mut seen).await.0, 403);
+
+        // Bob confirms: one of two.
+        let bob_form = form_fields(&bob_page, "fine by me");
+        let (status, page) = post_form(&bob_link, &bob_form, &mut seen).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("1 of the 2"), "{page}");
+        let (status, _) = post_form(&bob_link, &bob_form, &mut seen).await;
+        assert_eq!(status, 409, "a replayed POST counts once");
+        assert_eq!(current_version(cloud, "prod/payments/db").await, before);
+
+        // Carol's form, posted twice at once: one settles, one is refused.
+        let (_, carol_page) = open(&carol_link, &mut seen).await;
+        let carol_form = form_fields(&carol_page, "");
+        let (mut one, mut other) = (Seen::default(), Seen::default());
+        let (first, second) = tokio::join!(
+            post_form(&carol_link, &carol_form, &mut one),
+            post_form(&carol_link, &carol_form, &mut other),
+        );
+        seen.keep(first.1.clone());
+        seen.keep(second.1.clone());
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{} / {}", first.1, second.1);
+        let approved = [&first.1, &second.1]
+            .iter()
+            .filter(|p| p.contains("<h1 style=\"font-size:22px\">Approved</h1>"))
+            .count();
+        assert_eq!(approved, 1, "exactly one answer resumed the workflow");
+
+        let (status, error) = execution_end(cloud, &stack, &id, PATIENCE).await;
+        assert_eq!(status, "SUCCEEDED", "{error:?}");
+        assert_ne!(
+            current_version(cloud, "prod/payments/db").await,
+            before,
+            "the approved action ran"
+        );
+        let action = get_json(cloud, &format!("/actions/{id}"), &mut seen).await;
+        assert_eq!(action["status"], "SUCCEEDED", "{action}");
+        assert_eq!(action["approval"]["status"], "APPROVED");
+        let bob_vote = &action["approval"]["votes"]["bob@example.com"];
+        assert_eq!(bob_vote["vote"], "APPROVE");
+        assert_eq!(bob_vote["comment"], "fine by me");
+        assert_eq!(bob_vote["userAgent"], "Mozilla/5.0 (e2e approver)");
+        assert_eq!(bob_vote["sourceIp"], "127.0.0.1");
+        assert!(bob_vote["decidedAt"].is_string());
+        let done = emails(cloud, ": done", 1).await;
+        assert_eq!(to(&done[0]), "alice@example.com");
+
+        // A late click finds it decided.
+        assert_eq!(open(&bob_link, &mut seen).await.0, 409);
+        let approved = get_json(cloud, "/approvals?status=approved", &mut seen).await;
+        assert_eq!(approved["approvals"][0]["id"], id.as_str());
+        let token = stored_token(cloud, &stack, &id).await;
+        for ask in &asks {
+            seen.keep(link(ask, "Approve"));
+            seen.keep(link(ask, "Reject"));
+        }
+        let mut everything = asks.clone();
+        everything.extend(done);
+        assert_no_token(&token, &seen, &everything);
+    });
+}
+
+#[test]
+fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_the_requester() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let mut seen = Seen::default();
+        // The policy gives webhooks one minute: this one is left to expire while the rest runs.
+        let (status, silent) = submit(
+            cloud,
+            Some("dave@example.com"),
+            json!({
+                "action": {"type": "WEBHOOK", "parameters": {
+                    "url": "https://ci.example.com/jobs/deploy", "method": "POST"}},
+                "environment": "STAGING",
+                "reason": "deploy the hotfix",
+            }),
+        )
+        .await;
+        assert_eq!(status, 202, "{silent}");
+        let silent_id = silent["id"].as_str().unwrap().to_owned();
+        let started = Instant::now();
+
+        create_secret(cloud, "prod/payments/db").await;
+        let before = current_version(cloud, "prod/payments/db").await;
+        let (status, rejected) = submit(
+            cloud,
+            Some("dave@example.com"),
+            rotate_now("prod/payments/db", "PRODUCTION"),
+        )
+        .await;
+        assert_eq!(status, 202, "{rejected}");
+        let id = rejected["id"].as_str().unwrap().to_owned();
+        let asks = emails(cloud, "Rotate a secret now", 3).await;
+        let bob_reject = link(email_to(&asks, "bob@example.com"), "Reject");
+        let (_, page) = open(&bob_reject, &mut seen).await;
+        assert!(page.contains(">Reject</button>"), "{page}");
+        let (status, page) =
+            post_form(&bob_reject, &form_fields(&page, "not now"), &mut seen).await;
+        assert_eq!(status, 200, "{page}");
+
+        let (status, error) = execution_end(cloud, &stack, &id, PATIENCE).await;
+        assert_eq!(
+            (status.as_str(), error.as_deref()),
+            ("FAILED", Some("Approval.Rejected"))
+        );
+        assert_eq!(current_version(cloud, "prod/payments/db").await, before);
+        let action = get_json(cloud, &format!("/actions/{id}"), &mut seen).await;
+        assert_eq!(action["status"], "REJECTED", "{action}");
+        assert_eq!(action["outcome"]["status"], "REJECTED");
+        assert_eq!(
+            action["approval"]["votes"]["bob@example.com"]["comment"],
+            "not now"
+        );
+        let told = emails(cloud, ": rejected", 1).await;
+        assert_eq!(to(&told[0]), "dave@example.com");
+        // One reject ends it: another approver's link now finds it decided.
+        let carol_approve = link(email_to(&asks, "carol@example.com"), "Approve");
+        let (status, page) = open(&carol_approve, &mut seen).await;
+        assert_eq!(status, 409);
+        assert!(page.contains("already rejected"), "{page}");
+
+        // The webhook's approval expires unanswered.
+        let patience = Duration::from_secs(90).saturating_sub(started.elapsed());
+        let (status, error) = execution_end(cloud, &stack, &silent_id, patience).await;
+        assert_eq!(
+            (status.as_str(), error.as_deref()),
+            ("FAILED", Some("Approval.TimedOut"))
+        );
+        let action = get_json(cloud, &format!("/actions/{silent_id}"), &mut seen).await;
+        assert_eq!(action["status"], "TIMED_OUT", "{action}");
+        assert_eq!(action["approval"]["status"], "TIMED_OUT");
+        let expired = emails(cloud, ": expired", 1).await;
+        assert_eq!(to(&expired[0]), "dave@example.com");
+        let hook_asks = emails(cloud, "Approval needed: Call an external endpoint", 2).await;
+        let late = link(email_to(&hook_asks, "alice@example.com"), "Approve");
+        let (status, page) = open(&late, &mut seen).await;
+        assert_eq!(status, 410, "the link expired with its approval: {page}");
+        let timed_out = get_json(cloud, "/approvals?status=timed_out", &mut seen).await;
+        assert_eq!(timed_out["approvals"][0]["id"], silent_id.as_str());
+    });
+}
+
+#[test]
+fn an_action_without_approval_runs_at_once_and_is_recorded() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let mut seen = Seen::default();
+        create_secret(cloud, "dev/payments/db").await;
+        let before = current_version(cloud, "dev/payments/db").await;
+        let (status, submitted) = submit(
+            cloud,
+            Some("dave@example.com"),
+            rotate_now("dev/payments/db", "DEVELOPMENT"),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        assert_eq!(submitted["status"], "RUNNING");
+        let id = submitted["id"].as_str().unwrap().to_owned();
+        let (status, error) = execution_end(cloud, &stack, &id, PATIENCE).await;
+        assert_eq!(status, "SUCCEEDED", "{error:?}");
+        assert_ne!(current_version(cloud, "dev/payments/db").await, before);
+        let action = get_json(cloud, &format!("/actions/{id}"), &mut seen).await;
+        assert_eq!(action["status"], "SUCCEEDED", "{action}");
+        assert_eq!(action["approvalRequired"], false);
+        assert!(action["approval"].is_null());
+        assert!(action["outcome"]["result"]["versionId"].is_string());
+        let told = emails(cloud, ": done", 1).await;
+        assert_eq!(to(&told[0]), "dave@example.com");
+        assert!(
+            sent_email(cloud)
+                .await
+                .iter()
+                .all(|m| !m["subject"].as_str().unwrap().contains("Approval needed")),
+            "nobody is asked"
+        );
+    });
+}
+
+#[test]
+fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let cases: Vec<(Option<&str>, Value, u16, &str)> = vec![
+            (
+                None,
+                rotate_now("prod/db", "PRODUCTION"),
+                403,
+                "IAM Identity Center user",
+            ),
+            (
+                Some("dave@example.com"),
+                json!({"action": 1}),
+                400,
+                "the body is not",
+            ),
+            (
+                Some("dave@example.com"),
+                json!({"action": {"type": "DROP_DATABASE", "parameters": {}},
+                       "environment": "PRODUCTION", "reason": "x"}),
+                400,
+                "unknown variant",
+            ),
+            (
+                Some("dave@example.com"),
+                json!({"action": {"type": "WEBHOOK", "parameters": {"url": "http://x.example.com", "method": "POST"}},
+                       "environment": "PRODUCTION", "reason": "x"}),
+                400,
+                "parameters.url",
+            ),
+            (
+                Some("dave@example.com"),
+                rotate_now("prod/db", "PRODUCTION")
+                    .as_object()
+                    .map(|o| {
+                        let mut o = o.clone();
+                        o.insert("reason".into(), json!(""));
+                        Value::Object(o)
+                    })
+                    .unwrap(),
+                400,
+                "reason",
+            ),
+        ];
+        for (caller, body, want, says) in cases {
+            let (status, answer) = submit(cloud, caller, body.clone()).await;
+            assert_eq!(status, want, "{body} -> {answer}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{body} -> {message}");
+        }
+        let executions = aws_sdk_sfn::Client::new(cloud.sdk_config())
+            .list_executions()
+            .state_machine_arn(stack.output("ApprovalStateMachineArn").unwrap())
+            .send()
+            .await
+            .expect("executions can be listed");
+        assert!(executions.executions.is_empty(), "nothing started");
+        let records = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+            .scan()
+            .table_name(stack.output("ApprovalsTableName").unwrap())
+            .send()
+            .await
+            .expect("the table can be scanned");
+        assert_eq!(records.count, 0, "nothing recorded");
+    });
+}
