@@ -576,3 +576,73 @@ fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
         assert_eq!(records.count, 0, "nothing recorded");
     });
 }
+
+/// Where the browser test leaves its screenshots, to look at.
+fn screenshot_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("approval-pages")
+}
+
+#[test]
+fn the_email_and_the_confirm_page_work_in_a_real_browser() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let (status, submitted) = submit(
+            cloud,
+            Some("alice@example.com"),
+            rotate_now("prod/payments/db", "PRODUCTION"),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        let id = submitted["id"].as_str().unwrap().to_owned();
+        let asks = emails(cloud, "Approval needed", 2).await;
+        let shots = screenshot_dir();
+        std::fs::create_dir_all(&shots).expect("a screenshot folder");
+        let email_file = shots.join("approval-email.html");
+        std::fs::write(
+            &email_file,
+            email_to(&asks, "bob@example.com")["html"].as_str().unwrap(),
+        )
+        .expect("the email is written out");
+
+        let script = maestro_localcloud::moto::repository_root()
+            .join("tests/browser/approval-pages.mjs");
+        let run = tokio::process::Command::new("node")
+            .arg(&script)
+            .arg(&email_file)
+            .arg(&shots)
+            .arg("looks right")
+            .output()
+            .await
+            .expect("node runs (make test installs the Node tools)");
+        assert!(
+            run.status.success(),
+            "the browser run failed (it needs Chromium: /usr/bin/chromium or MAESTRO_CHROMIUM; .ci/run installs it):\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&run.stdout).expect("the script's JSON");
+        assert_eq!(seen["email"]["approveVisible"], true, "{seen}");
+        assert_eq!(seen["email"]["rejectVisible"], true, "{seen}");
+        assert_eq!(seen["confirm"]["buttonVisible"], true, "{seen}");
+        assert_eq!(seen["confirm"]["buttonText"], "Approve");
+        assert!(
+            seen["confirm"]["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Approve: Rotate a secret now"),
+            "{seen}"
+        );
+        assert_eq!(seen["decision"]["title"], "Your approval is recorded", "{seen}");
+        for shot in ["approval-email.png", "confirm-page.png", "decision-page.png"] {
+            let size = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
+            assert!(size > 2_000, "{shot} is a real screenshot ({size} bytes)");
+        }
+        // The button press, not the page load, decided: the vote carries the browser's comment.
+        let approval = get_json(cloud, &format!("/approvals/{id}"), &mut Seen::default()).await;
+        let vote = &approval["votes"]["bob@example.com"];
+        assert_eq!(vote["vote"], "APPROVE", "{approval}");
+        assert_eq!(vote["comment"], "looks right");
+        assert!(
+            vote["userAgent"].as_str().unwrap_or_default().contains("HeadlessChrome"),
+            "{vote}"
+        );
+    });
+}
