@@ -6,20 +6,13 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_localcloud::{LocalCloud, Stack};
+use maestro_tests::approver::{
+    Seen, email_to, emails, form_fields, link, open, post_form, sent_email, to,
+};
 use maestro_tests::{captured_logs, maestro_template, on_local_cloud};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// What the tests saw on the wire, to check no task token ever shows.
-#[derive(Default)]
-struct Seen(Vec<String>);
-
-impl Seen {
-    fn keep(&mut self, text: impl Into<String>) {
-        self.0.push(text.into());
-    }
-}
 
 async fn submit(cloud: &LocalCloud, caller: Option<&str>, body: Value) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -50,112 +43,6 @@ async fn get_json(cloud: &LocalCloud, path: &str, seen: &mut Seen) -> Value {
         .expect("a body");
     seen.keep(text.clone());
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path} gives JSON ({e}): {text}"))
-}
-
-/// Every email SES accepted so far, as the launcher kept it.
-async fn sent_email(cloud: &LocalCloud) -> Vec<Value> {
-    let answer: Value = reqwest::get(format!(
-        "{}/moto-api/maestro/sent-email",
-        cloud.moto_endpoint()
-    ))
-    .await
-    .expect("the emulator answers")
-    .json()
-    .await
-    .expect("JSON");
-    answer["messages"].as_array().cloned().unwrap_or_default()
-}
-
-/// Waits until `count` emails whose subject contains `subject` went out, and returns them.
-async fn emails(cloud: &LocalCloud, subject: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found: Vec<Value> = sent_email(cloud)
-            .await
-            .into_iter()
-            .filter(|m| m["subject"].as_str().unwrap_or_default().contains(subject))
-            .collect();
-        if found.len() >= count || Instant::now() > deadline {
-            assert_eq!(found.len(), count, "emails about {subject:?}: {found:#?}");
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn to(email: &Value) -> String {
-    email["to"][0].as_str().unwrap_or_default().to_owned()
-}
-
-/// The link of an email's plain-text part after `label` ("Approve" or "Reject").
-fn link(email: &Value, label: &str) -> String {
-    let prefix = format!("{label}: ");
-    email["text"]
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("the email has a {label} link: {email:#}"))
-        .to_owned()
-}
-
-fn email_to<'a>(emails: &'a [Value], address: &str) -> &'a Value {
-    emails
-        .iter()
-        .find(|e| to(e) == address)
-        .unwrap_or_else(|| panic!("an email to {address}"))
-}
-
-async fn open(url: &str, seen: &mut Seen) -> (u16, String) {
-    let response = reqwest::get(url).await.expect("the links API answers");
-    let status = response.status().as_u16();
-    let page = response.text().await.expect("a page");
-    seen.keep(page.clone());
-    (status, page)
-}
-
-/// The confirm page's form fields (the hidden ones and the comment), as a browser posts them.
-fn form_fields(page: &str, comment: &str) -> Vec<(String, String)> {
-    let mut fields = Vec::new();
-    for input in page.split("<input ").skip(1) {
-        let attribute = |name: &str| {
-            let start = input.find(&format!("{name}=\""))? + name.len() + 2;
-            let end = input[start..].find('"')? + start;
-            Some(
-                input[start..end]
-                    .replace("&quot;", "\"")
-                    .replace("&#39;", "'")
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&amp;", "&"),
-            )
-        };
-        if let (Some(name), Some(value)) = (attribute("name"), attribute("value")) {
-            fields.push((name, value));
-        }
-    }
-    fields.push(("comment".to_owned(), comment.to_owned()));
-    fields
-}
-
-/// Posts the confirm page's form to where its `action` points (the page's own path).
-async fn post_form(link: &str, fields: &[(String, String)], seen: &mut Seen) -> (u16, String) {
-    let target = link.split('?').next().expect("a link has a path");
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let response = reqwest::Client::new()
-        .post(target)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("user-agent", "Mozilla/5.0 (e2e approver)")
-        .body(body)
-        .send()
-        .await
-        .expect("the links API answers");
-    let status = response.status().as_u16();
-    let page = response.text().await.expect("a page");
-    seen.keep(page.clone());
-    (status, page)
 }
 
 fn execution_arn(stack: &Stack, action_id: &str) -> String {
@@ -603,8 +490,8 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         )
         .expect("the email is written out");
 
-        let script = maestro_localcloud::moto::repository_root()
-            .join("tests/browser/approval-pages.mjs");
+        let script =
+            maestro_localcloud::moto::repository_root().join("tests/browser/approval-pages.mjs");
         let run = tokio::process::Command::new("node")
             .arg(&script)
             .arg(&email_file)
@@ -630,8 +517,15 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
                 .starts_with("Approve: Rotate a secret now"),
             "{seen}"
         );
-        assert_eq!(seen["decision"]["title"], "Your approval is recorded", "{seen}");
-        for shot in ["approval-email.png", "confirm-page.png", "decision-page.png"] {
+        assert_eq!(
+            seen["decision"]["title"], "Your approval is recorded",
+            "{seen}"
+        );
+        for shot in [
+            "approval-email.png",
+            "confirm-page.png",
+            "decision-page.png",
+        ] {
             let size = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
             assert!(size > 2_000, "{shot} is a real screenshot ({size} bytes)");
         }
@@ -641,7 +535,10 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         assert_eq!(vote["vote"], "APPROVE", "{approval}");
         assert_eq!(vote["comment"], "looks right");
         assert!(
-            vote["userAgent"].as_str().unwrap_or_default().contains("HeadlessChrome"),
+            vote["userAgent"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("HeadlessChrome"),
             "{vote}"
         );
     });

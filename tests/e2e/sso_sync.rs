@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_localcloud::seed::{self, SampleOrganisation, find};
 use maestro_localcloud::{LocalCloud, Stack};
-use maestro_tests::{maestro_template, on_local_cloud, receive_bodies};
+use maestro_tests::{approver, maestro_template, on_local_cloud, receive_bodies};
 use serde_json::{Value, json};
 
 /// (account, permission set, principal) by the sample organisation's names.
@@ -322,6 +322,20 @@ fn deletes_over_the_threshold_are_held_and_creates_proceed() {
         assert_eq!(run["toCreate"], 13);
         // Everything desired is created; nothing is deleted.
         assert_eq!(settle(cloud, &organisation, &drifted).await, drifted);
+
+        // The held deletes went to the approval workflow; a second run holding the same ones
+        // asks nothing more. Once approved, exactly they are deleted.
+        let subject = "Approval needed: Apply the SSO assignment deletes a sync held";
+        approver::emails(cloud, subject, 2).await;
+        let again = reconcile(cloud, false).await;
+        assert_eq!(again["held"], 11, "{again}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        approver::emails(cloud, subject, 2).await;
+        let (status, page) =
+            approver::decide_by_email(cloud, subject, "bob@example.com", "approve", "go").await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Approved"), "{page}");
+        assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
     });
 }
 

@@ -16,6 +16,8 @@ use serde_json::Value;
 
 pub use maestro_localcloud;
 
+pub mod approver;
+
 struct Shared {
     runtime: tokio::runtime::Runtime,
     cloud: LocalCloud,

@@ -14,6 +14,7 @@ use crate::organizations::OrganizationsReader;
 use crate::plan_store::DynamoPlanStore;
 use crate::queues::JsonQueue;
 use crate::quota::DynamoQuota;
+use crate::step_functions::{ApprovalWorkflowStarter, NoApprovalWorkflow};
 
 pub struct SsoServices {
     pub model: SsoModel,
@@ -21,11 +22,15 @@ pub struct SsoServices {
     pub identity_center: IdentityCenter,
     pub store: DynamoPlanStore,
     pub changes: JsonQueue,
+    /// The approval workflow held deletes go to (`APPROVAL_STATE_MACHINE_ARN`, optional for
+    /// functions that never hold deletes).
+    pub approvals: Option<ApprovalWorkflowStarter>,
 }
 
 impl SsoServices {
     /// Reads `SSO_MODEL_CONFIG` (JSON; empty means the defaults), `SSO_INSTANCE_ARN`,
-    /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE`, `SSO_CHANGES_QUEUE_URL` and `QUOTA_TABLE`.
+    /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE`, `SSO_CHANGES_QUEUE_URL`, `QUOTA_TABLE`, and
+    /// `APPROVAL_STATE_MACHINE_ARN` if it is set.
     pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let model = SsoModel::from_json(env.get("SSO_MODEL_CONFIG").unwrap_or_default())
@@ -38,6 +43,10 @@ impl SsoServices {
         let table = vars.required("SSO_PLANS_TABLE");
         let queue_url = vars.required("SSO_CHANGES_QUEUE_URL");
         let quota_table = vars.required("QUOTA_TABLE");
+        let approvals = env
+            .get("APPROVAL_STATE_MACHINE_ARN")
+            .filter(|arn| !arn.is_empty())
+            .map(|arn| ApprovalWorkflowStarter::new(config, arn.to_owned()));
         vars.finish()?;
         let (Some(model), Some(instance_arn)) = (model, instance_arn) else {
             return Err(EnvError {
@@ -51,6 +60,7 @@ impl SsoServices {
                 .with_call_rate(Arc::new(DynamoQuota::for_sso_admin(config, quota_table))),
             store: DynamoPlanStore::new(config, table),
             changes: JsonQueue::new(config, queue_url),
+            approvals,
         })
     }
 
@@ -60,6 +70,10 @@ impl SsoServices {
             identity_center: &self.identity_center,
             store: &self.store,
             changes: &self.changes,
+            approvals: match &self.approvals {
+                Some(starter) => starter,
+                None => &NoApprovalWorkflow,
+            },
         }
     }
 }

@@ -4,9 +4,11 @@ use async_trait::async_trait;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use maestro_domain::approvals::request::TaskToken;
-use maestro_domain::approvals::workflow::ActionRequest;
+use maestro_domain::approvals::workflow::{ActionRequest, held_deletes_request};
 use maestro_domain::port::PortError;
+use maestro_domain::sso::plan::PlannedDelete;
 use maestro_domain::sso::provisioning::{MonitorBatch, MonitorLauncher, MonitorStart};
+use maestro_domain::sso::reconcile::HeldDeletesApproval;
 
 use crate::SdkConfig;
 use crate::sdk_error::port_error;
@@ -165,5 +167,45 @@ impl TaskCallbacks {
                 .send()
                 .await,
         )
+    }
+}
+
+/// Sends a sync run's held deletes to the approval workflow. The execution is named after
+/// the held deletes (see `held_deletes_request`), so a later run holding the same ones finds
+/// it started and asks nothing more.
+#[async_trait]
+impl HeldDeletesApproval for ApprovalWorkflowStarter {
+    async fn request(&self, run_id: &str, held: &[PlannedDelete]) -> Result<(), PortError> {
+        let Some(request) = held_deletes_request(run_id, held) else {
+            return Ok(());
+        };
+        match self.start(&request).await {
+            Ok(_) => {
+                tracing::info!(action_id = %request.id, run_id, held = held.len(), "held deletes sent for approval");
+                Ok(())
+            }
+            Err(PortError::Rejected { detail, .. })
+                if detail.starts_with("ExecutionAlreadyExists") =>
+            {
+                tracing::info!(action_id = %request.id, run_id, "these held deletes were sent for approval before");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Where no approval workflow is wired: held deletes stay held, and saying so is an error.
+pub struct NoApprovalWorkflow;
+
+#[async_trait]
+impl HeldDeletesApproval for NoApprovalWorkflow {
+    async fn request(&self, _: &str, _: &[PlannedDelete]) -> Result<(), PortError> {
+        Err(PortError::Rejected {
+            service: SERVICE,
+            detail:
+                "APPROVAL_STATE_MACHINE_ARN is not set: held deletes cannot be sent for approval"
+                    .into(),
+        })
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::action::{Action, InvalidAction};
@@ -13,6 +14,7 @@ use super::policy::{Approval, PolicyError};
 use super::request::{ApprovalRequest, Status, VoteRecord};
 use super::tally::Vote;
 use crate::sso::model::Environment;
+use crate::sso::plan::{HoldReason, PlannedDelete};
 
 /// What `POST /actions` accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +215,48 @@ pub fn open_request(
     })
 }
 
+/// Who asks for the approval of the deletes a sync held.
+pub const SSO_SYNC_REQUESTER: &str = "Maestro SSO sync";
+
+/// The action that applies the deletes run `run_id` held. Its id is made from the held
+/// assignments, so the same held deletes are asked about once however many runs hold them,
+/// and a rejection stands until what is held changes. Its environment is the most protected
+/// one among them, which picks the policy rule.
+pub fn held_deletes_request(run_id: &str, held: &[PlannedDelete]) -> Option<ActionRequest> {
+    let environment = held.iter().map(|d| d.environment).max()?;
+    let mut assignments: Vec<String> = held
+        .iter()
+        .map(|d| serde_json::to_string(&d.assignment).unwrap_or_default())
+        .collect();
+    assignments.sort();
+    let digest = Sha256::digest(assignments.join("\n").as_bytes());
+    let key: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let over_threshold = held
+        .iter()
+        .filter(|d| matches!(d.held, Some(HoldReason::OverThreshold { .. })))
+        .count();
+    let reason = if over_threshold > 0 {
+        format!(
+            "SSO sync run {run_id} would delete {} assignments, more than its threshold allows at once",
+            held.len()
+        )
+    } else {
+        format!(
+            "SSO sync run {run_id} would delete {} assignments in protected environments",
+            held.len()
+        )
+    };
+    Some(ActionRequest {
+        id: format!("sso-deletes-{key}"),
+        action: Action::SsoApplyDeletes {
+            run_id: run_id.to_owned(),
+        },
+        environment,
+        requester: SSO_SYNC_REQUESTER.to_owned(),
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -284,6 +328,30 @@ mod tests {
         bad_id.id = "act/../1".into();
         assert_eq!(bad_id.validate().unwrap_err().field, "id");
         assert!(request("dave@example.com").validate().is_ok());
+    }
+
+    #[test]
+    fn the_same_held_deletes_make_the_same_request_whatever_the_run() {
+        use crate::sso::synthetic;
+        let held = |account, environment| PlannedDelete {
+            assignment: synthetic::group_assignment(account, 0, 1),
+            environment,
+            held: Some(HoldReason::ProtectedEnvironment { environment }),
+        };
+        let deletes = [
+            held(1, Environment::Production),
+            held(2, Environment::Staging),
+        ];
+        let first = held_deletes_request("run-1", &deletes).unwrap();
+        let mut reversed = deletes.clone();
+        reversed.reverse();
+        let again = held_deletes_request("run-2", &reversed).unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(first.environment, Environment::Production);
+        assert!(first.validate().is_ok(), "{first:?}");
+        let fewer = held_deletes_request("run-3", &deletes[..1]).unwrap();
+        assert_ne!(fewer.id, first.id);
+        assert_eq!(held_deletes_request("run-4", &[]), None);
     }
 
     #[test]

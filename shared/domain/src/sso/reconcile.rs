@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::model::SsoModel;
 use super::plan::{
-    AbortReason, Assignment, OrgAccount, PermissionSetInfo, Plan, PlanInputs, Principal, plan,
+    AbortReason, Assignment, OrgAccount, PermissionSetInfo, Plan, PlanInputs, PlannedDelete,
+    Principal, plan,
 };
 use super::provisioning::{
     AccountId, AssignmentOperation, InstanceArn, PermissionSetArn, ProvisioningReport,
@@ -47,6 +48,13 @@ pub trait PlanStore: Send + Sync {
     async fn save(&self, run: &RunRecord) -> Result<(), PortError>;
     async fn latest(&self) -> Result<Option<RunRecord>, PortError>;
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError>;
+}
+
+/// Sends the deletes a run held to the approval workflow. Asking twice for the same held
+/// deletes is one request.
+#[async_trait]
+pub trait HeldDeletesApproval: Send + Sync {
+    async fn request(&self, run_id: &str, held: &[PlannedDelete]) -> Result<(), PortError>;
 }
 
 /// One change for the assignment worker, as it travels on the changes queue.
@@ -218,6 +226,7 @@ pub struct Ports<'a> {
     pub identity_center: &'a dyn IdentityCenterReader,
     pub store: &'a dyn PlanStore,
     pub changes: &'a dyn ChangeQueue,
+    pub approvals: &'a dyn HeldDeletesApproval,
 }
 
 /// Why a run could not even record itself.
@@ -227,12 +236,16 @@ pub enum ReconcileError {
     Store(PortError),
     #[error("cannot queue the changes: {0}")]
     Queue(PortError),
+    #[error("the changes are queued, but the held deletes could not be sent for approval: {0}")]
+    Approval(PortError),
 }
 
 impl ReconcileError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            ReconcileError::Store(e) | ReconcileError::Queue(e) => e.is_retryable(),
+            ReconcileError::Store(e) | ReconcileError::Queue(e) | ReconcileError::Approval(e) => {
+                e.is_retryable()
+            }
         }
     }
 }
@@ -370,6 +383,18 @@ pub async fn reconcile(
                     .enqueue(&changes)
                     .await
                     .map_err(ReconcileError::Queue)?;
+                let held: Vec<PlannedDelete> = record
+                    .plan
+                    .iter()
+                    .flat_map(|p| p.held_deletes().cloned())
+                    .collect();
+                if !held.is_empty() {
+                    ports
+                        .approvals
+                        .request(&record.run_id, &held)
+                        .await
+                        .map_err(ReconcileError::Approval)?;
+                }
                 return Ok(record);
             }
             record.plan = Some(planned);
@@ -520,6 +545,7 @@ mod tests {
         fail_groups: bool,
         saved: Mutex<Vec<RunRecord>>,
         queued: Mutex<Vec<AssignmentChange>>,
+        approvals_asked: Mutex<Vec<(String, usize)>>,
         instance_arn: InstanceArn,
     }
 
@@ -535,6 +561,7 @@ mod tests {
                 fail_groups: false,
                 saved: Mutex::new(Vec::new()),
                 queued: Mutex::new(Vec::new()),
+                approvals_asked: Mutex::new(Vec::new()),
                 instance_arn: InstanceArn::try_from(
                     "arn:aws:sso:::instance/ssoins-0000000000000000",
                 )
@@ -548,6 +575,7 @@ mod tests {
                 identity_center: self,
                 store: self,
                 changes: self,
+                approvals: self,
             }
         }
 
@@ -617,6 +645,17 @@ mod tests {
         async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError> {
             let saved = self.saved.lock().unwrap();
             Ok(saved.iter().find(|r| r.run_id == run_id).cloned())
+        }
+    }
+
+    #[async_trait]
+    impl HeldDeletesApproval for Fakes {
+        async fn request(&self, run_id: &str, held: &[PlannedDelete]) -> Result<(), PortError> {
+            self.approvals_asked
+                .lock()
+                .unwrap()
+                .push((run_id.to_owned(), held.len()));
+            Ok(())
         }
     }
 
@@ -717,6 +756,7 @@ mod tests {
         assert!(record.summary().to_create > 0);
         assert_eq!(fakes.saved.lock().unwrap().len(), 1);
         assert!(fakes.queued.lock().unwrap().is_empty());
+        assert!(fakes.approvals_asked.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -750,6 +790,11 @@ mod tests {
         assert_eq!(fakes.queued.lock().unwrap().len(), creates + deletes);
         assert_eq!(deletes, 0);
         assert_eq!(held, 1);
+        assert_eq!(
+            *fakes.approvals_asked.lock().unwrap(),
+            [(record.run_id.clone(), 1)],
+            "the held delete is sent for approval"
+        );
         assert!(
             fakes
                 .queued
