@@ -174,6 +174,19 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         }
         let bob_link = link(email_to(&asks, "bob@example.com"), "Approve");
         let carol_link = link(email_to(&asks, "carol@example.com"), "Approve");
+        // The signing key rotates while the links are in flight: they keep working.
+        let key_name = stack
+            .output("ApprovalSigningKeyName")
+            .expect("the key's name");
+        let signing_key = current_version(cloud, key_name).await;
+        aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+            .put_secret_value()
+            .secret_id(key_name)
+            .secret_string("a-new-signing-key-of-at-least-thirty-two-bytes-0123456789")
+            .send()
+            .await
+            .expect("the key rotates");
+        assert_ne!(current_version(cloud, key_name).await, signing_key);
 
         // Scanners open links, twice, and with HEAD: nothing is decided.
         for _ in 0..2 {
