@@ -152,10 +152,10 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         create_secret(cloud, "prod/payments/db").await;
         let before = current_version(cloud, "prod/payments/db").await;
 
-        // Alice asks; the policy wants 2 of alice, bob and carol, and she may not approve.
+        // Dave asks; the policy wants 2 of alice, bob and carol.
         let (status, submitted) = submit(
             cloud,
-            Some("alice@example.com"),
+            Some("dave@example.com"),
             rotate_now("prod/payments/db", "PRODUCTION"),
         )
         .await;
@@ -164,13 +164,17 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         let id = submitted["id"].as_str().expect("an id").to_owned();
         seen.keep(submitted.to_string());
 
-        let asks = emails(cloud, "Approval needed", 2).await;
+        let asks = emails(cloud, "Approval needed", 3).await;
         let mut recipients: Vec<String> = asks.iter().map(to).collect();
         recipients.sort();
-        assert_eq!(recipients, ["bob@example.com", "carol@example.com"]);
+        assert_eq!(
+            recipients,
+            ["alice@example.com", "bob@example.com", "carol@example.com"]
+        );
         for ask in &asks {
             assert!(ask["html"].as_str().unwrap().contains("prod/payments/db"));
-            assert!(ask["text"].as_str().unwrap().contains("alice@example.com"));
+            assert!(ask["text"].as_str().unwrap().contains("dave@example.com"));
+            assert!(ask["text"].as_str().unwrap().contains("2 of 3"));
         }
         let bob_link = link(email_to(&asks, "bob@example.com"), "Approve");
         let carol_link = link(email_to(&asks, "carol@example.com"), "Approve");
@@ -275,10 +279,12 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         assert_eq!(bob_vote["sourceIp"], "127.0.0.1");
         assert!(bob_vote["decidedAt"].is_string());
         let done = emails(cloud, ": done", 1).await;
-        assert_eq!(to(&done[0]), "alice@example.com");
+        assert_eq!(to(&done[0]), "dave@example.com");
 
-        // A late click finds it decided.
+        // Late clicks find it decided, whoever clicks.
         assert_eq!(open(&bob_link, &mut seen).await.0, 409);
+        let alice_link = link(email_to(&asks, "alice@example.com"), "Approve");
+        assert_eq!(open(&alice_link, &mut seen).await.0, 409);
         let approved = get_json(cloud, "/approvals?status=approved", &mut seen).await;
         assert_eq!(approved["approvals"][0]["id"], id.as_str());
         let token = stored_token(cloud, &stack, &id).await;
@@ -410,6 +416,40 @@ fn an_action_without_approval_runs_at_once_and_is_recorded() {
 }
 
 #[test]
+fn an_action_that_fails_ends_the_workflow_as_failed_with_the_reason_and_tells_the_requester() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let mut seen = Seen::default();
+        let (status, submitted) = submit(
+            cloud,
+            Some("dave@example.com"),
+            rotate_now("dev/no-such-secret", "DEVELOPMENT"),
+        )
+        .await;
+        assert_eq!(status, 202, "{submitted}");
+        let id = submitted["id"].as_str().unwrap().to_owned();
+        let (status, error) = execution_end(cloud, &stack, &id, PATIENCE).await;
+        assert_eq!(
+            (status.as_str(), error.as_deref()),
+            ("FAILED", Some("Action.Failed"))
+        );
+        let action = get_json(cloud, &format!("/actions/{id}"), &mut seen).await;
+        assert_eq!(action["status"], "FAILED", "{action}");
+        assert_eq!(action["outcome"]["error"], "NotFound", "{action}");
+        assert!(
+            action["outcome"]["cause"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("dev/no-such-secret"),
+            "{action}"
+        );
+        let told = emails(cloud, ": failed", 1).await;
+        assert_eq!(to(&told[0]), "dave@example.com");
+        assert!(told[0]["text"].as_str().unwrap().contains("NotFound"));
+    });
+}
+
+#[test]
 fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
@@ -493,7 +533,9 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         .await;
         assert_eq!(status, 202, "{submitted}");
         let id = submitted["id"].as_str().unwrap().to_owned();
+        // Alice asked: she approves others' actions, but gets no say on her own.
         let asks = emails(cloud, "Approval needed", 2).await;
+        assert!(asks.iter().all(|ask| to(ask) != "alice@example.com"));
         let shots = screenshot_dir();
         std::fs::create_dir_all(&shots).expect("a screenshot folder");
         let email_file = shots.join("approval-email.html");
@@ -544,6 +586,7 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         }
         // The button press, not the page load, decided: the vote carries the browser's comment.
         let approval = get_json(cloud, &format!("/approvals/{id}"), &mut Seen::default()).await;
+        assert!(approval["votes"].get("alice@example.com").is_none());
         let vote = &approval["votes"]["bob@example.com"];
         assert_eq!(vote["vote"], "APPROVE", "{approval}");
         assert_eq!(vote["comment"], "looks right");
