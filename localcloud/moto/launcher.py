@@ -84,6 +84,7 @@ def main() -> None:
     make_dynamodb_writes_atomic()
     make_sso_provisioning_asynchronous(args.sso_polls_in_progress)
     capture_sent_email()
+    rotate_secrets_through(args.lambda_endpoint)
 
     print(f"MOTO_READY {port}", flush=True)
     # The parent holds our stdin: when it exits, for whatever reason, so do we.
@@ -355,6 +356,91 @@ def capture_sent_email() -> None:
     SESV2Response.send_email = send_email
     moto_api_urls.url_paths["{0}/moto-api/maestro/sent-email"] = sent_email
     forget_on_reset(sent)
+
+
+def rotate_secrets_through(lambda_endpoint: str) -> None:
+    """Runs a secret's rotation function on the local host, as Secrets Manager does.
+
+    moto would invoke the rotation function through its own Lambda (Docker). Here each step
+    (createSecret, setSecret, testSecret, finishSecret) is an Invoke API call to the local host,
+    in order, stopping at the first that fails. As in AWS, RotateSecret then answers success
+    whatever the function did (AWS rotates asynchronously): a failed rotation leaves AWSPENDING
+    on its version and AWSCURRENT where it was, and puts a RotationFailed event on the default
+    bus. After a successful one, AWSPENDING is removed, which AWS allows and moto needs (moto
+    refuses the next RotateSecret while AWSPENDING and AWSCURRENT share a version).
+    """
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    import moto.awslambda.utils as lambda_utils
+    from moto.events.models import events_backends
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    class StepFailed(Exception):
+        def __init__(self, step: str, reason: str) -> None:
+            super().__init__(f"{step}: {reason}")
+            self.step = step
+            self.reason = reason
+
+    class LocalHostLambda:
+        def get_function(self, arn: str) -> None:
+            return None
+
+        def invoke(self, arn: str, qualifier: Any, body: str, headers: Any, response_headers: Any) -> None:
+            step = json.loads(body).get("Step", "?")
+            request = urllib.request.Request(
+                f"{lambda_endpoint}/2015-03-31/functions/{quote(arn, safe='')}/invocations",
+                data=body.encode(),
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=900) as response:
+                    answer = response.read().decode()
+                    if response.headers.get("X-Amz-Function-Error"):
+                        raise StepFailed(step, answer)
+            except urllib.error.HTTPError as error:
+                raise StepFailed(step, error.read().decode()) from error
+
+    original_rotate = SecretsManagerBackend.rotate_secret
+    original_get_backend = lambda_utils.get_backend
+
+    def rotate_secret(self: SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any) -> str:
+        lambda_utils.get_backend = lambda account_id, region: LocalHostLambda()
+        try:
+            answer = original_rotate(self, secret_id, *args, **kwargs)
+        except StepFailed as failure:
+            secret = self.secrets[secret_id]
+            events_backends[self.account_id][self.region_name].put_events(
+                [
+                    {
+                        "Source": "aws.secretsmanager",
+                        "DetailType": "AWS Service Event via CloudTrail",
+                        "EventBusName": "default",
+                        "Detail": json.dumps(
+                            {
+                                "eventSource": "secretsmanager.amazonaws.com",
+                                "eventName": "RotationFailed",
+                                "awsRegion": self.region_name,
+                                "additionalEventData": {"SecretId": secret.arn},
+                                "errorMessage": str(failure),
+                            }
+                        ),
+                    }
+                ]
+            )
+            return json.dumps({"ARN": secret.arn, "Name": secret.name})
+        finally:
+            lambda_utils.get_backend = original_get_backend
+        secret = self.secrets[secret_id]
+        for version in secret.versions.values():
+            stages = version["version_stages"]
+            if "AWSPENDING" in stages and "AWSCURRENT" in stages:
+                stages.remove("AWSPENDING")
+        return answer
+
+    SecretsManagerBackend.rotate_secret = rotate_secret
 
 
 def forget_on_reset(*state: Any) -> None:

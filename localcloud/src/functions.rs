@@ -53,6 +53,7 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<approval_workflow::Deps>("approval-workflow"),
     Registration::of::<approval_decision::Deps>("approval-decision"),
     Registration::of::<action_runner::Deps>("action-runner"),
+    Registration::of::<secret_rotation::Deps>("secret-rotation"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

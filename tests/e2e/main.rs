@@ -12,6 +12,7 @@ mod lambda_api;
 mod quota;
 mod resources;
 mod sample_events;
+mod secret_rotation;
 mod sso_fixture;
 mod sso_monitor;
 mod sso_sync;

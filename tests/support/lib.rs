@@ -17,6 +17,7 @@ use serde_json::Value;
 pub use maestro_localcloud;
 
 pub mod approver;
+pub mod postgres;
 
 struct Shared {
     runtime: tokio::runtime::Runtime,

@@ -8,4 +8,5 @@ pub mod approvals;
 pub mod idempotency;
 pub mod port;
 pub mod quota;
+pub mod rotation;
 pub mod sso;

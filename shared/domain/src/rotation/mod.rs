@@ -1,0 +1,5 @@
+//! Secret rotation (BRIEF §4): the four-step protocol Secrets Manager drives, the strategies
+//! that change a credential at its target, and the rules for secrets rotated by hand.
+
+pub mod credentials;
+pub mod protocol;

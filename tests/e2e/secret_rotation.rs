@@ -1,0 +1,247 @@
+//! Secret rotation against a real PostgreSQL server on loopback, with Secrets Manager on the
+//! local cloud calling `SecretRotationFunction` through the template's wiring.
+
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use maestro_localcloud::{LocalCloud, Stack};
+use maestro_tests::postgres::Postgres;
+use maestro_tests::{listen_to_topic, maestro_template, on_local_cloud, receive_bodies};
+use serde_json::{Value, json};
+
+fn secrets(cloud: &LocalCloud) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+}
+
+async fn create(cloud: &LocalCloud, name: &str, value: &Value) {
+    secrets(cloud)
+        .create_secret()
+        .name(name)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("the secret is created");
+}
+
+/// Starts a rotation as Secrets Manager's schedule (or `aws secretsmanager rotate-secret`) does.
+async fn rotate(cloud: &LocalCloud, stack: &Stack, name: &str) {
+    secrets(cloud)
+        .rotate_secret()
+        .secret_id(name)
+        .rotation_lambda_arn(
+            stack
+                .output("SecretRotationFunctionArn")
+                .expect("the rotation function"),
+        )
+        .rotation_rules(
+            RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(true)
+        .send()
+        .await
+        .expect("RotateSecret is accepted");
+}
+
+async fn current(cloud: &LocalCloud, name: &str) -> (String, Value) {
+    let value = secrets(cloud)
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .expect("the secret reads");
+    let parsed = serde_json::from_str(value.secret_string().expect("a string")).expect("JSON");
+    (value.version_id.expect("a version"), parsed)
+}
+
+async fn stage_of(cloud: &LocalCloud, name: &str, version: &str) -> Vec<String> {
+    secrets(cloud)
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .expect("the secret is described")
+        .version_ids_to_stages
+        .unwrap_or_default()
+        .remove(version)
+        .unwrap_or_default()
+}
+
+fn password(value: &Value) -> &str {
+    value["password"].as_str().expect("a password")
+}
+
+fn credentials(postgres: &Postgres, user: &str, password: &str, strategy: &str) -> Value {
+    json!({
+        "engine": "postgres",
+        "host": "127.0.0.1",
+        "port": postgres.port,
+        "username": user,
+        "password": password,
+        "dbname": "payments",
+        "rotationStrategy": strategy,
+    })
+}
+
+#[test]
+fn a_rotated_single_user_logs_in_with_the_new_password_only_and_consumers_hear_of_it() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let postgres = Postgres::start().await;
+        postgres
+            .admin("CREATE ROLE app LOGIN PASSWORD 'first-password'; CREATE DATABASE payments OWNER app;")
+            .await;
+        let name = "prod/payments/app";
+        create(
+            cloud,
+            name,
+            &credentials(&postgres, "app", "first-password", "postgresql-single-user"),
+        )
+        .await;
+        let (first_version, _) = current(cloud, name).await;
+        let notices = listen_to_topic(
+            cloud,
+            stack.output("SecretRotatedTopicArn").expect("the topic"),
+            "rotated-listener",
+        )
+        .await;
+
+        rotate(cloud, &stack, name).await;
+
+        let (version, value) = current(cloud, name).await;
+        assert_ne!(version, first_version);
+        assert_eq!(value["username"], "app");
+        assert_eq!(value["engine"], "postgres", "other fields are kept");
+        assert_ne!(password(&value), "first-password");
+        assert_eq!(password(&value).len(), 32);
+        assert!(postgres.logs_in("app", password(&value), "payments").await);
+        assert!(!postgres.logs_in("app", "first-password", "payments").await);
+        assert_eq!(stage_of(cloud, name, &first_version).await, ["AWSPREVIOUS"]);
+        assert_eq!(stage_of(cloud, name, &version).await, ["AWSCURRENT"]);
+
+        let heard = receive_bodies(cloud, &notices, 1, Duration::from_secs(10)).await;
+        assert_eq!(heard.len(), 1, "one notice");
+        let notice: Value = serde_json::from_str(&heard[0]).expect("JSON");
+        assert_eq!(notice["versionId"], version.as_str());
+        assert!(
+            notice["secretArn"]
+                .as_str()
+                .unwrap()
+                .contains("prod/payments/app")
+        );
+
+        // Secrets Manager may call any step again: nothing changes.
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            let answer = cloud
+                .invoke(
+                    "maestro-secret-rotation",
+                    json!({"SecretId": name, "ClientRequestToken": version, "Step": step}),
+                )
+                .await
+                .expect("a replayed step succeeds");
+            assert_eq!(answer["outcome"], "ALREADY_CURRENT", "{step}: {answer}");
+        }
+        assert_eq!(current(cloud, name).await, (version, value.clone()));
+        assert!(postgres.logs_in("app", password(&value), "payments").await);
+    });
+}
+
+#[test]
+fn alternating_users_keep_the_previous_user_working_and_never_expose_the_master() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let postgres = Postgres::start().await;
+        postgres
+            .admin(
+                "CREATE ROLE maestro_master LOGIN CREATEROLE PASSWORD 'master-password';
+                 CREATE ROLE app LOGIN PASSWORD 'first-password';
+                 GRANT app TO maestro_master WITH ADMIN OPTION;
+                 CREATE DATABASE payments OWNER app;",
+            )
+            .await;
+        let master = json!({
+            "engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
+            "username": "maestro_master", "password": "master-password", "dbname": "payments",
+        });
+        create(cloud, "prod/payments/master", &master).await;
+        let mut app = credentials(
+            &postgres,
+            "app",
+            "first-password",
+            "postgresql-alternating-users",
+        );
+        app["masterarn"] = json!("prod/payments/master");
+        create(cloud, "prod/payments/app", &app).await;
+
+        rotate(cloud, &stack, "prod/payments/app").await;
+        let (_, first) = current(cloud, "prod/payments/app").await;
+        assert_eq!(first["username"], "app_clone");
+        assert!(
+            postgres
+                .logs_in("app_clone", password(&first), "payments")
+                .await
+        );
+        assert!(
+            postgres.logs_in("app", "first-password", "payments").await,
+            "the previous user keeps working through the cutover"
+        );
+        // The clone holds the original's rights.
+        let clone = postgres
+            .connect("app_clone", password(&first), "payments")
+            .await
+            .expect("the clone connects");
+        clone
+            .batch_execute("CREATE TABLE orders (id int); DROP TABLE orders;")
+            .await
+            .expect("the clone may do what app may");
+
+        rotate(cloud, &stack, "prod/payments/app").await;
+        let (_, second) = current(cloud, "prod/payments/app").await;
+        assert_eq!(second["username"], "app");
+        assert!(postgres.logs_in("app", password(&second), "payments").await);
+        assert!(
+            postgres
+                .logs_in("app_clone", password(&first), "payments")
+                .await
+        );
+        assert!(!postgres.logs_in("app", "first-password", "payments").await);
+
+        let (_, master_now) = current(cloud, "prod/payments/master").await;
+        assert_eq!(master_now, master, "the master secret is untouched");
+        for value in [&first, &second] {
+            assert!(!value.to_string().contains("master-password"));
+        }
+    });
+}
+
+#[test]
+fn a_failed_set_leaves_the_current_password_and_a_rerun_completes() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let postgres = Postgres::start().await;
+        postgres
+            .admin("CREATE ROLE app LOGIN PASSWORD 'first-password'; CREATE DATABASE payments OWNER app;")
+            .await;
+        let name = "prod/payments/app";
+        create(
+            cloud,
+            name,
+            &credentials(&postgres, "app", "first-password", "postgresql-single-user"),
+        )
+        .await;
+        let before = current(cloud, name).await;
+        // The user cannot log in for now: setSecret cannot change the password.
+        postgres.admin("ALTER ROLE app NOLOGIN;").await;
+        rotate(cloud, &stack, name).await;
+        assert_eq!(current(cloud, name).await, before, "AWSCURRENT is intact");
+        postgres.admin("ALTER ROLE app LOGIN;").await;
+        assert!(postgres.logs_in("app", "first-password", "payments").await);
+
+        rotate(cloud, &stack, name).await;
+        let (version, value) = current(cloud, name).await;
+        assert_ne!(version, before.0);
+        assert!(postgres.logs_in("app", password(&value), "payments").await);
+        assert!(!postgres.logs_in("app", "first-password", "payments").await);
+    });
+}
