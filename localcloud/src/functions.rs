@@ -54,6 +54,7 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<approval_decision::Deps>("approval-decision"),
     Registration::of::<action_runner::Deps>("action-runner"),
     Registration::of::<secret_rotation::Deps>("secret-rotation"),
+    Registration::of::<secret_rotation_alerts::Deps>("secret-rotation-alerts"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

@@ -231,10 +231,49 @@ fn a_failed_set_leaves_the_current_password_and_a_rerun_completes() {
         )
         .await;
         let before = current(cloud, name).await;
+        let alerts = listen_to_topic(
+            cloud,
+            stack.output("AlertsTopicArn").expect("the alerts topic"),
+            "alerts-listener",
+        )
+        .await;
         // The user cannot log in for now: setSecret cannot change the password.
         postgres.admin("ALTER ROLE app NOLOGIN;").await;
         rotate(cloud, &stack, name).await;
         assert_eq!(current(cloud, name).await, before, "AWSCURRENT is intact");
+
+        // The function says which step failed and why; Secrets Manager's RotationFailed
+        // event, through its rule, says the rotation failed.
+        let heard: Vec<Value> = receive_bodies(cloud, &alerts, 2, Duration::from_secs(15))
+            .await
+            .iter()
+            .map(|body| serde_json::from_str(body).expect("JSON"))
+            .collect();
+        let step_failed = heard
+            .iter()
+            .find(|a| a["problem"] == "STEP_FAILED")
+            .unwrap_or_else(|| panic!("a step alert: {heard:?}"));
+        assert_eq!(step_failed["step"], "setSecret");
+        assert!(
+            step_failed["reason"]
+                .as_str()
+                .unwrap()
+                .contains("neither the current nor the previous credentials log in"),
+            "{step_failed}"
+        );
+        let rotation_failed = heard
+            .iter()
+            .find(|a| a["problem"] == "ROTATION_FAILED")
+            .unwrap_or_else(|| panic!("a RotationFailed alert: {heard:?}"));
+        assert!(
+            rotation_failed["secret"]
+                .as_str()
+                .unwrap()
+                .contains("prod/payments/app")
+        );
+        for alert in &heard {
+            assert!(!alert.to_string().contains("first-password"), "{alert}");
+        }
         postgres.admin("ALTER ROLE app LOGIN;").await;
         assert!(postgres.logs_in("app", "first-password", "payments").await);
 

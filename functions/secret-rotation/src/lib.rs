@@ -12,6 +12,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::notices::Notices;
 use maestro_aws::secrets::SecretsManager;
+use maestro_domain::rotation::alerts::{ROTATION_ALERT, RotationAlert, RotationProblem};
 use maestro_domain::rotation::credentials::Strategy;
 use maestro_domain::rotation::protocol::{
     RotationError, RotationEvent, SecretStore, Step, StepOutcome, Target, Targets, rotate,
@@ -28,6 +29,8 @@ pub struct Deps {
     pub store: SecretsManager,
     pub targets: RotationTargets,
     pub notices: Notices,
+    /// Step failures, with the step and the reason, for the alerts topic.
+    pub alerts: Notices,
 }
 
 /// Every strategy's target.
@@ -77,12 +80,23 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<RotationEvent>) -> Result<Va
     let event = event.payload;
     let step = event.step.as_str();
     let failed = |error| StepFailure { step, error };
-    let outcome = rotate(&deps.store, &deps.targets, &event)
-        .await
-        .map_err(|error| {
+    let outcome = match rotate(&deps.store, &deps.targets, &event).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
             tracing::error!(secret = %event.secret_id, step, error = %error, "rotation step failed");
-            failed(error)
-        })?;
+            let alert = RotationAlert {
+                secret: event.secret_id.clone(),
+                problem: RotationProblem::StepFailed,
+                step: Some(step.to_owned()),
+                reason: error.to_string(),
+            };
+            // The step's own error is what Secrets Manager must see, whatever the alert's fate.
+            if let Err(e) = deps.alerts.publish(ROTATION_ALERT, &alert).await {
+                tracing::error!(secret = %event.secret_id, error = %e, "cannot publish the rotation alert");
+            }
+            return Err(failed(error));
+        }
+    };
     tracing::info!(secret = %event.secret_id, step, outcome = ?outcome, "rotation step");
     if event.step == Step::Finish && outcome == StepOutcome::Done {
         let arn = deps
@@ -108,16 +122,18 @@ impl LambdaFunction for Deps {
     type Response = Value;
     type Error = StepFailure;
 
-    /// Reads `EVENT_BUS_NAME` and `SECRET_ROTATED_TOPIC_ARN`.
+    /// Reads `EVENT_BUS_NAME`, `SECRET_ROTATED_TOPIC_ARN` and `ALERTS_TOPIC_ARN`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let bus = vars.required("EVENT_BUS_NAME");
         let topic = vars.required("SECRET_ROTATED_TOPIC_ARN");
+        let alerts = vars.required("ALERTS_TOPIC_ARN");
         vars.finish()?;
         Ok(Deps {
             store: SecretsManager::new(config),
             targets: RotationTargets { postgres: Postgres },
-            notices: Notices::new(config, bus, topic),
+            notices: Notices::new(config, bus.clone(), topic),
+            alerts: Notices::new(config, bus, alerts),
         })
     }
 
