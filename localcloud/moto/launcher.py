@@ -367,7 +367,8 @@ def rotate_secrets_through(lambda_endpoint: str) -> None:
     whatever the function did (AWS rotates asynchronously): a failed rotation leaves AWSPENDING
     on its version and AWSCURRENT where it was, and puts a RotationFailed event on the default
     bus. After a successful one, AWSPENDING is removed, which AWS allows and moto needs (moto
-    refuses the next RotateSecret while AWSPENDING and AWSCURRENT share a version).
+    refuses the next RotateSecret while AWSPENDING and AWSCURRENT share a version). A
+    RotateSecret without RotationLambdaARN uses the secret's own function, as in AWS.
     """
     import json
     import urllib.error
@@ -406,10 +407,14 @@ def rotate_secrets_through(lambda_endpoint: str) -> None:
     original_rotate = SecretsManagerBackend.rotate_secret
     original_get_backend = lambda_utils.get_backend
 
-    def rotate_secret(self: SecretsManagerBackend, secret_id: str, *args: Any, **kwargs: Any) -> str:
+    def rotate_secret(self: SecretsManagerBackend, secret_id: str, **kwargs: Any) -> str:
+        # Without RotationLambdaARN, AWS rotates with the function the secret already has;
+        # moto would forget it and stage an empty version AWSCURRENT.
+        if not kwargs.get("rotation_lambda_arn") and self._is_valid_identifier(secret_id):
+            kwargs["rotation_lambda_arn"] = self.secrets[secret_id].rotation_lambda_arn or None
         lambda_utils.get_backend = lambda account_id, region: LocalHostLambda()
         try:
-            answer = original_rotate(self, secret_id, *args, **kwargs)
+            answer = original_rotate(self, secret_id, **kwargs)
         except StepFailed as failure:
             secret = self.secrets[secret_id]
             events_backends[self.account_id][self.region_name].put_events(

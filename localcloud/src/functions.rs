@@ -55,6 +55,8 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<action_runner::Deps>("action-runner"),
     Registration::of::<secret_rotation::Deps>("secret-rotation"),
     Registration::of::<secret_rotation_alerts::Deps>("secret-rotation-alerts"),
+    Registration::of::<secret_rotation_monitor::Deps>("secret-rotation-monitor"),
+    Registration::of::<secrets_api::Deps>("secrets-api"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

@@ -284,3 +284,252 @@ fn a_failed_set_leaves_the_current_password_and_a_rerun_completes() {
         assert!(!postgres.logs_in("app", "first-password", "payments").await);
     });
 }
+
+async fn create_tagged(cloud: &LocalCloud, name: &str, value: &str, tags: &[(&str, &str)]) {
+    let mut request = secrets(cloud)
+        .create_secret()
+        .name(name)
+        .secret_string(value);
+    for (key, value) in tags {
+        request = request.tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build(),
+        );
+    }
+    request.send().await.expect("the secret is created");
+}
+
+/// Runs the deadline monitor as its schedule would at `time`.
+async fn monitor_at(cloud: &LocalCloud, time: chrono::DateTime<chrono::Utc>) -> Value {
+    cloud
+        .invoke(
+            "maestro-SecretRotationMonitorFunction",
+            json!({
+                "version": "0", "id": "tick", "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "123456789012", "region": "us-east-1",
+                "resources": [], "detail": {}, "time": time.to_rfc3339(),
+            }),
+        )
+        .await
+        .expect("the monitor runs")
+}
+
+#[test]
+fn a_secret_rotated_by_hand_is_alerted_before_and_after_its_deadline_once_a_day() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let alerts = listen_to_topic(
+            cloud,
+            stack.output("AlertsTopicArn").expect("the alerts topic"),
+            "deadline-listener",
+        )
+        .await;
+        create_tagged(
+            cloud,
+            "prod/partner-api-key",
+            "issued-by-the-partner",
+            &[
+                ("maestro:rotation", "manual"),
+                ("maestro:max-age-days", "90"),
+                ("maestro:warn-days", "10"),
+            ],
+        )
+        .await;
+        create_tagged(cloud, "prod/unwatched", "x", &[]).await;
+        create_tagged(
+            cloud,
+            "prod/half-tagged",
+            "x",
+            &[("maestro:rotation", "manual")],
+        )
+        .await;
+        let created = chrono::Utc::now();
+        let day = |d: i64, hours: i64| {
+            created + chrono::Duration::days(d) + chrono::Duration::hours(hours)
+        };
+        let heard = |count| {
+            let alerts = alerts.clone();
+            async move {
+                receive_bodies(cloud, &alerts, count, Duration::from_secs(3))
+                    .await
+                    .iter()
+                    .map(|b| serde_json::from_str::<Value>(b).expect("JSON"))
+                    .collect::<Vec<Value>>()
+            }
+        };
+        let problems = |alerts: &[Value], secret: &str| -> Vec<String> {
+            alerts
+                .iter()
+                .filter(|a| a["secret"].as_str().unwrap_or_default().contains(secret))
+                .map(|a| a["problem"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+
+        monitor_at(cloud, day(70, 0)).await;
+        let first = heard(5).await;
+        assert!(problems(&first, "partner-api-key").is_empty(), "{first:?}");
+        assert_eq!(problems(&first, "half-tagged"), ["ROTATION_POLICY_INVALID"]);
+        assert!(problems(&first, "unwatched").is_empty());
+
+        monitor_at(cloud, day(81, 0)).await;
+        monitor_at(cloud, day(81, 2)).await;
+        let due_soon = heard(5).await;
+        assert_eq!(
+            problems(&due_soon, "partner-api-key"),
+            ["MANUAL_ROTATION_DUE_SOON"],
+            "once on the day: {due_soon:?}"
+        );
+
+        monitor_at(cloud, day(95, 0)).await;
+        monitor_at(cloud, day(95, 1)).await;
+        monitor_at(cloud, day(96, 0)).await;
+        let overdue = heard(10).await;
+        assert_eq!(
+            problems(&overdue, "partner-api-key"),
+            ["ROTATION_OVERDUE", "ROTATION_OVERDUE"],
+            "once a day: {overdue:?}"
+        );
+        let reason = overdue
+            .iter()
+            .find(|a| a["problem"] == "ROTATION_OVERDUE")
+            .and_then(|a| a["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(reason.contains("was due on"), "{reason}");
+        assert!(
+            !overdue
+                .iter()
+                .any(|a| a.to_string().contains("issued-by-the-partner"))
+        );
+    });
+}
+
+#[test]
+fn rotate_now_follows_the_approval_policy_and_the_status_lists_every_secret() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        for (name, environment) in [
+            ("prod/api-key", "production"),
+            ("dev/api-key", "development"),
+        ] {
+            create_tagged(
+                cloud,
+                name,
+                "the-first-key-0123456789abcdefgh",
+                &[
+                    ("maestro:rotation-strategy", "random-value"),
+                    ("maestro:environment", environment),
+                ],
+            )
+            .await;
+            // Rotation is configured (and a first rotation runs) as an operator would.
+            rotate(cloud, &stack, name).await;
+        }
+        let versions_before = [
+            current_version_id(cloud, "prod/api-key").await,
+            current_version_id(cloud, "dev/api-key").await,
+        ];
+        let ask = |name: &str| {
+            let url = format!(
+                "{}/secrets/{}/rotate",
+                cloud.http_endpoint(),
+                name.replace('/', "%2F")
+            );
+            async move {
+                let response = reqwest::Client::new()
+                    .post(url)
+                    .header("x-maestro-caller", "dave@example.com")
+                    .body(json!({"reason": "the key was pasted in a ticket"}).to_string())
+                    .send()
+                    .await
+                    .expect("the API answers");
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.expect("JSON"))
+            }
+        };
+
+        // Development runs at once.
+        let (status, dev) = ask("dev/api-key").await;
+        assert_eq!(status, 202, "{dev}");
+        assert_eq!(dev["status"], "RUNNING");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while current_version_id(cloud, "dev/api-key").await == versions_before[1] {
+            assert!(std::time::Instant::now() < deadline, "dev/api-key rotated");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Production waits for two approvers.
+        let (status, prod) = ask("prod/api-key").await;
+        assert_eq!(status, 202, "{prod}");
+        assert_eq!(prod["status"], "AWAITING_APPROVAL");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            current_version_id(cloud, "prod/api-key").await,
+            versions_before[0]
+        );
+        for approver in ["bob@example.com", "carol@example.com"] {
+            let (status, page) = maestro_tests::approver::decide_by_email(
+                cloud,
+                "Rotate a secret now",
+                approver,
+                "approve",
+                "",
+            )
+            .await;
+            assert_eq!(status, 200, "{page}");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while current_version_id(cloud, "prod/api-key").await == versions_before[0] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prod/api-key rotated once approved"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let key = secrets(cloud)
+            .get_secret_value()
+            .secret_id("prod/api-key")
+            .send()
+            .await
+            .expect("the key reads")
+            .secret_string
+            .unwrap_or_default();
+        assert_eq!(key.len(), 32);
+        assert_ne!(key, "the-first-key-0123456789abcdefgh");
+
+        let (status, missing) = ask("prod/no-such-secret").await;
+        assert_eq!(status, 404, "{missing}");
+
+        let listed: Value =
+            reqwest::get(format!("{}/secrets/rotation-status", cloud.http_endpoint()))
+                .await
+                .expect("the API answers")
+                .json()
+                .await
+                .expect("JSON");
+        let secrets_listed = listed["secrets"].as_array().expect("a list");
+        let entry = |name: &str| {
+            secrets_listed
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("{name} is listed: {listed}"))
+        };
+        assert_eq!(entry("prod/api-key")["mode"], "AUTOMATIC");
+        assert_eq!(entry("prod/api-key")["state"], "CURRENT");
+        assert!(entry("prod/api-key")["lastRotated"].is_string());
+        assert!(entry("dev/api-key")["nextDue"].is_string(), "{listed}");
+    });
+}
+
+async fn current_version_id(cloud: &LocalCloud, name: &str) -> String {
+    secrets(cloud)
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .expect("the secret reads")
+        .version_id
+        .expect("a version")
+}

@@ -8,7 +8,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
-use maestro_aws::sdk_error::port_error;
+use maestro_aws::secrets::SecretsManager;
 use maestro_aws::sso::SsoServices;
 use maestro_domain::approvals::action::{Action, WebhookMethod};
 use maestro_domain::approvals::workflow::ActionRequest;
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 pub struct Deps {
     pub sso: SsoServices,
-    pub secrets: aws_sdk_secretsmanager::Client,
+    pub secrets: SecretsManager,
     pub http: reqwest::Client,
 }
 
@@ -95,15 +95,8 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<RunAction>) -> Result<Value,
             Ok(json!({ "runId": record.run_id, "outcome": record.outcome }))
         }
         Action::SecretRotateNow { secret_id } => {
-            let rotated = deps
-                .secrets
-                .rotate_secret()
-                .secret_id(secret_id)
-                .rotate_immediately(true)
-                .send()
-                .await
-                .map_err(|e| port_error("secretsmanager", secret_id, e))?;
-            Ok(json!({ "secretArn": rotated.arn, "versionId": rotated.version_id }))
+            let version_id = deps.secrets.rotate_now(secret_id).await?;
+            Ok(json!({ "secretId": secret_id, "versionId": version_id }))
         }
         Action::ConnectionDelete { connection_id } => Err(RunFailure::new(
             ErrorKind::Rejected,
@@ -171,7 +164,7 @@ impl LambdaFunction for Deps {
             })?;
         Ok(Deps {
             sso: SsoServices::from_parts(config, env)?,
-            secrets: aws_sdk_secretsmanager::Client::new(config),
+            secrets: SecretsManager::new(config),
             http,
         })
     }

@@ -10,25 +10,18 @@
 //! No answer carries a task token: the store never reads it back except to settle.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
-use maestro_aws::approvals::DynamoApprovals;
+use maestro_aws::approvals::ActionSubmitter;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::http::{answer, body_text, caller_email, problem, route};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
-use maestro_aws::step_functions::ApprovalWorkflowStarter;
-use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
 use maestro_domain::approvals::request::{ApprovalStore, Status};
-use maestro_domain::approvals::workflow::{
-    ActionRecord, ActionRequest, ActionStatus, Outcome, Submission,
-};
+use maestro_domain::approvals::workflow::Submission;
 use serde_json::{Value, json};
 
 pub struct Deps {
-    pub policy: ApprovalPolicy,
-    pub store: DynamoApprovals,
-    pub workflow: ApprovalWorkflowStarter,
+    pub actions: ActionSubmitter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +49,7 @@ pub async fn handle(
         ("POST", Some("POST /actions"), _) => submit(deps, &request).await,
         ("GET", Some("GET /actions/{id}"), Some(id)) => action(deps, &id).await,
         ("GET", Some("GET /approvals"), _) => approvals(deps, &request).await,
-        ("GET", Some("GET /approvals/{id}"), Some(id)) => match deps.store.get(&id).await {
+        ("GET", Some("GET /approvals/{id}"), Some(id)) => match deps.actions.store.get(&id).await {
             Ok(Some(approval)) => Ok(answer(200, to_json(&approval)?)),
             Ok(None) => Ok(problem(404, format!("no approval {id}"))),
             Err(e) => Ok(problem(503, format!("cannot read the approval: {e}"))),
@@ -88,66 +81,19 @@ async fn submit(
             ));
         }
     };
-    if let Err(e) = submission.validate() {
-        return Ok(problem(400, e.to_string()));
-    }
-    let approval_required = match deps
-        .policy
-        .requirement(submission.action.action_type(), submission.environment)
-    {
-        Ok(Requirement::RunAtOnce) => false,
-        Ok(Requirement::Approval(_)) => true,
-        Err(e) => return Ok(problem(403, e.to_string())),
-    };
-    let action = ActionRequest {
-        id: format!("act-{}", uuid::Uuid::new_v4()),
-        action: submission.action,
-        environment: submission.environment,
-        requester,
-        reason: submission.reason.trim().to_owned(),
-    };
-    let mut record = ActionRecord {
-        request: action.clone(),
-        status: ActionStatus::Submitted,
-        approval_required,
-        updated_at: Utc::now(),
-        outcome: None,
-    };
-    match deps.store.submit(&record).await {
-        Ok(true) => {}
-        Ok(false) => return Ok(problem(409, format!("action {} exists", action.id))),
-        Err(e) => return Ok(problem(503, format!("cannot record the action: {e}"))),
-    }
-    if let Err(e) = deps.workflow.start(&action).await {
-        // Recorded as failed rather than left looking submitted.
-        record.status = ActionStatus::Failed;
-        record.outcome = Some(Outcome::Failed {
-            error: "NotStarted".into(),
-            cause: e.to_string(),
-        });
-        if let Err(e) = deps.store.put_action(&record).await {
-            tracing::error!(action_id = %action.id, error = %e, "cannot record a failed start");
-        }
-        return Ok(problem(503, format!("cannot start the workflow: {e}")));
-    }
-    tracing::info!(action_id = %action.id, approval_required, "action submitted");
-    Ok(answer(
-        202,
-        json!({
-            "id": action.id,
-            "status": if approval_required { "AWAITING_APPROVAL" } else { "RUNNING" },
-            "approvalRequired": approval_required,
-        }),
-    ))
+    Ok(match deps.actions.submit(requester, submission).await {
+        Ok(submitted) => answer(202, to_json(&submitted)?),
+        Err(e) => problem(e.status(), e.to_string()),
+    })
 }
 
 async fn action(deps: &Deps, id: &str) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
-    let record = match deps.store.action(id).await {
+    let record = match deps.actions.store.action(id).await {
         Ok(Some(record)) => record,
         Ok(None) => return Ok(problem(404, format!("no action {id}"))),
         Err(e) => return Ok(problem(503, format!("cannot read the action: {e}"))),
     };
-    let approval = match deps.store.get(id).await {
+    let approval = match deps.actions.store.get(id).await {
         Ok(approval) => approval,
         Err(e) => return Ok(problem(503, format!("cannot read the approval: {e}"))),
     };
@@ -176,7 +122,7 @@ async fn approvals(
             ));
         }
     };
-    match deps.store.with_status(status, 100).await {
+    match deps.actions.store.with_status(status, 100).await {
         Ok(approvals) => Ok(answer(200, json!({ "approvals": to_json(&approvals)? }))),
         Err(e) => Ok(problem(503, format!("cannot list the approvals: {e}"))),
     }
@@ -187,22 +133,10 @@ impl LambdaFunction for Deps {
     type Response = ApiGatewayV2httpResponse;
     type Error = ApiFailure;
 
-    /// Reads `APPROVAL_POLICY` (JSON), `APPROVALS_TABLE` and `APPROVAL_STATE_MACHINE_ARN`.
+    /// See `ActionSubmitter::from_parts`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
-        let mut vars = env.reader();
-        let policy = ApprovalPolicy::from_json(&vars.required("APPROVAL_POLICY"))
-            .map_err(|e| vars.problem(format!("APPROVAL_POLICY is invalid: {e}")))
-            .ok();
-        let table = vars.required("APPROVALS_TABLE");
-        let state_machine = vars.required("APPROVAL_STATE_MACHINE_ARN");
-        vars.finish()?;
-        let policy = policy.ok_or_else(|| EnvError {
-            problems: vec!["APPROVAL_POLICY is invalid".into()],
-        })?;
         Ok(Deps {
-            policy,
-            store: DynamoApprovals::new(config, table),
-            workflow: ApprovalWorkflowStarter::new(config, state_machine),
+            actions: ActionSubmitter::from_parts(config, env)?,
         })
     }
 

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
-use maestro_aws::approvals::DynamoApprovals;
+use maestro_aws::approvals::{DynamoApprovals, approval_policy};
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::mail::SesMailer;
@@ -228,9 +228,7 @@ impl LambdaFunction for Deps {
     /// `SIGNING_KEY_SECRET` and `APPROVAL_LINKS_URL`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
-        let policy = ApprovalPolicy::from_json(&vars.required("APPROVAL_POLICY"))
-            .map_err(|e| vars.problem(format!("APPROVAL_POLICY is invalid: {e}")))
-            .ok();
+        let policy = approval_policy(&mut vars);
         let table = vars.required("APPROVALS_TABLE");
         let sender = vars.required("APPROVAL_SENDER");
         let secret = vars.required("SIGNING_KEY_SECRET");

@@ -21,15 +21,21 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::Utc;
+use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
 use maestro_domain::approvals::request::{
     ApprovalRequest, ApprovalStore, Status, TaskToken, VoteRecord,
 };
 use maestro_domain::approvals::tally::Vote;
-use maestro_domain::approvals::workflow::ActionRecord;
+use maestro_domain::approvals::workflow::{
+    ActionRecord, ActionRequest, ActionStatus, Outcome, Submission,
+};
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
+use crate::env::{EnvError, EnvReader, FunctionEnv};
 use crate::sdk_error::port_error;
+use crate::step_functions::ApprovalWorkflowStarter;
 
 const SERVICE: &str = "dynamodb";
 
@@ -343,5 +349,143 @@ impl ApprovalStore for DynamoApprovals {
             Err(error) if lost_condition(&error) => Ok(None),
             Err(error) => Err(port_error(SERVICE, id, error)),
         }
+    }
+}
+
+/// Why an action was not submitted, with the HTTP status that says so.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl SubmitError {
+    pub fn status(&self) -> i64 {
+        match self {
+            SubmitError::Invalid(_) => 400,
+            SubmitError::NotAllowed(_) => 403,
+            SubmitError::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// An action on its way: its id, and whether it awaits an approval.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Submitted {
+    pub id: String,
+    pub status: ActionStatus,
+    pub approval_required: bool,
+}
+
+/// Submits actions to the approval workflow: records each, then starts its execution, so an
+/// action is never running without a record, nor recorded as submitted when it never started.
+pub struct ActionSubmitter {
+    pub policy: ApprovalPolicy,
+    pub store: DynamoApprovals,
+    pub workflow: ApprovalWorkflowStarter,
+}
+
+/// The approval policy in `APPROVAL_POLICY`, its problems recorded with the others.
+pub fn approval_policy(vars: &mut EnvReader<'_>) -> Option<ApprovalPolicy> {
+    let text = vars.required("APPROVAL_POLICY");
+    if text.is_empty() {
+        return None;
+    }
+    ApprovalPolicy::from_json(&text)
+        .map_err(|e| vars.problem(format!("APPROVAL_POLICY is invalid: {e}")))
+        .ok()
+}
+
+impl ActionSubmitter {
+    /// Reads `APPROVAL_POLICY` (JSON), `APPROVALS_TABLE` and `APPROVAL_STATE_MACHINE_ARN`.
+    pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let policy = approval_policy(&mut vars);
+        let table = vars.required("APPROVALS_TABLE");
+        let state_machine = vars.required("APPROVAL_STATE_MACHINE_ARN");
+        vars.finish()?;
+        let policy = policy.ok_or_else(|| EnvError {
+            problems: vec!["APPROVAL_POLICY is invalid".into()],
+        })?;
+        Ok(ActionSubmitter {
+            policy,
+            store: DynamoApprovals::new(config, table),
+            workflow: ApprovalWorkflowStarter::new(config, state_machine),
+        })
+    }
+
+    pub async fn submit(
+        &self,
+        requester: String,
+        submission: Submission,
+    ) -> Result<Submitted, SubmitError> {
+        submission
+            .validate()
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let approval_required = match self
+            .policy
+            .requirement(submission.action.action_type(), submission.environment)
+        {
+            Ok(Requirement::RunAtOnce) => false,
+            Ok(Requirement::Approval(_)) => true,
+            Err(e) => return Err(SubmitError::NotAllowed(e.to_string())),
+        };
+        let action = ActionRequest {
+            id: format!("act-{}", uuid::Uuid::new_v4()),
+            action: submission.action,
+            environment: submission.environment,
+            requester,
+            reason: submission.reason.trim().to_owned(),
+        };
+        let mut record = ActionRecord {
+            request: action.clone(),
+            status: ActionStatus::Submitted,
+            approval_required,
+            updated_at: Utc::now(),
+            outcome: None,
+        };
+        match self.store.submit(&record).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SubmitError::Unavailable(format!(
+                    "action {} exists; submit again",
+                    action.id
+                )));
+            }
+            Err(e) => {
+                return Err(SubmitError::Unavailable(format!(
+                    "cannot record the action: {e}"
+                )));
+            }
+        }
+        if let Err(e) = self.workflow.start(&action).await {
+            // Recorded as failed rather than left looking submitted.
+            record.status = ActionStatus::Failed;
+            record.outcome = Some(Outcome::Failed {
+                error: "NotStarted".into(),
+                cause: e.to_string(),
+            });
+            if let Err(e) = self.store.put_action(&record).await {
+                tracing::error!(action_id = %action.id, error = %e, "cannot record a failed start");
+            }
+            return Err(SubmitError::Unavailable(format!(
+                "cannot start the workflow: {e}"
+            )));
+        }
+        tracing::info!(action_id = %action.id, approval_required, "action submitted");
+        Ok(Submitted {
+            id: action.id,
+            status: if approval_required {
+                ActionStatus::AwaitingApproval
+            } else {
+                ActionStatus::Running
+            },
+            approval_required,
+        })
     }
 }

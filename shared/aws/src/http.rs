@@ -95,3 +95,41 @@ pub fn header(request: &ApiGatewayV2httpRequest, name: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// A path parameter with its `%XX` escapes decoded (a secret name holds `/`, which a caller
+/// sends as `%2F`); `None` when an escape is malformed or the result is not UTF-8.
+pub fn path_parameter(request: &ApiGatewayV2httpRequest, name: &str) -> Option<String> {
+    let raw = request.path_parameters.get(name)?;
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut rest = raw.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_parameters_are_percent_decoded() {
+        let mut request = ApiGatewayV2httpRequest::default();
+        request
+            .path_parameters
+            .insert("id".into(), "prod%2Fpayments%2Fdb+x".into());
+        assert_eq!(
+            path_parameter(&request, "id").as_deref(),
+            Some("prod/payments/db+x")
+        );
+        request.path_parameters.insert("id".into(), "bad%2".into());
+        assert_eq!(path_parameter(&request, "id"), None);
+    }
+}

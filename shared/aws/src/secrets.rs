@@ -10,6 +10,7 @@ use maestro_domain::rotation::credentials::PasswordPolicy;
 use maestro_domain::rotation::protocol::{
     CURRENT, PENDING, SecretDescription, SecretStore, Version,
 };
+use maestro_domain::rotation::schedule::SecretInfo;
 
 use crate::SdkConfig;
 use crate::sdk_error::port_error;
@@ -132,5 +133,58 @@ impl SecretStore for SecretsManager {
             .await
             .map_err(|e| port_error(SERVICE, secret_id, e))?;
         Ok(())
+    }
+}
+
+fn time(value: Option<aws_smithy_types::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let value = value?;
+    chrono::DateTime::from_timestamp(value.secs(), value.subsec_nanos())
+}
+
+impl SecretsManager {
+    /// Every secret of the account and region, with what rotation needs to know.
+    pub async fn list(&self) -> Result<Vec<SecretInfo>, PortError> {
+        let mut secrets = Vec::new();
+        let mut pages = self.client.list_secrets().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, "the secrets", e))?;
+            for entry in page.secret_list.unwrap_or_default() {
+                secrets.push(SecretInfo {
+                    name: entry.name.clone().unwrap_or_default(),
+                    arn: entry.arn.clone().unwrap_or_default(),
+                    tags: entry
+                        .tags
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                        .collect(),
+                    rotation_enabled: entry.rotation_enabled.unwrap_or(false),
+                    rotation_days: entry
+                        .rotation_rules
+                        .as_ref()
+                        .and_then(|r| r.automatically_after_days)
+                        .and_then(|d| u32::try_from(d).ok()),
+                    created: time(entry.created_date),
+                    last_changed: time(entry.last_changed_date),
+                    last_rotated: time(entry.last_rotated_date),
+                    next_rotation: time(entry.next_rotation_date),
+                });
+            }
+        }
+        Ok(secrets)
+    }
+
+    /// Starts a rotation now, with the rotation function the secret already has.
+    pub async fn rotate_now(&self, secret_id: &str) -> Result<String, PortError> {
+        let rotated = self
+            .client
+            .rotate_secret()
+            .secret_id(secret_id)
+            .rotate_immediately(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, secret_id, e))?;
+        Ok(rotated.version_id.unwrap_or_default())
     }
 }

@@ -18,6 +18,12 @@ pub enum RotationProblem {
     RotationFailed,
     /// Secrets Manager gave up on a rotation (it restarts from createSecret next time).
     RotationAbandoned,
+    /// A secret rotated by hand nears its deadline.
+    ManualRotationDueSoon,
+    /// A secret rotated by hand is past its deadline, or automatic rotation slipped.
+    RotationOverdue,
+    /// A watched secret's tags do not say a usable policy.
+    RotationPolicyInvalid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,3 +4,4 @@
 pub mod alerts;
 pub mod credentials;
 pub mod protocol;
+pub mod schedule;
