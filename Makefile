@@ -19,7 +19,7 @@ STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: help up test venv node chromium postgresql build fmt fmt-check clippy unit-and-e2e lint-template lint-asl
+.PHONY: help up test venv node chromium postgresql rabbitmq build fmt fmt-check clippy unit-and-e2e lint-template lint-asl
 
 help:
 	@echo "make up     run Maestro on the local cloud (Ctrl-C stops it)"
@@ -28,7 +28,7 @@ help:
 up: venv
 	$(CARGO) run --quiet -p maestro-localcloud -- up
 
-test: venv node chromium postgresql fmt-check clippy unit-and-e2e lint-template lint-asl
+test: venv node chromium postgresql rabbitmq fmt-check clippy unit-and-e2e lint-template lint-asl
 	@echo "make test: every check passed"
 
 venv: $(VENV_STAMP)
@@ -47,6 +47,11 @@ export MAESTRO_CHROMIUM ?= /usr/bin/chromium
 chromium:
 	@test -x "$(MAESTRO_CHROMIUM)" || \
 		{ echo "no Chromium at $(MAESTRO_CHROMIUM); on Debian: apt-get install chromium (or set MAESTRO_CHROMIUM)" >&2; exit 1; }
+
+# The rotation tests start their own RabbitMQ brokers on loopback.
+rabbitmq:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
+		{ echo "no RabbitMQ server; on Debian: apt-get install rabbitmq-server" >&2; exit 1; }
 
 # The rotation tests start their own PostgreSQL servers on loopback.
 postgresql:

@@ -533,3 +533,48 @@ async fn current_version_id(cloud: &LocalCloud, name: &str) -> String {
         .version_id
         .expect("a version")
 }
+
+#[test]
+fn a_rabbitmq_user_rotated_through_the_management_api_uses_a_channel_with_the_new_password_only() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let broker = maestro_tests::rabbitmq::RabbitMq::start().await;
+        broker
+            .admin_put(
+                "/users/app",
+                json!({"password": "first-password", "tags": "management"}),
+            )
+            .await;
+        broker
+            .admin_put(
+                "/permissions/%2F/app",
+                json!({"configure": ".*", "write": ".*", "read": ".*"}),
+            )
+            .await;
+        let endpoint = |user: &str, password: &str| {
+            json!({
+                "engine": "rabbitmq", "host": "127.0.0.1", "port": broker.management_port,
+                "managementScheme": "http", "username": user, "password": password,
+            })
+        };
+        let admin = endpoint("guest", "guest");
+        create(cloud, "prod/orders/mq-admin", &admin).await;
+        let mut app = endpoint("app", "first-password");
+        app["vhost"] = json!("/");
+        app["masterarn"] = json!("prod/orders/mq-admin");
+        app["rotationStrategy"] = json!("rabbitmq-user");
+        create(cloud, "prod/orders/mq", &app).await;
+
+        rotate(cloud, &stack, "prod/orders/mq").await;
+        let (_, value) = current(cloud, "prod/orders/mq").await;
+        assert_ne!(password(&value), "first-password");
+        assert!(broker.logs_in("app", password(&value)).await);
+        assert!(!broker.logs_in("app", "first-password").await);
+        assert_eq!(value["vhost"], "/", "other fields are kept");
+        assert_eq!(current(cloud, "prod/orders/mq-admin").await.1, admin);
+        assert!(
+            broker.logs_in("guest", "guest").await,
+            "the admin is untouched"
+        );
+    });
+}

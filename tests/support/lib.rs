@@ -18,6 +18,7 @@ pub use maestro_localcloud;
 
 pub mod approver;
 pub mod postgres;
+pub mod rabbitmq;
 
 struct Shared {
     runtime: tokio::runtime::Runtime,

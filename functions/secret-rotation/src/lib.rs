@@ -5,6 +5,7 @@
 //! to re-read the secret.
 
 pub mod postgres;
+pub mod rabbitmq;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use postgres::Postgres;
+pub use rabbitmq::RabbitMq;
 
 /// The `detail-type` of the notice that follows a rotation.
 pub const SECRET_ROTATED: &str = "Secret Rotated";
@@ -36,6 +38,7 @@ pub struct Deps {
 /// Every strategy's target.
 pub struct RotationTargets {
     pub postgres: Postgres,
+    pub rabbitmq: RabbitMq,
 }
 
 impl Targets for RotationTargets {
@@ -44,7 +47,8 @@ impl Targets for RotationTargets {
             Strategy::PostgresqlSingleUser | Strategy::PostgresqlAlternatingUsers => {
                 Some(&self.postgres)
             }
-            Strategy::RabbitmqUser | Strategy::RandomValue => None,
+            Strategy::RabbitmqUser => Some(&self.rabbitmq),
+            Strategy::RandomValue => None,
         }
     }
 }
@@ -131,7 +135,10 @@ impl LambdaFunction for Deps {
         vars.finish()?;
         Ok(Deps {
             store: SecretsManager::new(config),
-            targets: RotationTargets { postgres: Postgres },
+            targets: RotationTargets {
+                postgres: Postgres,
+                rabbitmq: RabbitMq::new().map_err(|e| EnvError { problems: vec![e] })?,
+            },
             notices: Notices::new(config, bus.clone(), topic),
             alerts: Notices::new(config, bus, alerts),
         })

@@ -141,6 +141,14 @@ impl Credentials {
         })
     }
 
+    /// Another text field of the secret (`vhost`, `managementScheme`).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
     /// The secret's JSON: every field it came with, the user and password as they are now.
     pub fn to_value(&self) -> String {
         let mut fields = self.fields.clone();

@@ -303,19 +303,24 @@ async fn set(
     if target.logs_in(&pending).await? {
         return Ok(StepOutcome::AlreadyDone);
     }
-    let acting = match strategy {
+    // The alternating strategy always acts as the master; a RabbitMQ user that is not an
+    // administrator cannot change its own password, so a master may act for it too.
+    let master_arn = match strategy {
         Strategy::PostgresqlAlternatingUsers => {
-            let master_arn = current
-                .master_arn
-                .as_deref()
-                .ok_or(RotationError::NoMaster)?;
+            Some(current.master_arn.clone().ok_or(RotationError::NoMaster)?)
+        }
+        Strategy::RabbitmqUser => current.master_arn.clone(),
+        Strategy::PostgresqlSingleUser | Strategy::RandomValue => None,
+    };
+    let acting = match master_arn.as_deref() {
+        Some(master_arn) => {
             let master = store
                 .value(master_arn, Version::Stage(CURRENT))
                 .await?
                 .ok_or(RotationError::NoMaster)?;
             Credentials::parse(&master)?
         }
-        _ => {
+        None => {
             if target.logs_in(&current).await? {
                 current
             } else {
