@@ -447,6 +447,30 @@ def rotate_secrets_through(lambda_endpoint: str) -> None:
 
     SecretsManagerBackend.rotate_secret = rotate_secret
 
+    # GetSecretValue without a stage reads moto's "default version", which moving AWSCURRENT
+    # with UpdateSecretVersionStage (what finishSecret does) leaves behind; in AWS it reads
+    # AWSCURRENT, and so it does here.
+    original_update_stage = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(self: SecretsManagerBackend, secret_id: str, version_stage: str, remove_from_version_id: str, move_to_version_id: str) -> tuple[str, str]:
+        answer = original_update_stage(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].default_version_id = move_to_version_id
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+    original_get_value = SecretsManagerBackend.get_secret_value
+
+    def get_secret_value(self: SecretsManagerBackend, secret_id: str, version_id: str, version_stage: str) -> dict[str, Any]:
+        if not version_id and not version_stage:
+            version_stage = "AWSCURRENT"
+        return original_get_value(self, secret_id, version_id, version_stage)
+
+    SecretsManagerBackend.get_secret_value = get_secret_value
+
 
 def forget_on_reset(*state: Any) -> None:
     """Empties the launcher's own state when moto's is reset (`POST /moto-api/reset`)."""

@@ -102,9 +102,21 @@ impl Moto {
     }
 }
 
-/// The repository this crate was built from: where `infra/`, `statemachines/` and the
-/// launcher are.
+/// The repository: where `infra/`, `statemachines/` and the launcher are. It is found from
+/// the working directory upwards (cargo runs tests in their crate's folder, `make` in the
+/// root), because a build cache shared by several clones can hold this crate compiled in
+/// another clone, whose path the compile-time one would be; the compile-time path is the
+/// last resort.
 pub fn repository_root() -> PathBuf {
+    let is_root = |dir: &Path| {
+        dir.join("infra/template.yaml").is_file()
+            && dir.join("localcloud/moto/launcher.py").is_file()
+    };
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(root) = cwd.ancestors().find(|dir| is_root(dir))
+    {
+        return root.to_path_buf();
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the crate lives in the repository")

@@ -578,3 +578,77 @@ fn a_rabbitmq_user_rotated_through_the_management_api_uses_a_channel_with_the_ne
         );
     });
 }
+
+#[test]
+fn steps_replayed_mid_rotation_and_create_over_a_pending_value_change_nothing() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let postgres = Postgres::start().await;
+        postgres
+            .admin("CREATE ROLE app LOGIN PASSWORD 'first-password'; CREATE DATABASE payments OWNER app;")
+            .await;
+        let name = "prod/payments/app";
+        create(
+            cloud,
+            name,
+            &credentials(&postgres, "app", "first-password", "postgresql-single-user"),
+        )
+        .await;
+        // A first rotation turns rotation on; the second is driven step by step.
+        rotate(cloud, &stack, name).await;
+        let (_, rotated) = current(cloud, name).await;
+        let token = "0b8d6a3e-9c4f-4f1e-8a52-6d2b7c1e9f30";
+        let mut pending = rotated.clone();
+        pending["password"] = json!("a-pending-password-made-earlier-01");
+        secrets(cloud)
+            .put_secret_value()
+            .secret_id(name)
+            .client_request_token(token)
+            .secret_string(pending.to_string())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("a pending version");
+        let step = |step: &'static str| async move {
+            cloud
+                .invoke(
+                    "maestro-secret-rotation",
+                    json!({"SecretId": name, "ClientRequestToken": token, "Step": step}),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e:?}"))["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            step("createSecret").await,
+            "ALREADY_DONE",
+            "the pending value is kept"
+        );
+        assert_eq!(step("setSecret").await, "DONE");
+        assert_eq!(step("setSecret").await, "ALREADY_DONE");
+        assert_eq!(step("testSecret").await, "DONE");
+        assert_eq!(step("testSecret").await, "DONE");
+        assert_eq!(
+            current(cloud, name).await.1,
+            rotated,
+            "AWSCURRENT waits for finish"
+        );
+        assert_eq!(step("finishSecret").await, "DONE");
+        assert_eq!(step("finishSecret").await, "ALREADY_CURRENT");
+        let (version, value) = current(cloud, name).await;
+        assert_eq!(version, token);
+        assert_eq!(value, pending);
+        assert!(
+            postgres
+                .logs_in("app", "a-pending-password-made-earlier-01", "payments")
+                .await
+        );
+        assert!(
+            !postgres
+                .logs_in("app", password(&rotated), "payments")
+                .await
+        );
+    });
+}
