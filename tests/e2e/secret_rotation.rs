@@ -652,3 +652,42 @@ fn steps_replayed_mid_rotation_and_create_over_a_pending_value_change_nothing() 
         );
     });
 }
+
+#[test]
+fn a_database_that_requires_tls_is_rotated_over_a_verified_connection() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let postgres = Postgres::start_requiring_tls().await;
+        postgres
+            .admin("CREATE ROLE app LOGIN PASSWORD 'first-password'; CREATE DATABASE payments OWNER app;")
+            .await;
+        assert!(
+            !postgres.logs_in("app", "first-password", "payments").await,
+            "app may not connect in the clear"
+        );
+        let name = "prod/payments/app";
+        let mut secret = credentials(&postgres, "app", "first-password", "postgresql-single-user");
+        secret["sslmode"] = json!("verify-full");
+        secret["sslrootcert"] = json!(postgres.certificate.clone().expect("a certificate"));
+        create(cloud, name, &secret).await;
+
+        rotate(cloud, &stack, name).await;
+
+        let (_, value) = current(cloud, name).await;
+        assert_ne!(
+            password(&value),
+            "first-password",
+            "the rotation went through"
+        );
+        let over_tls = |password: &str| {
+            let mut credentials = value.clone();
+            credentials["password"] = json!(password);
+            maestro_domain::rotation::credentials::Credentials::parse(&credentials.to_string())
+                .expect("credentials")
+        };
+        use maestro_domain::rotation::protocol::Target;
+        let target = secret_rotation::Postgres;
+        assert!(target.logs_in(&over_tls(password(&value))).await.unwrap());
+        assert!(!target.logs_in(&over_tls("first-password")).await.unwrap());
+    });
+}

@@ -13,6 +13,8 @@ const SUPERUSER_PASSWORD: &str = "local-superuser";
 
 pub struct Postgres {
     pub port: u16,
+    /// The certificate of the CA that signed the server's (PEM), when it was started with TLS.
+    pub certificate: Option<String>,
     server: Child,
     dir: PathBuf,
 }
@@ -60,6 +62,16 @@ fn free_port() -> u16 {
 
 impl Postgres {
     pub async fn start() -> Postgres {
+        Postgres::start_with(false).await
+    }
+
+    /// A server that accepts `app` only over TLS, with a self-signed certificate for
+    /// 127.0.0.1 (the superuser may still connect in the clear, for the test's own setup).
+    pub async fn start_requiring_tls() -> Postgres {
+        Postgres::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Postgres {
         let bin = bindir();
         let dir = std::env::temp_dir().join(format!("maestro-pg-{}", uuid_like()));
         std::fs::create_dir_all(&dir).expect("a data folder");
@@ -90,11 +102,101 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        let mut certificate = None;
+        let mut settings = vec!["listen_addresses=127.0.0.1".to_owned()];
+        if tls {
+            // A CA of its own signs the server's certificate, as the RDS CA signs RDS's.
+            let openssl = |args: &[&str]| {
+                let made = std::process::Command::new("openssl")
+                    .current_dir(&data)
+                    .args(args)
+                    .output()
+                    .expect("openssl runs");
+                assert!(
+                    made.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&made.stderr)
+                );
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=maestro-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ]);
+            std::fs::write(
+                data.join("server.ext"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            )
+            .expect("the extensions");
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
+            ]);
+            let _ = std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.key"))
+                .arg(data.join("server.crt"))
+                .status();
+            let _ = std::process::Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status();
+            certificate =
+                Some(std::fs::read_to_string(data.join("ca.crt")).expect("the CA certificate"));
+            // app over TLS only; everyone else as initdb set them up.
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostssl all app 127.0.0.1/32 scram-sha-256\nhost all app 0.0.0.0/0 reject\n{rules}"
+                ),
+            )
+            .expect("pg_hba.conf is written");
+            settings.push("ssl=on".to_owned());
+        }
         let port = free_port();
-        let server = as_owner(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        let mut server = as_owner(&bin.join("postgres"));
+        server.arg("-D").arg(&data).args(["-p", &port.to_string()]);
+        for setting in &settings {
+            server.args(["-c", setting]);
+        }
+        let server = server
             .arg("-k")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -102,7 +204,12 @@ impl Postgres {
             .kill_on_drop(true)
             .spawn()
             .expect("postgres starts");
-        let postgres = Postgres { port, server, dir };
+        let postgres = Postgres {
+            port,
+            certificate,
+            server,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while postgres.superuser().await.is_err() {
             assert!(Instant::now() < deadline, "PostgreSQL did not come up");

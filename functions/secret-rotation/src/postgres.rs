@@ -1,19 +1,138 @@
 //! PostgreSQL users as rotation targets: the single-user strategy (the user changes its own
 //! password) and the alternating-users strategy (the master changes the other user's, and
 //! creates it on the first rotation as a member of the original, so it holds the same rights).
+//!
+//! Connections follow the secret's `sslmode`, as libpq does: `prefer` (the default: TLS when
+//! the server offers it, as Amazon RDS requires), `require` (TLS or nothing), both without
+//! checking the server's certificate, like libpq; `verify-full` (TLS with the certificate
+//! checked against the system's roots and the PEM certificates of `sslrootcert`, such as
+//! the RDS CA bundle, and the host name); or `disable`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use maestro_domain::rotation::credentials::Credentials;
 use maestro_domain::rotation::protocol::{Target, TargetError};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the databases the secrets name.
 pub struct Postgres;
+
+/// Accepts any certificate: what libpq's `prefer` and `require` do (encryption against
+/// eavesdropping, not identity). The handshake's signatures are still checked.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS mode and connector the secret asks for.
+fn tls(credentials: &Credentials) -> Result<(SslMode, MakeRustlsConnect), TargetError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TargetError::Refused(format!("TLS: {e}")))?;
+    let invalid =
+        |problem: String| TargetError::Refused(format!("the secret's sslmode: {problem}"));
+    let (mode, config) = match credentials.field("sslmode").unwrap_or("prefer") {
+        "disable" => (
+            SslMode::Disable,
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+        ),
+        mode @ ("prefer" | "require") => (
+            if mode == "prefer" {
+                SslMode::Prefer
+            } else {
+                SslMode::Require
+            },
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+        ),
+        "verify-full" => {
+            let mut roots = RootCertStore::empty();
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
+            if let Some(pem) = credentials.field("sslrootcert") {
+                for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let certificate =
+                        certificate.map_err(|e| invalid(format!("sslrootcert: {e}")))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|e| invalid(format!("sslrootcert: {e}")))?;
+                }
+            }
+            (
+                SslMode::Require,
+                builder.with_root_certificates(roots).with_no_client_auth(),
+            )
+        }
+        other => {
+            return Err(invalid(format!(
+                "{other:?} is not disable, prefer, require or verify-full"
+            )));
+        }
+    };
+    Ok((mode, MakeRustlsConnect::new(config)))
+}
 
 fn config(credentials: &Credentials) -> Config {
     let mut config = Config::new();
@@ -37,7 +156,10 @@ fn refused_login(error: &tokio_postgres::Error) -> bool {
 }
 
 async fn connect(credentials: &Credentials) -> Result<Option<Client>, TargetError> {
-    match config(credentials).connect(NoTls).await {
+    let (mode, connector) = tls(credentials)?;
+    let mut config = config(credentials);
+    config.ssl_mode(mode);
+    match config.connect(connector).await {
         Ok((client, connection)) => {
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -47,10 +169,19 @@ async fn connect(credentials: &Credentials) -> Result<Option<Client>, TargetErro
             Ok(Some(client))
         }
         Err(e) if refused_login(&e) => Ok(None),
-        Err(e) => Err(TargetError::Unreachable(format!(
-            "PostgreSQL at {}:{}: {e}",
-            credentials.host, credentials.port
-        ))),
+        Err(e) => {
+            // tokio-postgres says "error performing TLS handshake"; the why is in the sources.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                reason.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Err(TargetError::Unreachable(format!(
+                "PostgreSQL at {}:{}: {reason}",
+                credentials.host, credentials.port
+            )))
+        }
     }
 }
 
