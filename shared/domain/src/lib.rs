@@ -6,6 +6,7 @@
 
 pub mod approvals;
 pub mod idempotency;
+pub mod inventory;
 pub mod port;
 pub mod quota;
 pub mod rotation;

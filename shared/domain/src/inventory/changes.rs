@@ -1,0 +1,336 @@
+//! One crawl of a scope (connection × region × resource type) against its manifest.
+//!
+//! The manifest holds, per entity id, the content hash of its last known state and how many
+//! complete crawls in a row missed it. An unchanged entity costs nothing; a new or changed
+//! one is written with a field-level diff; one missing from `gone_after` complete crawls in a
+//! row is gone. A crawl that was not complete (a page failed, throttling outlasted the
+//! retries, access was denied, time ran out) changes nothing at all: absence proves nothing
+//! when the listing is partial.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// An entity as a crawl saw it: its stable id and its normalised content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    pub content: Value,
+}
+
+/// What the manifest remembers of one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Known {
+    pub hash: String,
+    /// Complete crawls in a row that did not see it.
+    #[serde(default)]
+    pub misses: u32,
+}
+
+pub type Manifest = BTreeMap<String, Known>;
+
+/// How the crawl ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Crawl {
+    /// Every page of every call was read.
+    Complete(Vec<Observed>),
+    /// Something failed; the reason is reported and nothing is concluded.
+    Failed { reason: String },
+}
+
+/// One field that differs, by its JSON path (`tags.Name`, `securityGroups[1]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FieldChange {
+    Added {
+        path: String,
+        new: Value,
+    },
+    Removed {
+        path: String,
+        old: Value,
+    },
+    Changed {
+        path: String,
+        old: Value,
+        new: Value,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created {
+        entity: Observed,
+    },
+    Changed {
+        entity: Observed,
+        diff: Vec<FieldChange>,
+    },
+    Gone {
+        id: String,
+    },
+}
+
+/// What one crawl asks to write: the changes, and the manifest to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    pub manifest: Manifest,
+    /// Entities not seen this time but not gone yet.
+    pub missing: usize,
+    pub failure: Option<String>,
+}
+
+/// The content hash: SHA-256 of the canonical JSON (object keys sorted, as `serde_json`'s
+/// map keeps them).
+pub fn content_hash(content: &Value) -> String {
+    let digest = Sha256::digest(content.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The field-level differences from `old` to `new`.
+pub fn diff(old: &Value, new: &Value) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    diff_at("", old, new, &mut changes);
+    changes
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn diff_at(path: &str, old: &Value, new: &Value, changes: &mut Vec<FieldChange>) {
+    match (old, new) {
+        (Value::Object(before), Value::Object(after)) => {
+            let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for key in keys {
+                let at = join(path, key);
+                match (before.get(key), after.get(key)) {
+                    (Some(o), Some(n)) => diff_at(&at, o, n, changes),
+                    (None, Some(n)) => changes.push(FieldChange::Added {
+                        path: at,
+                        new: n.clone(),
+                    }),
+                    (Some(o), None) => changes.push(FieldChange::Removed {
+                        path: at,
+                        old: o.clone(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(before), Value::Array(after)) => {
+            for i in 0..before.len().max(after.len()) {
+                let at = format!("{path}[{i}]");
+                match (before.get(i), after.get(i)) {
+                    (Some(o), Some(n)) => diff_at(&at, o, n, changes),
+                    (None, Some(n)) => changes.push(FieldChange::Added {
+                        path: at,
+                        new: n.clone(),
+                    }),
+                    (Some(o), None) => changes.push(FieldChange::Removed {
+                        path: at,
+                        old: o.clone(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        (o, n) if o != n => changes.push(FieldChange::Changed {
+            path: path.to_owned(),
+            old: o.clone(),
+            new: n.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// What the crawl changes. `previous` gives the last known content of an entity whose hash
+/// changed (the store reads it only for those), for its diff.
+pub fn reconcile_scope(
+    manifest: &Manifest,
+    crawl: Crawl,
+    gone_after: u32,
+    previous: impl Fn(&str) -> Option<Value>,
+) -> Outcome {
+    let seen = match crawl {
+        Crawl::Failed { reason } => {
+            return Outcome {
+                changes: Vec::new(),
+                manifest: manifest.clone(),
+                missing: 0,
+                failure: Some(reason),
+            };
+        }
+        Crawl::Complete(seen) => seen,
+    };
+    let mut next = Manifest::new();
+    let mut changes = Vec::new();
+    for entity in seen {
+        let hash = content_hash(&entity.content);
+        match manifest.get(&entity.id) {
+            None => changes.push(Change::Created {
+                entity: entity.clone(),
+            }),
+            Some(known) if known.hash != hash => {
+                let diff = previous(&entity.id)
+                    .map(|old| diff(&old, &entity.content))
+                    .unwrap_or_default();
+                changes.push(Change::Changed {
+                    entity: entity.clone(),
+                    diff,
+                });
+            }
+            Some(_) => {}
+        }
+        next.insert(entity.id, Known { hash, misses: 0 });
+    }
+    let mut missing = 0;
+    for (id, known) in manifest {
+        if next.contains_key(id) {
+            continue;
+        }
+        let misses = known.misses + 1;
+        if misses >= gone_after.max(1) {
+            changes.push(Change::Gone { id: id.clone() });
+        } else {
+            missing += 1;
+            next.insert(
+                id.clone(),
+                Known {
+                    hash: known.hash.clone(),
+                    misses,
+                },
+            );
+        }
+    }
+    Outcome {
+        changes,
+        manifest: next,
+        missing,
+        failure: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn instance(id: &str, name: &str) -> Observed {
+        Observed {
+            id: id.into(),
+            content: json!({"name": name, "tags": {"Name": name}, "securityGroups": ["sg-1"]}),
+        }
+    }
+
+    fn crawled(manifest: &Manifest, seen: Vec<Observed>) -> Outcome {
+        reconcile_scope(manifest, Crawl::Complete(seen), 2, |_| None)
+    }
+
+    #[test]
+    fn a_second_crawl_with_nothing_changed_writes_nothing() {
+        let first = crawled(&Manifest::new(), vec![instance("i-1", "web")]);
+        assert_eq!(first.changes.len(), 1);
+        let second = crawled(&first.manifest, vec![instance("i-1", "web")]);
+        assert!(second.changes.is_empty());
+        assert_eq!(second.manifest, first.manifest);
+    }
+
+    #[test]
+    fn a_tag_change_is_one_change_with_its_field_diff() {
+        let first = crawled(&Manifest::new(), vec![instance("i-1", "web")]);
+        let old = instance("i-1", "web").content;
+        let second = reconcile_scope(
+            &first.manifest,
+            Crawl::Complete(vec![instance("i-1", "api")]),
+            2,
+            |_| Some(old.clone()),
+        );
+        let [Change::Changed { diff, .. }] = second.changes.as_slice() else {
+            panic!("one change: {:?}", second.changes);
+        };
+        assert_eq!(
+            diff,
+            &[
+                FieldChange::Changed {
+                    path: "name".into(),
+                    old: json!("web"),
+                    new: json!("api")
+                },
+                FieldChange::Changed {
+                    path: "tags.Name".into(),
+                    old: json!("web"),
+                    new: json!("api")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn gone_only_after_n_complete_crawls_in_a_row() {
+        let first = crawled(&Manifest::new(), vec![instance("i-1", "web")]);
+        let once = crawled(&first.manifest, vec![]);
+        assert!(once.changes.is_empty(), "one miss is not gone");
+        assert_eq!(once.missing, 1);
+        let back = crawled(&once.manifest, vec![instance("i-1", "web")]);
+        assert!(back.changes.is_empty(), "it came back: not a change");
+        assert_eq!(back.manifest["i-1"].misses, 0);
+        let again = crawled(&back.manifest, vec![]);
+        let twice = crawled(&again.manifest, vec![]);
+        assert_eq!(twice.changes, [Change::Gone { id: "i-1".into() }]);
+        assert!(!twice.manifest.contains_key("i-1"));
+    }
+
+    #[test]
+    fn a_failed_crawl_concludes_nothing() {
+        let first = crawled(&Manifest::new(), vec![instance("i-1", "web")]);
+        let missed = crawled(&first.manifest, vec![]);
+        for _ in 0..5 {
+            let failed = reconcile_scope(
+                &missed.manifest,
+                Crawl::Failed {
+                    reason: "AccessDenied in eu-west-1".into(),
+                },
+                2,
+                |_| None,
+            );
+            assert!(failed.changes.is_empty());
+            assert_eq!(failed.manifest, missed.manifest, "misses do not grow");
+            assert_eq!(failed.failure.as_deref(), Some("AccessDenied in eu-west-1"));
+        }
+    }
+
+    #[test]
+    fn diffs_name_added_and_removed_fields_and_list_items() {
+        let changes = diff(
+            &json!({"a": 1, "list": [1, 2], "gone": true}),
+            &json!({"a": 1, "list": [1], "new": "x"}),
+        );
+        assert_eq!(
+            changes,
+            [
+                FieldChange::Removed {
+                    path: "gone".into(),
+                    old: json!(true)
+                },
+                FieldChange::Removed {
+                    path: "list[1]".into(),
+                    old: json!(2)
+                },
+                FieldChange::Added {
+                    path: "new".into(),
+                    new: json!("x")
+                },
+            ]
+        );
+    }
+}
