@@ -10,32 +10,18 @@
 //! No answer carries a task token: the store never reads it back except to settle.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::approvals::ActionSubmitter;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{answer, body_text, caller_email, problem, route};
-use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::http::{ApiFailure, answer, body_text, caller_email, problem, route, to_json};
+use maestro_aws::lambda::LambdaFunction;
 use maestro_domain::approvals::request::{ApprovalStore, Status};
 use maestro_domain::approvals::workflow::Submission;
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub struct Deps {
     pub actions: ActionSubmitter,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ApiFailure(String);
-
-impl From<ApiFailure> for Diagnostic {
-    fn from(failure: ApiFailure) -> Diagnostic {
-        ErrorKind::Rejected.diagnostic(&failure)
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<Value, ApiFailure> {
-    serde_json::to_value(value).map_err(|e| ApiFailure(e.to_string()))
 }
 
 pub async fn handle(

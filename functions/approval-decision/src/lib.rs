@@ -11,12 +11,12 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chrono::Utc;
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::approvals::DynamoApprovals;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{body_text, header, html, route};
-use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::http::{ApiFailure, body_text, header, html, route};
+use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::signing_keys::SecretLinkKeys;
 use maestro_aws::step_functions::{Delivery, TaskCallbacks};
 use maestro_domain::approvals::link::{LinkError, form_token, read_link, verify_link};
@@ -36,17 +36,6 @@ pub struct Deps {
 /// The error type Step Functions sees when an approver rejects: the state machine catches
 /// it by this name.
 pub const REJECTED: &str = "Approval.Rejected";
-
-/// Failures no page can carry.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PageFailure(String);
-
-impl From<PageFailure> for Diagnostic {
-    fn from(failure: PageFailure) -> Diagnostic {
-        ErrorKind::Rejected.diagnostic(&failure)
-    }
-}
 
 fn refused(status: i64, title: &str, message: &str) -> ApiGatewayV2httpResponse {
     html(status, message_page(title, message))
@@ -85,7 +74,7 @@ fn closed(status: Status) -> ApiGatewayV2httpResponse {
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
-) -> Result<ApiGatewayV2httpResponse, PageFailure> {
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
     let (method, _) = route(&request);
     let Some(approval_id) = request.path_parameters.get("id").cloned() else {
@@ -305,7 +294,7 @@ fn unavailable(detail: &str) -> ApiGatewayV2httpResponse {
 impl LambdaFunction for Deps {
     type Event = ApiGatewayV2httpRequest;
     type Response = ApiGatewayV2httpResponse;
-    type Error = PageFailure;
+    type Error = ApiFailure;
 
     /// Reads `APPROVALS_TABLE` and `SIGNING_KEY_SECRET`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
@@ -323,7 +312,7 @@ impl LambdaFunction for Deps {
     async fn handle(
         &self,
         event: LambdaEvent<ApiGatewayV2httpRequest>,
-    ) -> Result<ApiGatewayV2httpResponse, PageFailure> {
+    ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
         handle(self, event).await
     }
 }

@@ -9,12 +9,14 @@
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chrono::Utc;
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::approvals::ActionSubmitter;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{answer, body_text, caller_email, path_parameter, problem, route};
-use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::http::{
+    ApiFailure, answer, body_text, caller_email, path_parameter, problem, route, to_json,
+};
+use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::secrets::SecretsManager;
 use maestro_domain::approvals::action::Action;
 use maestro_domain::approvals::workflow::Submission;
@@ -31,16 +33,6 @@ pub const ENVIRONMENT_TAG: &str = "maestro:environment";
 pub struct Deps {
     pub secrets: SecretsManager,
     pub actions: ActionSubmitter,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ApiFailure(String);
-
-impl From<ApiFailure> for Diagnostic {
-    fn from(failure: ApiFailure) -> Diagnostic {
-        ErrorKind::Rejected.diagnostic(&failure)
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,7 +61,7 @@ async fn rotation_status(deps: &Deps) -> Result<ApiGatewayV2httpResponse, ApiFai
         Err(e) => return Ok(problem(503, format!("cannot list the secrets: {e}"))),
     };
     let statuses: Vec<_> = secrets.iter().map(|s| status(s, now)).collect();
-    let body = serde_json::to_value(&statuses).map_err(|e| ApiFailure(e.to_string()))?;
+    let body = to_json(&statuses)?;
     Ok(answer(200, json!({ "secrets": body })))
 }
 
@@ -125,10 +117,7 @@ async fn rotate(
         reason: body.reason,
     };
     Ok(match deps.actions.submit(requester, submission).await {
-        Ok(submitted) => answer(
-            202,
-            serde_json::to_value(&submitted).map_err(|e| ApiFailure(e.to_string()))?,
-        ),
+        Ok(submitted) => answer(202, to_json(&submitted)?),
         Err(e) => problem(e.status(), e.to_string()),
     })
 }

@@ -7,32 +7,20 @@
 //!   or is not desired.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{answer, caller_arn, problem, route};
-use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::http::{ApiFailure, answer, caller_arn, problem, route, to_json};
+use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
 use maestro_domain::sso::reconcile::{
     Mode, PlanStore, Run, Scope, Trigger, read_inputs, reconcile,
 };
 use serde::Deserialize;
-use serde_json::Value;
 
 pub struct Deps {
     pub sso: SsoServices,
-}
-
-/// Failures no HTTP answer can carry (the answer itself could not be made).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ApiFailure(String);
-
-impl From<ApiFailure> for Diagnostic {
-    fn from(failure: ApiFailure) -> Diagnostic {
-        ErrorKind::Rejected.diagnostic(&failure)
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,10 +111,6 @@ pub async fn handle(
         }
         _ => problem(404, format!("no route {method} {path}")),
     })
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<Value, ApiFailure> {
-    serde_json::to_value(value).map_err(|e| ApiFailure(e.to_string()))
 }
 
 impl LambdaFunction for Deps {

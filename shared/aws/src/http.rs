@@ -6,7 +6,26 @@ use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpR
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
+
+use crate::lambda::ErrorKind;
+
+/// Failures no HTTP answer can carry (the answer itself could not be made).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiFailure(pub String);
+
+impl From<ApiFailure> for Diagnostic {
+    fn from(failure: ApiFailure) -> Diagnostic {
+        ErrorKind::Rejected.diagnostic(&failure)
+    }
+}
+
+/// `value` as a JSON body.
+pub fn to_json(value: &impl serde::Serialize) -> Result<Value, ApiFailure> {
+    serde_json::to_value(value).map_err(|e| ApiFailure(e.to_string()))
+}
 
 fn response(status: i64, headers: HeaderMap, body: String) -> ApiGatewayV2httpResponse {
     let mut response = ApiGatewayV2httpResponse::default();

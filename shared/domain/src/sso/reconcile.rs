@@ -199,6 +199,20 @@ pub struct RunSummary {
 }
 
 impl RunRecord {
+    /// A run about to plan: nothing planned or reported yet.
+    fn starting(run: Run) -> RunRecord {
+        RunRecord {
+            run_id: run.run_id,
+            started_at: run.now,
+            trigger: run.trigger,
+            scope: run.scope,
+            mode: run.mode,
+            outcome: Outcome::Planned,
+            plan: None,
+            reports: Vec::new(),
+        }
+    }
+
     pub fn summary(&self) -> RunSummary {
         let plan = self.plan.as_ref();
         let count = |f: fn(&Plan) -> usize| plan.map_or(0, f);
@@ -322,39 +336,32 @@ pub struct Run {
     pub now: DateTime<Utc>,
 }
 
+/// The plan of `scope` from inputs read now, or every reason not to trust one.
+async fn plan_scope(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    scope: &Scope,
+) -> Result<Plan, Vec<String>> {
+    let inputs = read_inputs(ports.organisation, ports.identity_center, scope).await?;
+    let mut planned = plan(model, &inputs).map_err(|aborted| {
+        aborted
+            .reasons
+            .iter()
+            .map(AbortReason::to_string)
+            .collect::<Vec<_>>()
+    })?;
+    scope.restrict(&mut planned);
+    Ok(planned)
+}
+
 /// One reconcile run, recorded whatever its outcome.
 pub async fn reconcile(
     model: &SsoModel,
     ports: &Ports<'_>,
     run: Run,
 ) -> Result<RunRecord, ReconcileError> {
-    let mut record = RunRecord {
-        run_id: run.run_id,
-        started_at: run.now,
-        trigger: run.trigger,
-        scope: run.scope,
-        mode: run.mode,
-        outcome: Outcome::Planned,
-        plan: None,
-        reports: Vec::new(),
-    };
-    let planned = match read_inputs(ports.organisation, ports.identity_center, &record.scope).await
-    {
-        Err(reasons) => Err(reasons),
-        Ok(inputs) => plan(model, &inputs)
-            .map(|mut planned| {
-                record.scope.restrict(&mut planned);
-                planned
-            })
-            .map_err(|aborted| {
-                aborted
-                    .reasons
-                    .iter()
-                    .map(AbortReason::to_string)
-                    .collect::<Vec<_>>()
-            }),
-    };
-    match planned {
+    let mut record = RunRecord::starting(run);
+    match plan_scope(model, ports, &record.scope).await {
         Err(reasons) => {
             record.outcome = Outcome::Aborted { reasons };
         }
@@ -449,28 +456,12 @@ pub async fn apply_held_deletes(
         .iter()
         .flat_map(|plan| plan.held_deletes().map(|d| d.assignment.clone()))
         .collect();
-    let mut record = RunRecord {
-        run_id: run.run_id,
-        started_at: run.now,
-        trigger: run.trigger,
+    let mut record = RunRecord::starting(Run {
         scope: Scope::Everything,
         mode: Mode::Apply,
-        outcome: Outcome::Planned,
-        plan: None,
-        reports: Vec::new(),
-    };
-    let planned = match read_inputs(ports.organisation, ports.identity_center, &record.scope).await
-    {
-        Err(reasons) => Err(reasons),
-        Ok(inputs) => plan(model, &inputs).map_err(|aborted| {
-            aborted
-                .reasons
-                .iter()
-                .map(AbortReason::to_string)
-                .collect::<Vec<_>>()
-        }),
-    };
-    let planned = match planned {
+        ..run
+    });
+    let planned = match plan_scope(model, ports, &record.scope).await {
         Err(reasons) => {
             record.outcome = Outcome::Aborted { reasons };
             ports
