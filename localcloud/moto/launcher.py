@@ -29,6 +29,22 @@ localcloud/README.md; keep the two in step.
    does on CreateAccountAssignment, and stays provisioned after its assignments go:
    ``ListAccountsForProvisionedPermissionSet`` answers those accounts (moto answers only the
    caller's account, and only after ProvisionPermissionSet).
+8. SES v2 ``SendEmail`` is kept whole and served at ``GET /moto-api/maestro/sent-email``
+   (``capture_sent_email``).
+9. ``RotateSecret`` runs the rotation function on the local host, as Secrets Manager does
+   (``rotate_secrets_through``).
+10. Fault injection, for tests of failure handling: ``POST /moto-api/maestro/faults`` makes
+    every matching request (service, action, and optionally signing region, account, and only
+    requests carrying a pagination token) answer an AWS error in its service's wire format
+    instead of reaching moto, until ``DELETE /moto-api/maestro/faults`` or a reset
+    (``inject_faults``).
+11. Every successful DynamoDB item write (PutItem, UpdateItem, DeleteItem, each item of
+    BatchWriteItem and TransactWriteItems) is logged with its table and key, served at
+    ``GET /moto-api/maestro/dynamodb-writes`` (``log_dynamodb_writes``), so tests can prove that
+    an unchanged resource costs no write.
+12. EventBridge deliveries carry the event's ``account``, as EventBridge's always do: moto's
+    default target input template leaves it out, and discovery's event refresh finds the
+    connection by it.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -46,6 +62,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 NOT_SUPPORTED_ACCOUNT = "Received a 404 status error: Not supported account"
+
+# Serialises the writes of moto's DynamoDB backend (``make_dynamodb_writes_atomic``); the write
+# log (``log_dynamodb_writes``) records under it too, so its order is the order of the writes.
+DYNAMODB_WRITES_LOCK = threading.RLock()
 
 
 def main() -> None:
@@ -85,6 +105,9 @@ def main() -> None:
     make_sso_provisioning_asynchronous(args.sso_polls_in_progress)
     capture_sent_email()
     rotate_secrets_through(args.lambda_endpoint)
+    inject_faults()
+    log_dynamodb_writes()
+    deliver_events_with_their_account()
 
     print(f"MOTO_READY {port}", flush=True)
     # The parent holds our stdin: when it exits, for whatever reason, so do we.
@@ -209,7 +232,7 @@ def make_dynamodb_writes_atomic() -> None:
 
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.RLock()
+    lock = DYNAMODB_WRITES_LOCK
 
     def serialised(method: Any) -> Any:
         @functools.wraps(method)
@@ -470,6 +493,349 @@ def rotate_secrets_through(lambda_endpoint: str) -> None:
         return original_get_value(self, secret_id, version_id, version_stage)
 
     SecretsManagerBackend.get_secret_value = get_secret_value
+
+
+# Request parameters that carry a pagination token, in the query string, a form body or a JSON
+# body, whatever the service's protocol.
+PAGINATION_TOKENS = (
+    "NextToken",
+    "nextToken",
+    "Marker",
+    "marker",
+    "continuation-token",
+    "ContinuationToken",
+    "key-marker",
+    "PaginationToken",
+    "ExclusiveStartKey",
+    "ExclusiveStartTableName",
+)
+
+
+def inject_faults() -> None:
+    """Makes matching requests answer an AWS error instead of reaching moto.
+
+    ``POST /moto-api/maestro/faults`` with ``{"service", "action", "region"?, "account"?,
+    "code", "message"?, "status"?, "continuationOnly"?}`` adds a fault; ``GET`` lists them
+    (each with ``hits``, the requests it answered); ``DELETE`` removes them all. A request
+    matches when its service (moto's or boto3's name, or the signing name) and action (any,
+    when the fault names none) are the fault's, its signing region and account (moto's, from the access key) are the fault's when
+    the fault names them, and, for a ``continuationOnly`` fault, it carries a pagination token.
+    The error is written in the service's protocol (ec2, query, rest-xml, rest-json, json), so
+    the SDKs read it as they would AWS's.
+    """
+    import re
+    import uuid
+    from urllib.parse import parse_qs
+    from xml.sax.saxutils import escape
+
+    from moto.core.responses import BaseResponse
+    from moto.core.utils import get_service_model
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.s3.responses import S3Response
+
+    faults: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    credential_scope = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/")
+
+    def parsed_fault(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        for required in ("service", "code"):
+            if not isinstance(body.get(required), str) or not body[required]:
+                raise ValueError(f"{required!r} must be a non-empty string")
+        for optional in ("action", "region", "account", "message"):
+            if body.get(optional) is not None and not isinstance(body[optional], str):
+                raise ValueError(f"{optional!r} must be a string")
+        status = body.get("status", 400)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise ValueError("'status' must be an HTTP error status (400-599)")
+        continuation_only = body.get("continuationOnly", False)
+        if not isinstance(continuation_only, bool):
+            raise ValueError("'continuationOnly' must be a boolean")
+        return {
+            "service": body["service"],
+            "action": body.get("action"),
+            "region": body.get("region"),
+            "account": body.get("account"),
+            "code": body["code"],
+            "message": body.get("message") or f"Injected fault: {body['code']}",
+            "status": status,
+            "continuationOnly": continuation_only,
+            "hits": 0,
+        }
+
+    def request_body(request: Any) -> bytes:
+        # Read raw: curl -d and urllib label JSON a form (x-www-form-urlencoded), which
+        # ``request.data`` would parse as one and answer empty.
+        return request.get_data(cache=True, parse_form_data=False)
+
+    def faults_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        answer_headers = {"Content-Type": "application/json"}
+        if request.method == "POST":
+            try:
+                fault = parsed_fault(json.loads(request_body(request) or b"null"))
+            except ValueError as error:  # json.JSONDecodeError is one
+                return 400, answer_headers, json.dumps({"error": str(error)})
+            with lock:
+                faults.append(fault)
+        elif request.method == "DELETE":
+            with lock:
+                faults.clear()
+        elif request.method != "GET":
+            return 405, answer_headers, json.dumps({"error": "use GET, POST or DELETE"})
+        with lock:
+            listed = [dict(fault) for fault in faults]
+        return 200, answer_headers, json.dumps({"faults": listed})
+
+    def signing_scope(response: BaseResponse) -> tuple[str | None, str | None]:
+        match = credential_scope.search(response.headers.get("Authorization", "") or "")
+        return (match.group(1), match.group(2)) if match else (None, None)
+
+    def carries_pagination_token(response: BaseResponse) -> bool:
+        params: dict[str, Any] = dict(parse_qs(response.parsed_url.query, keep_blank_values=True))
+        form = getattr(response.normalized_request, "form", None) or {}
+        params.update({key: [value] for key, value in form.items()})
+        raw = response.raw_body
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if isinstance(raw, str) and raw.lstrip().startswith("{"):
+            try:
+                decoded = json.loads(raw)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict):
+                params.update(decoded)
+        return any(params.get(name) not in (None, "", [], [""], {}) for name in PAGINATION_TOKENS)
+
+    def matching_fault(response: BaseResponse) -> dict[str, Any] | None:
+        if not faults:
+            return None
+        try:
+            action = response._get_action()
+        except Exception:
+            action = None
+        signing_region, signing_name = signing_scope(response)
+        region = signing_region or response.region
+        services = {
+            name.lower()
+            for name in (response.service_name, response.boto3_service_name, signing_name)
+            if name
+        }
+        with lock:
+            for fault in faults:
+                if fault["service"].lower() not in services:
+                    continue
+                if fault["action"] and (action or "").lower() != fault["action"].lower():
+                    continue
+                if fault["region"] and fault["region"] != region:
+                    continue
+                if fault["account"] and fault["account"] != response.current_account:
+                    continue
+                if fault["continuationOnly"] and not carries_pagination_token(response):
+                    continue
+                fault["hits"] += 1
+                return dict(fault)
+        return None
+
+    def error_response(response: BaseResponse, fault: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+        request_id = str(uuid.uuid4())
+        code, message, status = fault["code"], fault["message"], fault["status"]
+        try:
+            service_model = get_service_model(response.boto3_service_name)
+            try:
+                protocol = response.determine_response_protocol(service_model)
+            except NotImplementedError:
+                protocol = str(service_model.protocol)
+            json_version = service_model.metadata.get("jsonVersion", "1.0")
+        except Exception:
+            protocol, json_version = "json", "1.0"
+        headers = {"x-amzn-RequestId": request_id}
+        if protocol == "ec2":
+            headers["Content-Type"] = "text/xml"
+            body = (
+                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
+                f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+            )
+        elif protocol == "rest-xml" and response.boto3_service_name == "s3":
+            headers["Content-Type"] = "application/xml"
+            headers["x-amz-request-id"] = request_id
+            body = (
+                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{escape(code)}</Code>"
+                f"<Message>{escape(message)}</Message><RequestId>{request_id}</RequestId></Error>"
+            )
+        elif protocol in ("query", "rest-xml"):
+            headers["Content-Type"] = "text/xml"
+            kind = "Sender" if status < 500 else "Receiver"
+            body = (
+                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error>"
+                f"<Type>{kind}</Type><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            )
+        elif protocol == "rest-json":
+            headers["Content-Type"] = "application/json"
+            headers["x-amzn-ErrorType"] = code
+            body = json.dumps({"message": message})
+        else:  # json (awsJson1_0, awsJson1_1), and anything newer
+            headers["Content-Type"] = f"application/x-amz-json-{json_version}"
+            headers["x-amzn-ErrorType"] = code
+            body = json.dumps({"__type": code, "message": message})
+        return status, headers, body
+
+    original_call_action = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        fault = matching_fault(self)
+        if fault is not None:
+            return error_response(self, fault)
+        return original_call_action(self)
+
+    # S3 answers from its own entry points (after setup_class), never through call_action.
+    def s3_entry(original: Any) -> Any:
+        def entry(self: S3Response, request: Any, full_url: str) -> Any:
+            fault = matching_fault(self)
+            if fault is not None:
+                return error_response(self, fault)
+            return original(self, request, full_url)
+
+        return entry
+
+    for name in ("_bucket_response", "_key_response"):
+        if not hasattr(S3Response, name):
+            raise SystemExit(f"moto's S3Response has no {name}; update the launcher")
+        setattr(S3Response, name, s3_entry(getattr(S3Response, name)))
+    BaseResponse.call_action = call_action
+    moto_api_urls.url_paths["{0}/moto-api/maestro/faults"] = faults_api
+    forget_on_reset(faults)
+
+
+def log_dynamodb_writes() -> None:
+    """Logs every successful DynamoDB item write, served at ``GET /moto-api/maestro/dynamodb-writes``.
+
+    Each entry is ``{"table", "operation", "write", "key"}``: the table's name, the API call
+    (PutItem, UpdateItem, DeleteItem, BatchWriteItem or TransactWriteItems), the item write
+    (Put, Update or Delete) and the item's key attributes as plain values. A write is logged
+    once it succeeded: a failed condition logs nothing, and a transaction's writes are logged
+    only when it commits. ``DELETE`` empties the log. PartiQL writes are not logged.
+    """
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    writes: list[dict[str, Any]] = []
+    # The API call being served on this thread, when it is not the backend method's own, and
+    # a transaction's writes until it commits.
+    context = threading.local()
+
+    def plain(value: Any) -> Any:
+        if not isinstance(value, dict) or len(value) != 1:
+            return value
+        kind, inner = next(iter(value.items()))
+        if kind == "N":
+            try:
+                return int(inner)
+            except ValueError:
+                return float(inner)
+        return inner
+
+    def key_of(backend: DynamoDBBackend, table_name: str, attributes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        try:
+            table = backend.get_table(table_name)
+        except Exception:
+            return table_name, {name: plain(value) for name, value in attributes.items()}
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        return table.name, {name: plain(attributes[name]) for name in names if name in attributes}
+
+    def record(backend: DynamoDBBackend, table_name: str, own_operation: str, write: str, attributes: dict[str, Any]) -> None:
+        table, key = key_of(backend, table_name, attributes)
+        entry = {
+            "table": table,
+            "operation": getattr(context, "operation", None) or own_operation,
+            "write": write,
+            "key": key,
+        }
+        pending = getattr(context, "pending", None)
+        (pending if pending is not None else writes).append(entry)
+
+    def logged(method: Any, own_operation: str, write: str, attributes_at: int, attributes_name: str) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            with DYNAMODB_WRITES_LOCK:
+                answer = method(self, *args, **kwargs)
+                table_name = args[0] if args else kwargs["table_name"]
+                if len(args) > attributes_at:
+                    attributes = args[attributes_at]
+                else:
+                    attributes = kwargs[attributes_name]
+                record(self, table_name, own_operation, write, attributes)
+                return answer
+
+        return wrapper
+
+    original_transact = DynamoDBBackend.transact_write_items
+
+    @functools.wraps(original_transact)
+    def transact_write_items(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with DYNAMODB_WRITES_LOCK:
+            outer_pending = getattr(context, "pending", None)
+            outer_operation = getattr(context, "operation", None)
+            context.pending, context.operation = [], "TransactWriteItems"
+            try:
+                answer = original_transact(self, *args, **kwargs)
+                committed = context.pending
+            finally:
+                context.pending, context.operation = outer_pending, outer_operation
+            (outer_pending if outer_pending is not None else writes).extend(committed)
+            return answer
+
+    # moto's backend batch_write_item is a stub: its response handler writes item by item
+    # through put_item and delete_item, which log under BatchWriteItem while it runs.
+    original_batch = DynamoHandler.batch_write_item
+
+    @functools.wraps(original_batch)
+    def batch_write_item(self: DynamoHandler) -> Any:
+        outer_operation = getattr(context, "operation", None)
+        context.operation = "BatchWriteItem"
+        try:
+            return original_batch(self)
+        finally:
+            context.operation = outer_operation
+
+    def writes_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        answer_headers = {"Content-Type": "application/json"}
+        if request.method == "DELETE":
+            with DYNAMODB_WRITES_LOCK:
+                writes.clear()
+        elif request.method != "GET":
+            return 405, answer_headers, json.dumps({"error": "use GET or DELETE"})
+        with DYNAMODB_WRITES_LOCK:
+            listed = list(writes)
+        return 200, answer_headers, json.dumps({"writes": listed})
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        if not hasattr(DynamoDBBackend, name):
+            raise SystemExit(f"moto's DynamoDB backend has no {name}; update the launcher")
+    if not hasattr(DynamoHandler, "batch_write_item"):
+        raise SystemExit("moto's DynamoDB handler has no batch_write_item; update the launcher")
+    DynamoDBBackend.put_item = logged(DynamoDBBackend.put_item, "PutItem", "Put", 1, "item_attrs")
+    DynamoDBBackend.update_item = logged(DynamoDBBackend.update_item, "UpdateItem", "Update", 1, "key")
+    DynamoDBBackend.delete_item = logged(DynamoDBBackend.delete_item, "DeleteItem", "Delete", 1, "key")
+    DynamoDBBackend.transact_write_items = transact_write_items
+    DynamoHandler.batch_write_item = batch_write_item
+    moto_api_urls.url_paths["{0}/moto-api/maestro/dynamodb-writes"] = writes_api
+    forget_on_reset(writes)
+
+
+def deliver_events_with_their_account() -> None:
+    from moto.events.utils import EventTemplateParser
+
+    EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
+        '{"id": "<id>", "time": <time>, "version": "0", "detail-type": "<detail-type>", '
+        '"source": "<source>", "account": "<account>", "region": "<region>", '
+        '"resources": <resources>, "detail": <detail>}'
+    )
 
 
 def forget_on_reset(*state: Any) -> None:

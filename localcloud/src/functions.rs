@@ -57,6 +57,12 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<secret_rotation_alerts::Deps>("secret-rotation-alerts"),
     Registration::of::<secret_rotation_monitor::Deps>("secret-rotation-monitor"),
     Registration::of::<secrets_api::Deps>("secrets-api"),
+    Registration::of::<discovery_scheduler::Deps>("discovery-scheduler"),
+    Registration::of::<discovery_crawler::Deps>("discovery-crawler"),
+    Registration::of::<discovery_summary::Deps>("discovery-summary"),
+    Registration::of::<discovery_events::Deps>("discovery-events"),
+    Registration::of::<connections_api::Deps>("connections-api"),
+    Registration::of::<inventory_api::Deps>("inventory-api"),
 ];
 
 pub fn registration_for(binary: &str) -> Option<&'static Registration> {

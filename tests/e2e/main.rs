@@ -6,6 +6,7 @@ mod adapters;
 mod approval_workflow;
 mod approvals;
 mod cli;
+mod discovery;
 mod emulator;
 mod event_sources;
 mod lambda_api;

@@ -108,13 +108,15 @@ async fn fresh_deploy(cloud: &LocalCloud, template: &Template) -> Result<Stack, 
         .map_err(|e| e.to_string())
 }
 
-/// Poll settings that keep the monitor's waits to a second or two, for the templates that
-/// have them.
+/// Poll settings that keep the monitor's waits to a second or two, and a crawl page budget
+/// small enough that crawls continue across calls, for the templates that have them.
 pub fn fast_polls(template: &Template) -> BTreeMap<String, String> {
     [
         ("MonitorPollFirstWaitSeconds", "1"),
         ("MonitorPollMaxWaitSeconds", "2"),
         ("MonitorPollMaxPolls", "5"),
+        // Crawls continue across calls after two pages, so the tests cross that boundary.
+        ("DiscoveryPagesPerCall", "2"),
     ]
     .into_iter()
     .filter(|(name, _)| template.document["Parameters"].get(name).is_some())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::secrets::SecretsManager;
 use maestro_aws::sso::SsoServices;
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 pub struct Deps {
     pub sso: SsoServices,
     pub secrets: SecretsManager,
+    pub inventory: DynamoInventory,
     pub http: reqwest::Client,
 }
 
@@ -98,12 +100,12 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<RunAction>) -> Result<Value,
             let version_id = deps.secrets.rotate_now(secret_id).await?;
             Ok(json!({ "secretId": secret_id, "versionId": version_id }))
         }
-        Action::ConnectionDelete { connection_id } => Err(RunFailure::new(
-            ErrorKind::Rejected,
-            format!(
-                "connection {connection_id} cannot be deleted: this deployment keeps no discovery connections"
-            ),
-        )),
+        Action::ConnectionDelete { connection_id } => {
+            // Its entities and their history stay: what the account held is still true of
+            // the past, and the crawls simply stop.
+            let deleted = deps.inventory.delete_connection(connection_id).await?;
+            Ok(json!({ "connectionId": connection_id, "deleted": deleted }))
+        }
         Action::Webhook { url, method, body } => {
             call_webhook(deps, url, *method, body.as_ref()).await
         }
@@ -162,9 +164,13 @@ impl LambdaFunction for Deps {
             .map_err(|e| EnvError {
                 problems: vec![format!("cannot build the webhook client: {e}")],
             })?;
+        let mut vars = env.reader();
+        let inventory_table = vars.required("INVENTORY_TABLE");
+        vars.finish()?;
         Ok(Deps {
             sso: SsoServices::from_parts(config, env)?,
             secrets: SecretsManager::new(config),
+            inventory: DynamoInventory::new(config, inventory_table),
             http,
         })
     }

@@ -42,6 +42,25 @@ pub fn answer(status: i64, body: Value) -> ApiGatewayV2httpResponse {
     response(status, headers, body.to_string())
 }
 
+/// A CSV document, with extra headers (a download's name, the next page's cursor).
+pub fn csv(
+    status: i64,
+    body: String,
+    extra: &[(&'static str, String)],
+) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    for (name, value) in extra {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+    response(status, headers, body)
+}
+
 /// A JSON error answer: `{"message": …}`.
 pub fn problem(status: i64, message: impl Into<String>) -> ApiGatewayV2httpResponse {
     answer(status, json!({ "message": message.into() }))

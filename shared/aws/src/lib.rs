@@ -2,10 +2,12 @@
 //! SDK configuration, and the Lambda edge every function shares (environment, errors).
 
 pub mod approvals;
+pub mod discovery;
 pub mod env;
 pub mod http;
 pub mod idempotency;
 pub mod identity_center;
+pub mod inventory;
 pub mod lambda;
 pub mod mail;
 pub mod notices;

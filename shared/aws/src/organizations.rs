@@ -101,6 +101,26 @@ impl OrganizationsReader {
     }
 }
 
+impl OrganizationsReader {
+    /// The ACTIVE accounts, id and name, without tags or OUs: what discovery's organisation
+    /// mode needs, at one call per page.
+    pub async fn active_accounts(&self) -> Result<Vec<(String, String)>, PortError> {
+        let mut accounts = Vec::new();
+        let mut pages = self.client.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, "the accounts", e))?;
+            for account in page.accounts.unwrap_or_default() {
+                if account.status() == Some(&SdkStatus::Active)
+                    && let Some(id) = account.id
+                {
+                    accounts.push((id, account.name.unwrap_or_default()));
+                }
+            }
+        }
+        Ok(accounts)
+    }
+}
+
 #[async_trait]
 impl OrganisationReader for OrganizationsReader {
     async fn management_account(&self) -> Result<Option<AccountId>, PortError> {

@@ -152,8 +152,63 @@ fn diff_at(path: &str, old: &Value, new: &Value, changes: &mut Vec<FieldChange>)
     }
 }
 
-/// What the crawl changes. `previous` gives the last known content of an entity whose hash
-/// changed (the store reads it only for those), for its diff.
+/// What one page of a crawl changes: its new and changed entities, against the manifest
+/// entries of the ids it holds. Safe to write before the crawl ends: what a page shows is true
+/// whether or not a later page fails. `previous` gives the last known content of an entity
+/// whose hash changed (the store reads it only for those), for its diff.
+pub fn page_changes(
+    known: &Manifest,
+    seen: Vec<Observed>,
+    previous: impl Fn(&str) -> Option<Value>,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for entity in seen {
+        let hash = content_hash(&entity.content);
+        match known.get(&entity.id) {
+            None => changes.push(Change::Created { entity }),
+            Some(known) if known.hash != hash => {
+                let diff = previous(&entity.id)
+                    .map(|old| diff(&old, &entity.content))
+                    .unwrap_or_default();
+                changes.push(Change::Changed { entity, diff });
+            }
+            Some(_) => {}
+        }
+    }
+    changes
+}
+
+/// What a complete crawl concludes about the manifest's entities by whether it saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conclusion {
+    /// Missed `gone_after` complete crawls in a row.
+    pub gone: Vec<String>,
+    /// Missed, not gone yet: the id and its new miss count.
+    pub missed: Vec<(String, u32)>,
+    /// Seen again after a miss: their count goes back to zero.
+    pub back: Vec<String>,
+}
+
+pub fn conclude(manifest: &Manifest, seen: &BTreeSet<String>, gone_after: u32) -> Conclusion {
+    let mut conclusion = Conclusion::default();
+    for (id, known) in manifest {
+        if seen.contains(id) {
+            if known.misses > 0 {
+                conclusion.back.push(id.clone());
+            }
+            continue;
+        }
+        let misses = known.misses + 1;
+        if misses >= gone_after.max(1) {
+            conclusion.gone.push(id.clone());
+        } else {
+            conclusion.missed.push((id.clone(), misses));
+        }
+    }
+    conclusion
+}
+
+/// A whole crawl at once: [`page_changes`] over everything seen, then [`conclude`].
 pub fn reconcile_scope(
     manifest: &Manifest,
     crawl: Crawl,
@@ -171,39 +226,24 @@ pub fn reconcile_scope(
         }
         Crawl::Complete(seen) => seen,
     };
-    let mut next = Manifest::new();
-    let mut changes = Vec::new();
-    for entity in seen {
-        let hash = content_hash(&entity.content);
-        match manifest.get(&entity.id) {
-            None => changes.push(Change::Created {
-                entity: entity.clone(),
-            }),
-            Some(known) if known.hash != hash => {
-                let diff = previous(&entity.id)
-                    .map(|old| diff(&old, &entity.content))
-                    .unwrap_or_default();
-                changes.push(Change::Changed {
-                    entity: entity.clone(),
-                    diff,
-                });
-            }
-            Some(_) => {}
-        }
-        next.insert(entity.id, Known { hash, misses: 0 });
-    }
-    let mut missing = 0;
-    for (id, known) in manifest {
-        if next.contains_key(id) {
-            continue;
-        }
-        let misses = known.misses + 1;
-        if misses >= gone_after.max(1) {
-            changes.push(Change::Gone { id: id.clone() });
-        } else {
-            missing += 1;
+    let mut next: Manifest = seen
+        .iter()
+        .map(|e| {
+            let known = Known {
+                hash: content_hash(&e.content),
+                misses: 0,
+            };
+            (e.id.clone(), known)
+        })
+        .collect();
+    let ids: BTreeSet<String> = next.keys().cloned().collect();
+    let mut changes = page_changes(manifest, seen, previous);
+    let conclusion = conclude(manifest, &ids, gone_after);
+    let missing = conclusion.missed.len();
+    for (id, misses) in conclusion.missed {
+        if let Some(known) = manifest.get(&id) {
             next.insert(
-                id.clone(),
+                id,
                 Known {
                     hash: known.hash.clone(),
                     misses,
@@ -211,6 +251,7 @@ pub fn reconcile_scope(
             );
         }
     }
+    changes.extend(conclusion.gone.into_iter().map(|id| Change::Gone { id }));
     Outcome {
         changes,
         manifest: next,

@@ -1,7 +1,16 @@
-//! Discovery (BRIEF §1): what changed in a scope since its last crawl, at the cost of no
-//! write for what did not, and gone only after repeated complete crawls.
+//! Discovery (BRIEF §1): a normalised inventory of every connected account's resources, what
+//! changed in each since its last crawl at the cost of no write for what did not, and gone
+//! only after repeated complete crawls.
 //!
-//! Groundwork: the change rules over entities as JSON documents. The typed entity model,
-//! the crawlers and the store arrive with the rest of discovery.
+//! - [`connection`]: accounts, regions, resource types and intervals; scopes.
+//! - [`entity`]: the normalised entity, its typed details and relations.
+//! - [`changes`]: the change rules over entities as JSON documents.
+//! - [`crawl`]: one scope's crawl across calls, behind the provider and store ports.
+//! - [`events`]: the resources a CloudTrail event names, to describe again.
 
 pub mod changes;
+pub mod connection;
+pub mod crawl;
+pub mod entity;
+pub mod events;
+pub mod memory;

@@ -1,0 +1,132 @@
+//! `DiscoveryCrawlerFunction`: one step of one scope's crawl, called by the discovery state
+//! machine until the scope is done.
+//!
+//! Each call reads at most `PAGES_PER_CALL` pages, so no account is too large for a Lambda:
+//! the state machine hands back the cursor and calls again. Throttling is reported as
+//! `Transient` for the state machine's Retry; anything else as `Rejected`, which its Catch
+//! turns into a failed scope that concludes nothing.
+
+use chrono::Utc;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::inventory::DynamoInventory;
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_discovery_aws::AwsProvider;
+use maestro_domain::inventory::connection::Connection;
+use maestro_domain::inventory::crawl::{
+    CrawlError, CrawlSettings, CrawlState, ProviderError, Target, crawl_step,
+};
+use maestro_domain::inventory::entity::Labels;
+use maestro_domain::port::PortError;
+
+pub struct Deps {
+    pub inventory: DynamoInventory,
+    pub provider: AwsProvider,
+    pub settings: CrawlSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlFailure {
+    #[error(transparent)]
+    Crawl(#[from] CrawlError),
+    #[error("connection {0} no longer exists")]
+    NoConnection(String),
+    #[error("the connection could not be read: {0}")]
+    Store(#[from] PortError),
+}
+
+impl From<CrawlFailure> for Diagnostic {
+    fn from(failure: CrawlFailure) -> Diagnostic {
+        let kind = match &failure {
+            CrawlFailure::Crawl(CrawlError::Provider {
+                error: ProviderError::Throttled(_),
+                ..
+            }) => ErrorKind::Transient,
+            CrawlFailure::Crawl(CrawlError::Store { error, .. }) | CrawlFailure::Store(error) => {
+                ErrorKind::of_port_error(error)
+            }
+            CrawlFailure::Crawl(CrawlError::Provider { .. } | CrawlError::Entity { .. }) => {
+                ErrorKind::Rejected
+            }
+            CrawlFailure::NoConnection(_) => ErrorKind::NotFound,
+        };
+        kind.diagnostic(&failure)
+    }
+}
+
+/// Where the scope's calls go: the connection's account, through its role when it has one.
+pub fn target_of(connection: &Connection, region: &str) -> Target {
+    Target {
+        account: connection.account_id.clone(),
+        region: region.to_owned(),
+        role: connection.role.clone(),
+    }
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<CrawlState>,
+) -> Result<CrawlState, CrawlFailure> {
+    let state = event.payload;
+    let connection = deps
+        .inventory
+        .connection(&state.scope.connection_id)
+        .await?
+        .ok_or_else(|| CrawlFailure::NoConnection(state.scope.connection_id.clone()))?;
+    let target = target_of(&connection, &state.scope.region);
+    let scope = state.scope.key();
+    let next = crawl_step(
+        &deps.provider,
+        &deps.inventory,
+        &target,
+        state,
+        &deps.settings,
+        Utc::now(),
+    )
+    .await
+    .inspect_err(|e| tracing::warn!(scope, error = %e, "the crawl stopped"))?;
+    tracing::info!(
+        scope,
+        pages = next.pages,
+        done = next.done,
+        seen = next.counts.seen,
+        created = next.counts.created,
+        changed = next.counts.changed,
+        gone = next.counts.gone,
+        "crawled"
+    );
+    Ok(next)
+}
+
+impl LambdaFunction for Deps {
+    type Event = CrawlState;
+    type Response = CrawlState;
+    type Error = CrawlFailure;
+
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let table = vars.required("INVENTORY_TABLE");
+        let pages_per_call = vars.parsed::<u32>("PAGES_PER_CALL").unwrap_or(20);
+        let gone_after = vars.parsed::<u32>("GONE_AFTER_CRAWLS").unwrap_or(2);
+        if gone_after == 0 {
+            vars.problem(
+                "GONE_AFTER_CRAWLS: at least one complete crawl must miss a resource".into(),
+            );
+        }
+        let labels = Labels::from_lists(env.get("ENVIRONMENT_TAG_KEYS"), env.get("ROLE_TAG_KEYS"));
+        vars.finish()?;
+        Ok(Deps {
+            inventory: DynamoInventory::new(config, table),
+            provider: AwsProvider::new(config, labels),
+            settings: CrawlSettings {
+                pages_per_call,
+                gone_after,
+            },
+        })
+    }
+
+    async fn handle(&self, event: LambdaEvent<CrawlState>) -> Result<CrawlState, CrawlFailure> {
+        handle(self, event).await
+    }
+}

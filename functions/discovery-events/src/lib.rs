@@ -1,0 +1,175 @@
+//! `DiscoveryEventsFunction`: refreshes single resources when CloudTrail says they changed.
+//!
+//! The event names the account, the region and the resources; each connection of that account
+//! that crawls the region and type has them described again and written through the same
+//! diff as a crawl, with the event as the change's source. The scheduled crawls stay the
+//! safety net: an event never makes a resource gone.
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_aws::SdkConfig;
+use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::inventory::DynamoInventory;
+use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_discovery_aws::AwsProvider;
+use maestro_domain::inventory::connection::{GLOBAL_REGION, Scope};
+use maestro_domain::inventory::crawl::{
+    Counts, CrawlError, InventoryStore, Provider, ProviderError, Source, Target, refresh_writes,
+};
+use maestro_domain::inventory::entity::Labels;
+use maestro_domain::inventory::events::named_resources;
+use maestro_domain::port::PortError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub struct Deps {
+    pub inventory: DynamoInventory,
+    pub provider: AwsProvider,
+}
+
+/// An EventBridge event carrying a CloudTrail record.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrailEvent {
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub time: Option<DateTime<Utc>>,
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refreshed {
+    pub event_name: String,
+    pub named: usize,
+    pub connections: usize,
+    pub counts: Counts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshFailure {
+    #[error(transparent)]
+    Crawl(#[from] CrawlError),
+    #[error("the connections could not be read: {0}")]
+    Store(#[from] PortError),
+}
+
+impl From<RefreshFailure> for Diagnostic {
+    fn from(failure: RefreshFailure) -> Diagnostic {
+        let kind = match &failure {
+            RefreshFailure::Crawl(CrawlError::Provider {
+                error: ProviderError::Throttled(_),
+                ..
+            }) => ErrorKind::Transient,
+            RefreshFailure::Crawl(CrawlError::Store { error, .. })
+            | RefreshFailure::Store(error) => ErrorKind::of_port_error(error),
+            RefreshFailure::Crawl(_) => ErrorKind::Rejected,
+        };
+        kind.diagnostic(&failure)
+    }
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<TrailEvent>,
+) -> Result<Refreshed, RefreshFailure> {
+    let event = event.payload;
+    let event_name = event
+        .detail
+        .get("eventName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let named = named_resources(&event.detail);
+    let mut refreshed = Refreshed {
+        event_name: event_name.clone(),
+        named: named.iter().map(|n| n.ids.len()).sum(),
+        ..Refreshed::default()
+    };
+    if named.is_empty() {
+        return Ok(refreshed);
+    }
+    let source = Source::EventRefresh {
+        event_id: event.id.clone(),
+        event_name: event_name.clone(),
+    };
+    let now = event.time.unwrap_or_else(Utc::now);
+    let connections = deps.inventory.connections().await?;
+    for connection in connections
+        .iter()
+        .filter(|c| c.enabled && c.account_id == event.account)
+    {
+        for resources in &named {
+            let resource_type = resources.resource_type;
+            let region = if resource_type.is_global() {
+                GLOBAL_REGION.to_owned()
+            } else {
+                event.region.clone()
+            };
+            let crawled = connection.resource_types.contains_key(&resource_type)
+                && (resource_type.is_global() || connection.regions.contains(&region));
+            if !crawled {
+                continue;
+            }
+            let scope = Scope {
+                connection_id: connection.id.clone(),
+                account: connection.account_id.clone(),
+                region: region.clone(),
+                resource_type,
+            };
+            let target = Target {
+                account: connection.account_id.clone(),
+                region,
+                role: connection.role.clone(),
+            };
+            let entities = deps
+                .provider
+                .describe(&target, resources)
+                .await
+                .map_err(|error| CrawlError::Provider {
+                    scope: scope.key(),
+                    error,
+                })?;
+            let (writes, counts) =
+                refresh_writes(&deps.inventory, &entities, &scope, &source, now).await?;
+            deps.inventory
+                .write(writes)
+                .await
+                .map_err(|error| CrawlError::Store {
+                    scope: scope.key(),
+                    error,
+                })?;
+            refreshed.counts.add(&counts);
+        }
+        refreshed.connections += 1;
+    }
+    tracing::info!(
+        event_name,
+        named = refreshed.named,
+        created = refreshed.counts.created,
+        changed = refreshed.counts.changed,
+        "refreshed from an event"
+    );
+    Ok(refreshed)
+}
+
+impl LambdaFunction for Deps {
+    type Event = TrailEvent;
+    type Response = Refreshed;
+    type Error = RefreshFailure;
+
+    fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let table = vars.required("INVENTORY_TABLE");
+        let labels = Labels::from_lists(env.get("ENVIRONMENT_TAG_KEYS"), env.get("ROLE_TAG_KEYS"));
+        vars.finish()?;
+        Ok(Deps {
+            inventory: DynamoInventory::new(config, table),
+            provider: AwsProvider::new(config, labels),
+        })
+    }
+
+    async fn handle(&self, event: LambdaEvent<TrailEvent>) -> Result<Refreshed, RefreshFailure> {
+        handle(self, event).await
+    }
+}

@@ -1,0 +1,1122 @@
+//! The inventory in one DynamoDB table (docs/inventory.md has the access patterns).
+//!
+//! | pk | sk | holds |
+//! | --- | --- | --- |
+//! | `E#<id>` | `ENTITY` | the entity: content, hash, misses, first seen, last changed |
+//! | `E#<id>` | `H#<time>#<change>` | one history record, newest first by a reverse query |
+//! | `E#<target>` | `IN#<kind>#<source>` | a relation pointing at the entity, for the reverse way |
+//! | `TAG#<key>=<value>` | `E#<id>` | an entity carrying the tag |
+//! | `SUMMARY` | `<dimension>#<value>` | the count of active entities |
+//! | `RUN#<run>#<scope>` | `P#<page>` | the ids one page of a crawl saw, until the crawl concludes |
+//! | `CONNECTIONS` | `C#<id>` | a connection |
+//! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started |
+//!
+//! Entity items carry `family`, `account`, `region` and `environment` for the `byFamily`,
+//! `byAccount`, `byRegion` and `byEnvironment` indexes, and `scopeKey` while active for the
+//! sparse `byScope` index: the scope's manifest.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use maestro_domain::inventory::changes::{Known, Manifest};
+use maestro_domain::inventory::connection::{Connection, Scope};
+use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, Stored, Write};
+use maestro_domain::inventory::entity::{Entity, Relation};
+use maestro_domain::port::PortError;
+use serde_json::Value;
+
+use crate::SdkConfig;
+use crate::sdk_error::port_error;
+
+const SERVICE: &str = "dynamodb";
+const ENTITY: &str = "ENTITY";
+const CONNECTIONS: &str = "CONNECTIONS";
+const SUMMARY: &str = "SUMMARY";
+/// The ids a crawl saw are kept a day past its start: long enough for any crawl to finish.
+const SEEN_RETENTION_HOURS: i64 = 24;
+/// BatchGetItem takes at most 100 keys, BatchWriteItem 25 requests.
+const GET_BATCH: usize = 100;
+const WRITE_BATCH: usize = 25;
+
+/// The summary's dimensions, in the order `GET /inventory/summary` answers them.
+pub const DIMENSIONS: [&str; 4] = ["family", "account", "region", "environment"];
+
+/// Where a paged read continues: the last key DynamoDB read.
+pub type StartKey = HashMap<String, AttributeValue>;
+
+pub struct DynamoInventory {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn rejected(detail: impl Into<String>) -> PortError {
+    PortError::Rejected {
+        service: SERVICE,
+        detail: detail.into(),
+    }
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn entity_key(id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("PK".into(), s(format!("E#{id}"))),
+        ("SK".into(), s(ENTITY)),
+    ])
+}
+
+fn tag_key(key: &str, value: &str) -> String {
+    format!("TAG#{key}={value}")
+}
+
+/// Index items as (PK, SK).
+type Keys = BTreeSet<(String, String)>;
+
+/// The relation items and tag items an entity's content implies. Content that does not read
+/// back as an entity is refused rather than indexed as nothing.
+fn index_items(content: Option<&Value>) -> Result<(Keys, Keys), PortError> {
+    let Some(content) = content.filter(|c| !c.is_null()) else {
+        return Ok(Default::default());
+    };
+    let entity: Entity = serde_json::from_value(content.clone())
+        .map_err(|e| rejected(format!("an entity does not read back: {e}")))?;
+    let relations = entity
+        .relations
+        .iter()
+        .map(|Relation { kind, target }| {
+            let kind = serde_json::to_value(kind)
+                .ok()
+                .and_then(|k| k.as_str().map(String::from))
+                .unwrap_or_default();
+            (format!("E#{target}"), format!("IN#{kind}#{}", entity.id))
+        })
+        .collect();
+    let tags = entity
+        .tags
+        .iter()
+        .map(|(k, v)| (tag_key(k, v), format!("E#{}", entity.id)))
+        .collect();
+    Ok((relations, tags))
+}
+
+/// The summary counters an active entity counts in.
+fn dimensions(content: &Value) -> Vec<String> {
+    DIMENSIONS
+        .iter()
+        .filter_map(|d| {
+            content
+                .get(*d)
+                .and_then(Value::as_str)
+                .map(|v| format!("{d}#{v}"))
+        })
+        .collect()
+}
+
+impl DynamoInventory {
+    pub fn new(config: &SdkConfig, table: String) -> Self {
+        DynamoInventory {
+            client: aws_sdk_dynamodb::Client::new(config),
+            table,
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), PortError> {
+        for chunk in requests.chunks(WRITE_BATCH) {
+            let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
+            // Unprocessed items come back under throttling; they are sent again, a few times.
+            for attempt in 0..5 {
+                let answer = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, "a batch write", e))?;
+                pending = answer.unprocessed_items.unwrap_or_default();
+                if pending.values().all(Vec::is_empty) {
+                    break;
+                }
+                if attempt == 4 {
+                    return Err(PortError::Transient {
+                        service: SERVICE,
+                        detail: "batch writes stayed unprocessed".into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_history(&self, record: &HistoryRecord) -> Result<WriteRequest, PortError> {
+        let json = serde_json::to_string(record).map_err(|e| rejected(e.to_string()))?;
+        let change = serde_json::to_value(record.change)
+            .ok()
+            .and_then(|c| c.as_str().map(String::from))
+            .unwrap_or_default();
+        let item = HashMap::from([
+            ("PK".to_owned(), s(format!("E#{}", record.entity_id))),
+            (
+                "SK".to_owned(),
+                s(format!(
+                    "H#{}#{change}",
+                    record
+                        .at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )),
+            ),
+            ("record".to_owned(), s(json)),
+        ]);
+        PutRequest::builder()
+            .set_item(Some(item))
+            .build()
+            .map(|put| WriteRequest::builder().put_request(put).build())
+            .map_err(|e| rejected(e.to_string()))
+    }
+
+    async fn upsert_entity(
+        &self,
+        content: &Value,
+        hash: &str,
+        scope: &Scope,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let id = content
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let json = serde_json::to_string(content).map_err(|e| rejected(e.to_string()))?;
+        let text_of = |name: &str| content.get(name).and_then(Value::as_str).map(String::from);
+        let active = content
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let tag_keys: Vec<String> = content
+            .get("tags")
+            .and_then(Value::as_object)
+            .map(|tags| tags.keys().cloned().collect())
+            .unwrap_or_default();
+        // Attribute and value; None removes the attribute (an index key cannot be empty).
+        let attributes: Vec<(&str, Option<AttributeValue>)> = vec![
+            ("id", Some(s(id))),
+            ("content", Some(s(json))),
+            ("hash", Some(s(hash))),
+            ("misses", Some(n(0))),
+            ("active", Some(AttributeValue::Bool(active))),
+            ("scopeKey", Some(s(scope.key()))),
+            ("lastChanged", Some(s(at.to_rfc3339()))),
+            ("family", text_of("family").map(s)),
+            ("account", text_of("account").map(s)),
+            ("region", text_of("region").map(s)),
+            ("entityType", text_of("providerType").map(s)),
+            ("summary", Some(s(summary_json(content)))),
+            ("environment", text_of("environment").map(s)),
+            ("nameLower", text_of("name").map(|n| s(n.to_lowercase()))),
+            (
+                "tagKeys",
+                (!tag_keys.is_empty()).then_some(AttributeValue::Ss(tag_keys)),
+            ),
+        ];
+        let mut names = HashMap::from([("#firstSeen".to_owned(), "firstSeen".to_owned())]);
+        let mut values = HashMap::from([(":now".to_owned(), s(at.to_rfc3339()))]);
+        let mut set = vec!["#firstSeen = if_not_exists(#firstSeen, :now)".to_owned()];
+        let mut remove = Vec::new();
+        // Every name is a placeholder: several (hash, region, family…) are reserved words.
+        for (i, (attribute, value)) in attributes.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), attribute.to_owned());
+            match value {
+                Some(value) => {
+                    values.insert(format!(":v{i}"), value);
+                    set.push(format!("#a{i} = :v{i}"));
+                }
+                None => remove.push(format!("#a{i}")),
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(id)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
+    async fn adjust_summary(&self, deltas: BTreeMap<String, i64>) -> Result<(), PortError> {
+        for (dimension, delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", s(SUMMARY))
+                .key("SK", s(dimension.clone()))
+                .update_expression("ADD #entities :delta")
+                .expression_attribute_names("#entities", "entities")
+                .expression_attribute_values(":delta", n(delta))
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, &dimension, e))?;
+        }
+        Ok(())
+    }
+
+    fn index_requests(
+        previous: Option<&Value>,
+        next: Option<&Value>,
+        requests: &mut Vec<WriteRequest>,
+    ) -> Result<(), PortError> {
+        let (old_relations, old_tags) = index_items(previous)?;
+        let (new_relations, new_tags) = index_items(next)?;
+        let old: BTreeSet<_> = old_relations.union(&old_tags).cloned().collect();
+        let new: BTreeSet<_> = new_relations.union(&new_tags).cloned().collect();
+        for (pk, sk) in new.difference(&old) {
+            let source = sk.rsplit_once("E#").map(|(_, id)| id).unwrap_or(sk);
+            let put = PutRequest::builder()
+                .item("PK", s(pk))
+                .item("SK", s(sk))
+                .item("source", s(source))
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for (pk, sk) in old.difference(&new) {
+            let delete = DeleteRequest::builder()
+                .key("PK", s(pk))
+                .key("SK", s(sk))
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        Ok(())
+    }
+
+    async fn set_misses(&self, id: &str, misses: u32) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(id)))
+            .update_expression("SET #misses = :misses")
+            .expression_attribute_names("#misses", "misses")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":misses", n(misses))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
+    async fn mark_gone(
+        &self,
+        id: &str,
+        content: Option<&Value>,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let mut tombstone = content.cloned().unwrap_or(Value::Null);
+        if tombstone.is_object() {
+            tombstone["active"] = Value::Bool(false);
+            tombstone["status"] = Value::String("gone".into());
+        }
+        let json = serde_json::to_string(&tombstone).map_err(|e| rejected(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(id)))
+            .update_expression(
+                "SET #active = :inactive, #content = :content, #lastChanged = :at, #summary = :summary REMOVE #scopeKey",
+            )
+            .expression_attribute_names("#active", "active")
+            .expression_attribute_names("#content", "content")
+            .expression_attribute_names("#lastChanged", "lastChanged")
+            .expression_attribute_names("#summary", "summary")
+            .expression_attribute_names("#scopeKey", "scopeKey")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":inactive", AttributeValue::Bool(false))
+            .expression_attribute_values(":content", s(json))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":summary", s(summary_json(&tombstone)))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
+    // ---- connections ----
+
+    pub async fn put_connection(
+        &self,
+        connection: &Connection,
+        create: bool,
+    ) -> Result<bool, PortError> {
+        let json = serde_json::to_string(connection).map_err(|e| rejected(e.to_string()))?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(CONNECTIONS))
+            .item("SK", s(format!("C#{}", connection.id)))
+            .item("accountId", s(&connection.account_id))
+            .item("connection", s(json));
+        put = if create {
+            put.condition_expression("attribute_not_exists(PK)")
+        } else {
+            put.condition_expression("attribute_exists(PK)")
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error(SERVICE, &connection.id, e)),
+        }
+    }
+
+    pub async fn connection(&self, id: &str) -> Result<Option<Connection>, PortError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("C#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        answer
+            .item
+            .as_ref()
+            .and_then(|item| text(item, "connection"))
+            .map(|json| serde_json::from_str(json).map_err(|e| rejected(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn connections(&self) -> Result<Vec<Connection>, PortError> {
+        let mut connections = Vec::new();
+        for item in self.query_all(CONNECTIONS, Some("C#")).await? {
+            if let Some(json) = text(&item, "connection") {
+                connections.push(serde_json::from_str(json).map_err(|e| rejected(e.to_string()))?);
+            }
+        }
+        Ok(connections)
+    }
+
+    /// Deletes the connection and its schedule memory; its entities stay as they are, since
+    /// an inventory entry is history, not configuration.
+    pub async fn delete_connection(&self, id: &str) -> Result<bool, PortError> {
+        let answer = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("C#{id}")))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{id}")))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(answer.attributes.is_some())
+    }
+
+    pub async fn last_started(
+        &self,
+        connection_id: &str,
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, PortError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{connection_id}")))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, connection_id, e))?;
+        Ok(answer
+            .item
+            .and_then(|item| item.get("lastStarted").and_then(|m| m.as_m().ok()).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(scope, at)| {
+                let at = at.as_s().ok()?;
+                DateTime::parse_from_rfc3339(at)
+                    .ok()
+                    .map(|at| (scope, at.with_timezone(&Utc)))
+            })
+            .collect())
+    }
+
+    pub async fn mark_started(
+        &self,
+        connection_id: &str,
+        scopes: &[Scope],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{connection_id}")))
+            .expression_attribute_values(":at", s(at.to_rfc3339()));
+        let mut sets = Vec::new();
+        for (i, scope) in scopes.iter().enumerate() {
+            sets.push(format!("lastStarted.#s{i} = :at"));
+            update = update.expression_attribute_names(format!("#s{i}"), scope.key());
+        }
+        // The map must exist before its members can be set.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{connection_id}")))
+            .update_expression("SET lastStarted = if_not_exists(lastStarted, :empty)")
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, connection_id, e))?;
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, connection_id, e))?;
+        Ok(())
+    }
+
+    /// Every item of a partition, optionally under a sort-key prefix.
+    pub async fn query_all(
+        &self,
+        pk: &str,
+        sk_prefix: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", s(pk))
+                .set_exclusive_start_key(start);
+            query = match sk_prefix {
+                Some(prefix) => query
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix)),
+                None => query.key_condition_expression("PK = :pk"),
+            };
+            let answer = query.send().await.map_err(|e| port_error(SERVICE, pk, e))?;
+            items.extend(answer.items.unwrap_or_default());
+            start = answer.last_evaluated_key;
+            if start.as_ref().is_none_or(HashMap::is_empty) {
+                return Ok(items);
+            }
+        }
+    }
+
+    // ---- reads for the API ----
+
+    /// The entity item's fields the API shows: its content with the store's times.
+    pub async fn entity(&self, id: &str) -> Result<Option<Value>, PortError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(id)))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(answer.item.as_ref().map(entity_view))
+    }
+
+    /// The relations pointing at the entity: (kind, source id).
+    pub async fn incoming(&self, id: &str) -> Result<Vec<(String, String)>, PortError> {
+        Ok(self
+            .query_all(&format!("E#{id}"), Some("IN#"))
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let sk = text(item, "SK")?.strip_prefix("IN#")?;
+                let (kind, source) = sk.split_once('#')?;
+                Some((kind.to_owned(), source.to_owned()))
+            })
+            .collect())
+    }
+
+    /// One page of history, newest first, and where the next page starts.
+    pub async fn history(
+        &self,
+        id: &str,
+        limit: i32,
+        cursor: Option<StartKey>,
+    ) -> Result<(Vec<Value>, Option<String>), PortError> {
+        let answer = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :h)")
+            .expression_attribute_values(":pk", s(format!("E#{id}")))
+            .expression_attribute_values(":h", s("H#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(cursor)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        let records = answer
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, "record").and_then(|r| serde_json::from_str(r).ok()))
+            .collect();
+        Ok((records, encode_cursor(answer.last_evaluated_key)))
+    }
+
+    pub async fn summary(&self) -> Result<BTreeMap<String, BTreeMap<String, i64>>, PortError> {
+        let mut summary: BTreeMap<String, BTreeMap<String, i64>> = DIMENSIONS
+            .iter()
+            .map(|d| ((*d).to_owned(), BTreeMap::new()))
+            .collect();
+        for item in self.query_all(SUMMARY, None).await? {
+            let (Some(key), Some(count)) = (text(&item, "SK"), number(&item, "entities")) else {
+                continue;
+            };
+            if let Some((dimension, value)) = key.split_once('#')
+                && count > 0
+            {
+                summary
+                    .entry(dimension.to_owned())
+                    .or_default()
+                    .insert(value.to_owned(), count);
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What `GET /inventory` may filter on; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub family: Option<String>,
+    pub provider_type: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub environment: Option<String>,
+    pub tag_key: Option<String>,
+    pub tag_value: Option<String>,
+    pub active: Option<bool>,
+    pub name_prefix: Option<String>,
+}
+
+/// One page of a listing and where the next one starts. A page may hold fewer entities than
+/// asked when filters drop some; only a missing cursor means the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub entities: Vec<Value>,
+    pub cursor: Option<String>,
+}
+
+impl DynamoInventory {
+    /// One page of entities matching `filter`, read from the narrowest index the filter
+    /// allows: a tag's items, then the family, account, environment or region index, else the
+    /// table itself.
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        limit: i32,
+        cursor: Option<StartKey>,
+    ) -> Result<Listing, PortError> {
+        if let (Some(key), Some(value)) = (&filter.tag_key, &filter.tag_value) {
+            return self.list_by_tag(filter, key, value, limit, cursor).await;
+        }
+        let keyed = [
+            ("byFamily", "family", &filter.family),
+            ("byAccount", "account", &filter.account),
+            ("byEnvironment", "environment", &filter.environment),
+            ("byRegion", "region", &filter.region),
+        ]
+        .into_iter()
+        .find_map(|(index, attribute, value)| {
+            value.as_ref().map(|v| (index, attribute, v.clone()))
+        });
+        let mut conditions = Vec::new();
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        for (attribute, value) in [
+            ("family", &filter.family),
+            ("account", &filter.account),
+            ("region", &filter.region),
+            ("environment", &filter.environment),
+            ("entityType", &filter.provider_type),
+        ] {
+            let Some(value) = value else { continue };
+            if keyed.as_ref().is_some_and(|(_, a, _)| *a == attribute) {
+                continue;
+            }
+            conditions.push(format!("#{attribute} = :{attribute}"));
+            names.insert(format!("#{attribute}"), attribute.to_owned());
+            values.insert(format!(":{attribute}"), s(value));
+        }
+        if let Some(active) = filter.active {
+            conditions.push("#active = :active".to_owned());
+            names.insert("#active".to_owned(), "active".to_owned());
+            values.insert(":active".to_owned(), AttributeValue::Bool(active));
+        }
+        if let Some(prefix) = &filter.name_prefix {
+            conditions.push("begins_with(#nameLower, :prefix)".to_owned());
+            names.insert("#nameLower".to_owned(), "nameLower".to_owned());
+            values.insert(":prefix".to_owned(), s(prefix.to_lowercase()));
+        }
+        if let Some(key) = &filter.tag_key {
+            conditions.push("contains(#tagKeys, :tagKey)".to_owned());
+            names.insert("#tagKeys".to_owned(), "tagKeys".to_owned());
+            values.insert(":tagKey".to_owned(), s(key));
+        }
+        let (items, last) = match keyed {
+            Some((index, attribute, value)) => {
+                names.insert("#key".to_owned(), attribute.to_owned());
+                values.insert(":key".to_owned(), s(value));
+                let answer = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression("#key = :key")
+                    .set_filter_expression(
+                        (!conditions.is_empty()).then(|| conditions.join(" AND ")),
+                    )
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .limit(limit)
+                    .set_exclusive_start_key(cursor)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, index, e))?;
+                (answer.items.unwrap_or_default(), answer.last_evaluated_key)
+            }
+            None => {
+                conditions.push("SK = :entity".to_owned());
+                values.insert(":entity".to_owned(), s(ENTITY));
+                for attribute in ["summary", "firstSeen", "lastChanged"] {
+                    names.insert(format!("#{attribute}"), attribute.to_owned());
+                }
+                let answer = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .filter_expression(conditions.join(" AND "))
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .projection_expression("PK, SK, #summary, #firstSeen, #lastChanged")
+                    .limit(limit)
+                    .set_exclusive_start_key(cursor)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, "the inventory", e))?;
+                (answer.items.unwrap_or_default(), answer.last_evaluated_key)
+            }
+        };
+        Ok(Listing {
+            entities: items.iter().map(summary_view).collect(),
+            cursor: encode_cursor(last),
+        })
+    }
+
+    async fn list_by_tag(
+        &self,
+        filter: &Filter,
+        key: &str,
+        value: &str,
+        limit: i32,
+        cursor: Option<StartKey>,
+    ) -> Result<Listing, PortError> {
+        let answer = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(tag_key(key, value)))
+            .limit(limit)
+            .set_exclusive_start_key(cursor)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, key, e))?;
+        let ids: Vec<String> = answer
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, "source").map(String::from))
+            .collect();
+        let mut entities = Vec::new();
+        for id in ids {
+            let Some(entity) = self.entity(&id).await? else {
+                continue;
+            };
+            if matches_filter(&entity, filter) {
+                entities.push(entity);
+            }
+        }
+        Ok(Listing {
+            entities,
+            cursor: encode_cursor(answer.last_evaluated_key),
+        })
+    }
+}
+
+/// Whether an entity's view meets every filter; used where an index could not apply them.
+pub fn matches_filter(entity: &Value, filter: &Filter) -> bool {
+    let field = |name: &str| entity.get(name).and_then(Value::as_str);
+    let equal = |name: &str, wanted: &Option<String>| {
+        wanted.as_deref().is_none_or(|w| field(name) == Some(w))
+    };
+    equal("family", &filter.family)
+        && equal("providerType", &filter.provider_type)
+        && equal("account", &filter.account)
+        && equal("region", &filter.region)
+        && equal("environment", &filter.environment)
+        && filter
+            .active
+            .is_none_or(|a| entity.get("active").and_then(Value::as_bool) == Some(a))
+        && filter.name_prefix.as_deref().is_none_or(|p| {
+            field("name").is_some_and(|n| n.to_lowercase().starts_with(&p.to_lowercase()))
+        })
+        && filter.tag_key.as_deref().is_none_or(|k| {
+            let tag = entity
+                .get("tags")
+                .and_then(|t| t.get(k))
+                .and_then(Value::as_str);
+            tag.is_some() && filter.tag_value.as_deref().is_none_or(|v| tag == Some(v))
+        })
+}
+
+/// An index item as a listing shows it.
+fn summary_view(item: &HashMap<String, AttributeValue>) -> Value {
+    let mut view = text(item, "summary")
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut view {
+        for name in ["firstSeen", "lastChanged"] {
+            if let Some(at) = text(item, name) {
+                fields.insert(name.to_owned(), Value::String(at.to_owned()));
+            }
+        }
+    }
+    view
+}
+
+/// What a listing shows of an entity without its typed details: small enough to project into
+/// every index.
+fn summary_json(content: &Value) -> String {
+    let pick = |name: &str| content.get(name).cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "id": pick("id"),
+        "family": pick("family"),
+        "providerType": pick("providerType"),
+        "account": pick("account"),
+        "region": pick("region"),
+        "zone": pick("zone"),
+        "name": pick("name"),
+        "environment": pick("environment"),
+        "role": pick("role"),
+        "status": pick("status"),
+        "active": pick("active"),
+        "tags": pick("tags"),
+    })
+    .to_string()
+}
+
+/// An entity item as the API shows it.
+pub fn entity_view(item: &HashMap<String, AttributeValue>) -> Value {
+    let mut view = text(item, "content")
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .or_else(|| text(item, "summary").and_then(|c| serde_json::from_str(c).ok()))
+        .unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut view {
+        for name in ["firstSeen", "lastChanged"] {
+            if let Some(at) = text(item, name) {
+                fields.insert(name.to_owned(), Value::String(at.to_owned()));
+            }
+        }
+        if let Some(hash) = text(item, "hash") {
+            fields.insert("contentHash".to_owned(), Value::String(hash.to_owned()));
+        }
+    }
+    view
+}
+
+/// A query's continuation as an opaque token: the last key, as URL-safe base64 of its JSON.
+pub fn encode_cursor(key: Option<HashMap<String, AttributeValue>>) -> Option<String> {
+    let key = key.filter(|k| !k.is_empty())?;
+    let plain: BTreeMap<String, String> = key
+        .into_iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k, v.clone())))
+        .collect();
+    serde_json::to_vec(&plain)
+        .ok()
+        .map(|json| URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The key a cursor names, or None when it is not one of ours.
+pub fn decode_cursor(token: &str) -> Option<StartKey> {
+    let json = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let plain: BTreeMap<String, String> = serde_json::from_slice(&json).ok()?;
+    let allowed = [
+        "PK",
+        "SK",
+        "family",
+        "account",
+        "region",
+        "environment",
+        "id",
+    ];
+    if plain.is_empty() || plain.len() > 4 || plain.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return None;
+    }
+    Some(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+#[async_trait]
+impl InventoryStore for DynamoInventory {
+    async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError> {
+        let mut known = BTreeMap::new();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(GET_BATCH) {
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|id| entity_key(id)).collect()))
+                .projection_expression("#id, #hash, #misses, #content, #active")
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_names("#hash", "hash")
+                .expression_attribute_names("#misses", "misses")
+                .expression_attribute_names("#content", "content")
+                .expression_attribute_names("#active", "active")
+                .consistent_read(true)
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            let mut request = HashMap::from([(self.table.clone(), keys)]);
+            for attempt in 0..5 {
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, "a batch read", e))?;
+                for item in answer
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let active = item.get("active").and_then(|a| a.as_bool().ok()).copied();
+                    let (Some(id), Some(hash), Some(content), Some(true)) = (
+                        text(&item, "id"),
+                        text(&item, "hash"),
+                        text(&item, "content"),
+                        active,
+                    ) else {
+                        continue;
+                    };
+                    let content =
+                        serde_json::from_str(content).map_err(|e| rejected(e.to_string()))?;
+                    let misses = number(&item, "misses")
+                        .unwrap_or(0)
+                        .clamp(0, i64::from(u32::MAX)) as u32;
+                    known.insert(
+                        id.to_owned(),
+                        Stored {
+                            known: Known {
+                                hash: hash.to_owned(),
+                                misses,
+                            },
+                            content,
+                        },
+                    );
+                }
+                request = answer.unprocessed_keys.unwrap_or_default();
+                if request.is_empty() {
+                    break;
+                }
+                if attempt == 4 {
+                    return Err(PortError::Transient {
+                        service: SERVICE,
+                        detail: "batch reads stayed unprocessed".into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(known)
+    }
+
+    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
+        let mut requests = Vec::new();
+        let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+        for write in writes {
+            match write {
+                Write::Upsert {
+                    entity,
+                    hash,
+                    scope,
+                    previous,
+                    history,
+                } => {
+                    // Entity first: a history record never names an entity that is not there.
+                    self.upsert_entity(&entity.content, &hash, &scope, history.at)
+                        .await?;
+                    requests.push(self.put_history(&history).await?);
+                    Self::index_requests(previous.as_ref(), Some(&entity.content), &mut requests)?;
+                    for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                        *deltas.entry(d).or_default() -= 1;
+                    }
+                    for d in dimensions(&entity.content) {
+                        *deltas.entry(d).or_default() += 1;
+                    }
+                }
+                Write::Gone {
+                    id,
+                    previous,
+                    history,
+                } => {
+                    self.mark_gone(&id, previous.as_ref(), history.at).await?;
+                    requests.push(self.put_history(&history).await?);
+                    // A tombstone keeps its tags for the record, but points at nothing.
+                    let (relations, _) = index_items(previous.as_ref())?;
+                    for (pk, sk) in relations {
+                        let delete = DeleteRequest::builder()
+                            .key("PK", s(pk))
+                            .key("SK", s(sk))
+                            .build()
+                            .map_err(|e| rejected(e.to_string()))?;
+                        requests.push(WriteRequest::builder().delete_request(delete).build());
+                    }
+                    for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                        *deltas.entry(d).or_default() -= 1;
+                    }
+                }
+                Write::Missed { id, misses } => self.set_misses(&id, misses).await?,
+                Write::Back { id } => self.set_misses(&id, 0).await?,
+            }
+        }
+        self.batch_write(requests).await?;
+        self.adjust_summary(deltas).await
+    }
+
+    async fn record_seen(
+        &self,
+        run: &str,
+        scope: &Scope,
+        page: u32,
+        ids: &[String],
+    ) -> Result<(), PortError> {
+        let expires = (Utc::now() + chrono::Duration::hours(SEEN_RETENTION_HOURS)).timestamp();
+        let ids = serde_json::to_string(ids).map_err(|e| rejected(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("RUN#{run}#{}", scope.key())))
+            .item("SK", s(format!("P#{page:08}")))
+            .item("ids", s(ids))
+            .item("expiresAt", n(expires))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, run, e))?;
+        Ok(())
+    }
+
+    async fn seen(&self, run: &str, scope: &Scope) -> Result<BTreeSet<String>, PortError> {
+        let mut seen = BTreeSet::new();
+        for item in self
+            .query_all(&format!("RUN#{run}#{}", scope.key()), Some("P#"))
+            .await?
+        {
+            if let Some(ids) = text(&item, "ids") {
+                let ids: Vec<String> =
+                    serde_json::from_str(ids).map_err(|e| rejected(e.to_string()))?;
+                seen.extend(ids);
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError> {
+        let mut manifest = Manifest::new();
+        let mut start = None;
+        loop {
+            let answer = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("byScope")
+                .key_condition_expression("scopeKey = :scope")
+                .expression_attribute_values(":scope", s(scope.key()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, &scope.key(), e))?;
+            for item in answer.items.unwrap_or_default() {
+                if let (Some(id), Some(hash)) = (text(&item, "id"), text(&item, "hash")) {
+                    let misses = number(&item, "misses")
+                        .unwrap_or(0)
+                        .clamp(0, i64::from(u32::MAX)) as u32;
+                    manifest.insert(
+                        id.to_owned(),
+                        Known {
+                            hash: hash.to_owned(),
+                            misses,
+                        },
+                    );
+                }
+            }
+            start = answer.last_evaluated_key;
+            if start.as_ref().is_none_or(HashMap::is_empty) {
+                return Ok(manifest);
+            }
+        }
+    }
+}

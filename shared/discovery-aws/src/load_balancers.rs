@@ -1,0 +1,541 @@
+//! Load balancers, three calls in turn: classic ELBs (step 0), ELBv2 load balancers (step 1)
+//! and ELBv2 target groups (step 2), each paged with `Marker`. Tags need their own
+//! `DescribeTags`, at most 20 resources a call; what an ELBv2 load balancer sends traffic to
+//! needs its target groups and their targets' health.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_elasticloadbalancing as elb;
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use elbv2::types::{LoadBalancerTypeEnum, TargetTypeEnum};
+use maestro_domain::inventory::connection::ResourceType;
+use maestro_domain::inventory::crawl::ProviderError;
+use maestro_domain::inventory::entity::{
+    self as domain, BalancerKind, Described, Details, Entity, Relation, RelationKind, ids,
+};
+
+use crate::errors::provider_error;
+use crate::{Ctx, Listed, Lookup, by_ids, present, tags, time, token, unknown_step};
+
+pub(crate) const STEPS: u16 = 3;
+
+/// DescribeTags takes at most this many names or ARNs.
+const TAGS_PER_CALL: usize = 20;
+
+type Tags = BTreeMap<String, String>;
+
+pub(crate) async fn page(
+    ctx: &Ctx<'_>,
+    step: u16,
+    marker: Option<String>,
+) -> Result<Listed, ProviderError> {
+    match step {
+        0 => {
+            let client = elb::Client::new(&ctx.config);
+            let out = client
+                .describe_load_balancers()
+                .page_size(ctx.page_size(1, 400))
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| provider_error("elasticloadbalancing:DescribeLoadBalancers", e))?;
+            let entities =
+                classic_balancers(ctx, &client, out.load_balancer_descriptions()).await?;
+            Ok(Listed::new(entities, out.next_marker()))
+        }
+        1 => {
+            let client = elbv2::Client::new(&ctx.config);
+            let out = client
+                .describe_load_balancers()
+                .page_size(ctx.page_size(1, 400))
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| {
+                    provider_error("elasticloadbalancing:DescribeLoadBalancers (v2)", e)
+                })?;
+            let entities = balancers(ctx, &client, out.load_balancers()).await?;
+            Ok(Listed::new(entities, out.next_marker()))
+        }
+        2 => {
+            let client = elbv2::Client::new(&ctx.config);
+            let out = client
+                .describe_target_groups()
+                .page_size(ctx.page_size(1, 400))
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+            let entities = target_groups(ctx, &client, out.target_groups()).await?;
+            Ok(Listed::new(entities, out.next_marker()))
+        }
+        _ => Err(unknown_step(ResourceType::LoadBalancers, step)),
+    }
+}
+
+/// What an event names: a load balancer's name (classic or v2, which an event about a name
+/// alone cannot tell), a v2 load balancer's or target group's ARN, or a classic one's ARN as
+/// [`ids::classic_load_balancer`] writes it.
+enum Name<'a> {
+    Either(&'a str),
+    Classic(&'a str),
+    BalancerArn(&'a str),
+    TargetGroupArn(&'a str),
+}
+
+fn name(id: &str) -> Name<'_> {
+    // arn:<partition>:elasticloadbalancing:<region>:<account>:<resource>
+    let Some(resource) = id
+        .strip_prefix("arn:")
+        .and_then(|a| a.splitn(5, ':').nth(4))
+    else {
+        return Name::Either(id);
+    };
+    if resource.starts_with("targetgroup/") {
+        Name::TargetGroupArn(id)
+    } else if let Some(rest) = resource.strip_prefix("loadbalancer/") {
+        if ["app/", "net/", "gwy/"].iter().any(|k| rest.starts_with(k)) {
+            Name::BalancerArn(id)
+        } else {
+            Name::Classic(rest)
+        }
+    } else {
+        Name::Either(id)
+    }
+}
+
+pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity>, ProviderError> {
+    let (mut classic, mut v2_names, mut v2_arns, mut group_arns) = (vec![], vec![], vec![], vec![]);
+    for id in ids {
+        match name(id) {
+            Name::Either(n) => {
+                classic.push(n.to_owned());
+                v2_names.push(n.to_owned());
+            }
+            Name::Classic(n) => classic.push(n.to_owned()),
+            Name::BalancerArn(a) => v2_arns.push(a.to_owned()),
+            Name::TargetGroupArn(a) => group_arns.push(a.to_owned()),
+        }
+    }
+    let mut found = Vec::new();
+    if !classic.is_empty() {
+        let client = elb::Client::new(&ctx.config);
+        let descriptions = by_ids(&classic, |names| {
+            let call = client
+                .describe_load_balancers()
+                .set_load_balancer_names(Some(names));
+            async move {
+                let out = call.send().await.map_err(|e| {
+                    Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers", e)
+                })?;
+                Ok(out.load_balancer_descriptions().to_vec())
+            }
+        })
+        .await?;
+        found.extend(classic_balancers(ctx, &client, &descriptions).await?);
+    }
+    let client = elbv2::Client::new(&ctx.config);
+    let mut v2 = Vec::new();
+    for names in v2_names.chunks(TAGS_PER_CALL) {
+        v2.extend(
+            by_ids(names, |names| {
+                let call = client.describe_load_balancers().set_names(Some(names));
+                async move {
+                    let out = call.send().await.map_err(|e| {
+                        Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers (v2)", e)
+                    })?;
+                    Ok(out.load_balancers().to_vec())
+                }
+            })
+            .await?,
+        );
+    }
+    for arns in v2_arns.chunks(TAGS_PER_CALL) {
+        v2.extend(
+            by_ids(arns, |arns| {
+                let call = client
+                    .describe_load_balancers()
+                    .set_load_balancer_arns(Some(arns));
+                async move {
+                    let out = call.send().await.map_err(|e| {
+                        Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers (v2)", e)
+                    })?;
+                    Ok(out.load_balancers().to_vec())
+                }
+            })
+            .await?,
+        );
+    }
+    found.extend(balancers(ctx, &client, &v2).await?);
+    let groups = by_ids(&group_arns, |arns| {
+        let call = client
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns));
+        async move {
+            let out = call
+                .send()
+                .await
+                .map_err(|e| Lookup::from_sdk("elasticloadbalancing:DescribeTargetGroups", e))?;
+            Ok(out.target_groups().to_vec())
+        }
+    })
+    .await?;
+    found.extend(target_groups(ctx, &client, &groups).await?);
+    Ok(found)
+}
+
+async fn classic_balancers(
+    ctx: &Ctx<'_>,
+    client: &elb::Client,
+    descriptions: &[elb::types::LoadBalancerDescription],
+) -> Result<Vec<Entity>, ProviderError> {
+    let names: Vec<String> = descriptions
+        .iter()
+        .filter_map(|d| present(d.load_balancer_name()))
+        .collect();
+    let mut tagged: HashMap<String, Tags> = HashMap::new();
+    for names in names.chunks(TAGS_PER_CALL) {
+        let out = client
+            .describe_tags()
+            .set_load_balancer_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| provider_error("elasticloadbalancing:DescribeTags", e))?;
+        for description in out.tag_descriptions() {
+            if let Some(name) = description.load_balancer_name() {
+                tagged.insert(
+                    name.to_owned(),
+                    tags(
+                        description
+                            .tags()
+                            .iter()
+                            .map(|t| (Some(t.key()), t.value())),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(descriptions
+        .iter()
+        .filter_map(|d| classic_balancer(ctx, d, &mut tagged))
+        .collect())
+}
+
+fn classic_balancer(
+    ctx: &Ctx<'_>,
+    description: &elb::types::LoadBalancerDescription,
+    tagged: &mut HashMap<String, Tags>,
+) -> Option<Entity> {
+    let name = description.load_balancer_name()?;
+    let instance_ids: Vec<String> = description
+        .instances()
+        .iter()
+        .filter_map(|i| present(i.instance_id()))
+        .collect();
+    let subnet_ids = description.subnets().to_vec();
+    let security_group_ids = description.security_groups().to_vec();
+    let vpc_id = present(description.vpc_id());
+    let relations = relations(
+        ctx,
+        &instance_ids,
+        &subnet_ids,
+        &security_group_ids,
+        vpc_id.as_deref(),
+    );
+    Some(ctx.entity(Described {
+        id: ids::classic_load_balancer(ctx.region(), ctx.account(), name),
+        provider_type: "AWS::ElasticLoadBalancing::LoadBalancer",
+        zone: None,
+        tags: tagged.remove(name).unwrap_or_default(),
+        status: None,
+        active: true,
+        created_at: time(description.created_time()),
+        details: Details::LoadBalancer(domain::LoadBalancer {
+            name: name.to_owned(),
+            balancer_type: BalancerKind::Classic,
+            dns_name: present(description.dns_name()),
+            scheme: present(description.scheme()),
+            vpc_id,
+            subnet_ids,
+            security_group_ids,
+            target_instance_ids: instance_ids,
+        }),
+        relations,
+    }))
+}
+
+fn relations(
+    ctx: &Ctx<'_>,
+    instances: &[String],
+    subnets: &[String],
+    security_groups: &[String],
+    vpc: Option<&str>,
+) -> Vec<Relation> {
+    let mut relations = Vec::new();
+    for instance in instances {
+        relations.push(ctx.ec2_relation(RelationKind::Target, "instance", instance));
+    }
+    for subnet in subnets {
+        relations.push(ctx.ec2_relation(RelationKind::Subnet, "subnet", subnet));
+    }
+    for group in security_groups {
+        relations.push(ctx.ec2_relation(RelationKind::SecurityGroup, "security-group", group));
+    }
+    relations.extend(vpc.map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", v)));
+    relations
+}
+
+async fn v2_tags(
+    client: &elbv2::Client,
+    arns: &[String],
+) -> Result<HashMap<String, Tags>, ProviderError> {
+    let mut tagged = HashMap::new();
+    for arns in arns.chunks(TAGS_PER_CALL) {
+        let out = client
+            .describe_tags()
+            .set_resource_arns(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| provider_error("elasticloadbalancing:DescribeTags", e))?;
+        for description in out.tag_descriptions() {
+            if let Some(arn) = description.resource_arn() {
+                tagged.insert(
+                    arn.to_owned(),
+                    tags(description.tags().iter().map(|t| (t.key(), t.value()))),
+                );
+            }
+        }
+    }
+    Ok(tagged)
+}
+
+/// The targets registered in a target group, whatever their health.
+async fn targets(
+    client: &elbv2::Client,
+    group_arn: &str,
+) -> Result<Vec<domain::Target>, ProviderError> {
+    let out = client
+        .describe_target_health()
+        .target_group_arn(group_arn)
+        .send()
+        .await
+        .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetHealth", e))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| {
+            let target = d.target()?;
+            Some(domain::Target {
+                id: target.id()?.to_owned(),
+                port: target.port(),
+                health: d
+                    .target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str().to_owned()),
+            })
+        })
+        .collect())
+}
+
+/// Every target group of one load balancer; rarely more than a page, but followed to the end.
+async fn groups_of(
+    client: &elbv2::Client,
+    balancer_arn: &str,
+) -> Result<Vec<elbv2::types::TargetGroup>, ProviderError> {
+    let mut groups = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = client
+            .describe_target_groups()
+            .load_balancer_arn(balancer_arn)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+        groups.extend(out.target_groups().iter().cloned());
+        marker = token(out.next_marker());
+        if marker.is_none() {
+            return Ok(groups);
+        }
+    }
+}
+
+async fn balancers(
+    ctx: &Ctx<'_>,
+    client: &elbv2::Client,
+    balancers: &[elbv2::types::LoadBalancer],
+) -> Result<Vec<Entity>, ProviderError> {
+    let arns: Vec<String> = balancers
+        .iter()
+        .filter_map(|b| present(b.load_balancer_arn()))
+        .collect();
+    let mut tagged = v2_tags(client, &arns).await?;
+    let mut entities = Vec::new();
+    for balancer in balancers {
+        let (Some(arn), Some(name)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
+        else {
+            continue;
+        };
+        let mut group_arns = Vec::new();
+        let mut instance_ids = Vec::new();
+        for group in groups_of(client, arn).await? {
+            let Some(group_arn) = group.target_group_arn() else {
+                continue;
+            };
+            if group.target_type() == Some(&TargetTypeEnum::Instance) {
+                instance_ids.extend(targets(client, group_arn).await?.into_iter().map(|t| t.id));
+            }
+            group_arns.push(group_arn.to_owned());
+        }
+        instance_ids.sort();
+        instance_ids.dedup();
+        let subnet_ids: Vec<String> = balancer
+            .availability_zones()
+            .iter()
+            .filter_map(|z| present(z.subnet_id()))
+            .collect();
+        let security_group_ids = balancer.security_groups().to_vec();
+        let vpc_id = present(balancer.vpc_id());
+        let mut relations = relations(
+            ctx,
+            &instance_ids,
+            &subnet_ids,
+            &security_group_ids,
+            vpc_id.as_deref(),
+        );
+        relations.extend(group_arns.into_iter().map(|g| Relation {
+            kind: RelationKind::TargetGroup,
+            target: g,
+        }));
+        entities.push(
+            ctx.entity(Described {
+                id: arn.to_owned(),
+                provider_type: "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                zone: None,
+                tags: tagged.remove(arn).unwrap_or_default(),
+                status: balancer
+                    .state()
+                    .and_then(|s| s.code())
+                    .map(|c| c.as_str().to_owned()),
+                active: true,
+                created_at: time(balancer.created_time()),
+                details: Details::LoadBalancer(domain::LoadBalancer {
+                    name: name.to_owned(),
+                    balancer_type: kind(balancer.r#type()),
+                    dns_name: present(balancer.dns_name()),
+                    scheme: balancer.scheme().map(|s| s.as_str().to_owned()),
+                    vpc_id,
+                    subnet_ids,
+                    security_group_ids,
+                    target_instance_ids: instance_ids,
+                }),
+                relations,
+            }),
+        );
+    }
+    Ok(entities)
+}
+
+/// The domain has no kind for a type AWS adds later; such a balancer is kept as an
+/// application one, and said so, rather than left out (which would make it gone).
+fn kind(balancer_type: Option<&LoadBalancerTypeEnum>) -> BalancerKind {
+    match balancer_type {
+        Some(LoadBalancerTypeEnum::Application) => BalancerKind::Application,
+        Some(LoadBalancerTypeEnum::Network) => BalancerKind::Network,
+        Some(LoadBalancerTypeEnum::Gateway) => BalancerKind::Gateway,
+        other => {
+            tracing::warn!(balancer_type = ?other, "a load balancer type the inventory does not know");
+            BalancerKind::Application
+        }
+    }
+}
+
+async fn target_groups(
+    ctx: &Ctx<'_>,
+    client: &elbv2::Client,
+    groups: &[elbv2::types::TargetGroup],
+) -> Result<Vec<Entity>, ProviderError> {
+    let arns: Vec<String> = groups
+        .iter()
+        .filter_map(|g| present(g.target_group_arn()))
+        .collect();
+    let mut tagged = v2_tags(client, &arns).await?;
+    let mut entities = Vec::new();
+    for group in groups {
+        let (Some(arn), Some(name)) = (group.target_group_arn(), group.target_group_name()) else {
+            continue;
+        };
+        let targets = targets(client, arn).await?;
+        let target_type = group.target_type();
+        let mut relations: Vec<Relation> = targets
+            .iter()
+            .filter_map(|t| match target_type {
+                Some(TargetTypeEnum::Instance) => {
+                    Some(ctx.ec2_relation(RelationKind::Target, "instance", &t.id))
+                }
+                // A Lambda function's or an application load balancer's ARN is its entity's id.
+                Some(TargetTypeEnum::Lambda | TargetTypeEnum::Alb) => Some(Relation {
+                    kind: RelationKind::Target,
+                    target: t.id.clone(),
+                }),
+                // IP addresses are no entity.
+                _ => None,
+            })
+            .collect();
+        let vpc_id = present(group.vpc_id());
+        relations.extend(
+            vpc_id
+                .as_deref()
+                .map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", v)),
+        );
+        entities.push(ctx.entity(Described {
+            id: arn.to_owned(),
+            provider_type: "AWS::ElasticLoadBalancingV2::TargetGroup",
+            zone: None,
+            tags: tagged.remove(arn).unwrap_or_default(),
+            status: None,
+            active: true,
+            created_at: None,
+            details: Details::TargetGroup(domain::TargetGroup {
+                name: name.to_owned(),
+                protocol: group.protocol().map(|p| p.as_str().to_owned()),
+                port: group.port(),
+                target_type: target_type.map(|t| t.as_str().to_owned()),
+                vpc_id,
+                load_balancer_arns: group.load_balancer_arns().to_vec(),
+                targets,
+            }),
+            relations,
+        }));
+    }
+    Ok(entities)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_names_a_balancer_by_name_or_arn() {
+        let arn = |resource: &str| {
+            format!("arn:aws:elasticloadbalancing:eu-west-1:111111111111:{resource}")
+        };
+        assert!(matches!(name("web"), Name::Either("web")));
+        assert!(matches!(
+            name(&arn("loadbalancer/web")),
+            Name::Classic("web")
+        ));
+        assert!(matches!(
+            name(&arn("loadbalancer/app/web/1a2b")),
+            Name::BalancerArn(_)
+        ));
+        assert!(matches!(
+            name(&arn("loadbalancer/net/web/1a2b")),
+            Name::BalancerArn(_)
+        ));
+        assert!(matches!(
+            name(&arn("targetgroup/web/1a2b")),
+            Name::TargetGroupArn(_)
+        ));
+    }
+}

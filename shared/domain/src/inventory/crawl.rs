@@ -1,0 +1,645 @@
+//! One scope's crawl, a bounded number of pages per call, continued across calls.
+//!
+//! Each page is translated, set against the stored hashes of its ids and written at once
+//! (created and changed entities with their history); the ids it held are remembered for the
+//! run. When the last page has been read, and only then, the scope's manifest is set against
+//! everything the run saw: what is missing gets one more miss, what missed `gone_after`
+//! complete crawls in a row is gone. An error on any page stops the crawl before that step,
+//! so a partial listing never makes anything gone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use super::changes::{
+    Change, FieldChange, Known, Manifest, Observed, conclude, diff, page_changes,
+};
+use super::connection::{AssumedRole, ResourceType, Scope};
+use super::entity::Entity;
+use crate::port::PortError;
+
+/// Where a provider continues: which of a type's calls (`step`) and that call's page token,
+/// whether the API calls it NextToken or Marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cursor {
+    pub step: u16,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub entities: Vec<Entity>,
+    pub next: Option<Cursor>,
+}
+
+/// The account and region a provider calls, and the role it assumes to get there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub account: String,
+    pub region: String,
+    pub role: Option<AssumedRole>,
+}
+
+/// Why a provider call failed, by what retrying can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProviderError {
+    /// Throttled, or a passing outage: the same call may succeed later.
+    #[error("throttled or unavailable: {0}")]
+    Throttled(String),
+    /// AccessDenied, an opt-in region, a role that cannot be assumed.
+    #[error("access denied: {0}")]
+    Denied(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Named resources to describe again, from an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Named {
+    pub resource_type: ResourceType,
+    /// Provider ids as the event names them: `i-…`, a bucket name, a DB identifier, a load
+    /// balancer name or ARN, a function name.
+    pub ids: Vec<String>,
+}
+
+/// The cloud, per resource type.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    async fn page(
+        &self,
+        target: &Target,
+        resource_type: ResourceType,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, ProviderError>;
+
+    /// The named resources that still exist (a missing one is simply left out).
+    async fn describe(&self, target: &Target, named: &Named) -> Result<Vec<Entity>, ProviderError>;
+}
+
+/// What the store keeps of an active entity, for the diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub known: Known,
+    pub content: Value,
+}
+
+/// Who made a change: a scheduled or asked-for crawl (by run), or an event (by its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Source {
+    ScheduledSync {
+        run: String,
+    },
+    ApiSync {
+        run: String,
+    },
+    EventRefresh {
+        event_id: String,
+        event_name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeKind {
+    Created,
+    Changed,
+    Gone,
+}
+
+/// One history record: what changed in one entity, when, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRecord {
+    pub entity_id: String,
+    pub at: DateTime<Utc>,
+    pub change: ChangeKind,
+    pub source: Source,
+    pub diff: Vec<FieldChange>,
+}
+
+/// What the store is asked to write, each with its history record where one is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Created or changed: the entity's new content, the scope whose manifest holds it, and
+    /// the content it replaces (for the relation and tag index).
+    Upsert {
+        entity: Observed,
+        hash: String,
+        scope: Scope,
+        previous: Option<Value>,
+        history: HistoryRecord,
+    },
+    Gone {
+        id: String,
+        previous: Option<Value>,
+        history: HistoryRecord,
+    },
+    /// Missed by a complete crawl, not gone yet.
+    Missed { id: String, misses: u32 },
+    /// Seen again after a miss.
+    Back { id: String },
+}
+
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
+    /// The stored active entities among `ids`.
+    async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError>;
+    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError>;
+    /// Remembers the ids one page of a run held; a page written twice keeps one copy.
+    async fn record_seen(
+        &self,
+        run: &str,
+        scope: &Scope,
+        page: u32,
+        ids: &[String],
+    ) -> Result<(), PortError>;
+    async fn seen(&self, run: &str, scope: &Scope) -> Result<BTreeSet<String>, PortError>;
+    /// Every active entity the scope's crawls have found.
+    async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError>;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub seen: u64,
+    pub created: u64,
+    pub changed: u64,
+    pub gone: u64,
+    /// Missed by this crawl, not gone yet.
+    pub missing: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.seen += other.seen;
+        self.created += other.created;
+        self.changed += other.changed;
+        self.gone += other.gone;
+        self.missing += other.missing;
+    }
+}
+
+/// A scope's crawl between calls: the state machine hands it back until `done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrawlState {
+    pub run: String,
+    pub scope: Scope,
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
+    #[serde(default)]
+    pub pages: u32,
+    #[serde(default)]
+    pub counts: Counts,
+    #[serde(default)]
+    pub done: bool,
+    /// Asked for through the API rather than by the schedule.
+    #[serde(default)]
+    pub asked: bool,
+}
+
+impl CrawlState {
+    pub fn start(run: &str, scope: Scope, asked: bool) -> CrawlState {
+        CrawlState {
+            run: run.to_owned(),
+            scope,
+            cursor: None,
+            pages: 0,
+            counts: Counts::default(),
+            done: false,
+            asked,
+        }
+    }
+
+    fn source(&self) -> Source {
+        if self.asked {
+            Source::ApiSync {
+                run: self.run.clone(),
+            }
+        } else {
+            Source::ScheduledSync {
+                run: self.run.clone(),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CrawlError {
+    #[error("{scope}: {error}")]
+    Provider { scope: String, error: ProviderError },
+    #[error("{scope}: the inventory store failed: {error}")]
+    Store { scope: String, error: PortError },
+    #[error("{scope}: an entity does not serialise: {detail}")]
+    Entity { scope: String, detail: String },
+}
+
+pub struct CrawlSettings {
+    /// Pages per call, so one call stays well inside the Lambda's time.
+    pub pages_per_call: u32,
+    pub gone_after: u32,
+}
+
+fn observed(entity: &Entity, scope: &Scope) -> Result<Observed, CrawlError> {
+    serde_json::to_value(entity)
+        .map(|content| Observed {
+            id: entity.id.clone(),
+            content,
+        })
+        .map_err(|e| CrawlError::Entity {
+            scope: scope.key(),
+            detail: e.to_string(),
+        })
+}
+
+/// The writes for what some entities show, against what the store holds of them.
+pub async fn refresh_writes(
+    store: &dyn InventoryStore,
+    entities: &[Entity],
+    scope: &Scope,
+    source: &Source,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Write>, Counts), CrawlError> {
+    let store_error = |error| CrawlError::Store {
+        scope: scope.key(),
+        error,
+    };
+    let seen = entities
+        .iter()
+        .map(|e| observed(e, scope))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<String> = seen.iter().map(|o| o.id.clone()).collect();
+    let stored = store.known(&ids).await.map_err(store_error)?;
+    let manifest: Manifest = stored
+        .iter()
+        .map(|(id, s)| (id.clone(), s.known.clone()))
+        .collect();
+    let mut counts = Counts {
+        seen: seen.len() as u64,
+        ..Counts::default()
+    };
+    let mut writes = Vec::new();
+    for change in page_changes(&manifest, seen, |id| {
+        stored.get(id).map(|s| s.content.clone())
+    }) {
+        let (entity, diff, kind) = match change {
+            Change::Created { entity } => {
+                counts.created += 1;
+                let diff = diff(&Value::Object(Default::default()), &entity.content);
+                (entity, diff, ChangeKind::Created)
+            }
+            Change::Changed { entity, diff } => {
+                counts.changed += 1;
+                (entity, diff, ChangeKind::Changed)
+            }
+            // A page never concludes absence.
+            Change::Gone { .. } => continue,
+        };
+        let previous = stored.get(&entity.id).map(|s| s.content.clone());
+        writes.push(Write::Upsert {
+            hash: super::changes::content_hash(&entity.content),
+            history: HistoryRecord {
+                entity_id: entity.id.clone(),
+                at: now,
+                change: kind,
+                source: source.clone(),
+                diff,
+            },
+            entity,
+            scope: scope.clone(),
+            previous,
+        });
+    }
+    Ok((writes, counts))
+}
+
+/// Crawls up to `settings.pages_per_call` pages of the scope, and concludes it after its last
+/// page. An error leaves the scope's entities as the pages before it wrote them, and nothing
+/// gone.
+pub async fn crawl_step(
+    provider: &dyn Provider,
+    store: &dyn InventoryStore,
+    target: &Target,
+    mut state: CrawlState,
+    settings: &CrawlSettings,
+    now: DateTime<Utc>,
+) -> Result<CrawlState, CrawlError> {
+    let scope = state.scope.clone();
+    let store_error = |error| CrawlError::Store {
+        scope: scope.key(),
+        error,
+    };
+    let source = state.source();
+    for _ in 0..settings.pages_per_call.max(1) {
+        let page = provider
+            .page(target, scope.resource_type, state.cursor.as_ref())
+            .await
+            .map_err(|error| CrawlError::Provider {
+                scope: scope.key(),
+                error,
+            })?;
+        let (writes, counts) = refresh_writes(store, &page.entities, &scope, &source, now).await?;
+        store.write(writes).await.map_err(store_error)?;
+        let ids: Vec<String> = page.entities.iter().map(|e| e.id.clone()).collect();
+        store
+            .record_seen(&state.run, &scope, state.pages, &ids)
+            .await
+            .map_err(store_error)?;
+        state.counts.add(&counts);
+        state.pages += 1;
+        state.cursor = page.next;
+        if state.cursor.is_none() {
+            return conclude_scope(store, state, settings.gone_after, now).await;
+        }
+    }
+    Ok(state)
+}
+
+async fn conclude_scope(
+    store: &dyn InventoryStore,
+    mut state: CrawlState,
+    gone_after: u32,
+    now: DateTime<Utc>,
+) -> Result<CrawlState, CrawlError> {
+    let scope = state.scope.clone();
+    let store_error = |error| CrawlError::Store {
+        scope: scope.key(),
+        error,
+    };
+    let manifest = store.manifest(&scope).await.map_err(store_error)?;
+    let seen = store.seen(&state.run, &scope).await.map_err(store_error)?;
+    let conclusion = conclude(&manifest, &seen, gone_after);
+    let gone_ids: Vec<String> = conclusion.gone.clone();
+    let previous = store.known(&gone_ids).await.map_err(store_error)?;
+    let mut writes = Vec::new();
+    for id in conclusion.gone {
+        let old = previous.get(&id).map(|s| s.content.clone());
+        let diff = match &old {
+            Some(old) => {
+                let mut gone = old.clone();
+                gone["active"] = Value::Bool(false);
+                gone["status"] = Value::String("gone".into());
+                diff(old, &gone)
+            }
+            None => Vec::new(),
+        };
+        writes.push(Write::Gone {
+            history: HistoryRecord {
+                entity_id: id.clone(),
+                at: now,
+                change: ChangeKind::Gone,
+                source: state.source(),
+                diff,
+            },
+            id,
+            previous: old,
+        });
+    }
+    state.counts.gone += writes.len() as u64;
+    state.counts.missing += conclusion.missed.len() as u64;
+    writes.extend(
+        conclusion
+            .missed
+            .into_iter()
+            .map(|(id, misses)| Write::Missed { id, misses }),
+    );
+    writes.extend(conclusion.back.into_iter().map(|id| Write::Back { id }));
+    store.write(writes).await.map_err(store_error)?;
+    state.done = true;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::inventory::connection::ResourceType;
+    use crate::inventory::entity::{Described, Details, Labels, Placement, Server, ids};
+    use crate::inventory::memory::MemoryStore;
+
+    fn server(id: &str, name: &str) -> Entity {
+        let labels = Labels::default();
+        let at = Placement {
+            account: "111111111111",
+            region: "eu-west-1",
+            labels: &labels,
+        };
+        Entity::new(
+            &at,
+            Described {
+                id: ids::ec2("eu-west-1", "111111111111", "instance", id),
+                provider_type: "AWS::EC2::Instance",
+                zone: Some("eu-west-1a".into()),
+                tags: BTreeMap::from([("Name".to_owned(), name.to_owned())]),
+                status: Some("running".into()),
+                active: true,
+                created_at: None,
+                details: Details::Server(Server {
+                    instance_id: id.into(),
+                    instance_type: Some("t3.micro".into()),
+                    image_id: None,
+                    vpc_id: None,
+                    subnet_id: None,
+                    private_ip: None,
+                    public_ip: None,
+                    key_name: None,
+                    platform: None,
+                    architecture: None,
+                }),
+                relations: vec![],
+            },
+        )
+    }
+
+    /// Pages of two entities; `fail_page` makes that page fail.
+    struct Listing {
+        entities: Mutex<Vec<Entity>>,
+        fail_page: Mutex<Option<usize>>,
+    }
+
+    impl Listing {
+        fn of(entities: Vec<Entity>) -> Listing {
+            Listing {
+                entities: Mutex::new(entities),
+                fail_page: Mutex::new(None),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Provider for Listing {
+        async fn page(
+            &self,
+            _: &Target,
+            _: ResourceType,
+            cursor: Option<&Cursor>,
+        ) -> Result<Page, ProviderError> {
+            let page: usize = cursor
+                .and_then(|c| c.token.as_deref())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if *self.fail_page.lock().expect("lock") == Some(page) {
+                return Err(ProviderError::Denied("UnauthorizedOperation".into()));
+            }
+            let all = self.entities.lock().expect("lock").clone();
+            let entities: Vec<Entity> = all.iter().skip(page * 2).take(2).cloned().collect();
+            let next = (all.len() > (page + 1) * 2).then(|| Cursor {
+                step: 0,
+                token: Some((page + 1).to_string()),
+            });
+            Ok(Page { entities, next })
+        }
+
+        async fn describe(&self, _: &Target, _: &Named) -> Result<Vec<Entity>, ProviderError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            connection_id: "prod".into(),
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            resource_type: ResourceType::Instances,
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            role: None,
+        }
+    }
+
+    /// Runs one whole crawl, one page per call as the state machine would loop.
+    async fn run(
+        provider: &Listing,
+        store: &MemoryStore,
+        run: &str,
+    ) -> Result<CrawlState, CrawlError> {
+        let settings = CrawlSettings {
+            pages_per_call: 1,
+            gone_after: 2,
+        };
+        let mut state = CrawlState::start(run, scope(), false);
+        let mut calls = 0;
+        while !state.done {
+            state = crawl_step(provider, store, &target(), state, &settings, Utc::now()).await?;
+            calls += 1;
+            assert!(calls < 100, "the crawl ends");
+        }
+        Ok(state)
+    }
+
+    fn names(n: usize) -> Vec<Entity> {
+        (0..n)
+            .map(|i| server(&format!("i-{i}"), &format!("web-{i}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_crawl_continues_across_calls_and_a_second_one_writes_nothing() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        let first = run(&provider, &store, "r1").await.expect("crawls");
+        assert_eq!(first.pages, 3);
+        assert_eq!(first.counts.created, 5);
+        assert_eq!(store.history.lock().expect("lock").len(), 5);
+        let writes = *store.item_writes.lock().expect("lock");
+        let second = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!(second.counts.seen, 5);
+        assert_eq!((second.counts.created, second.counts.changed), (0, 0));
+        assert_eq!(*store.item_writes.lock().expect("lock"), writes);
+    }
+
+    #[tokio::test]
+    async fn a_tag_change_writes_one_history_record_with_its_diff() {
+        let provider = Listing::of(names(3));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        provider.entities.lock().expect("lock")[1] = server("i-1", "api-1");
+        let second = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!(second.counts.changed, 1);
+        let history = store.history.lock().expect("lock");
+        let last = history.last().expect("a record");
+        assert_eq!(last.change, ChangeKind::Changed);
+        let paths: Vec<String> = last
+            .diff
+            .iter()
+            .map(|c| match c {
+                FieldChange::Changed { path, .. }
+                | FieldChange::Added { path, .. }
+                | FieldChange::Removed { path, .. } => path.clone(),
+            })
+            .collect();
+        assert_eq!(paths, ["name", "tags.Name"]);
+    }
+
+    #[tokio::test]
+    async fn gone_after_two_complete_crawls_and_never_after_a_failed_one() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        provider.entities.lock().expect("lock").remove(4);
+        let missed = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!((missed.counts.missing, missed.counts.gone), (1, 0));
+
+        // A page fails: the crawl stops, nothing is concluded.
+        *provider.fail_page.lock().expect("lock") = Some(1);
+        let failed = run(&provider, &store, "r3").await;
+        assert!(matches!(failed, Err(CrawlError::Provider { .. })));
+        assert!(store.rows.lock().expect("lock").values().all(|r| r.active));
+
+        *provider.fail_page.lock().expect("lock") = None;
+        let gone = run(&provider, &store, "r4").await.expect("crawls");
+        assert_eq!(gone.counts.gone, 1);
+        let rows = store.rows.lock().expect("lock");
+        let inactive: Vec<&String> = rows
+            .iter()
+            .filter(|(_, r)| !r.active)
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            inactive,
+            [&ids::ec2("eu-west-1", "111111111111", "instance", "i-4")]
+        );
+        let history = store.history.lock().expect("lock");
+        let last = history.last().expect("a record");
+        assert_eq!(last.change, ChangeKind::Gone);
+        assert!(
+            last.diff
+                .iter()
+                .any(|c| matches!(c, FieldChange::Changed { path, .. } if path == "active"))
+        );
+    }
+
+    #[tokio::test]
+    async fn seen_again_after_a_miss_counts_from_zero() {
+        let provider = Listing::of(names(3));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        let all = names(3);
+        provider.entities.lock().expect("lock").truncate(2);
+        run(&provider, &store, "r2").await.expect("crawls");
+        *provider.entities.lock().expect("lock") = all;
+        run(&provider, &store, "r3").await.expect("crawls");
+        provider.entities.lock().expect("lock").truncate(2);
+        let once = run(&provider, &store, "r4").await.expect("crawls");
+        assert_eq!((once.counts.missing, once.counts.gone), (1, 0));
+    }
+}

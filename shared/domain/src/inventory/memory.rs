@@ -1,0 +1,152 @@
+//! An inventory store in memory: the reference behaviour of the port, for the crawl's tests
+//! and for the benchmark, which measures the domain without a network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::changes::{Known, Manifest};
+use super::connection::Scope;
+use super::crawl::{HistoryRecord, InventoryStore, Stored, Write};
+use crate::port::PortError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub content: Value,
+    pub known: Known,
+    /// The scope whose manifest holds it; none once gone.
+    pub scope: Option<String>,
+    pub active: bool,
+}
+
+/// A run's id and a scope's key.
+type RunScope = (String, String);
+
+#[derive(Default)]
+pub struct MemoryStore {
+    pub rows: Mutex<BTreeMap<String, Row>>,
+    pub history: Mutex<Vec<HistoryRecord>>,
+    seen: Mutex<BTreeMap<RunScope, BTreeMap<u32, Vec<String>>>>,
+    /// Entity and history items written, as a table would count them.
+    pub item_writes: Mutex<u64>,
+}
+
+fn poisoned() -> PortError {
+    PortError::Transient {
+        service: "memory",
+        detail: "a writer panicked".into(),
+    }
+}
+
+#[async_trait]
+impl InventoryStore for MemoryStore {
+    async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError> {
+        let rows = self.rows.lock().map_err(|_| poisoned())?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let row = rows.get(id).filter(|r| r.active)?;
+                Some((
+                    id.clone(),
+                    Stored {
+                        known: row.known.clone(),
+                        content: row.content.clone(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
+        let mut rows = self.rows.lock().map_err(|_| poisoned())?;
+        let mut history = self.history.lock().map_err(|_| poisoned())?;
+        let mut count = self.item_writes.lock().map_err(|_| poisoned())?;
+        for write in writes {
+            *count += 1;
+            match write {
+                Write::Upsert {
+                    entity,
+                    hash,
+                    scope,
+                    history: record,
+                    ..
+                } => {
+                    rows.insert(
+                        entity.id,
+                        Row {
+                            content: entity.content,
+                            known: Known { hash, misses: 0 },
+                            scope: Some(scope.key()),
+                            active: true,
+                        },
+                    );
+                    history.push(record);
+                    *count += 1;
+                }
+                Write::Gone {
+                    id,
+                    history: record,
+                    ..
+                } => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.active = false;
+                        row.scope = None;
+                    }
+                    history.push(record);
+                    *count += 1;
+                }
+                Write::Missed { id, misses } => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.known.misses = misses;
+                    }
+                }
+                Write::Back { id } => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.known.misses = 0;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_seen(
+        &self,
+        run: &str,
+        scope: &Scope,
+        page: u32,
+        ids: &[String],
+    ) -> Result<(), PortError> {
+        self.seen
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry((run.to_owned(), scope.key()))
+            .or_default()
+            .insert(page, ids.to_vec());
+        Ok(())
+    }
+
+    async fn seen(&self, run: &str, scope: &Scope) -> Result<BTreeSet<String>, PortError> {
+        Ok(self
+            .seen
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&(run.to_owned(), scope.key()))
+            .map(|pages| pages.values().flatten().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError> {
+        let key = scope.key();
+        Ok(self
+            .rows
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|(_, r)| r.active && r.scope.as_deref() == Some(key.as_str()))
+            .map(|(id, r)| (id.clone(), r.known.clone()))
+            .collect())
+    }
+}

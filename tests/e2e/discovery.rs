@@ -1,0 +1,1045 @@
+//! Discovery through the template's wiring: connections made over the management API, runs
+//! of the real state machine over every scope, the crawler reading the emulator's accounts
+//! (the second through an assumed role), the inventory read back over the API and compared
+//! with what the emulator holds, listed independently with boto3
+//! (`localcloud/moto/sample_inventory.py`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use maestro_localcloud::{LocalCloud, Stack, moto};
+use maestro_tests::{listen_to_topic, maestro_template, on_local_cloud, receive_bodies};
+use serde_json::{Value, json};
+
+const OWN: &str = "123456789012";
+const MEMBER: &str = "222222222222";
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+const ROLE: &str = "arn:aws:iam::222222222222:role/MaestroDiscovery";
+/// A full run over both sample accounts has about 45 scopes and 3,000 entities per account.
+const RUN_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Runs `localcloud/moto/sample_inventory.py` against the emulator.
+fn sample_inventory(
+    cloud: &LocalCloud,
+    command: &str,
+    accounts: &[&str],
+    regions: &[&str],
+) -> Value {
+    let root = moto::repository_root();
+    let mut run = Command::new(moto::default_python());
+    run.arg(root.join("localcloud/moto/sample_inventory.py"))
+        .arg(command)
+        .arg("--endpoint")
+        .arg(cloud.moto_endpoint());
+    for account in accounts {
+        run.arg("--account").arg(account);
+    }
+    for region in regions {
+        run.arg("--region").arg(region);
+    }
+    let output = run.output().expect("the sample inventory script runs");
+    assert!(
+        output.status.success(),
+        "sample_inventory.py {command} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+async fn call(cloud: &LocalCloud, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", cloud.http_endpoint());
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "PUT" => client.put(url),
+        "DELETE" => client.delete(url),
+        other => panic!("no method {other}"),
+    };
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.expect("the management API answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+fn connection(id: &str, account: &str, regions: &[&str], types: Option<Value>) -> Value {
+    let mut body = json!({
+        "id": id,
+        "name": format!("Sample {id}"),
+        "accountId": account,
+        "regions": regions,
+    });
+    if account != OWN {
+        body["roleArn"] = json!(ROLE);
+        body["externalId"] = json!("maestro-sample");
+    }
+    if let Some(types) = types {
+        body["resourceTypes"] = types;
+    }
+    body
+}
+
+async fn connect(cloud: &LocalCloud, body: Value) {
+    let (status, answer) = call(cloud, "POST", "/connections", Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+/// The summary of a finished run, from its execution's output.
+async fn finished(cloud: &LocalCloud, execution_arn: &str) -> Value {
+    let sfn = aws_sdk_sfn::Client::new(cloud.sdk_config());
+    let deadline = Instant::now() + RUN_PATIENCE;
+    loop {
+        let execution = sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .expect("the execution is described");
+        match execution.status.as_str() {
+            "RUNNING" => {
+                assert!(Instant::now() < deadline, "the run ends in time");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            "SUCCEEDED" => {
+                return serde_json::from_str(execution.output().expect("an output"))
+                    .expect("the summary is JSON");
+            }
+            other => panic!("the run ended {other}: {:?}", execution.cause()),
+        }
+    }
+}
+
+/// Syncs connections now, through the API, and answers each run's summary.
+async fn sync(cloud: &LocalCloud, connections: &[&str]) -> Vec<Value> {
+    let mut executions = Vec::new();
+    for id in connections {
+        let (status, answer) = call(cloud, "POST", &format!("/connections/{id}/sync"), None).await;
+        assert_eq!(status, 202, "{answer}");
+        for run in answer["runs"].as_array().expect("runs") {
+            executions.push(
+                run["executionArn"]
+                    .as_str()
+                    .expect("an execution")
+                    .to_owned(),
+            );
+        }
+    }
+    let mut summaries = Vec::new();
+    for execution in executions {
+        summaries.push(finished(cloud, &execution).await);
+    }
+    summaries
+}
+
+fn total(summaries: &[Value], count: &str) -> u64 {
+    summaries
+        .iter()
+        .map(|s| s["totals"][count].as_u64().expect("a count"))
+        .sum()
+}
+
+/// A count summed over the scopes of one resource type.
+fn of_type(summaries: &[Value], resource_type: &str, count: &str) -> u64 {
+    summaries
+        .iter()
+        .flat_map(|s| s["results"].as_array().expect("results").clone())
+        .filter(|r| r["scope"]["resourceType"] == resource_type)
+        .map(|r| r["counts"][count].as_u64().expect("a count"))
+        .sum()
+}
+
+fn failed_scopes(summaries: &[Value]) -> Vec<Value> {
+    summaries
+        .iter()
+        .flat_map(|s| s["results"].as_array().expect("results").clone())
+        .filter(|r| r["failed"] == true)
+        .collect()
+}
+
+/// Every entity the API lists for `query`, following the cursor.
+async fn listed(cloud: &LocalCloud, query: &str) -> Vec<Value> {
+    let mut entities = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/inventory?{query}&limit=500");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, page) = call(cloud, "GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        entities.extend(
+            page["entities"]
+                .as_array()
+                .expect("entities")
+                .iter()
+                .cloned(),
+        );
+        match page["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return entities,
+        }
+    }
+}
+
+async fn inventory_by_family(
+    cloud: &LocalCloud,
+    account: &str,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut families: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entity in listed(cloud, &format!("account={account}&active=true")).await {
+        families
+            .entry(entity["family"].as_str().expect("a family").to_owned())
+            .or_default()
+            .insert(entity["id"].as_str().expect("an id").to_owned());
+    }
+    families
+}
+
+fn emulator_by_family(expected: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    expected
+        .as_object()
+        .expect("families")
+        .iter()
+        .map(|(family, ids)| {
+            let ids = ids
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|id| id.as_str().expect("an id").to_owned())
+                .collect();
+            (family.clone(), ids)
+        })
+        .filter(|(_, ids): &(String, BTreeSet<String>)| !ids.is_empty())
+        .collect()
+}
+
+fn encoded(id: &str) -> String {
+    id.replace('/', "%2F")
+}
+
+async fn entity(cloud: &LocalCloud, id: &str) -> Value {
+    let (status, answer) = call(cloud, "GET", &format!("/inventory/{}", encoded(id)), None).await;
+    assert_eq!(status, 200, "{id}: {answer}");
+    answer
+}
+
+async fn history(cloud: &LocalCloud, id: &str) -> Vec<Value> {
+    let (status, answer) = call(
+        cloud,
+        "GET",
+        &format!("/inventory/{}/history", encoded(id)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["history"].as_array().expect("history").clone()
+}
+
+fn targets(answer: &Value, kind: &str) -> BTreeSet<String> {
+    answer["relations"]["outgoing"]
+        .as_array()
+        .expect("outgoing relations")
+        .iter()
+        .filter(|r| r["kind"] == kind)
+        .map(|r| r["target"].as_str().expect("a target").to_owned())
+        .collect()
+}
+
+fn sources(answer: &Value, kind: &str) -> BTreeSet<String> {
+    answer["relations"]["incoming"]
+        .as_array()
+        .expect("incoming relations")
+        .iter()
+        .filter(|r| r["kind"] == kind)
+        .map(|r| r["source"].as_str().expect("a source").to_owned())
+        .collect()
+}
+
+fn ec2(region: &str, account: &str, kind: &str, id: &str) -> String {
+    maestro_domain::inventory::entity::ids::ec2(region, account, kind, id)
+}
+
+/// The inventory table's item writes since the log was last emptied, as (PK, SK).
+async fn inventory_writes(cloud: &LocalCloud, stack: &Stack) -> Vec<(String, String)> {
+    let table = stack
+        .output("InventoryTableName")
+        .expect("the inventory table");
+    let log: Value = reqwest::get(format!(
+        "{}/moto-api/maestro/dynamodb-writes",
+        cloud.moto_endpoint()
+    ))
+    .await
+    .expect("the write log answers")
+    .json()
+    .await
+    .expect("JSON");
+    log["writes"]
+        .as_array()
+        .expect("writes")
+        .iter()
+        .filter(|w| w["table"] == table)
+        .map(|w| {
+            (
+                w["key"]["PK"].as_str().unwrap_or_default().to_owned(),
+                w["key"]["SK"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn forget_writes(cloud: &LocalCloud) {
+    reqwest::Client::new()
+        .delete(format!(
+            "{}/moto-api/maestro/dynamodb-writes",
+            cloud.moto_endpoint()
+        ))
+        .send()
+        .await
+        .expect("the write log empties");
+}
+
+fn entity_or_history((_, sk): &(String, String)) -> bool {
+    sk == "ENTITY" || sk.starts_with("H#")
+}
+
+async fn inject_fault(cloud: &LocalCloud, fault: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
+        .body(fault.to_string())
+        .send()
+        .await
+        .expect("the fault is set");
+    assert_eq!(response.status(), 200);
+}
+
+async fn clear_faults(cloud: &LocalCloud) {
+    reqwest::Client::new()
+        .delete(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
+        .send()
+        .await
+        .expect("the faults are cleared");
+}
+
+fn ec2_client(cloud: &LocalCloud, region: &str) -> aws_sdk_ec2::Client {
+    let config = aws_sdk_ec2::config::Builder::from(cloud.sdk_config())
+        .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+        .build();
+    aws_sdk_ec2::Client::from_conf(config)
+}
+
+async fn tag(cloud: &LocalCloud, region: &str, resource: &str, key: &str, value: &str) {
+    ec2_client(cloud, region)
+        .create_tags()
+        .resources(resource)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the tag is set");
+}
+
+async fn terminate(cloud: &LocalCloud, region: &str, instance: &str) {
+    ec2_client(cloud, region)
+        .terminate_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .expect("the instance terminates");
+}
+
+fn seeded<'a>(seed: &'a Value, account: &str, region: &str, what: &str) -> &'a str {
+    seed[account]["regions"][region][what]
+        .as_str()
+        .unwrap_or_else(|| panic!("the seed made a {what}"))
+}
+
+#[test]
+fn a_sync_inventories_two_accounts_in_two_regions_as_the_emulator_holds_them() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let seed = sample_inventory(cloud, "seed", &[OWN, MEMBER], &REGIONS);
+        connect(cloud, connection("own", OWN, &REGIONS, None)).await;
+        connect(cloud, connection("member", MEMBER, &REGIONS, None)).await;
+        let runs_topic = stack
+            .output("DiscoveryRunsTopicArn")
+            .expect("the runs topic");
+        let summaries_queue = listen_to_topic(cloud, runs_topic, "discovery-runs").await;
+
+        let first = sync(cloud, &["own", "member"]).await;
+        assert!(
+            failed_scopes(&first).is_empty(),
+            "{:?}",
+            failed_scopes(&first)
+        );
+        let published = receive_bodies(cloud, &summaries_queue, 2, Duration::from_secs(20)).await;
+        assert_eq!(published.len(), 2, "one summary per run on the topic");
+
+        // Exactly what the emulator holds, account by account and family by family.
+        let emulator = sample_inventory(cloud, "expected", &[OWN, MEMBER], &REGIONS);
+        let mut everything = 0;
+        for account in [OWN, MEMBER] {
+            let want = emulator_by_family(&emulator[account]);
+            let have = inventory_by_family(cloud, account).await;
+            assert_eq!(
+                have.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "{account}: the families"
+            );
+            for (family, ids) in &want {
+                assert_eq!(&have[family], ids, "{account}: {family}");
+            }
+            everything += want.values().map(BTreeSet::len).sum::<usize>();
+        }
+        assert_eq!(total(&first, "created") as usize, everything);
+
+        // Relations both ways, in the member account reached through its role.
+        let region = "eu-west-1";
+        let instance = ec2(
+            region,
+            MEMBER,
+            "instance",
+            seeded(&seed, MEMBER, region, "instance"),
+        );
+        let volume = ec2(
+            region,
+            MEMBER,
+            "volume",
+            seeded(&seed, MEMBER, region, "volume"),
+        );
+        let group = ec2(
+            region,
+            MEMBER,
+            "security-group",
+            seeded(&seed, MEMBER, region, "securityGroup"),
+        );
+        let server = entity(cloud, &instance).await;
+        assert_eq!(server["entity"]["account"], MEMBER);
+        assert_eq!(server["entity"]["name"], "sample-web-1");
+        assert_eq!(server["entity"]["environment"], "production");
+        assert_eq!(server["entity"]["role"], "web");
+        assert!(
+            targets(&server, "attached-volume").contains(&volume),
+            "{server}"
+        );
+        assert_eq!(
+            targets(&server, "security-group"),
+            BTreeSet::from([group.clone()])
+        );
+        assert_eq!(
+            targets(&server, "subnet"),
+            BTreeSet::from([ec2(
+                region,
+                MEMBER,
+                "subnet",
+                seed[MEMBER]["regions"][region]["subnets"][0]
+                    .as_str()
+                    .expect("a subnet")
+            )])
+        );
+        assert_eq!(
+            targets(&server, "vpc"),
+            BTreeSet::from([ec2(
+                region,
+                MEMBER,
+                "vpc",
+                seeded(&seed, MEMBER, region, "vpc")
+            )])
+        );
+        let balancers = sources(&server, "target");
+        let alb = seeded(&seed, MEMBER, region, "loadBalancer").to_owned();
+        let classic =
+            format!("arn:aws:elasticloadbalancing:{region}:{MEMBER}:loadbalancer/sample-classic");
+        assert!(
+            balancers.contains(&alb) && balancers.contains(&classic),
+            "{balancers:?}: {} {}",
+            entity(cloud, &alb).await,
+            entity(cloud, &classic).await
+        );
+        let volume_answer = entity(cloud, &volume).await;
+        assert_eq!(
+            sources(&volume_answer, "attached-volume"),
+            BTreeSet::from([instance.clone()])
+        );
+        assert_eq!(
+            sources(&volume_answer, "snapshot-of"),
+            BTreeSet::from([ec2(
+                region,
+                MEMBER,
+                "snapshot",
+                seeded(&seed, MEMBER, region, "snapshot")
+            )])
+        );
+        let database = entity(cloud, seeded(&seed, MEMBER, region, "database")).await;
+        assert_eq!(
+            targets(&database, "security-group"),
+            BTreeSet::from([group.clone()])
+        );
+        assert_eq!(targets(&database, "subnet").len(), 2, "{database}");
+        let group_answer = entity(cloud, &group).await;
+        let members = sources(&group_answer, "security-group");
+        assert!(
+            members.contains(&instance) && members.contains(&alb),
+            "{group_answer}"
+        );
+
+        // The summary counts what the inventory lists.
+        let (status, summary) = call(cloud, "GET", "/inventory/summary", None).await;
+        assert_eq!(status, 200, "{summary}");
+        let member_count: usize = emulator_by_family(&emulator[MEMBER])
+            .values()
+            .map(BTreeSet::len)
+            .sum();
+        assert_eq!(
+            summary["counts"]["account"][MEMBER].as_u64(),
+            Some(member_count as u64),
+            "{summary}"
+        );
+
+        // CSV export, a page at a time.
+        let response = reqwest::get(format!(
+            "{}/inventory/export?format=csv&family=server&limit=2",
+            cloud.http_endpoint()
+        ))
+        .await
+        .expect("the export answers");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("text/csv")
+        );
+        let next = response
+            .headers()
+            .get("maestro-next-cursor")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = response.text().await.expect("CSV");
+        let rows: Vec<&str> = body.lines().collect();
+        assert!(rows[0].starts_with("id,family,providerType,account,region"));
+        assert!(rows.len() <= 3 && rows.len() > 1, "{body}");
+        assert!(
+            next.is_some(),
+            "four servers make more than one page of two"
+        );
+
+        // Nothing changed: a second sync writes no entity and no history.
+        forget_writes(cloud).await;
+        let second = sync(cloud, &["own", "member"]).await;
+        assert!(failed_scopes(&second).is_empty());
+        assert_eq!(
+            (
+                total(&second, "created"),
+                total(&second, "changed"),
+                total(&second, "gone")
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(total(&second, "seen") as usize, everything);
+        let writes: Vec<_> = inventory_writes(cloud, &stack)
+            .await
+            .into_iter()
+            .filter(entity_or_history)
+            .collect();
+        assert!(writes.is_empty(), "an unchanged inventory wrote {writes:?}");
+    });
+}
+
+#[test]
+fn a_tag_change_is_one_change_and_a_terminated_instance_is_gone_after_two_complete_crawls() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let region = "eu-west-1";
+        let seed = sample_inventory(cloud, "seed", &[OWN], &[region]);
+        connect(
+            cloud,
+            connection(
+                "own",
+                OWN,
+                &[region],
+                Some(json!({"instances": 15, "volumes": 60})),
+            ),
+        )
+        .await;
+        // The schedule starts the first run: both scopes are due.
+        let scheduled = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        let runs = scheduled["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 1, "{scheduled}");
+        let first = finished(
+            cloud,
+            runs[0]["executionArn"].as_str().expect("an execution"),
+        )
+        .await;
+        assert_eq!(first["failedScopes"], 0, "{first}");
+        assert_eq!(first["scopes"], 2);
+        let again = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("runs");
+        assert_eq!(again["runs"], json!([]), "nothing is due again so soon");
+
+        let instance_id = seeded(&seed, OWN, region, "instance");
+        let instance = ec2(region, OWN, "instance", instance_id);
+        tag(cloud, region, instance_id, "Name", "sample-web-renamed").await;
+        forget_writes(cloud).await;
+        let renamed = sync(cloud, &["own"]).await;
+        assert_eq!(total(&renamed, "changed"), 1, "{renamed:?}");
+        let entity_writes: Vec<_> = inventory_writes(cloud, &stack)
+            .await
+            .into_iter()
+            .filter(entity_or_history)
+            .collect();
+        assert_eq!(
+            entity_writes.len(),
+            2,
+            "one entity and one history record: {entity_writes:?}"
+        );
+        let records = history(cloud, &instance).await;
+        assert_eq!(records.len(), 2, "created, then changed");
+        assert_eq!(records[0]["change"], "CHANGED", "newest first");
+        assert_eq!(records[0]["source"]["kind"], "api-sync");
+        assert_eq!(records[1]["source"]["kind"], "scheduled-sync");
+        let diff = records[0]["diff"].as_array().expect("a diff");
+        assert_eq!(
+            diff,
+            &vec![
+                json!({"kind": "CHANGED", "path": "name", "old": "sample-web-1", "new": "sample-web-renamed"}),
+                json!({"kind": "CHANGED", "path": "tags.Name", "old": "sample-web-1", "new": "sample-web-renamed"}),
+            ]
+        );
+
+        terminate(cloud, region, instance_id).await;
+        let missed = sync(cloud, &["own"]).await;
+        // Its root volume went with it (moto deletes it on termination, as EC2 does).
+        assert_eq!(
+            (
+                of_type(&missed, "instances", "missing"),
+                total(&missed, "gone")
+            ),
+            (1, 0)
+        );
+        assert_eq!(entity(cloud, &instance).await["entity"]["active"], true);
+        let gone = sync(cloud, &["own"]).await;
+        assert_eq!(of_type(&gone, "instances", "gone"), 1);
+        let tombstone = entity(cloud, &instance).await;
+        assert_eq!(tombstone["entity"]["active"], false);
+        assert_eq!(tombstone["entity"]["status"], "gone");
+        let records = history(cloud, &instance).await;
+        assert_eq!(records[0]["change"], "GONE");
+        assert!(
+            records[0]["diff"]
+                .as_array()
+                .expect("a diff")
+                .contains(&json!({"kind": "CHANGED", "path": "active", "old": true, "new": false})),
+            "{records:?}"
+        );
+        let listed_active = listed(cloud, "family=server&active=true").await;
+        assert!(listed_active.iter().all(|e| e["id"] != instance.as_str()));
+    });
+}
+
+#[test]
+fn a_failed_crawl_marks_nothing_gone() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let seed = sample_inventory(cloud, "seed", &[OWN], &REGIONS);
+        connect(
+            cloud,
+            connection(
+                "own",
+                OWN,
+                &REGIONS,
+                Some(json!({"instances": 15, "network": 1440})),
+            ),
+        )
+        .await;
+        let spare_vpc = ec2_client(cloud, "eu-west-1")
+            .create_vpc()
+            .cidr_block("10.99.0.0/16")
+            .send()
+            .await
+            .expect("a spare VPC")
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("its id")
+            .to_owned();
+        let first = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&first).is_empty());
+
+        let denied_region = "us-east-1";
+        let instance_id = seeded(&seed, OWN, denied_region, "instance");
+        let instance = ec2(denied_region, OWN, "instance", instance_id);
+        terminate(cloud, denied_region, instance_id).await;
+        ec2_client(cloud, "eu-west-1")
+            .delete_vpc()
+            .vpc_id(&spare_vpc)
+            .send()
+            .await
+            .expect("the spare VPC is deleted");
+        let spare = ec2("eu-west-1", OWN, "vpc", &spare_vpc);
+
+        // Access denied in one region; the route tables page of the network listing fails.
+        inject_fault(cloud, json!({"service": "ec2", "action": "DescribeInstances", "region": denied_region, "code": "UnauthorizedOperation", "status": 403})).await;
+        inject_fault(cloud, json!({"service": "ec2", "action": "DescribeRouteTables", "region": "eu-west-1", "code": "InvalidParameterValue", "status": 400})).await;
+        for _ in 0..3 {
+            let failing = sync(cloud, &["own"]).await;
+            let failed: BTreeSet<String> = failed_scopes(&failing)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}|{}",
+                        r["scope"]["region"].as_str().unwrap_or_default(),
+                        r["scope"]["resourceType"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            assert_eq!(
+                failed,
+                BTreeSet::from([
+                    "us-east-1|instances".to_owned(),
+                    "eu-west-1|network".to_owned()
+                ]),
+                "{failing:?}"
+            );
+            assert!(failed_scopes(&failing).iter().any(|r| {
+                r["cause"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("UnauthorizedOperation")
+            }));
+            assert_eq!(total(&failing, "gone"), 0);
+            assert_eq!(entity(cloud, &instance).await["entity"]["active"], true);
+            assert_eq!(entity(cloud, &spare).await["entity"]["active"], true);
+        }
+
+        // Once the crawls complete again, two of them in a row make both gone.
+        clear_faults(cloud).await;
+        sync(cloud, &["own"]).await;
+        assert_eq!(entity(cloud, &instance).await["entity"]["active"], true);
+        let complete = sync(cloud, &["own"]).await;
+        assert_eq!(of_type(&complete, "instances", "gone"), 1);
+        // The VPC, and the default objects moto deleted with it.
+        assert!(of_type(&complete, "network", "gone") >= 1, "{complete:?}");
+        assert_eq!(entity(cloud, &instance).await["entity"]["active"], false);
+        assert_eq!(entity(cloud, &spare).await["entity"]["active"], false);
+    });
+}
+
+/// Puts the sample CloudTrail event on the default bus, naming `instance_id`.
+async fn put_create_tags_event(cloud: &LocalCloud, instance_id: &str) {
+    let path = moto::repository_root().join("events/discovery-events/ec2-create-tags.json");
+    let text = std::fs::read_to_string(&path).expect("the sample event");
+    let sample: Value = serde_json::from_str(&text.replace("i-0abc123def4567890", instance_id))
+        .expect("the sample is JSON");
+    let put = aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source(sample["source"].as_str().expect("a source"))
+                .detail_type(sample["detail-type"].as_str().expect("a detail type"))
+                .detail(sample["detail"].to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the event is put");
+    assert_eq!(put.failed_entry_count, 0);
+}
+
+#[test]
+fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let region = cloud.region().to_owned();
+        let ec2_api = ec2_client(cloud, &region);
+        let mut instances = Vec::new();
+        for name in ["api-1", "api-2"] {
+            let run = ec2_api
+                .run_instances()
+                .image_id("ami-12c6146b")
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                        .tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("Name")
+                                .value(name)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("an instance runs");
+            instances.push(run.instances()[0].instance_id().expect("an id").to_owned());
+        }
+        connect(
+            cloud,
+            connection("own", OWN, &[&region], Some(json!({"instances": 15}))),
+        )
+        .await;
+        sync(cloud, &["own"]).await;
+        for instance in &instances {
+            tag(cloud, &region, instance, "Environment", "production").await;
+        }
+
+        put_create_tags_event(cloud, &instances[0]).await;
+        let refreshed = ec2(&region, OWN, "instance", &instances[0]);
+        let untouched = ec2(&region, OWN, "instance", &instances[1]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while entity(cloud, &refreshed).await["entity"]["environment"] != "production" {
+            assert!(
+                Instant::now() < deadline,
+                "the event refreshed {refreshed}: {}",
+                maestro_tests::captured_logs()
+                    .lines()
+                    .filter(|l| l.contains("refresh") || l.contains("Events") || l.contains("rule"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let record = &history(cloud, &refreshed).await[0];
+        assert_eq!(record["source"]["kind"], "event-refresh");
+        assert_eq!(record["source"]["eventName"], "CreateTags");
+        assert!(
+            entity(cloud, &untouched).await["entity"]["environment"].is_null(),
+            "only the named resource is refreshed"
+        );
+        assert_eq!(history(cloud, &untouched).await.len(), 1);
+    });
+}
+
+#[test]
+fn malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        connect(cloud, connection("own", OWN, &["eu-west-1"], None)).await;
+        forget_writes(cloud).await;
+        let valid = connection("other", MEMBER, &["eu-west-1"], None);
+        let with = |key: &str, value: Value| {
+            let mut body = valid.clone();
+            body[key] = value;
+            body
+        };
+        let cases: Vec<(&str, String, Option<Value>, u16, &str)> = vec![
+            (
+                "POST",
+                "/connections".into(),
+                Some(json!("not an object")),
+                400,
+                "JSON object",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(json!({"name": "x"})),
+                400,
+                "id",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("id", json!("Not An Id"))),
+                400,
+                "id",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("accountId", json!("2222"))),
+                400,
+                "accountId",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("regionz", json!(["eu-west-1"]))),
+                400,
+                "regionz",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("regions", json!(["europe"]))),
+                400,
+                "regions",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("externalId", Value::Null)),
+                400,
+                "externalId",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("roleArn", json!("arn:aws:iam::333333333333:role/x"))),
+                400,
+                "roleArn",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("resourceTypes", json!({"servers": 5}))),
+                400,
+                "servers",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(with("resourceTypes", json!({"instances": 1}))),
+                400,
+                "outside",
+            ),
+            (
+                "POST",
+                "/connections".into(),
+                Some(connection("own", OWN, &["eu-west-1"], None)),
+                409,
+                "exists",
+            ),
+            (
+                "PUT",
+                "/connections/nobody".into(),
+                Some(valid.clone()),
+                400,
+                "unknown field",
+            ),
+            (
+                "GET",
+                "/connections/nobody".into(),
+                None,
+                404,
+                "no connection",
+            ),
+            (
+                "POST",
+                "/connections/own/sync".into(),
+                Some(json!({"resourceTypes": ["servers"]})),
+                400,
+                "servers",
+            ),
+            (
+                "POST",
+                "/connections/own/sync".into(),
+                Some(json!({"types": []})),
+                400,
+                "resourceTypes",
+            ),
+            (
+                "POST",
+                "/connections/nobody/sync".into(),
+                None,
+                404,
+                "no connection",
+            ),
+            (
+                "DELETE",
+                "/connections/own".into(),
+                Some(json!({"reason": "x"})),
+                403,
+                "IAM Identity Center",
+            ),
+            (
+                "GET",
+                "/inventory?family=servers".into(),
+                None,
+                400,
+                "family",
+            ),
+            ("GET", "/inventory?limit=0".into(), None, 400, "limit"),
+            (
+                "GET",
+                "/inventory?cursor=garbage".into(),
+                None,
+                400,
+                "cursor",
+            ),
+            ("GET", "/inventory?colour=blue".into(), None, 400, "colour"),
+            ("GET", "/inventory?active=yes".into(), None, 400, "active"),
+            ("GET", "/inventory?account=12".into(), None, 400, "account"),
+            (
+                "GET",
+                "/inventory?tagValue=prod".into(),
+                None,
+                400,
+                "tagKey",
+            ),
+            (
+                "GET",
+                "/inventory/export?format=xml".into(),
+                None,
+                400,
+                "format",
+            ),
+            (
+                "GET",
+                format!(
+                    "/inventory/{}",
+                    encoded("arn:aws:ec2:eu-west-1:123456789012:instance/i-nothing")
+                ),
+                None,
+                404,
+                "no entity",
+            ),
+            (
+                "GET",
+                format!(
+                    "/inventory/{}/history?limit=5000",
+                    encoded("arn:aws:s3:::x")
+                ),
+                None,
+                400,
+                "limit",
+            ),
+        ];
+        for (method, path, body, status, names) in cases {
+            let (got, answer) = call(cloud, method, &path, body).await;
+            assert_eq!(got, status, "{method} {path}: {answer}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(names),
+                "{method} {path}: {message:?} names {names:?}"
+            );
+        }
+        let writes = inventory_writes(cloud, &stack).await;
+        assert!(writes.is_empty(), "refused requests wrote {writes:?}");
+        let (_, connections) = call(cloud, "GET", "/connections", None).await;
+        assert_eq!(connections["connections"].as_array().map(Vec::len), Some(1));
+    });
+}
+
+#[test]
+fn a_connection_is_deleted_through_the_approval_policy() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        connect(cloud, connection("own", OWN, &["eu-west-1"], None)).await;
+        let response = reqwest::Client::new()
+            .delete(format!("{}/connections/own", cloud.http_endpoint()))
+            .header("x-maestro-caller", "dave@example.com")
+            .body(json!({"reason": "the account is closed"}).to_string())
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(response.status(), 202);
+        // The sample policy runs CONNECTION_DELETE without approvers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while call(cloud, "GET", "/connections/own", None).await.0 != 404 {
+            assert!(Instant::now() < deadline, "the connection is deleted");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
