@@ -117,6 +117,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             };
             if let Some(organisation) = &organisation {
                 println!("{organisation}");
+                let inventory =
+                    seed::sample_inventory(cloud.moto_endpoint(), cloud.http_endpoint()).await?;
+                println!("{inventory}");
             }
             let state = UpState::record(&cloud, &stack, organisation).await?;
             println!("Maestro is up on the local cloud (stack {stack_name}).");

@@ -1,7 +1,8 @@
 //! A small sample organisation for `make up`: OUs per SDLC environment, tagged accounts (one
 //! of them closed, so SUSPENDED), identity-store groups, tagged permission sets and one
 //! untagged one with a hand-made assignment, following the SSO model of BRIEF §2.
-//! Later capabilities extend it with resources, secrets and approvals.
+//! `sample_inventory` adds an estate for discovery in two accounts and two regions, and
+//! connects both.
 
 use std::fmt;
 
@@ -344,4 +345,85 @@ fn permission_set_tag(key: &str, value: &str) -> Result<PermissionSetTag, LocalC
         .value(value)
         .build()
         .map_err(|e| seed_error("tag")(e.to_string()))
+}
+
+/// The accounts of the sample estate: the one Maestro runs in, and a member reached through
+/// `MaestroDiscovery` with the ExternalId `maestro-sample`.
+pub const SAMPLE_ACCOUNTS: [&str; 2] = ["123456789012", "222222222222"];
+pub const SAMPLE_REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+/// Runs `localcloud/moto/sample_inventory.py` (`seed` or `expected`) against the emulator and
+/// answers what it printed.
+pub fn sample_inventory_script(
+    moto_endpoint: &str,
+    command: &str,
+    accounts: &[&str],
+    regions: &[&str],
+) -> Result<serde_json::Value, LocalCloudError> {
+    let mut run = std::process::Command::new(crate::moto::default_python());
+    run.arg(crate::moto::repository_root().join("localcloud/moto/sample_inventory.py"))
+        .arg(command)
+        .arg("--endpoint")
+        .arg(moto_endpoint);
+    for account in accounts {
+        run.arg("--account").arg(account);
+    }
+    for region in regions {
+        run.arg("--region").arg(region);
+    }
+    let output = run.output()?;
+    if !output.status.success() {
+        return Err(LocalCloudError::build(
+            &format!("sample inventory ({command})"),
+            String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| LocalCloudError::build("sample inventory output", e))
+}
+
+/// Seeds the sample estate in both accounts and regions, connects both accounts over the
+/// management API and starts their first sync. Answers what to read.
+pub async fn sample_inventory(
+    moto_endpoint: &str,
+    http_endpoint: &str,
+) -> Result<String, LocalCloudError> {
+    sample_inventory_script(moto_endpoint, "seed", &SAMPLE_ACCOUNTS, &SAMPLE_REGIONS)?;
+    let client = reqwest::Client::new();
+    for (id, account) in [
+        ("sample-own", SAMPLE_ACCOUNTS[0]),
+        ("sample-member", SAMPLE_ACCOUNTS[1]),
+    ] {
+        let mut connection = serde_json::json!({
+            "id": id,
+            "name": format!("Sample account {account}"),
+            "accountId": account,
+            "regions": SAMPLE_REGIONS,
+        });
+        if account != SAMPLE_ACCOUNTS[0] {
+            connection["roleArn"] = format!("arn:aws:iam::{account}:role/MaestroDiscovery").into();
+            connection["externalId"] = "maestro-sample".into();
+        }
+        for (path, body) in [
+            ("/connections".to_owned(), connection.to_string()),
+            (format!("/connections/{id}/sync"), String::new()),
+        ] {
+            let response = client
+                .post(format!("{http_endpoint}{path}"))
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| LocalCloudError::build("sample inventory", e))?;
+            if !response.status().is_success() {
+                let answer = response.text().await.unwrap_or_default();
+                return Err(LocalCloudError::build(
+                    &format!("sample inventory: POST {path}"),
+                    answer,
+                ));
+            }
+        }
+    }
+    Ok(format!(
+        "Sample inventory: connections sample-own and sample-member are crawling two regions (about a minute).\n  Read it: curl {http_endpoint}/inventory/summary ; curl '{http_endpoint}/inventory?family=server'"
+    ))
 }

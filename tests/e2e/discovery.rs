@@ -5,16 +5,17 @@
 //! (`localcloud/moto/sample_inventory.py`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use maestro_localcloud::{LocalCloud, Stack, moto};
-use maestro_tests::{listen_to_topic, maestro_template, on_local_cloud, receive_bodies};
+use maestro_localcloud::{LocalCloud, Stack, moto, seed};
+use maestro_tests::{
+    listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with, receive_bodies,
+};
 use serde_json::{Value, json};
 
-const OWN: &str = "123456789012";
-const MEMBER: &str = "222222222222";
-const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+const OWN: &str = seed::SAMPLE_ACCOUNTS[0];
+const MEMBER: &str = seed::SAMPLE_ACCOUNTS[1];
+const REGIONS: [&str; 2] = seed::SAMPLE_REGIONS;
 const ROLE: &str = "arn:aws:iam::222222222222:role/MaestroDiscovery";
 /// A full run over both sample accounts has about 45 scopes and 3,000 entities per account.
 const RUN_PATIENCE: Duration = Duration::from_secs(600);
@@ -26,25 +27,8 @@ fn sample_inventory(
     accounts: &[&str],
     regions: &[&str],
 ) -> Value {
-    let root = moto::repository_root();
-    let mut run = Command::new(moto::default_python());
-    run.arg(root.join("localcloud/moto/sample_inventory.py"))
-        .arg(command)
-        .arg("--endpoint")
-        .arg(cloud.moto_endpoint());
-    for account in accounts {
-        run.arg("--account").arg(account);
-    }
-    for region in regions {
-        run.arg("--region").arg(region);
-    }
-    let output = run.output().expect("the sample inventory script runs");
-    assert!(
-        output.status.success(),
-        "sample_inventory.py {command} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    seed::sample_inventory_script(cloud.moto_endpoint(), command, accounts, regions)
+        .unwrap_or_else(|e| panic!("sample_inventory.py {command}: {e}"))
 }
 
 async fn call(cloud: &LocalCloud, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -1042,4 +1026,83 @@ fn a_connection_is_deleted_through_the_approval_policy() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
+}
+
+#[test]
+fn organisation_mode_connects_every_active_account() {
+    let parameters = [
+        ("OrganizationMode", "true"),
+        ("MemberRoleName", "MaestroDiscovery"),
+        ("MemberExternalId", "maestro-org"),
+        ("OrganizationRegions", "us-east-1"),
+    ];
+    on_local_cloud_with(
+        Some(&maestro_template()),
+        &parameters,
+        |cloud, _| async move {
+            seed::sample_organisation(cloud.sdk_config())
+                .await
+                .expect("the sample organisation");
+            let accounts = aws_sdk_organizations::Client::new(cloud.sdk_config())
+                .list_accounts()
+                .send()
+                .await
+                .expect("the accounts")
+                .accounts
+                .unwrap_or_default();
+            let active: BTreeSet<String> = accounts
+                .iter()
+                .filter(|a| {
+                    a.status() == Some(&aws_sdk_organizations::types::AccountStatus::Active)
+                })
+                .filter_map(|a| a.id.clone())
+                .collect();
+            assert!(
+                active.len() > 1 && active.len() < accounts.len(),
+                "the sample has a closed account"
+            );
+
+            let scheduled = cloud
+                .fire_schedule("DiscoverySchedulerFunction", "Tick")
+                .await
+                .expect("the scheduler runs");
+            assert_eq!(
+                scheduled["organizationAccounts"].as_u64(),
+                Some(active.len() as u64)
+            );
+            let (_, listed) = call(cloud, "GET", "/connections", None).await;
+            let connections = listed["connections"].as_array().expect("connections");
+            let connected: BTreeSet<String> = connections
+                .iter()
+                .map(|c| c["accountId"].as_str().expect("an account").to_owned())
+                .collect();
+            assert_eq!(connected, active);
+            for connection in connections {
+                let account = connection["accountId"].as_str().expect("an account");
+                assert_eq!(connection["id"], format!("org-{account}"));
+                assert_eq!(connection["source"], "organization");
+                assert_eq!(connection["regions"], json!(["us-east-1"]));
+                if account == OWN {
+                    assert!(
+                        connection["role"].is_null(),
+                        "Maestro's own account needs no role"
+                    );
+                } else {
+                    assert_eq!(
+                        connection["role"],
+                        json!({"roleArn": format!("arn:aws:iam::{account}:role/MaestroDiscovery"), "externalId": "maestro-org"})
+                    );
+                }
+            }
+            // Let the runs the tick started finish, so they cannot outlive the test.
+            for run in scheduled["runs"].as_array().expect("runs") {
+                let summary =
+                    finished(cloud, run["executionArn"].as_str().expect("an execution")).await;
+                assert!(
+                    failed_scopes(std::slice::from_ref(&summary)).is_empty(),
+                    "{summary}"
+                );
+            }
+        },
+    );
 }

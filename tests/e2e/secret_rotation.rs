@@ -345,9 +345,16 @@ fn a_secret_rotated_by_hand_is_alerted_before_and_after_its_deadline_once_a_day(
             &[("maestro:rotation", "manual")],
         )
         .await;
+        // Days count from the midnight (UTC) before the secret was made, so that "two runs on
+        // the same day" stay on one day whatever the hour the test runs at.
         let created = chrono::Utc::now();
+        let midnight = created
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc();
         let day = |d: i64, hours: i64| {
-            created + chrono::Duration::days(d) + chrono::Duration::hours(hours)
+            midnight + chrono::Duration::days(d) + chrono::Duration::hours(hours)
         };
         let heard = |count| {
             let alerts = alerts.clone();

@@ -54,6 +54,18 @@ where
     F: FnOnce(&'static LocalCloud, Option<Stack>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    on_local_cloud_with(template, &[], test)
+}
+
+/// [`on_local_cloud`] with some of the template's parameters set.
+pub fn on_local_cloud_with<F, Fut>(
+    template: Option<&Template>,
+    parameters: &[(&str, &str)],
+    test: F,
+) where
+    F: FnOnce(&'static LocalCloud, Option<Stack>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let shared = shared();
     // A failed test poisons the lock; the next test resets the cloud anyway.
     let _turn = shared
@@ -63,7 +75,7 @@ where
     shared.runtime.block_on(async {
         let stack = match template {
             Some(template) => Some(
-                fresh_deploy(&shared.cloud, template)
+                fresh_deploy(&shared.cloud, template, parameters)
                     .await
                     .unwrap_or_else(|e| panic!("the stack builds: {e}")),
             ),
@@ -85,7 +97,7 @@ pub fn deploy_outcome(template: &Template) -> Result<(), String> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     shared
         .runtime
-        .block_on(fresh_deploy(&shared.cloud, template))
+        .block_on(fresh_deploy(&shared.cloud, template, &[]))
         .map(drop)
 }
 
@@ -95,13 +107,22 @@ async fn empty(cloud: &LocalCloud) {
     recorded_events().clear();
 }
 
-async fn fresh_deploy(cloud: &LocalCloud, template: &Template) -> Result<Stack, String> {
+async fn fresh_deploy(
+    cloud: &LocalCloud,
+    template: &Template,
+    extra: &[(&str, &str)],
+) -> Result<Stack, String> {
     empty(cloud).await;
     let mut parameters = cloud
         .local_parameters(template)
         .await
         .map_err(|e| e.to_string())?;
     parameters.extend(fast_polls(template));
+    parameters.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     cloud
         .deploy(template, "maestro", &parameters)
         .await

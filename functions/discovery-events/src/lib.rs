@@ -5,7 +5,7 @@
 //! diff as a crawl, with the event as the change's source. The scheduled crawls stay the
 //! safety net: an event never makes a resource gone.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
@@ -33,7 +33,6 @@ pub struct TrailEvent {
     pub id: String,
     pub account: String,
     pub region: String,
-    pub time: Option<DateTime<Utc>>,
     pub detail: Value,
 }
 
@@ -93,7 +92,9 @@ pub async fn handle(
         event_id: event.id.clone(),
         event_name: event_name.clone(),
     };
-    let now = event.time.unwrap_or_else(Utc::now);
+    // When Maestro saw the change: the event's own time has only seconds, and would sort its
+    // record before a crawl's of the same second that it follows.
+    let now = Utc::now();
     let connections = deps.inventory.connections().await?;
     for connection in connections
         .iter()

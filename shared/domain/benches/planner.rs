@@ -3,37 +3,16 @@
 //! planning adds, for a first run (nothing assigned yet) and a steady-state run (everything
 //! assigned, nothing to do). Run with `cargo bench -p maestro-domain --bench planner`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::plan::{PlanInputs, plan};
 use maestro_domain::sso::synthetic::{Size, organisation};
 
-/// Counts live heap bytes and remembers the peak since the last reset.
-struct PeakAllocator;
+#[path = "support/peak_heap.rs"]
+mod peak_heap;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for PeakAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(pointer, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use peak_heap::{PeakAllocator, live, mib, peak_above, reset_peak};
 
 #[global_allocator]
 static ALLOCATOR: PeakAllocator = PeakAllocator;
@@ -45,12 +24,11 @@ fn measure(label: &str, model: &SsoModel, inputs: &PlanInputs) {
     let mut peak_added = 0;
     let mut outcome = (0, 0, 0);
     for _ in 0..RUNS {
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let before = reset_peak();
         let started = Instant::now();
         let planned = plan(model, inputs).expect("the synthetic organisation is complete");
         times.push(started.elapsed());
-        peak_added = peak_added.max(PEAK.load(Ordering::Relaxed) - before);
+        peak_added = peak_added.max(peak_above(before));
         outcome = (planned.desired, planned.create.len(), planned.unchanged);
     }
     times.sort();
@@ -60,7 +38,7 @@ fn measure(label: &str, model: &SsoModel, inputs: &PlanInputs) {
         median.as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,
         times[RUNS - 1].as_secs_f64() * 1e3,
-        peak_added as f64 / (1024.0 * 1024.0),
+        mib(peak_added),
         outcome.0,
         outcome.1,
         outcome.2,
@@ -82,7 +60,7 @@ fn main() {
         inputs.permission_sets.len(),
         inputs.groups.len(),
         inputs.users.len(),
-        LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+        mib(live()),
     );
     measure("first run (nothing assigned)", &model, &inputs);
 
@@ -91,7 +69,7 @@ fn main() {
     println!(
         "steady state: {} current assignments; inputs {:.1} MiB of heap",
         inputs.assignments.len(),
-        LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+        mib(live()),
     );
     measure("steady state (nothing to do)", &model, &inputs);
 }
