@@ -117,8 +117,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             };
             if let Some(organisation) = &organisation {
                 println!("{organisation}");
-                let inventory =
-                    seed::sample_inventory(cloud.moto_endpoint(), cloud.http_endpoint()).await?;
+                let inventory = seed::sample_inventory(
+                    organisation,
+                    cloud.moto_endpoint(),
+                    cloud.http_endpoint(),
+                )
+                .await?;
                 println!("{inventory}");
             }
             let state = UpState::record(&cloud, &stack, organisation).await?;

@@ -347,8 +347,8 @@ fn permission_set_tag(key: &str, value: &str) -> Result<PermissionSetTag, LocalC
         .map_err(|e| seed_error("tag")(e.to_string()))
 }
 
-/// The accounts of the sample estate: the one Maestro runs in, and a member reached through
-/// `MaestroDiscovery` with the ExternalId `maestro-sample`.
+/// Two accounts for the sample estate in tests: the one Maestro runs in, and a member reached
+/// through `MaestroDiscovery` with the ExternalId `maestro-sample`.
 pub const SAMPLE_ACCOUNTS: [&str; 2] = ["123456789012", "222222222222"];
 pub const SAMPLE_REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
@@ -382,17 +382,24 @@ pub fn sample_inventory_script(
         .map_err(|e| LocalCloudError::build("sample inventory output", e))
 }
 
-/// Seeds the sample estate in both accounts and regions, connects both accounts over the
-/// management API and starts their first sync. Answers what to read.
+/// Seeds the sample estate in the account Maestro runs in and in the organisation's
+/// `payments-production`, in both regions; connects both accounts over the management API (the
+/// member through its role) and starts their first sync. Answers what to read.
 pub async fn sample_inventory(
+    organisation: &SampleOrganisation,
     moto_endpoint: &str,
     http_endpoint: &str,
 ) -> Result<String, LocalCloudError> {
-    sample_inventory_script(moto_endpoint, "seed", &SAMPLE_ACCOUNTS, &SAMPLE_REGIONS)?;
+    let member = find(&organisation.accounts, "account", "payments-production")
+        .map_err(|e| LocalCloudError::build("sample inventory", e))?
+        .id
+        .clone();
+    let accounts = [SAMPLE_ACCOUNTS[0], member.as_str()];
+    sample_inventory_script(moto_endpoint, "seed", &accounts, &SAMPLE_REGIONS)?;
     let client = reqwest::Client::new();
     for (id, account) in [
-        ("sample-own", SAMPLE_ACCOUNTS[0]),
-        ("sample-member", SAMPLE_ACCOUNTS[1]),
+        ("sample-own", accounts[0]),
+        ("payments-production", accounts[1]),
     ] {
         let mut connection = serde_json::json!({
             "id": id,
@@ -424,6 +431,6 @@ pub async fn sample_inventory(
         }
     }
     Ok(format!(
-        "Sample inventory: connections sample-own and sample-member are crawling two regions (about a minute).\n  Read it: curl {http_endpoint}/inventory/summary ; curl '{http_endpoint}/inventory?family=server'"
+        "Sample inventory: connections sample-own and payments-production ({member}) are crawling two regions (about a minute).\n  Read it: curl {http_endpoint}/inventory/summary ; curl '{http_endpoint}/inventory?family=server'"
     ))
 }

@@ -92,12 +92,11 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
         Some((reader, template)) => Some(sync_organization(deps, reader, template, now).await?),
         None => None,
     };
-    let connections = deps.inventory.connections().await?;
-    let mut due = Vec::new();
-    for connection in &connections {
-        let last = deps.inventory.last_started(&connection.id).await?;
-        due.extend(connection.due_scopes(&last, now));
-    }
+    let connections = deps.inventory.connections_with_starts().await?;
+    let due: Vec<_> = connections
+        .iter()
+        .flat_map(|(connection, started)| connection.due_scopes(started, now))
+        .collect();
     let runs = if due.is_empty() {
         Vec::new()
     } else {

@@ -462,31 +462,28 @@ impl DynamoInventory {
         Ok(answer.attributes.is_some())
     }
 
-    pub async fn last_started(
+    /// Every connection with when each of its scopes last started, in one query of the
+    /// connections' partition: what the scheduler needs on each tick.
+    pub async fn connections_with_starts(
         &self,
-        connection_id: &str,
-    ) -> Result<BTreeMap<String, DateTime<Utc>>, PortError> {
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(CONNECTIONS))
-            .key("SK", s(format!("S#{connection_id}")))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, connection_id, e))?;
-        Ok(answer
-            .item
-            .and_then(|item| item.get("lastStarted").and_then(|m| m.as_m().ok()).cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(scope, at)| {
-                let at = at.as_s().ok()?;
-                DateTime::parse_from_rfc3339(at)
-                    .ok()
-                    .map(|at| (scope, at.with_timezone(&Utc)))
-            })
-            .collect())
+    ) -> Result<Vec<(Connection, BTreeMap<String, DateTime<Utc>>)>, PortError> {
+        let items = self.query_all(CONNECTIONS, None).await?;
+        let mut starts: HashMap<&str, BTreeMap<String, DateTime<Utc>>> = HashMap::new();
+        for item in &items {
+            if let Some(id) = text(item, "SK").and_then(|sk| sk.strip_prefix("S#")) {
+                starts.insert(id, last_started_of(item));
+            }
+        }
+        let mut connections = Vec::new();
+        for item in &items {
+            if let Some(json) = text(item, "connection") {
+                let connection: Connection =
+                    serde_json::from_str(json).map_err(|e| rejected(e.to_string()))?;
+                let started = starts.remove(connection.id.as_str()).unwrap_or_default();
+                connections.push((connection, started));
+            }
+        }
+        Ok(connections)
     }
 
     pub async fn mark_started(
@@ -849,6 +846,19 @@ fn summary_view(item: &HashMap<String, AttributeValue>) -> Value {
     view
 }
 
+/// When each scope of a connection last started, from its `S#` item.
+fn last_started_of(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, DateTime<Utc>> {
+    item.get("lastStarted")
+        .and_then(|m| m.as_m().ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|(scope, at)| {
+            let at = DateTime::parse_from_rfc3339(at.as_s().ok()?).ok()?;
+            Some((scope.clone(), at.with_timezone(&Utc)))
+        })
+        .collect()
+}
+
 /// What a listing shows of an entity without its typed details: small enough to project into
 /// every index.
 fn summary_json(content: &Value) -> String {
@@ -994,22 +1004,21 @@ impl InventoryStore for DynamoInventory {
         Ok(known)
     }
 
+    /// History and index items first, the entity item last: the entity's hash is what marks a
+    /// change as recorded, so a write cut short is redone whole by the next crawl (its history
+    /// record may then appear twice), and never leaves a change without its record.
     async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
         let mut requests = Vec::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-        for write in writes {
+        for write in &writes {
             match write {
                 Write::Upsert {
                     entity,
-                    hash,
-                    scope,
                     previous,
                     history,
+                    ..
                 } => {
-                    // Entity first: a history record never names an entity that is not there.
-                    self.upsert_entity(&entity.content, &hash, &scope, history.at)
-                        .await?;
-                    requests.push(self.put_history(&history).await?);
+                    requests.push(self.put_history(history).await?);
                     Self::index_requests(previous.as_ref(), Some(&entity.content), &mut requests)?;
                     for d in previous.as_ref().map(dimensions).unwrap_or_default() {
                         *deltas.entry(d).or_default() -= 1;
@@ -1019,12 +1028,9 @@ impl InventoryStore for DynamoInventory {
                     }
                 }
                 Write::Gone {
-                    id,
-                    previous,
-                    history,
+                    previous, history, ..
                 } => {
-                    self.mark_gone(&id, previous.as_ref(), history.at).await?;
-                    requests.push(self.put_history(&history).await?);
+                    requests.push(self.put_history(history).await?);
                     // A tombstone keeps its tags for the record, but points at nothing.
                     let (relations, _) = index_items(previous.as_ref())?;
                     for (pk, sk) in relations {
@@ -1039,11 +1045,31 @@ impl InventoryStore for DynamoInventory {
                         *deltas.entry(d).or_default() -= 1;
                     }
                 }
+                Write::Missed { .. } | Write::Back { .. } => {}
+            }
+        }
+        self.batch_write(requests).await?;
+        for write in writes {
+            match write {
+                Write::Upsert {
+                    entity,
+                    hash,
+                    scope,
+                    history,
+                    ..
+                } => {
+                    self.upsert_entity(&entity.content, &hash, &scope, history.at)
+                        .await?
+                }
+                Write::Gone {
+                    id,
+                    previous,
+                    history,
+                } => self.mark_gone(&id, previous.as_ref(), history.at).await?,
                 Write::Missed { id, misses } => self.set_misses(&id, misses).await?,
                 Write::Back { id } => self.set_misses(&id, 0).await?,
             }
         }
-        self.batch_write(requests).await?;
         self.adjust_summary(deltas).await
     }
 

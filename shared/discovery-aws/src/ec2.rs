@@ -8,7 +8,7 @@ use maestro_domain::inventory::crawl::ProviderError;
 use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity, RelationKind};
 
 use crate::errors::provider_error;
-use crate::{Ctx, Listed, Lookup, by_ids, present, tags, time};
+use crate::{Ctx, Listed, by_ids, present, tags, time};
 
 /// Every instance state but `terminated`: a terminated instance stays listed for about an
 /// hour, and a crawl should find it gone rather than keep it as a live entity.
@@ -50,21 +50,23 @@ pub(crate) async fn describe_instances(
     ids: &[String],
 ) -> Result<Vec<Entity>, ProviderError> {
     let client = Client::new(&ctx.config);
-    by_ids(ids, |ids| {
-        let call = client.describe_instances().set_instance_ids(Some(ids));
-        async move {
-            let out = call
+    by_ids(
+        ids,
+        "ec2:DescribeInstances",
+        |ids| {
+            client
+                .describe_instances()
+                .set_instance_ids(Some(ids))
                 .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("ec2:DescribeInstances", e))?;
-            Ok(out
-                .reservations()
+        },
+        |out| {
+            out.reservations()
                 .iter()
                 .flat_map(|r| r.instances())
                 .filter_map(|i| instance(ctx, i))
-                .collect())
-        }
-    })
+                .collect()
+        },
+    )
     .await
 }
 
@@ -148,20 +150,17 @@ pub(crate) async fn describe_volumes(
     ids: &[String],
 ) -> Result<Vec<Entity>, ProviderError> {
     let client = Client::new(&ctx.config);
-    by_ids(ids, |ids| {
-        let call = client.describe_volumes().set_volume_ids(Some(ids));
-        async move {
-            let out = call
-                .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("ec2:DescribeVolumes", e))?;
-            Ok(out
-                .volumes()
+    by_ids(
+        ids,
+        "ec2:DescribeVolumes",
+        |ids| client.describe_volumes().set_volume_ids(Some(ids)).send(),
+        |out| {
+            out.volumes()
                 .iter()
                 .filter_map(|v| volume(ctx, v))
-                .collect())
-        }
-    })
+                .collect()
+        },
+    )
     .await
 }
 
@@ -226,20 +225,22 @@ pub(crate) async fn describe_snapshots(
     ids: &[String],
 ) -> Result<Vec<Entity>, ProviderError> {
     let client = Client::new(&ctx.config);
-    by_ids(ids, |ids| {
-        let call = client.describe_snapshots().set_snapshot_ids(Some(ids));
-        async move {
-            let out = call
+    by_ids(
+        ids,
+        "ec2:DescribeSnapshots",
+        |ids| {
+            client
+                .describe_snapshots()
+                .set_snapshot_ids(Some(ids))
                 .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("ec2:DescribeSnapshots", e))?;
-            Ok(out
-                .snapshots()
+        },
+        |out| {
+            out.snapshots()
                 .iter()
                 .filter_map(|s| snapshot(ctx, s))
-                .collect())
-        }
-    })
+                .collect()
+        },
+    )
     .await
 }
 
@@ -288,16 +289,12 @@ pub(crate) async fn describe_images(
     ids: &[String],
 ) -> Result<Vec<Entity>, ProviderError> {
     let client = Client::new(&ctx.config);
-    by_ids(ids, |ids| {
-        let call = client.describe_images().set_image_ids(Some(ids));
-        async move {
-            let out = call
-                .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("ec2:DescribeImages", e))?;
-            Ok(out.images().iter().filter_map(|i| image(ctx, i)).collect())
-        }
-    })
+    by_ids(
+        ids,
+        "ec2:DescribeImages",
+        |ids| client.describe_images().set_image_ids(Some(ids)).send(),
+        |out| out.images().iter().filter_map(|i| image(ctx, i)).collect(),
+    )
     .await
 }
 
@@ -358,20 +355,22 @@ pub(crate) async fn describe_security_groups(
     ids: &[String],
 ) -> Result<Vec<Entity>, ProviderError> {
     let client = Client::new(&ctx.config);
-    by_ids(ids, |ids| {
-        let call = client.describe_security_groups().set_group_ids(Some(ids));
-        async move {
-            let out = call
+    by_ids(
+        ids,
+        "ec2:DescribeSecurityGroups",
+        |ids| {
+            client
+                .describe_security_groups()
+                .set_group_ids(Some(ids))
                 .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("ec2:DescribeSecurityGroups", e))?;
-            Ok(out
-                .security_groups()
+        },
+        |out| {
+            out.security_groups()
                 .iter()
                 .filter_map(|g| security_group(ctx, g))
-                .collect())
-        }
-    })
+                .collect()
+        },
+    )
     .await
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::types::FunctionConfiguration;
 use maestro_domain::inventory::crawl::ProviderError;
-use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity, RelationKind};
+use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity};
 
 use crate::errors::provider_error;
 use crate::{Ctx, Listed, Lookup, each, present};
@@ -102,18 +102,7 @@ fn function(
     let security_group_ids = vpc
         .map(|v| v.security_group_ids().to_vec())
         .unwrap_or_default();
-    let mut relations = Vec::new();
-    for subnet in &subnet_ids {
-        relations.push(ctx.ec2_relation(RelationKind::Subnet, "subnet", subnet));
-    }
-    for group in &security_group_ids {
-        relations.push(ctx.ec2_relation(RelationKind::SecurityGroup, "security-group", group));
-    }
-    relations.extend(
-        vpc_id
-            .as_deref()
-            .map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", v)),
-    );
+    let relations = ctx.vpc_relations(&subnet_ids, &security_group_ids, vpc_id.as_deref());
     Some(
         ctx.entity(Described {
             id: arn.to_owned(),

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use aws_config::Region;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_ec2::config::ProvideCredentials;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use chrono::{DateTime, Utc};
 use maestro_aws::SdkConfig;
@@ -297,6 +298,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// Relations to where a resource sits in a VPC: its subnets, then its security groups,
+    /// then the VPC.
+    pub fn vpc_relations(
+        &self,
+        subnets: &[String],
+        security_groups: &[String],
+        vpc: Option<&str>,
+    ) -> Vec<Relation> {
+        let mut relations = Vec::new();
+        for subnet in subnets {
+            relations.push(self.ec2_relation(RelationKind::Subnet, "subnet", subnet));
+        }
+        for group in security_groups {
+            relations.push(self.ec2_relation(RelationKind::SecurityGroup, "security-group", group));
+        }
+        relations.extend(vpc.map(|v| self.ec2_relation(RelationKind::Vpc, "vpc", v)));
+        relations
+    }
+
     /// The configuration for calls in another region, as the same role.
     pub async fn config_in(&self, region: &str) -> Result<SdkConfig, ProviderError> {
         self.provider
@@ -337,9 +357,9 @@ pub(crate) enum Lookup {
 }
 
 impl Lookup {
-    pub fn from_sdk<E, R>(call: &'static str, error: aws_sdk_ec2::error::SdkError<E, R>) -> Lookup
+    pub fn from_sdk<E, R>(call: &'static str, error: SdkError<E, R>) -> Lookup
     where
-        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
         if errors::is_absent(&error) {
@@ -350,17 +370,28 @@ impl Lookup {
     }
 }
 
-/// Describes `ids` in one call; when the API refuses the whole call because one of them is
-/// gone (EC2 does), describes them one at a time and leaves the gone ones out.
-pub(crate) async fn by_ids<T, F, Fut>(ids: &[String], describe: F) -> Result<Vec<T>, ProviderError>
+/// Describes `ids` with one `send` (named `call` in errors) and keeps what `found` takes from
+/// its answer; when the API refuses the whole call because one of them is gone (EC2 does),
+/// describes them one at a time and leaves the gone ones out.
+pub(crate) async fn by_ids<T, Out, E, R, Fut>(
+    ids: &[String],
+    call: &'static str,
+    send: impl Fn(Vec<String>) -> Fut,
+    found: impl Fn(&Out) -> Vec<T>,
+) -> Result<Vec<T>, ProviderError>
 where
-    F: Fn(Vec<String>) -> Fut,
-    Fut: Future<Output = Result<Vec<T>, Lookup>>,
+    Fut: Future<Output = Result<Out, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
 {
     // Most describe calls list everything when given no ids.
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let describe = |ids| async {
+        let out = send(ids).await.map_err(|e| Lookup::from_sdk(call, e))?;
+        Ok(found(&out))
+    };
     match describe(ids.to_vec()).await {
         Ok(found) => return Ok(found),
         Err(Lookup::Failed(error)) => return Err(error),

@@ -15,7 +15,7 @@ use maestro_domain::inventory::entity::{
 };
 
 use crate::errors::provider_error;
-use crate::{Ctx, Listed, Lookup, by_ids, present, tags, time, token, unknown_step};
+use crate::{Ctx, Listed, by_ids, present, tags, time, token, unknown_step};
 
 pub(crate) const STEPS: u16 = 3;
 
@@ -120,17 +120,17 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
     let mut found = Vec::new();
     if !classic.is_empty() {
         let client = elb::Client::new(&ctx.config);
-        let descriptions = by_ids(&classic, |names| {
-            let call = client
-                .describe_load_balancers()
-                .set_load_balancer_names(Some(names));
-            async move {
-                let out = call.send().await.map_err(|e| {
-                    Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers", e)
-                })?;
-                Ok(out.load_balancer_descriptions().to_vec())
-            }
-        })
+        let descriptions = by_ids(
+            &classic,
+            "elasticloadbalancing:DescribeLoadBalancers",
+            |names| {
+                client
+                    .describe_load_balancers()
+                    .set_load_balancer_names(Some(names))
+                    .send()
+            },
+            |out| out.load_balancer_descriptions().to_vec(),
+        )
         .await?;
         found.extend(classic_balancers(ctx, &client, &descriptions).await?);
     }
@@ -138,47 +138,48 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
     let mut v2 = Vec::new();
     for names in v2_names.chunks(TAGS_PER_CALL) {
         v2.extend(
-            by_ids(names, |names| {
-                let call = client.describe_load_balancers().set_names(Some(names));
-                async move {
-                    let out = call.send().await.map_err(|e| {
-                        Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers (v2)", e)
-                    })?;
-                    Ok(out.load_balancers().to_vec())
-                }
-            })
+            by_ids(
+                names,
+                "elasticloadbalancing:DescribeLoadBalancers (v2)",
+                |names| {
+                    client
+                        .describe_load_balancers()
+                        .set_names(Some(names))
+                        .send()
+                },
+                |out| out.load_balancers().to_vec(),
+            )
             .await?,
         );
     }
     for arns in v2_arns.chunks(TAGS_PER_CALL) {
         v2.extend(
-            by_ids(arns, |arns| {
-                let call = client
-                    .describe_load_balancers()
-                    .set_load_balancer_arns(Some(arns));
-                async move {
-                    let out = call.send().await.map_err(|e| {
-                        Lookup::from_sdk("elasticloadbalancing:DescribeLoadBalancers (v2)", e)
-                    })?;
-                    Ok(out.load_balancers().to_vec())
-                }
-            })
+            by_ids(
+                arns,
+                "elasticloadbalancing:DescribeLoadBalancers (v2)",
+                |arns| {
+                    client
+                        .describe_load_balancers()
+                        .set_load_balancer_arns(Some(arns))
+                        .send()
+                },
+                |out| out.load_balancers().to_vec(),
+            )
             .await?,
         );
     }
     found.extend(balancers(ctx, &client, &v2).await?);
-    let groups = by_ids(&group_arns, |arns| {
-        let call = client
-            .describe_target_groups()
-            .set_target_group_arns(Some(arns));
-        async move {
-            let out = call
+    let groups = by_ids(
+        &group_arns,
+        "elasticloadbalancing:DescribeTargetGroups",
+        |arns| {
+            client
+                .describe_target_groups()
+                .set_target_group_arns(Some(arns))
                 .send()
-                .await
-                .map_err(|e| Lookup::from_sdk("elasticloadbalancing:DescribeTargetGroups", e))?;
-            Ok(out.target_groups().to_vec())
-        }
-    })
+        },
+        |out| out.target_groups().to_vec(),
+    )
     .await?;
     found.extend(target_groups(ctx, &client, &groups).await?);
     Ok(found)
@@ -271,24 +272,20 @@ fn relations(
     security_groups: &[String],
     vpc: Option<&str>,
 ) -> Vec<Relation> {
-    let mut relations = Vec::new();
-    for instance in instances {
-        relations.push(ctx.ec2_relation(RelationKind::Target, "instance", instance));
-    }
-    for subnet in subnets {
-        relations.push(ctx.ec2_relation(RelationKind::Subnet, "subnet", subnet));
-    }
-    for group in security_groups {
-        relations.push(ctx.ec2_relation(RelationKind::SecurityGroup, "security-group", group));
-    }
-    relations.extend(vpc.map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", v)));
+    let mut relations: Vec<Relation> = instances
+        .iter()
+        .map(|i| ctx.ec2_relation(RelationKind::Target, "instance", i))
+        .collect();
+    relations.extend(ctx.vpc_relations(subnets, security_groups, vpc));
     relations
 }
 
-async fn v2_tags(
+/// The tags of each resource by ARN; `arns` as the list answered them, a missing one skipped.
+async fn v2_tags<'a>(
     client: &elbv2::Client,
-    arns: &[String],
+    arns: impl Iterator<Item = Option<&'a str>>,
 ) -> Result<HashMap<String, Tags>, ProviderError> {
+    let arns: Vec<String> = arns.filter_map(present).collect();
     let mut tagged = HashMap::new();
     for arns in arns.chunks(TAGS_PER_CALL) {
         let out = client
@@ -365,11 +362,7 @@ async fn balancers(
     client: &elbv2::Client,
     balancers: &[elbv2::types::LoadBalancer],
 ) -> Result<Vec<Entity>, ProviderError> {
-    let arns: Vec<String> = balancers
-        .iter()
-        .filter_map(|b| present(b.load_balancer_arn()))
-        .collect();
-    let mut tagged = v2_tags(client, &arns).await?;
+    let mut tagged = v2_tags(client, balancers.iter().map(|b| b.load_balancer_arn())).await?;
     let mut entities = Vec::new();
     for balancer in balancers {
         let (Some(arn), Some(name)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
@@ -455,11 +448,7 @@ async fn target_groups(
     client: &elbv2::Client,
     groups: &[elbv2::types::TargetGroup],
 ) -> Result<Vec<Entity>, ProviderError> {
-    let arns: Vec<String> = groups
-        .iter()
-        .filter_map(|g| present(g.target_group_arn()))
-        .collect();
-    let mut tagged = v2_tags(client, &arns).await?;
+    let mut tagged = v2_tags(client, groups.iter().map(|g| g.target_group_arn())).await?;
     let mut entities = Vec::new();
     for group in groups {
         let (Some(arn), Some(name)) = (group.target_group_arn(), group.target_group_name()) else {

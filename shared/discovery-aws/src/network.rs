@@ -16,7 +16,7 @@ use maestro_domain::inventory::entity::{
 };
 
 use crate::errors::provider_error;
-use crate::{Ctx, Listed, Lookup, by_ids, present, tags, time, unknown_step};
+use crate::{Ctx, Listed, by_ids, present, tags, time, unknown_step};
 
 pub(crate) const STEPS: u16 = 8;
 
@@ -160,176 +160,131 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
             .cloned()
             .collect()
     };
-    let mut found = Vec::new();
-    let vpcs = with("vpc-");
-    if !vpcs.is_empty() {
-        found.extend(
-            by_ids(&vpcs, |ids| {
-                let call = client.describe_vpcs().set_vpc_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeVpcs", e))?;
-                    Ok(out.vpcs().iter().filter_map(|v| vpc(ctx, v)).collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let subnets = with("subnet-");
-    if !subnets.is_empty() {
-        found.extend(
-            by_ids(&subnets, |ids| {
-                let call = client.describe_subnets().set_subnet_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeSubnets", e))?;
-                    Ok(out
-                        .subnets()
-                        .iter()
-                        .filter_map(|s| subnet(ctx, s))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let tables = with("rtb-");
-    if !tables.is_empty() {
-        found.extend(
-            by_ids(&tables, |ids| {
-                let call = client
-                    .describe_route_tables()
-                    .set_route_table_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeRouteTables", e))?;
-                    Ok(out
-                        .route_tables()
-                        .iter()
-                        .filter_map(|t| route_table(ctx, t))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let nats = with("nat-");
-    if !nats.is_empty() {
-        found.extend(
-            by_ids(&nats, |ids| {
-                let call = client
-                    .describe_nat_gateways()
-                    .set_nat_gateway_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeNatGateways", e))?;
-                    Ok(out
-                        .nat_gateways()
-                        .iter()
-                        .filter_map(|g| nat_gateway(ctx, g))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let acls = with("acl-");
-    if !acls.is_empty() {
-        found.extend(
-            by_ids(&acls, |ids| {
-                let call = client
-                    .describe_network_acls()
-                    .set_network_acl_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeNetworkAcls", e))?;
-                    Ok(out
-                        .network_acls()
-                        .iter()
-                        .filter_map(|a| network_acl(ctx, a))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let endpoints = with("vpce-");
-    if !endpoints.is_empty() {
-        found.extend(
-            by_ids(&endpoints, |ids| {
-                let call = client
-                    .describe_vpc_endpoints()
-                    .set_vpc_endpoint_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeVpcEndpoints", e))?;
-                    Ok(out
-                        .vpc_endpoints()
-                        .iter()
-                        .filter_map(|e| vpc_endpoint(ctx, e))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let peerings = with("pcx-");
-    if !peerings.is_empty() {
-        found.extend(
-            by_ids(&peerings, |ids| {
-                let call = client
-                    .describe_vpc_peering_connections()
-                    .set_vpc_peering_connection_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeVpcPeeringConnections", e))?;
-                    Ok(out
-                        .vpc_peering_connections()
-                        .iter()
-                        .filter_map(|p| peering_connection(ctx, p))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    let gateways = with("vgw-");
-    if !gateways.is_empty() {
-        found.extend(
-            by_ids(&gateways, |ids| {
-                let call = client
-                    .describe_vpn_gateways()
-                    .set_vpn_gateway_ids(Some(ids));
-                async move {
-                    let out = call
-                        .send()
-                        .await
-                        .map_err(|e| Lookup::from_sdk("ec2:DescribeVpnGateways", e))?;
-                    Ok(out
-                        .vpn_gateways()
-                        .iter()
-                        .filter_map(|g| vpn_gateway(ctx, g))
-                        .collect())
-                }
-            })
-            .await?,
-        );
-    }
-    Ok(found)
+    let vpcs = by_ids(
+        &with("vpc-"),
+        "ec2:DescribeVpcs",
+        |ids| client.describe_vpcs().set_vpc_ids(Some(ids)).send(),
+        |out| out.vpcs().iter().filter_map(|v| vpc(ctx, v)).collect(),
+    )
+    .await?;
+    let subnets = by_ids(
+        &with("subnet-"),
+        "ec2:DescribeSubnets",
+        |ids| client.describe_subnets().set_subnet_ids(Some(ids)).send(),
+        |out| {
+            out.subnets()
+                .iter()
+                .filter_map(|s| subnet(ctx, s))
+                .collect()
+        },
+    )
+    .await?;
+    let tables = by_ids(
+        &with("rtb-"),
+        "ec2:DescribeRouteTables",
+        |ids| {
+            client
+                .describe_route_tables()
+                .set_route_table_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.route_tables()
+                .iter()
+                .filter_map(|t| route_table(ctx, t))
+                .collect()
+        },
+    )
+    .await?;
+    let nats = by_ids(
+        &with("nat-"),
+        "ec2:DescribeNatGateways",
+        |ids| {
+            client
+                .describe_nat_gateways()
+                .set_nat_gateway_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.nat_gateways()
+                .iter()
+                .filter_map(|g| nat_gateway(ctx, g))
+                .collect()
+        },
+    )
+    .await?;
+    let acls = by_ids(
+        &with("acl-"),
+        "ec2:DescribeNetworkAcls",
+        |ids| {
+            client
+                .describe_network_acls()
+                .set_network_acl_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.network_acls()
+                .iter()
+                .filter_map(|a| network_acl(ctx, a))
+                .collect()
+        },
+    )
+    .await?;
+    let endpoints = by_ids(
+        &with("vpce-"),
+        "ec2:DescribeVpcEndpoints",
+        |ids| {
+            client
+                .describe_vpc_endpoints()
+                .set_vpc_endpoint_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.vpc_endpoints()
+                .iter()
+                .filter_map(|e| vpc_endpoint(ctx, e))
+                .collect()
+        },
+    )
+    .await?;
+    let peerings = by_ids(
+        &with("pcx-"),
+        "ec2:DescribeVpcPeeringConnections",
+        |ids| {
+            client
+                .describe_vpc_peering_connections()
+                .set_vpc_peering_connection_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.vpc_peering_connections()
+                .iter()
+                .filter_map(|p| peering_connection(ctx, p))
+                .collect()
+        },
+    )
+    .await?;
+    let gateways = by_ids(
+        &with("vgw-"),
+        "ec2:DescribeVpnGateways",
+        |ids| {
+            client
+                .describe_vpn_gateways()
+                .set_vpn_gateway_ids(Some(ids))
+                .send()
+        },
+        |out| {
+            out.vpn_gateways()
+                .iter()
+                .filter_map(|g| vpn_gateway(ctx, g))
+                .collect()
+        },
+    )
+    .await?;
+    let kinds = [
+        vpcs, subnets, tables, nats, acls, endpoints, peerings, gateways,
+    ];
+    Ok(kinds.into_iter().flatten().collect())
 }
 
 fn vpc(ctx: &Ctx<'_>, vpc: &Vpc) -> Option<Entity> {

@@ -4,7 +4,7 @@
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::DbInstance;
 use maestro_domain::inventory::crawl::ProviderError;
-use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity, RelationKind};
+use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity};
 
 use crate::errors::provider_error;
 use crate::{Ctx, Listed, Lookup, each, present, tags, time};
@@ -66,18 +66,7 @@ fn database(ctx: &Ctx<'_>, db: &DbInstance) -> Option<Entity> {
         .iter()
         .filter_map(|g| present(g.vpc_security_group_id()))
         .collect();
-    let mut relations = Vec::new();
-    for subnet in &subnet_ids {
-        relations.push(ctx.ec2_relation(RelationKind::Subnet, "subnet", subnet));
-    }
-    for group in &security_group_ids {
-        relations.push(ctx.ec2_relation(RelationKind::SecurityGroup, "security-group", group));
-    }
-    relations.extend(
-        vpc_id
-            .as_deref()
-            .map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", v)),
-    );
+    let relations = ctx.vpc_relations(&subnet_ids, &security_group_ids, vpc_id.as_deref());
     Some(ctx.entity(Described {
         id: arn.to_owned(),
         provider_type: "AWS::RDS::DBInstance",

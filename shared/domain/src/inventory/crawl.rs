@@ -276,8 +276,14 @@ pub async fn refresh_writes(
         scope: scope.key(),
         error,
     };
-    let seen = entities
-        .iter()
+    // A listing that names a resource twice (one changing between two pages) counts it once,
+    // as its later state.
+    let mut by_id: BTreeMap<&str, &Entity> = BTreeMap::new();
+    for entity in entities {
+        by_id.insert(&entity.id, entity);
+    }
+    let seen = by_id
+        .values()
         .map(|e| observed(e, scope))
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<String> = seen.iter().map(|o| o.id.clone()).collect();
