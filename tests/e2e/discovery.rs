@@ -1106,3 +1106,53 @@ fn organisation_mode_connects_every_active_account() {
         },
     );
 }
+
+/// Every action a statement named `sid` grants, across the policies of `policies`.
+fn granted(policies: &Value, sid: Option<&str>) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in policies.as_array().into_iter().flatten() {
+        let statements = policy
+            .get("Statement")
+            .or_else(|| policy["PolicyDocument"].get("Statement"));
+        for statement in statements.and_then(Value::as_array).into_iter().flatten() {
+            if sid.is_some_and(|sid| statement["Sid"] != sid) {
+                continue;
+            }
+            match &statement["Action"] {
+                Value::String(action) => {
+                    actions.insert(action.clone());
+                }
+                Value::Array(list) => {
+                    actions.extend(list.iter().filter_map(Value::as_str).map(str::to_owned))
+                }
+                _ => {}
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_member_role_grants_exactly_the_reads_discovery_makes_in_its_own_account() {
+    let template = maestro_template();
+    let own: BTreeSet<String> = ["DiscoveryCrawlerFunction", "DiscoveryEventsFunction"]
+        .iter()
+        .flat_map(|function| {
+            granted(
+                &template.document["Resources"][function]["Properties"]["Policies"],
+                Some("DescribeOwnAccount"),
+            )
+        })
+        .collect();
+    assert!(own.contains("ec2:DescribeInstances"), "{own:?}");
+    let member =
+        maestro_localcloud::Template::load(&moto::repository_root().join("infra/member-role.yaml"))
+            .expect("infra/member-role.yaml loads");
+    let role = &member.document["Resources"]["DiscoveryRole"]["Properties"];
+    assert_eq!(granted(&role["Policies"], None), own);
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert!(
+        trust["Condition"]["StringEquals"]["sts:ExternalId"].is_object(),
+        "the role is assumed only with the ExternalId: {trust}"
+    );
+}
