@@ -475,6 +475,24 @@ fn a_sync_inventories_two_accounts_in_two_regions_as_the_emulator_holds_them() {
             "{group_answer}"
         );
 
+        // Listing by tag finds what the whole listing holds with that tag.
+        let tagged: BTreeSet<String> = listed(cloud, &format!("account={MEMBER}"))
+            .await
+            .iter()
+            .filter(|e| e["tags"]["Environment"] == "production")
+            .map(|e| e["id"].as_str().expect("an id").to_owned())
+            .collect();
+        let by_tag: BTreeSet<String> = listed(
+            cloud,
+            &format!("tagKey=Environment&tagValue=production&account={MEMBER}"),
+        )
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().expect("an id").to_owned())
+        .collect();
+        assert!(tagged.len() > 5, "{tagged:?}");
+        assert_eq!(by_tag, tagged);
+
         // The summary counts what the inventory lists.
         let (status, summary) = call(cloud, "GET", "/inventory/summary", None).await;
         assert_eq!(status, 200, "{summary}");

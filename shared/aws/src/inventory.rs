@@ -376,6 +376,55 @@ impl DynamoInventory {
         Ok(())
     }
 
+    /// The entity items of `ids` (those that exist), read in batches of 100; `consistent`
+    /// for the crawl's diff, which must see the last crawl's writes.
+    async fn entity_items(
+        &self,
+        ids: &[String],
+        consistent: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
+        let mut items = Vec::new();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(GET_BATCH) {
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|id| entity_key(id)).collect()))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            let mut request = HashMap::from([(self.table.clone(), keys)]);
+            // Unprocessed keys come back under throttling; they are asked again, a few times.
+            for attempt in 0..5 {
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, "a batch read", e))?;
+                items.extend(
+                    answer
+                        .responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
+                request = answer.unprocessed_keys.unwrap_or_default();
+                if request.is_empty() {
+                    break;
+                }
+                if attempt == 4 {
+                    return Err(PortError::Transient {
+                        service: SERVICE,
+                        detail: "batch reads stayed unprocessed".into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(items)
+    }
+
     // ---- connections ----
 
     pub async fn put_connection(
@@ -789,15 +838,18 @@ impl DynamoInventory {
             .iter()
             .filter_map(|item| text(item, "source").map(String::from))
             .collect();
-        let mut entities = Vec::new();
-        for id in ids {
-            let Some(entity) = self.entity(&id).await? else {
-                continue;
-            };
-            if matches_filter(&entity, filter) {
-                entities.push(entity);
-            }
-        }
+        let mut entities: Vec<Value> = self
+            .entity_items(&ids, false)
+            .await?
+            .iter()
+            .map(entity_view)
+            .filter(|entity| matches_filter(entity, filter))
+            .collect();
+        // In the tag's order, as the cursor pages it.
+        entities.sort_by_key(|e| {
+            let id = e.get("id").and_then(Value::as_str).unwrap_or_default();
+            ids.iter().position(|i| i == id)
+        });
         Ok(Listing {
             entities,
             cursor: encode_cursor(answer.last_evaluated_key),
@@ -934,72 +986,30 @@ pub fn decode_cursor(token: &str) -> Option<StartKey> {
 impl InventoryStore for DynamoInventory {
     async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError> {
         let mut known = BTreeMap::new();
-        let unique: BTreeSet<&String> = ids.iter().collect();
-        let unique: Vec<&String> = unique.into_iter().collect();
-        for chunk in unique.chunks(GET_BATCH) {
-            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|id| entity_key(id)).collect()))
-                .projection_expression("#id, #hash, #misses, #content, #active")
-                .expression_attribute_names("#id", "id")
-                .expression_attribute_names("#hash", "hash")
-                .expression_attribute_names("#misses", "misses")
-                .expression_attribute_names("#content", "content")
-                .expression_attribute_names("#active", "active")
-                .consistent_read(true)
-                .build()
-                .map_err(|e| rejected(e.to_string()))?;
-            let mut request = HashMap::from([(self.table.clone(), keys)]);
-            for attempt in 0..5 {
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(|e| port_error(SERVICE, "a batch read", e))?;
-                for item in answer
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let active = item.get("active").and_then(|a| a.as_bool().ok()).copied();
-                    let (Some(id), Some(hash), Some(content), Some(true)) = (
-                        text(&item, "id"),
-                        text(&item, "hash"),
-                        text(&item, "content"),
-                        active,
-                    ) else {
-                        continue;
-                    };
-                    let content =
-                        serde_json::from_str(content).map_err(|e| rejected(e.to_string()))?;
-                    let misses = number(&item, "misses")
-                        .unwrap_or(0)
-                        .clamp(0, i64::from(u32::MAX)) as u32;
-                    known.insert(
-                        id.to_owned(),
-                        Stored {
-                            known: Known {
-                                hash: hash.to_owned(),
-                                misses,
-                            },
-                            content,
-                        },
-                    );
-                }
-                request = answer.unprocessed_keys.unwrap_or_default();
-                if request.is_empty() {
-                    break;
-                }
-                if attempt == 4 {
-                    return Err(PortError::Transient {
-                        service: SERVICE,
-                        detail: "batch reads stayed unprocessed".into(),
-                    });
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
+        for item in self.entity_items(ids, true).await? {
+            let active = item.get("active").and_then(|a| a.as_bool().ok()).copied();
+            let (Some(id), Some(hash), Some(content), Some(true)) = (
+                text(&item, "id"),
+                text(&item, "hash"),
+                text(&item, "content"),
+                active,
+            ) else {
+                continue;
+            };
+            let content = serde_json::from_str(content).map_err(|e| rejected(e.to_string()))?;
+            let misses = number(&item, "misses")
+                .unwrap_or(0)
+                .clamp(0, i64::from(u32::MAX)) as u32;
+            known.insert(
+                id.to_owned(),
+                Stored {
+                    known: Known {
+                        hash: hash.to_owned(),
+                        misses,
+                    },
+                    content,
+                },
+            );
         }
         Ok(known)
     }
