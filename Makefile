@@ -15,6 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 
 TEMPLATE := infra/template.yaml
 OTHER_TEMPLATES := infra/us-east-1-forwarder.yaml infra/member-role.yaml
+OPENAPI_DOCUMENTS := $(wildcard docs/openapi/*.yaml)
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
@@ -81,6 +82,7 @@ unit-and-e2e: venv
 lint-template: venv
 	$(VENV)/bin/cfn-lint $(TEMPLATE) $(OTHER_TEMPLATES)
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint -t $(TEMPLATE)
+	$(VENV)/bin/openapi-spec-validator $(OPENAPI_DOCUMENTS)
 	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov $(foreach t,$(TEMPLATE) $(OTHER_TEMPLATES),-f $(t)) --framework cloudformation --skip-download --compact --quiet
 
 lint-asl: node

@@ -10,6 +10,7 @@ mod discovery;
 mod emulator;
 mod event_sources;
 mod lambda_api;
+mod openapi;
 mod quota;
 mod resources;
 mod sample_events;
