@@ -13,10 +13,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_discovery_aws::AwsProvider;
-use maestro_domain::inventory::connection::Connection;
-use maestro_domain::inventory::crawl::{
-    CrawlError, CrawlSettings, CrawlState, ProviderError, Target, crawl_step,
-};
+use maestro_domain::inventory::crawl::{CrawlError, CrawlSettings, CrawlState, crawl_step};
 use maestro_domain::inventory::entity::Labels;
 use maestro_domain::port::PortError;
 
@@ -39,28 +36,11 @@ pub enum CrawlFailure {
 impl From<CrawlFailure> for Diagnostic {
     fn from(failure: CrawlFailure) -> Diagnostic {
         let kind = match &failure {
-            CrawlFailure::Crawl(CrawlError::Provider {
-                error: ProviderError::Throttled(_),
-                ..
-            }) => ErrorKind::Transient,
-            CrawlFailure::Crawl(CrawlError::Store { error, .. }) | CrawlFailure::Store(error) => {
-                ErrorKind::of_port_error(error)
-            }
-            CrawlFailure::Crawl(CrawlError::Provider { .. } | CrawlError::Entity { .. }) => {
-                ErrorKind::Rejected
-            }
+            CrawlFailure::Crawl(error) => ErrorKind::of_crawl_error(error),
+            CrawlFailure::Store(error) => ErrorKind::of_port_error(error),
             CrawlFailure::NoConnection(_) => ErrorKind::NotFound,
         };
         kind.diagnostic(&failure)
-    }
-}
-
-/// Where the scope's calls go: the connection's account, through its role when it has one.
-pub fn target_of(connection: &Connection, region: &str) -> Target {
-    Target {
-        account: connection.account_id.clone(),
-        region: region.to_owned(),
-        role: connection.role.clone(),
     }
 }
 
@@ -74,7 +54,7 @@ pub async fn handle(
         .connection(&state.scope.connection_id)
         .await?
         .ok_or_else(|| CrawlFailure::NoConnection(state.scope.connection_id.clone()))?;
-    let target = target_of(&connection, &state.scope.region);
+    let target = connection.target(&state.scope.region);
     let scope = state.scope.key();
     let next = crawl_step(
         &deps.provider,

@@ -14,7 +14,7 @@ use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_discovery_aws::AwsProvider;
 use maestro_domain::inventory::connection::{GLOBAL_REGION, Scope};
 use maestro_domain::inventory::crawl::{
-    Counts, CrawlError, InventoryStore, Provider, ProviderError, Source, Target, refresh_writes,
+    Counts, CrawlError, InventoryStore, Provider, Source, refresh_writes,
 };
 use maestro_domain::inventory::entity::Labels;
 use maestro_domain::inventory::events::named_resources;
@@ -56,13 +56,8 @@ pub enum RefreshFailure {
 impl From<RefreshFailure> for Diagnostic {
     fn from(failure: RefreshFailure) -> Diagnostic {
         let kind = match &failure {
-            RefreshFailure::Crawl(CrawlError::Provider {
-                error: ProviderError::Throttled(_),
-                ..
-            }) => ErrorKind::Transient,
-            RefreshFailure::Crawl(CrawlError::Store { error, .. })
-            | RefreshFailure::Store(error) => ErrorKind::of_port_error(error),
-            RefreshFailure::Crawl(_) => ErrorKind::Rejected,
+            RefreshFailure::Crawl(error) => ErrorKind::of_crawl_error(error),
+            RefreshFailure::Store(error) => ErrorKind::of_port_error(error),
         };
         kind.diagnostic(&failure)
     }
@@ -118,11 +113,7 @@ pub async fn handle(
                 region: region.clone(),
                 resource_type,
             };
-            let target = Target {
-                account: connection.account_id.clone(),
-                region,
-                role: connection.role.clone(),
-            };
+            let target = connection.target(&region);
             let entities = deps
                 .provider
                 .describe(&target, resources)

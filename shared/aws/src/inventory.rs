@@ -36,6 +36,8 @@ const SERVICE: &str = "dynamodb";
 const ENTITY: &str = "ENTITY";
 const CONNECTIONS: &str = "CONNECTIONS";
 const SUMMARY: &str = "SUMMARY";
+/// The prefix of a schedule item's attributes: `started:<scope key>` = when it last started.
+const STARTED: &str = "started:";
 /// The ids a crawl saw are kept a day past its start: long enough for any crawl to finish.
 const SEEN_RETENTION_HOURS: i64 = 24;
 /// BatchGetItem takes at most 100 keys, BatchWriteItem 25 requests.
@@ -51,6 +53,22 @@ pub type StartKey = HashMap<String, AttributeValue>;
 pub struct DynamoInventory {
     client: aws_sdk_dynamodb::Client,
     table: String,
+}
+
+/// Calls of one batch, counting the first, before unprocessed items count as a failure.
+const UNPROCESSED_ATTEMPTS: u32 = 5;
+
+/// Waits before a batch's unprocessed items are sent again (DynamoDB leaves some under
+/// throttling), or fails once the last attempt left some.
+async fn before_unprocessed_again(attempt: u32, what: &str) -> Result<(), PortError> {
+    if attempt + 1 >= UNPROCESSED_ATTEMPTS {
+        return Err(PortError::Transient {
+            service: SERVICE,
+            detail: format!("{what} stayed unprocessed"),
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+    Ok(())
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -154,7 +172,7 @@ impl DynamoInventory {
         for chunk in requests.chunks(WRITE_BATCH) {
             let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
             // Unprocessed items come back under throttling; they are sent again, a few times.
-            for attempt in 0..5 {
+            for attempt in 0..UNPROCESSED_ATTEMPTS {
                 let answer = self
                     .client
                     .batch_write_item()
@@ -166,13 +184,7 @@ impl DynamoInventory {
                 if pending.values().all(Vec::is_empty) {
                     break;
                 }
-                if attempt == 4 {
-                    return Err(PortError::Transient {
-                        service: SERVICE,
-                        detail: "batch writes stayed unprocessed".into(),
-                    });
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                before_unprocessed_again(attempt, "batch writes").await?;
             }
         }
         Ok(())
@@ -394,7 +406,7 @@ impl DynamoInventory {
                 .map_err(|e| rejected(e.to_string()))?;
             let mut request = HashMap::from([(self.table.clone(), keys)]);
             // Unprocessed keys come back under throttling; they are asked again, a few times.
-            for attempt in 0..5 {
+            for attempt in 0..UNPROCESSED_ATTEMPTS {
                 let answer = self
                     .client
                     .batch_get_item()
@@ -413,13 +425,7 @@ impl DynamoInventory {
                 if request.is_empty() {
                     break;
                 }
-                if attempt == 4 {
-                    return Err(PortError::Transient {
-                        service: SERVICE,
-                        detail: "batch reads stayed unprocessed".into(),
-                    });
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                before_unprocessed_again(attempt, "batch reads").await?;
             }
         }
         Ok(items)
@@ -544,6 +550,7 @@ impl DynamoInventory {
         if scopes.is_empty() {
             return Ok(());
         }
+        // One attribute per scope, so one write sets them all with nothing to create first.
         let mut update = self
             .client
             .update_item()
@@ -553,20 +560,10 @@ impl DynamoInventory {
             .expression_attribute_values(":at", s(at.to_rfc3339()));
         let mut sets = Vec::new();
         for (i, scope) in scopes.iter().enumerate() {
-            sets.push(format!("lastStarted.#s{i} = :at"));
-            update = update.expression_attribute_names(format!("#s{i}"), scope.key());
+            sets.push(format!("#s{i} = :at"));
+            update = update
+                .expression_attribute_names(format!("#s{i}"), format!("{STARTED}{}", scope.key()));
         }
-        // The map must exist before its members can be set.
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(CONNECTIONS))
-            .key("SK", s(format!("S#{connection_id}")))
-            .update_expression("SET lastStarted = if_not_exists(lastStarted, :empty)")
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, connection_id, e))?;
         update
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
@@ -900,13 +897,11 @@ fn summary_view(item: &HashMap<String, AttributeValue>) -> Value {
 
 /// When each scope of a connection last started, from its `S#` item.
 fn last_started_of(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, DateTime<Utc>> {
-    item.get("lastStarted")
-        .and_then(|m| m.as_m().ok())
-        .into_iter()
-        .flatten()
-        .filter_map(|(scope, at)| {
+    item.iter()
+        .filter_map(|(name, at)| {
+            let scope = name.strip_prefix(STARTED)?;
             let at = DateTime::parse_from_rfc3339(at.as_s().ok()?).ok()?;
-            Some((scope.clone(), at.with_timezone(&Utc)))
+            Some((scope.to_owned(), at.with_timezone(&Utc)))
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use maestro_domain::inventory::crawl::{CrawlError, ProviderError};
 use maestro_domain::port::PortError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,6 +68,19 @@ impl ErrorKind {
             PortError::Transient { .. } => ErrorKind::Transient,
             PortError::NotFound { .. } => ErrorKind::NotFound,
             PortError::Rejected { .. } => ErrorKind::Rejected,
+        }
+    }
+
+    /// Throttling that outlasted the SDK's retries is worth the state machine's Retry; a
+    /// denied, failed or malformed listing is not.
+    pub fn of_crawl_error(error: &CrawlError) -> Self {
+        match error {
+            CrawlError::Provider {
+                error: ProviderError::Throttled(_),
+                ..
+            } => ErrorKind::Transient,
+            CrawlError::Store { error, .. } => ErrorKind::of_port_error(error),
+            CrawlError::Provider { .. } | CrawlError::Entity { .. } => ErrorKind::Rejected,
         }
     }
 

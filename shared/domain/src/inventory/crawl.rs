@@ -18,7 +18,7 @@ use thiserror::Error;
 use super::changes::{
     Change, FieldChange, Known, Manifest, Observed, conclude, diff, page_changes,
 };
-use super::connection::{AssumedRole, ResourceType, Scope};
+use super::connection::{AssumedRole, Connection, ResourceType, Scope};
 use super::entity::Entity;
 use crate::port::PortError;
 
@@ -44,6 +44,18 @@ pub struct Target {
     pub account: String,
     pub region: String,
     pub role: Option<AssumedRole>,
+}
+
+impl Connection {
+    /// Where a scope of the connection is crawled: its account, through its role when it has
+    /// one.
+    pub fn target(&self, region: &str) -> Target {
+        Target {
+            account: self.account_id.clone(),
+            region: region.to_owned(),
+            role: self.role.clone(),
+        }
+    }
 }
 
 /// Why a provider call failed, by what retrying can do about it.
