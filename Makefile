@@ -20,7 +20,7 @@ STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: help up test venv node chromium postgresql rabbitmq build fmt fmt-check clippy unit-and-e2e lint-template lint-asl
+.PHONY: help up test venv node cdk-node chromium postgresql rabbitmq build fmt fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
 
 help:
 	@echo "make up     run Maestro on the local cloud (Ctrl-C stops it)"
@@ -29,7 +29,7 @@ help:
 up: venv
 	$(CARGO) run --quiet -p maestro-localcloud -- up
 
-test: venv node chromium postgresql rabbitmq fmt-check clippy unit-and-e2e lint-template lint-asl
+test: venv node chromium postgresql rabbitmq fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
 	@echo "make test: every check passed"
 
 venv: $(VENV_STAMP)
@@ -75,15 +75,37 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-# One build serves every test binary; the end-to-end binary starts the emulator itself.
+# One build serves every test binary; the end-to-end binary starts the emulator itself. The
+# emulator logs every AWS call with its caller to CALL_LOG, and the IAM test then holds each
+# function's policy to the calls it made (tests/e2e/iam.rs).
+CALL_LOG := $(abspath .maestro)/aws-calls.jsonl
 unit-and-e2e: venv
-	$(CARGO) test --workspace --locked
+	@mkdir -p $(dir $(CALL_LOG)) && rm -f $(CALL_LOG)
+	MAESTRO_CALL_LOG=$(CALL_LOG) $(CARGO) test --workspace --locked
+	MAESTRO_CALL_LOG=$(CALL_LOG) $(CARGO) test --locked -p maestro-tests --test e2e -- --ignored iam::
 
 lint-template: venv
 	$(VENV)/bin/cfn-lint $(TEMPLATE) $(OTHER_TEMPLATES)
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint -t $(TEMPLATE)
 	$(VENV)/bin/openapi-spec-validator $(OPENAPI_DOCUMENTS)
 	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov $(foreach t,$(TEMPLATE) $(OTHER_TEMPLATES),-f $(t)) --framework cloudformation --skip-download --compact --quiet
+
+CDK_DIR := infra/cdk
+CDK_NODE_STAMP := $(CDK_DIR)/node_modules/.installed-$(shell cat $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json | cksum | cut -d' ' -f1)
+
+cdk-node: $(CDK_NODE_STAMP)
+
+$(CDK_NODE_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The CDK app (infra/cdk) must deploy what infra/template.yaml declares: it is synthesized
+# offline without building the Rust functions (-c bundling=false starts no cargo), then its
+# functions, queues, rules, routes and policies are compared with the SAM template's.
+cdk-compare: venv cdk-node
+	$(VENV)/bin/python -m unittest discover -s $(CDK_DIR)/tests
+	cd $(CDK_DIR) && npx --no-install cdk synth --quiet -c bundling=false
+	$(VENV)/bin/python $(CDK_DIR)/compare-with-sam.py
 
 lint-asl: node
 	@for definition in $(STATE_MACHINES); do \

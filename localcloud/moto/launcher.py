@@ -45,6 +45,13 @@ localcloud/README.md; keep the two in step.
 12. EventBridge deliveries carry the event's ``account``, as EventBridge's always do: moto's
     default target input template leaves it out, and discovery's event refresh finds the
     connection by it.
+13. Every AWS call is recorded as who made it and which API operation it was
+    (``record_calls``). The local host signs each function's calls with its own access key
+    (``LOCAL<logical id>``). When ``MAESTRO_CALL_LOG`` names a file, each distinct
+    (access key, signing name, operation) is appended to it as a JSON line, with the role
+    behind an assumed role's key, so the IAM test can set what each function did against
+    what the template grants it. ``GET /moto-api/maestro/calls`` counts every call by the
+    same key (``DELETE`` empties the counts), for the cost measurements.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -108,6 +115,7 @@ def main() -> None:
     inject_faults()
     log_dynamodb_writes()
     deliver_events_with_their_account()
+    record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
     # The parent holds our stdin: when it exits, for whatever reason, so do we.
@@ -712,13 +720,15 @@ def inject_faults() -> None:
 def log_dynamodb_writes() -> None:
     """Logs every successful DynamoDB item write, served at ``GET /moto-api/maestro/dynamodb-writes``.
 
-    Each entry is ``{"table", "operation", "write", "key"}``: the table's name, the API call
-    (PutItem, UpdateItem, DeleteItem, BatchWriteItem or TransactWriteItems), the item write
-    (Put, Update or Delete) and the item's key attributes as plain values. A write is logged
+    Each entry is ``{"table", "operation", "write", "key", "writer"}``: the table's name, the
+    API call (PutItem, UpdateItem, DeleteItem, BatchWriteItem or TransactWriteItems), the item
+    write (Put, Update or Delete), the item's key attributes as plain values, and the access
+    key that signed the call (a function's own, on the local host). A write is logged
     once it succeeded: a failed condition logs nothing, and a transaction's writes are logged
     only when it commits. ``DELETE`` empties the log. PartiQL writes are not logged.
     """
     import functools
+    import re
 
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
@@ -755,6 +765,7 @@ def log_dynamodb_writes() -> None:
             "operation": getattr(context, "operation", None) or own_operation,
             "write": write,
             "key": key,
+            "writer": getattr(context, "writer", None),
         }
         pending = getattr(context, "pending", None)
         (pending if pending is not None else writes).append(entry)
@@ -803,6 +814,18 @@ def log_dynamodb_writes() -> None:
         finally:
             context.operation = outer_operation
 
+    signer = re.compile(r"Credential=([^/,\s]+)/")
+    original_call_action = DynamoHandler.call_action
+
+    @functools.wraps(original_call_action)
+    def call_action(self: DynamoHandler) -> Any:
+        match = signer.search(self.headers.get("Authorization", "") or "")
+        context.writer = match.group(1) if match else None
+        try:
+            return original_call_action(self)
+        finally:
+            context.writer = None
+
     def writes_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
         answer_headers = {"Content-Type": "application/json"}
         if request.method == "DELETE":
@@ -824,6 +847,7 @@ def log_dynamodb_writes() -> None:
     DynamoDBBackend.delete_item = logged(DynamoDBBackend.delete_item, "DeleteItem", "Delete", 1, "key")
     DynamoDBBackend.transact_write_items = transact_write_items
     DynamoHandler.batch_write_item = batch_write_item
+    DynamoHandler.call_action = call_action
     moto_api_urls.url_paths["{0}/moto-api/maestro/dynamodb-writes"] = writes_api
     forget_on_reset(writes)
 
@@ -836,6 +860,89 @@ def deliver_events_with_their_account() -> None:
         '"source": "<source>", "account": "<account>", "region": "<region>", '
         '"resources": <resources>, "detail": <detail>}'
     )
+
+
+def record_calls(path: str | None) -> None:
+    """Counts every (caller, service, operation), and appends each new one to ``path``.
+
+    The caller is the access key of the request's SigV4 signature, and for a key that
+    ``AssumeRole`` issued, also the role's ARN (read when the call is made: a reset forgets
+    the role). The operation is the API's name for it, as botocore's model calls it. The set
+    of lines seen outlives resets, so one file holds a whole test run; the counts are served
+    at ``/moto-api/maestro/calls``.
+    """
+    import re
+
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    from moto.core.responses import BaseResponse
+    from moto.s3.responses import S3Response
+    from moto.sts.models import sts_backends
+
+    credential = re.compile(r"Credential=([^/,\s]+)/\d{8}/[^/]+/([^/]+)/")
+    seen: set[tuple[str, str, str]] = set()
+    counts: dict[tuple[str, str, str], int] = {}
+    lock = threading.Lock()
+
+    def role_behind(access_key: str) -> str | None:
+        for partitions in list(sts_backends.values()):
+            for backend in list(partitions.values()):
+                assumed = backend.get_assumed_role_from_access_key(access_key)
+                if assumed is not None:
+                    return assumed.role_arn
+        return None
+
+    def record(response: BaseResponse, request: Any) -> None:
+        match = credential.search(response.headers.get("Authorization", "") or "")
+        if not match:
+            return
+        access_key, signing_name = match.group(1), match.group(2)
+        try:
+            operation = response._get_action() or response._get_action_from_method_and_request_uri(request)
+        except Exception:
+            operation = None
+        entry = (access_key, signing_name, operation or f"unknown {request.method} {request.path}")
+        with lock:
+            counts[entry] = counts.get(entry, 0) + 1
+            if entry in seen or path is None:
+                return
+            seen.add(entry)
+            line = {"accessKey": entry[0], "service": entry[1], "operation": entry[2]}
+            if access_key.startswith(("ASIA", "FSIA")):
+                line["roleArn"] = role_behind(access_key)
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
+
+    original_call_action = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        record(self, self.normalized_request)
+        return original_call_action(self)
+
+    def s3_entry(original: Any) -> Any:
+        def entry(self: S3Response, request: Any, full_url: str) -> Any:
+            record(self, request)
+            return original(self, request, full_url)
+
+        return entry
+
+    def calls_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        answer_headers = {"Content-Type": "application/json"}
+        with lock:
+            if request.method == "DELETE":
+                counts.clear()
+            elif request.method != "GET":
+                return 405, answer_headers, json.dumps({"error": "use GET or DELETE"})
+            listed = [
+                {"accessKey": key, "service": service, "operation": operation, "count": count}
+                for (key, service, operation), count in sorted(counts.items())
+            ]
+        return 200, answer_headers, json.dumps({"calls": listed})
+
+    for name in ("_bucket_response", "_key_response"):
+        setattr(S3Response, name, s3_entry(getattr(S3Response, name)))
+    BaseResponse.call_action = call_action
+    moto_api_urls.url_paths["{0}/moto-api/maestro/calls"] = calls_api
 
 
 def forget_on_reset(*state: Any) -> None:

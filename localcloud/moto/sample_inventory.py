@@ -12,7 +12,7 @@ given regions and prints the entity ids discovery must find, by family. Tests co
 inventory with this rather than with constants, so moto's own defaults (default VPCs, their
 subnets and security groups) count as they would in a real account.
 
-Other accounts are reached as discovery reaches them: by assuming a role in them.
+Other accounts are reached by assuming their administrator role (OrganizationAccountAccessRole).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ def session(endpoint: str, account: str, role_name: str) -> boto3.Session:
     credentials = base.client("sts", endpoint_url=endpoint).assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/{role_name}",
         RoleSessionName="sample-inventory",
-        ExternalId="maestro-sample",
     )["Credentials"]
     return boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
@@ -219,7 +218,9 @@ def main() -> None:
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--account", action="append", required=True, help="repeat for several")
     parser.add_argument("--region", action="append", required=True, help="repeat for several")
-    parser.add_argument("--role-name", default="MaestroDiscovery")
+    # An administrator's role, as Organizations creates in each member account: seeding and
+    # listing as discovery's own read-only role would blur what that role is seen to call.
+    parser.add_argument("--role-name", default="OrganizationAccountAccessRole")
     parser.add_argument("--prefix", default="sample")
     args = parser.parse_args()
     answer: dict[str, Any] = {}

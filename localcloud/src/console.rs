@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LocalCloudError, sdk_error};
 use crate::identity_center::{AssignmentTarget, Operation, request_assignment};
 use crate::seed::{SampleOrganisation, find};
+use crate::sign_in::UserPool;
 use crate::{LocalCloud, Stack, listen, moto, sdk_config_for};
 
 /// Where `make up` writes what the other commands need.
@@ -30,6 +31,9 @@ pub struct UpState {
     /// A queue subscribed to AuditTopic since the stack was built, read by `audit`.
     pub audit_listener_url: String,
     pub organisation: Option<SampleOrganisation>,
+    /// The user pool the stack's JWT authorizer trusts, read by `token`.
+    #[serde(default)]
+    pub user_pool: Option<UserPool>,
 }
 
 impl UpState {
@@ -52,6 +56,7 @@ impl UpState {
             outputs: stack.outputs.clone(),
             audit_listener_url,
             organisation,
+            user_pool: cloud.user_pool(),
         };
         let path = state_file();
         if let Some(dir) = path.parent() {
@@ -152,6 +157,15 @@ pub async fn sso_request(ask: &AssignmentAsk) -> Result<String, LocalCloudError>
 }
 
 /// The audit messages published since the last call, waiting up to `patience` for `count`.
+/// An ID token for `email`, a member of `teams`, from the running stack's user pool.
+pub async fn token(email: &str, teams: &[&str]) -> Result<String, LocalCloudError> {
+    let state = UpState::load()?;
+    let pool = state.user_pool.ok_or_else(|| {
+        LocalCloudError::Template("the running stack has no JWT authorizer (AuthIssuer)".into())
+    })?;
+    pool.id_token(&state.aws_endpoint_url, email, teams).await
+}
+
 pub async fn audit(count: usize, patience: Duration) -> Result<Vec<String>, LocalCloudError> {
     let state = UpState::load()?;
     let config = sdk_config_for(&state.aws_endpoint_url, &state.region).await;

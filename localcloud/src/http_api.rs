@@ -1,7 +1,7 @@
 //! The HTTP APIs of the stack: each request becomes an API Gateway v2 event (payload format
 //! 2.0) for the function whose route matches, and the function's answer becomes the response.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -14,16 +14,25 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::invoke::invoke;
-use crate::stack::{ACCOUNT_ID, DeployedFunction, HttpRoute};
+use crate::stack::{ACCOUNT_ID, DeployedFunction, HttpRoute, JwtAuthorizer};
 
 /// The routes of the current stack, with the functions they reach.
 pub type RouteTable = Arc<RwLock<Vec<(HttpRoute, Arc<DeployedFunction>)>>>;
 
-pub fn router(routes: RouteTable) -> Router {
-    Router::new().fallback(serve).with_state(routes)
+#[derive(Clone)]
+struct Served {
+    routes: RouteTable,
+    keys: SigningKeys,
 }
 
-async fn serve(State(routes): State<RouteTable>, request: Request) -> Response {
+pub fn router(routes: RouteTable) -> Router {
+    Router::new().fallback(serve).with_state(Served {
+        routes,
+        keys: SigningKeys::default(),
+    })
+}
+
+async fn serve(State(Served { routes, keys }): State<Served>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, 10 * 1024 * 1024).await {
         Ok(body) => body,
@@ -40,7 +49,22 @@ async fn serve(State(routes): State<RouteTable>, request: Request) -> Response {
     let Some((route, function, path_parameters)) = matched else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
-    let event = request_event(
+    let claims = match &route.authorizer {
+        None => None,
+        Some(authorizer) => match keys.verify(authorizer, &parts.headers).await {
+            Ok(claims) => Some(claims),
+            Err(refusal) => {
+                tracing::info!(route = %route.path, %refusal, "the JWT authorizer refused a request");
+                let mut response = message(StatusCode::UNAUTHORIZED, "Unauthorized");
+                response.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                return response;
+            }
+        },
+    };
+    let mut event = request_event(
         &route,
         &method,
         &path,
@@ -49,6 +73,11 @@ async fn serve(State(routes): State<RouteTable>, request: Request) -> Response {
         path_parameters,
         &body,
     );
+    if let Some(claims) = claims {
+        event["requestContext"]["authorizer"] = json!({
+            "jwt": { "claims": claims_as_strings(claims), "scopes": null }
+        });
+    }
     match invoke(&function, event).await {
         Ok(answer) => response(answer),
         Err(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
@@ -67,10 +96,101 @@ fn api_and_path(path: &str) -> (Option<String>, String) {
     }
 }
 
-/// The header that stands in for a SigV4 signature locally: its value becomes the IAM
-/// caller's session name (`…:assumed-role/AWSReservedSSO_Local/<value>`), as IAM Identity
-/// Center users appear.
-pub const CALLER_HEADER: &str = "x-maestro-caller";
+/// The signing keys of the issuers the stack's JWT authorizers trust, fetched once per key
+/// set (again when a token names a key not seen yet, as after a rotation).
+#[derive(Clone, Default)]
+struct SigningKeys(Arc<tokio::sync::Mutex<HashMap<String, jsonwebtoken::jwk::JwkSet>>>);
+
+impl SigningKeys {
+    /// The token's claims if API Gateway's JWT authorizer would let it through: an RS256
+    /// signature by the issuer's key, `iss` the issuer, `aud` (or, for access tokens,
+    /// `client_id`) one of the audiences, and not expired or not yet valid.
+    async fn verify(
+        &self,
+        authorizer: &JwtAuthorizer,
+        headers: &HeaderMap,
+    ) -> Result<Map<String, Value>, String> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+
+        let raw = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Authorization header")?;
+        let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
+        let header = decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(format!("{:?} tokens are not accepted", header.alg));
+        }
+        let kid = header.kid.ok_or("the token names no key (kid)")?;
+        let jwk = self.key(&authorizer.jwks_url, &kid).await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&authorizer.issuer]);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        let claims = decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| format!("rejected: {e}"))?
+            .claims;
+        let audience = match (&claims.get("aud"), &claims.get("client_id")) {
+            (Some(Value::String(aud)), _) => vec![aud.clone()],
+            (Some(Value::Array(list)), _) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(Value::String(client))) => vec![client.clone()],
+            _ => Vec::new(),
+        };
+        if !audience.iter().any(|a| authorizer.audience.contains(a)) {
+            return Err(format!(
+                "audience {audience:?} is not one the authorizer accepts"
+            ));
+        }
+        Ok(claims)
+    }
+
+    async fn key(&self, jwks_url: &str, kid: &str) -> Result<jsonwebtoken::jwk::Jwk, String> {
+        let mut sets = self.0.lock().await;
+        if let Some(jwk) = sets.get(jwks_url).and_then(|set| set.find(kid)) {
+            return Ok(jwk.clone());
+        }
+        let set: jsonwebtoken::jwk::JwkSet = reqwest::get(jwks_url)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot fetch {jwks_url}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("{jwks_url} is not a JWK set: {e}"))?;
+        let jwk = set.find(kid).cloned();
+        sets.insert(jwks_url.to_owned(), set);
+        jwk.ok_or_else(|| format!("the issuer has no key {kid}"))
+    }
+}
+
+/// Claims as API Gateway hands them to the function: every value a string, an array flattened
+/// to `[a b c]`.
+fn claims_as_strings(claims: Map<String, Value>) -> Map<String, Value> {
+    claims
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                Value::Array(items) => {
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|item| match item {
+                            Value::String(text) => text,
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    format!("[{}]", items.join(" "))
+                }
+                other => other.to_string(),
+            };
+            (name, Value::String(text))
+        })
+        .collect()
+}
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
@@ -192,7 +312,6 @@ fn request_event(
         Ok(text) => (text.to_owned(), false),
         Err(_) => (BASE64.encode(body), true),
     };
-    let caller = header_map.remove(CALLER_HEADER);
     let mut event = json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -219,18 +338,6 @@ fn request_event(
         },
         "isBase64Encoded": is_base64,
     });
-    if let Some(caller) = caller {
-        let caller = caller.as_str().unwrap_or_default();
-        event["requestContext"]["authorizer"] = json!({
-            "iam": {
-                "accessKey": "ASIALOCALCALLER00000",
-                "accountId": ACCOUNT_ID,
-                "callerId": format!("AROALOCALCALLER:{caller}"),
-                "userArn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/AWSReservedSSO_Local/{caller}"),
-                "userId": format!("AROALOCALCALLER:{caller}"),
-            }
-        });
-    }
     if !cookies.is_empty() {
         event["cookies"] = Value::Array(cookies);
     }

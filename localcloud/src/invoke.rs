@@ -20,8 +20,40 @@ use crate::stack::DeployedFunction;
 /// The functions of the current stack, by name.
 pub type FunctionTable = Arc<RwLock<BTreeMap<String, Arc<DeployedFunction>>>>;
 
+/// How often each function ran and for how long, by logical id, since the last
+/// [`take_invocation_stats`]: what Lambda bills, for the cost measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InvocationStats {
+    pub invocations: u64,
+    pub total: Duration,
+}
+
+static INVOCATION_STATS: std::sync::Mutex<BTreeMap<String, InvocationStats>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The invocations counted so far, and a fresh count from now on.
+pub fn take_invocation_stats() -> BTreeMap<String, InvocationStats> {
+    std::mem::take(
+        &mut *INVOCATION_STATS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
+
 /// Runs one invocation as Lambda would: a fresh request id, the function's timeout.
 pub async fn invoke(function: &DeployedFunction, payload: Value) -> Result<Value, Diagnostic> {
+    let started = std::time::Instant::now();
+    let result = invoke_timed(function, payload).await;
+    let mut stats = INVOCATION_STATS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let entry = stats.entry(function.logical_id.clone()).or_default();
+    entry.invocations += 1;
+    entry.total += started.elapsed();
+    result
+}
+
+async fn invoke_timed(function: &DeployedFunction, payload: Value) -> Result<Value, Diagnostic> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut context = Context::default();
     context.request_id = request_id.clone();

@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod listen;
 pub mod moto;
 pub mod seed;
+pub mod sign_in;
 pub mod stack;
 pub mod template;
 
@@ -77,6 +78,8 @@ pub struct LocalCloud {
     registrations: Mutex<Vec<Registration>>,
     functions: FunctionTable,
     routes: RouteTable,
+    /// The user pool of the latest stack that has a JWT authorizer (`AuthIssuer`).
+    user_pool: Mutex<Option<sign_in::UserPool>>,
     schedules: Mutex<Vec<(stack::Schedule, Arc<stack::DeployedFunction>)>>,
     event_sources: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -130,6 +133,7 @@ impl LocalCloud {
             registrations: Mutex::new(functions::REGISTRY.to_vec()),
             functions,
             routes,
+            user_pool: Mutex::new(None),
             schedules: Mutex::new(Vec::new()),
             event_sources: Mutex::new(Vec::new()),
         })
@@ -175,7 +179,48 @@ impl LocalCloud {
     ) -> Result<BTreeMap<String, String>, LocalCloudError> {
         let mut parameters = self.identity_center_parameters(template).await?;
         parameters.extend(self.approval_parameters(template).await?);
+        parameters.extend(self.auth_parameters(template).await?);
         Ok(parameters)
+    }
+
+    /// `AuthIssuer` and `AuthAudience`: a new user pool in the emulator and its app client,
+    /// for templates that declare them. [`LocalCloud::bearer`] signs users in to it.
+    pub async fn auth_parameters(
+        &self,
+        template: &Template,
+    ) -> Result<BTreeMap<String, String>, LocalCloudError> {
+        if template.document["Parameters"].get("AuthIssuer").is_none() {
+            return Ok(BTreeMap::new());
+        }
+        let pool = sign_in::UserPool::create(self.moto.endpoint(), &self.region).await?;
+        let parameters = BTreeMap::from([
+            ("AuthIssuer".to_owned(), pool.issuer()),
+            ("AuthAudience".to_owned(), pool.client_id.clone()),
+        ]);
+        *self
+            .user_pool
+            .lock()
+            .expect("the user pool lock is never poisoned") = Some(pool);
+        Ok(parameters)
+    }
+
+    /// The user pool the stack's authorizer trusts, once [`LocalCloud::local_parameters`]
+    /// made one.
+    pub fn user_pool(&self) -> Option<sign_in::UserPool> {
+        self.user_pool
+            .lock()
+            .expect("the user pool lock is never poisoned")
+            .clone()
+    }
+
+    /// An `Authorization` header value for `email`, a member of `teams`, signed in to the
+    /// stack's user pool.
+    pub async fn bearer(&self, email: &str, teams: &[&str]) -> Result<String, LocalCloudError> {
+        let pool = self.user_pool().ok_or_else(|| {
+            LocalCloudError::Emulator("no user pool: deploy a stack with AuthIssuer first".into())
+        })?;
+        let token = pool.id_token(self.moto.endpoint(), email, teams).await?;
+        Ok(format!("Bearer {token}"))
     }
 
     /// `ApprovalSender`, verified in SES as a user verifies theirs, and `ApprovalPolicy`:

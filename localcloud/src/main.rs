@@ -57,6 +57,15 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// On a running `up`: sign in to the stack's user pool and print an ID token for the
+    /// management API (`Authorization: Bearer <token>`).
+    Token {
+        /// The user's email address; the user is made on first use.
+        email: String,
+        /// A team (pool group) the user belongs to; repeat for more.
+        #[arg(long = "team")]
+        teams: Vec<String>,
+    },
     /// On a running `up`: print the audit reports published since the last call.
     Audit {
         /// Wait for this many reports…
@@ -67,6 +76,9 @@ enum Command {
         wait: u64,
     },
 }
+
+/// Who `up` signs in as to connect the sample accounts.
+const LOCAL_OPERATOR: &str = "ops@example.com";
 
 fn parse_parameter(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
@@ -110,6 +122,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let template = Template::load(&template)?;
             let mut overrides = cloud.local_parameters(&template).await?;
             overrides.extend(parameters);
+            let operators = overrides
+                .get("OperatorsTeam")
+                .cloned()
+                .or_else(|| {
+                    template.document["Parameters"]["OperatorsTeam"]["Default"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
             let stack = cloud.deploy(&template, &stack_name, &overrides).await?;
             let organisation = match no_seed {
                 true => None,
@@ -121,6 +142,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     organisation,
                     cloud.moto_endpoint(),
                     cloud.http_endpoint(),
+                    &cloud.bearer(LOCAL_OPERATOR, &[&operators]).await?,
                 )
                 .await?;
                 println!("{inventory}");
@@ -133,6 +155,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             );
             println!("  Lambda Invoke API: {}", state.lambda_endpoint);
             println!("  HTTP API: {}", state.http_endpoint);
+            println!(
+                "  Sign in (an operator of team {operators}): export TOKEN=$(cargo run -q -p maestro-localcloud -- token {LOCAL_OPERATOR} --team {operators})"
+            );
+            println!(
+                "  then: curl -H \"Authorization: Bearer $TOKEN\" {}/inventory/summary",
+                state.http_endpoint
+            );
             for (name, value) in &state.outputs {
                 println!("  {name}: {value}");
             }
@@ -160,6 +189,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
             println!("Queued on SsoAssignmentRequestsQueue:\n{body}");
+        }
+        Command::Token { email, teams } => {
+            let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
+            println!("{}", console::token(&email, &teams).await?);
         }
         Command::Audit { count, wait } => {
             let reports = console::audit(count, Duration::from_secs(wait)).await?;

@@ -389,6 +389,7 @@ pub async fn sample_inventory(
     organisation: &SampleOrganisation,
     moto_endpoint: &str,
     http_endpoint: &str,
+    authorization: &str,
 ) -> Result<String, LocalCloudError> {
     let member = find(&organisation.accounts, "account", "payments-production")
         .map_err(|e| LocalCloudError::build("sample inventory", e))?
@@ -417,6 +418,7 @@ pub async fn sample_inventory(
         ] {
             let response = client
                 .post(format!("{http_endpoint}{path}"))
+                .header("authorization", authorization)
                 .body(body)
                 .send()
                 .await
@@ -431,6 +433,6 @@ pub async fn sample_inventory(
         }
     }
     Ok(format!(
-        "Sample inventory: connections sample-own and payments-production ({member}) are crawling two regions (about a minute).\n  Read it: curl {http_endpoint}/inventory/summary ; curl '{http_endpoint}/inventory?family=server'"
+        "Sample inventory: connections sample-own and payments-production ({member}) are crawling two regions (about a minute).\n  Read it: curl -H \"Authorization: Bearer $TOKEN\" {http_endpoint}/inventory/summary (TOKEN: see below)"
     ))
 }

@@ -169,6 +169,36 @@ pub struct HttpRoute {
     /// A path with `{name}` and `{name+}` parameters, or `$default`.
     pub path: String,
     pub api_id: String,
+    /// The JWT authorizer that guards the route, if any.
+    pub authorizer: Option<JwtAuthorizer>,
+}
+
+/// A JWT authorizer, as an HTTP API's `JwtConfiguration` sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuthorizer {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    /// Where its signing keys are: a Cognito user pool's are in the emulator.
+    pub jwks_url: String,
+}
+
+impl JwtAuthorizer {
+    fn new(issuer: String, audience: Vec<String>, moto_endpoint: &str) -> JwtAuthorizer {
+        // https://cognito-idp.<region>.amazonaws.com/<pool id> is served by the emulator.
+        let cognito_pool = issuer
+            .strip_prefix("https://cognito-idp.")
+            .and_then(|rest| rest.split_once(".amazonaws.com/"))
+            .map(|(_, pool)| pool.to_owned());
+        let jwks_url = match cognito_pool {
+            Some(pool) => format!("{moto_endpoint}/{pool}/.well-known/jwks.json"),
+            None => format!("{issuer}/.well-known/jwks.json"),
+        };
+        JwtAuthorizer {
+            issuer,
+            audience,
+            jwks_url,
+        }
+    }
 }
 
 /// The stack as built: resources by logical id, outputs, functions and their event sources.
@@ -615,6 +645,28 @@ fn state_machine_definition(
     Ok(definition)
 }
 
+/// The function's own credentials, as its execution role would give it: the access key names
+/// the function (`LOCAL<logical id>`), so the emulator's call log (launcher extension 13)
+/// tells which function made each call.
+fn signed_as(sdk_config: &SdkConfig, logical_id: &str) -> SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(
+        format!("{FUNCTION_ACCESS_KEY_PREFIX}{logical_id}"),
+        "localcloud",
+        None,
+        None,
+        "localcloud-function",
+    );
+    sdk_config
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
+}
+
+/// How a function's access key starts; the rest is its logical id.
+pub const FUNCTION_ACCESS_KEY_PREFIX: &str = "LOCAL";
+
 fn function(
     plan: &Plan<'_>,
     sdk_config: &SdkConfig,
@@ -662,7 +714,8 @@ fn function(
         .as_u64()
         .or_else(|| globals["Timeout"].as_u64())
         .unwrap_or(3);
-    let handler = match (registration.build)(sdk_config, &FunctionEnv::from_vars(env)) {
+    let function_config = signed_as(sdk_config, id);
+    let handler = match (registration.build)(&function_config, &FunctionEnv::from_vars(env)) {
         Ok(handler) => handler,
         Err(error) => {
             tracing::error!(function = %id, %error, "the function's cold start fails; every invocation will fail");
@@ -763,6 +816,55 @@ fn schedule_period(
     Ok(Some(std::time::Duration::from_secs(count * seconds)))
 }
 
+/// The authorizer of a route: its own `Auth.Authorizer`, else its API's `DefaultAuthorizer`;
+/// `NONE` for none. Only JWT authorizers are emulated.
+fn route_authorizer(
+    plan: &Plan<'_>,
+    api_logical_id: &str,
+    event_props: &Value,
+    at: &str,
+) -> Result<Option<JwtAuthorizer>, LocalCloudError> {
+    let auth = match plan.template.document["Resources"].get(api_logical_id) {
+        Some(_) => plan.properties(api_logical_id)?["Auth"].clone(),
+        None => Value::Null,
+    };
+    let name = match (
+        &event_props["Auth"]["Authorizer"],
+        &auth["DefaultAuthorizer"],
+    ) {
+        (Value::String(name), _) | (Value::Null, Value::String(name)) => name.clone(),
+        _ => return Ok(None),
+    };
+    // IAM authorization has no local stand-in: such routes are open here.
+    if name == "NONE" || name == "AWS_IAM" {
+        return Ok(None);
+    }
+    let config = &auth["Authorizers"][&name]["JwtConfiguration"];
+    let unsupported = || {
+        LocalCloudError::Template(format!(
+            "{at}: authorizer {name:?} is not a JWT authorizer of {api_logical_id} with an issuer and an audience; the local cloud emulates only those"
+        ))
+    };
+    let issuer = config["issuer"].as_str().ok_or_else(unsupported)?;
+    let audience: Vec<String> = match &config["audience"] {
+        Value::Array(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Value::String(one) => one.split(',').map(|a| a.trim().to_owned()).collect(),
+        _ => return Err(unsupported()),
+    };
+    if audience.iter().all(String::is_empty) {
+        return Err(unsupported());
+    }
+    Ok(Some(JwtAuthorizer::new(
+        issuer.trim_end_matches('/').to_owned(),
+        audience,
+        &plan.settings.moto_endpoint,
+    )))
+}
+
 fn function_events(
     plan: &Plan<'_>,
     id: &str,
@@ -841,13 +943,16 @@ fn function_events(
                 })));
             }
             "HttpApi" => {
-                let api_id = match &event_props["ApiId"] {
-                    Value::Null => plan.resources[IMPLICIT_HTTP_API].reference.clone(),
+                let (api_logical_id, api_id) = match &event_props["ApiId"] {
+                    Value::Null => (
+                        IMPLICIT_HTTP_API.to_owned(),
+                        plan.resources[IMPLICIT_HTTP_API].reference.clone(),
+                    ),
                     Value::String(api_id) => plan
                         .resources
-                        .values()
-                        .find(|r| r.kind == Kind::HttpApi && r.reference == *api_id)
-                        .map(|r| r.reference.clone())
+                        .iter()
+                        .find(|(_, r)| r.kind == Kind::HttpApi && r.reference == *api_id)
+                        .map(|(logical_id, r)| (logical_id.clone(), r.reference.clone()))
                         .ok_or_else(|| {
                             LocalCloudError::Template(format!(
                                 "{at}: ApiId {api_id:?} is not an HTTP API of this stack"
@@ -870,11 +975,13 @@ fn function_events(
                         )));
                     }
                 };
+                let authorizer = route_authorizer(plan, &api_logical_id, event_props, &at)?;
                 sources.push(PlannedSource::Ready(EventSource::HttpRoute(HttpRoute {
                     function_name: function_name.to_owned(),
                     method,
                     path,
                     api_id,
+                    authorizer,
                 })));
             }
             other => {

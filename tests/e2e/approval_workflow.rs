@@ -9,19 +9,22 @@ use maestro_localcloud::{LocalCloud, Stack};
 use maestro_tests::approver::{
     Seen, email_to, emails, form_fields, link, open, post_form, sent_email, to,
 };
-use maestro_tests::{captured_logs, maestro_template, on_local_cloud};
+use maestro_tests::{captured_logs, maestro_template, on_local_cloud, operator, signed_in};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn submit(cloud: &LocalCloud, caller: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
+    let client = match caller {
+        Some(caller) => signed_in(cloud, caller, &[]).await,
+        None => reqwest::Client::new(),
+    };
+    let response = client
         .post(format!("{}/actions", cloud.http_endpoint()))
-        .body(body.to_string());
-    if let Some(caller) = caller {
-        request = request.header("x-maestro-caller", caller);
-    }
-    let response = request.send().await.expect("POST /actions answers");
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /actions answers");
     let status = response.status().as_u16();
     (status, response.json().await.expect("a JSON answer"))
 }
@@ -35,7 +38,10 @@ fn rotate_now(secret_id: &str, environment: &str) -> Value {
 }
 
 async fn get_json(cloud: &LocalCloud, path: &str, seen: &mut Seen) -> Value {
-    let text = reqwest::get(format!("{}{path}", cloud.http_endpoint()))
+    let text = operator(cloud)
+        .await
+        .get(format!("{}{path}", cloud.http_endpoint()))
+        .send()
         .await
         .expect("the management API answers")
         .text()
@@ -457,8 +463,8 @@ fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
             (
                 None,
                 rotate_now("prod/db", "PRODUCTION"),
-                403,
-                "IAM Identity Center user",
+                401,
+                "Unauthorized",
             ),
             (
                 Some("dave@example.com"),

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use maestro_localcloud::{LocalCloud, Stack, moto, seed};
+use maestro_tests::iam::granted;
 use maestro_tests::{
-    listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with, receive_bodies,
+    OPERATORS, listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with, operator,
+    receive_bodies, signed_in,
 };
 use serde_json::{Value, json};
 
@@ -31,9 +33,19 @@ fn sample_inventory(
         .unwrap_or_else(|e| panic!("sample_inventory.py {command}: {e}"))
 }
 
+/// A management API call as one of Maestro's operators.
 async fn call(cloud: &LocalCloud, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_as(&operator(cloud).await, cloud, method, path, body).await
+}
+
+async fn call_as(
+    client: &reqwest::Client,
+    cloud: &LocalCloud,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let url = format!("{}{path}", cloud.http_endpoint());
-    let client = reqwest::Client::new();
     let mut request = match method {
         "GET" => client.get(url),
         "POST" => client.post(url),
@@ -507,12 +519,15 @@ fn a_sync_inventories_two_accounts_in_two_regions_as_the_emulator_holds_them() {
         );
 
         // CSV export, a page at a time.
-        let response = reqwest::get(format!(
-            "{}/inventory/export?format=csv&family=server&limit=2",
-            cloud.http_endpoint()
-        ))
-        .await
-        .expect("the export answers");
+        let response = operator(cloud)
+            .await
+            .get(format!(
+                "{}/inventory/export?format=csv&family=server&limit=2",
+                cloud.http_endpoint()
+            ))
+            .send()
+            .await
+            .expect("the export answers");
         assert_eq!(response.status(), 200);
         assert!(
             response.headers()["content-type"]
@@ -952,9 +967,9 @@ fn malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing() {
             (
                 "DELETE",
                 "/connections/own".into(),
-                Some(json!({"reason": "x"})),
-                403,
-                "IAM Identity Center",
+                Some(json!({"reason": 5})),
+                400,
+                "reason",
             ),
             (
                 "GET",
@@ -1029,9 +1044,9 @@ fn malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing() {
 fn a_connection_is_deleted_through_the_approval_policy() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
         connect(cloud, connection("own", OWN, &["eu-west-1"], None)).await;
-        let response = reqwest::Client::new()
+        let response = signed_in(cloud, "dave@example.com", &[OPERATORS])
+            .await
             .delete(format!("{}/connections/own", cloud.http_endpoint()))
-            .header("x-maestro-caller", "dave@example.com")
             .body(json!({"reason": "the account is closed"}).to_string())
             .send()
             .await
@@ -1125,31 +1140,6 @@ fn organisation_mode_connects_every_active_account() {
     );
 }
 
-/// Every action a statement named `sid` grants, across the policies of `policies`.
-fn granted(policies: &Value, sid: Option<&str>) -> BTreeSet<String> {
-    let mut actions = BTreeSet::new();
-    for policy in policies.as_array().into_iter().flatten() {
-        let statements = policy
-            .get("Statement")
-            .or_else(|| policy["PolicyDocument"].get("Statement"));
-        for statement in statements.and_then(Value::as_array).into_iter().flatten() {
-            if sid.is_some_and(|sid| statement["Sid"] != sid) {
-                continue;
-            }
-            match &statement["Action"] {
-                Value::String(action) => {
-                    actions.insert(action.clone());
-                }
-                Value::Array(list) => {
-                    actions.extend(list.iter().filter_map(Value::as_str).map(str::to_owned))
-                }
-                _ => {}
-            }
-        }
-    }
-    actions
-}
-
 #[test]
 fn the_member_role_grants_exactly_the_reads_discovery_makes_in_its_own_account() {
     let template = maestro_template();
@@ -1173,4 +1163,271 @@ fn the_member_role_grants_exactly_the_reads_discovery_makes_in_its_own_account()
         trust["Condition"]["StringEquals"]["sts:ExternalId"].is_object(),
         "the role is assumed only with the ExternalId: {trust}"
     );
+}
+
+#[test]
+fn teams_see_and_change_only_what_their_grants_allow() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let region = REGIONS[0];
+        sample_inventory(cloud, "seed", &[OWN, MEMBER], &[region]);
+        let alice = signed_in(cloud, "alice@example.com", &["payments"]).await;
+        let bob = signed_in(cloud, "bob@example.com", &["audit"]).await;
+        let carol = signed_in(cloud, "carol@example.com", &["search"]).await;
+        let ops = operator(cloud).await;
+        let instances = Some(json!({"instances": 15}));
+
+        // Payments owns the member account's connection and lets audit read it; the
+        // operators keep Maestro's own account to themselves.
+        let mut member = connection("member", MEMBER, &[region], instances.clone());
+        member["access"] = json!({"payments": "admin", "audit": "read"});
+        let (status, created) =
+            call_as(&alice, cloud, "POST", "/connections", Some(member.clone())).await;
+        assert_eq!(status, 201, "{created}");
+        let mut sneaky = connection("sneaky", MEMBER, &[region], instances.clone());
+        sneaky["access"] = json!({"payments": "admin"});
+        let (status, refused) = call_as(&carol, cloud, "POST", "/connections", Some(sneaky)).await;
+        assert_eq!(status, 400, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("access:"),
+            "{refused}"
+        );
+        let own = connection("own", OWN, &[region], instances.clone());
+        assert_eq!(
+            call_as(&ops, cloud, "POST", "/connections", Some(own))
+                .await
+                .0,
+            201
+        );
+
+        let (status, runs) = call_as(&alice, cloud, "POST", "/connections/member/sync", None).await;
+        assert_eq!(status, 202, "{runs}");
+        let (status, own_runs) = call_as(&ops, cloud, "POST", "/connections/own/sync", None).await;
+        assert_eq!(status, 202, "{own_runs}");
+        for run in [&runs, &own_runs]
+            .into_iter()
+            .flat_map(|r| r["runs"].as_array().into_iter().flatten())
+        {
+            let summary =
+                finished(cloud, run["executionArn"].as_str().expect("an execution")).await;
+            assert!(
+                failed_scopes(std::slice::from_ref(&summary)).is_empty(),
+                "{summary}"
+            );
+        }
+
+        // Connections: each sees what their teams may read; the rest does not exist for them.
+        let ids = |answer: &Value| -> Vec<String> {
+            answer["connections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        for (who, client, expected) in [
+            ("alice", &alice, vec!["member"]),
+            ("bob", &bob, vec!["member"]),
+            ("carol", &carol, vec![]),
+            ("ops", &ops, vec!["member", "own"]),
+        ] {
+            let (status, listed) = call_as(client, cloud, "GET", "/connections", None).await;
+            assert_eq!(status, 200, "{listed}");
+            assert_eq!(ids(&listed), expected, "{who} lists {listed}");
+        }
+        assert_eq!(
+            call_as(&alice, cloud, "GET", "/connections/own", None)
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            call_as(&alice, cloud, "POST", "/connections/own/sync", None)
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            call_as(&carol, cloud, "GET", "/connections/member", None)
+                .await
+                .0,
+            404
+        );
+
+        // Read is not write, and write is not admin.
+        let mut renamed = member.clone();
+        renamed.as_object_mut().expect("an object").remove("id");
+        renamed.as_object_mut().expect("an object").remove("access");
+        renamed["name"] = json!("Payments production");
+        assert_eq!(
+            call_as(
+                &bob,
+                cloud,
+                "PUT",
+                "/connections/member",
+                Some(renamed.clone())
+            )
+            .await
+            .0,
+            403
+        );
+        assert_eq!(
+            call_as(&bob, cloud, "POST", "/connections/member/sync", None)
+                .await
+                .0,
+            403
+        );
+        let mut regrant = renamed.clone();
+        regrant["access"] = json!({"payments": "admin", "audit": "write"});
+        let (status, answer) =
+            call_as(&alice, cloud, "PUT", "/connections/member", Some(regrant)).await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, answer) = call_as(
+            &bob,
+            cloud,
+            "PUT",
+            "/connections/member",
+            Some(renamed.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "write may change the settings: {answer}");
+        assert_eq!(
+            answer["access"]["audit"], "write",
+            "a replace without access keeps the grants: {answer}"
+        );
+        let mut takeover = renamed.clone();
+        takeover["access"] = json!({"audit": "admin"});
+        let (status, answer) =
+            call_as(&bob, cloud, "PUT", "/connections/member", Some(takeover)).await;
+        assert_eq!(status, 403, "granting needs admin: {answer}");
+        let reason = Some(json!({"reason": "the account moves to another team"}));
+        assert_eq!(
+            call_as(&bob, cloud, "DELETE", "/connections/member", reason.clone())
+                .await
+                .0,
+            403
+        );
+
+        // The inventory: the accounts of the connections a team may read, and nothing else.
+        let everything = listed(cloud, "family=server").await;
+        let accounts = |entities: &[Value]| -> BTreeSet<String> {
+            entities
+                .iter()
+                .filter_map(|e| e["account"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(
+            accounts(&everything),
+            BTreeSet::from([OWN.to_owned(), MEMBER.to_owned()])
+        );
+        let (status, page) = call_as(
+            &alice,
+            cloud,
+            "GET",
+            "/inventory?family=server&limit=1000",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let alices = page["entities"].as_array().cloned().unwrap_or_default();
+        let members: Vec<&Value> = everything
+            .iter()
+            .filter(|e| e["account"] == MEMBER)
+            .collect();
+        assert_eq!(alices.len(), members.len(), "{page}");
+        assert_eq!(accounts(&alices), BTreeSet::from([MEMBER.to_owned()]));
+        let (status, page) = call_as(
+            &carol,
+            cloud,
+            "GET",
+            "/inventory?family=server&limit=1000",
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, page["entities"].as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{page}"
+        );
+        let (status, answer) = call_as(
+            &alice,
+            cloud,
+            "GET",
+            &format!("/inventory?account={OWN}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{answer}");
+        let id_of = |account: &str| {
+            everything
+                .iter()
+                .find(|e| e["account"] == account)
+                .and_then(|e| e["id"].as_str())
+                .expect("an entity")
+                .to_owned()
+        };
+        let (own_entity, member_entity) = (id_of(OWN), id_of(MEMBER));
+        for (path, expected) in [
+            (format!("/inventory/{}", encoded(&member_entity)), 200),
+            (
+                format!("/inventory/{}/history", encoded(&member_entity)),
+                200,
+            ),
+            (format!("/inventory/{}", encoded(&own_entity)), 404),
+            (format!("/inventory/{}/history", encoded(&own_entity)), 404),
+        ] {
+            let (status, answer) = call_as(&alice, cloud, "GET", &path, None).await;
+            assert_eq!(status, expected, "alice GET {path}: {answer}");
+        }
+        let (status, summary) = call_as(&alice, cloud, "GET", "/inventory/summary", None).await;
+        assert_eq!(status, 200, "{summary}");
+        let counts = summary["counts"].as_object().expect("counts");
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            vec!["account"],
+            "{summary}"
+        );
+        assert_eq!(
+            counts["account"]
+                .as_object()
+                .map(|a| a.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![MEMBER.to_owned()])
+        );
+
+        // No token, or a forged one, never reaches a function.
+        let anonymous = reqwest::Client::new();
+        assert_eq!(
+            call_as(&anonymous, cloud, "GET", "/connections", None)
+                .await
+                .0,
+            401
+        );
+        let token = cloud
+            .bearer("alice@example.com", &["payments"])
+            .await
+            .expect("a token");
+        let forged = format!(
+            "{}{}",
+            &token[..token.len() - 4],
+            if token.ends_with("AAAA") {
+                "BBBB"
+            } else {
+                "AAAA"
+            }
+        );
+        let response = reqwest::Client::new()
+            .get(format!("{}/connections", cloud.http_endpoint()))
+            .header("authorization", forged)
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(response.status(), 401);
+
+        // Admin may delete (the sample policy runs CONNECTION_DELETE at once).
+        let (status, answer) =
+            call_as(&alice, cloud, "DELETE", "/connections/member", reason).await;
+        assert_eq!(status, 202, "{answer}");
+    });
 }

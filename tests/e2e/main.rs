@@ -5,10 +5,12 @@
 mod adapters;
 mod approval_workflow;
 mod approvals;
+mod async_paths;
 mod cli;
 mod discovery;
 mod emulator;
 mod event_sources;
+mod iam;
 mod lambda_api;
 mod openapi;
 mod quota;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use maestro_localcloud::{LocalCloud, Stack};
 use maestro_tests::postgres::Postgres;
-use maestro_tests::{listen_to_topic, maestro_template, on_local_cloud, receive_bodies};
+use maestro_tests::{
+    listen_to_topic, maestro_template, on_local_cloud, operator, receive_bodies, signed_in,
+};
 use serde_json::{Value, json};
 
 fn secrets(cloud: &LocalCloud) -> aws_sdk_secretsmanager::Client {
@@ -410,6 +412,38 @@ fn a_secret_rotated_by_hand_is_alerted_before_and_after_its_deadline_once_a_day(
                 .iter()
                 .any(|a| a.to_string().contains("issued-by-the-partner"))
         );
+
+        // An alert that cannot be published is not counted as sent: the day's next run sends it.
+        let faults = format!("{}/moto-api/maestro/faults", cloud.moto_endpoint());
+        let http = reqwest::Client::new();
+        let set = http
+            .post(&faults)
+            .body(json!({"service": "sns", "action": "Publish", "code": "InternalError", "status": 500}).to_string())
+            .send()
+            .await
+            .expect("the fault is set");
+        assert_eq!(set.status(), 200);
+        let failed = cloud
+            .invoke(
+                "maestro-SecretRotationMonitorFunction",
+                json!({
+                    "version": "0", "id": "tick", "detail-type": "Scheduled Event",
+                    "source": "aws.events", "account": "123456789012", "region": "us-east-1",
+                    "resources": [], "detail": {}, "time": day(97, 0).to_rfc3339(),
+                }),
+            )
+            .await;
+        assert!(failed.is_err(), "the run fails while SNS does: {failed:?}");
+        http.delete(&faults)
+            .send()
+            .await
+            .expect("the fault is lifted");
+        monitor_at(cloud, day(97, 1)).await;
+        assert_eq!(
+            problems(&heard(5).await, "partner-api-key"),
+            ["ROTATION_OVERDUE"],
+            "the alert is sent once SNS answers"
+        );
     });
 }
 
@@ -445,9 +479,9 @@ fn rotate_now_follows_the_approval_policy_and_the_status_lists_every_secret() {
                 name.replace('/', "%2F")
             );
             async move {
-                let response = reqwest::Client::new()
+                let response = signed_in(cloud, "dave@example.com", &[])
+                    .await
                     .post(url)
-                    .header("x-maestro-caller", "dave@example.com")
                     .body(json!({"reason": "the key was pasted in a ticket"}).to_string())
                     .send()
                     .await
@@ -509,13 +543,15 @@ fn rotate_now_follows_the_approval_policy_and_the_status_lists_every_secret() {
         let (status, missing) = ask("prod/no-such-secret").await;
         assert_eq!(status, 404, "{missing}");
 
-        let listed: Value =
-            reqwest::get(format!("{}/secrets/rotation-status", cloud.http_endpoint()))
-                .await
-                .expect("the API answers")
-                .json()
-                .await
-                .expect("JSON");
+        let listed: Value = operator(cloud)
+            .await
+            .get(format!("{}/secrets/rotation-status", cloud.http_endpoint()))
+            .send()
+            .await
+            .expect("the API answers")
+            .json()
+            .await
+            .expect("JSON");
         let secrets_listed = listed["secrets"].as_array().expect("a list");
         let entry = |name: &str| {
             secrets_listed

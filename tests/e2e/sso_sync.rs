@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_localcloud::seed::{self, SampleOrganisation, find};
 use maestro_localcloud::{LocalCloud, Stack};
-use maestro_tests::{approver, maestro_template, on_local_cloud, receive_bodies};
+use maestro_tests::{approver, maestro_template, on_local_cloud, operator, receive_bodies};
 use serde_json::{Value, json};
 
 /// (account, permission set, principal) by the sample organisation's names.
@@ -150,7 +150,8 @@ async fn settle(
 }
 
 async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
-    let response = reqwest::Client::new()
+    let response = operator(cloud)
+        .await
         .post(format!("{}/sso/reconcile", cloud.http_endpoint()))
         .json(&json!({ "dryRun": dry_run }))
         .send()
@@ -161,7 +162,10 @@ async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
 }
 
 async fn latest_run(cloud: &LocalCloud) -> Value {
-    reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
+    operator(cloud)
+        .await
+        .get(format!("{}/sso/plan", cloud.http_endpoint()))
+        .send()
         .await
         .expect("GET /sso/plan answers")
         .json()
@@ -253,7 +257,10 @@ fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_not
             "nothing to write, nothing queued: {queued:?}"
         );
 
-        let latest: Value = reqwest::get(format!("{}/sso/plan", cloud.http_endpoint()))
+        let latest: Value = operator(cloud)
+            .await
+            .get(format!("{}/sso/plan", cloud.http_endpoint()))
+            .send()
             .await
             .expect("GET /sso/plan answers")
             .json()
@@ -278,7 +285,11 @@ fn a_hand_made_drift_is_reverted_and_reported() {
             "developer_workload_payments",
         );
         assign_by_hand(cloud, &organisation, drift).await;
-        let run = reconcile(cloud, false).await;
+        // The hourly schedule finds and reverts it.
+        let run = cloud
+            .fire_schedule("SsoReconcileFunction", "Reconcile")
+            .await
+            .expect("the scheduled reconcile runs");
         assert_eq!(run["toDelete"], 1, "{run}");
         assert_eq!(run["toCreate"], 0);
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
@@ -364,13 +375,15 @@ fn a_partial_input_aborts_the_run_and_changes_nothing() {
 fn explain_says_why_an_assignment_is_or_is_not_desired() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
         seeded(cloud).await;
+        let client = operator(cloud).await;
+        let get = |url: String| client.get(url).send();
         let ask = |group: &str, account: &str, set: &str| {
             format!(
                 "{}/sso/explain?group={group}&account={account}&permissionSet={set}",
                 cloud.http_endpoint()
             )
         };
-        let yes: Value = reqwest::get(ask(
+        let yes: Value = get(ask(
             "tester_workload_payments",
             "payments-staging",
             "Tester",
@@ -383,7 +396,7 @@ fn explain_says_why_an_assignment_is_or_is_not_desired() {
         assert_eq!(yes["desired"], true, "{yes}");
         assert_eq!(yes["rule"]["rule"], "WORKLOAD_LISTED");
 
-        let no: Value = reqwest::get(ask(
+        let no: Value = get(ask(
             "tester_workload_payments",
             "payments-production",
             "Tester",
@@ -399,11 +412,11 @@ fn explain_says_why_an_assignment_is_or_is_not_desired() {
             "{no}"
         );
 
-        let missing = reqwest::get(ask("nobody", "payments-staging", "Tester"))
+        let missing = get(ask("nobody", "payments-staging", "Tester"))
             .await
             .unwrap();
         assert_eq!(missing.status(), 404);
-        let incomplete = reqwest::get(format!("{}/sso/explain?group=x", cloud.http_endpoint()))
+        let incomplete = get(format!("{}/sso/explain?group=x", cloud.http_endpoint()))
             .await
             .unwrap();
         assert_eq!(incomplete.status(), 400);

@@ -17,6 +17,7 @@ use serde_json::Value;
 pub use maestro_localcloud;
 
 pub mod approver;
+pub mod iam;
 pub mod postgres;
 pub mod rabbitmq;
 
@@ -46,6 +47,32 @@ fn shared() -> &'static Shared {
             turn: Mutex::new(()),
         }
     })
+}
+
+/// Maestro's operators' team, as the template's `OperatorsTeam` names it by default.
+pub const OPERATORS: &str = "maestro-operators";
+
+/// A client signed in to the stack's user pool as `email`, a member of `teams`: each of its
+/// requests carries the token.
+pub async fn signed_in(cloud: &LocalCloud, email: &str, teams: &[&str]) -> reqwest::Client {
+    let bearer = cloud
+        .bearer(email, teams)
+        .await
+        .unwrap_or_else(|e| panic!("{email} signs in: {e}"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        bearer.parse().expect("a token is a valid header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A client signed in as one of Maestro's operators, who may do anything.
+pub async fn operator(cloud: &LocalCloud) -> reqwest::Client {
+    signed_in(cloud, "ops@example.com", &[OPERATORS]).await
 }
 
 /// Runs `test` on the local cloud, emptied first; with `template`, its stack is built before.

@@ -51,7 +51,7 @@ async fn submit(
     let Some(requester) = caller_email(request) else {
         return Ok(problem(
             403,
-            "actions are submitted by people: sign the request as an IAM Identity Center user",
+            "actions are submitted by people: sign in with a token that carries your email address",
         ));
     };
     let body = match body_text(request) {

@@ -187,6 +187,15 @@ async fn post(
         outcome = %outcome_label(&decided),
         "decision posted"
     );
+    if matches!(
+        decided,
+        Ok(Decided::Counted { .. } | Decided::Settled { .. })
+    ) {
+        maestro_aws::metrics::count(
+            &[("Decision", ballot.claims.decision.as_str())],
+            &[("ApprovalsDecided", 1)],
+        );
+    }
     match decided {
         Ok(Decided::Counted { approvals, needed }) => html(
             200,

@@ -194,6 +194,7 @@ async fn request_approval(
         quorum = approval_request.approval.quorum,
         "approval opened and approvers mailed"
     );
+    maestro_aws::metrics::count(&[], &[("ApprovalsRequested", 1)]);
     Ok(json!({ "approvalId": approval_request.id }))
 }
 

@@ -1,7 +1,7 @@
 //! `ConnectionsApiFunction`: discovery connections over the management API.
 //!
 //! - `POST /connections` with `{"id", "name", "accountId", "roleArn", "externalId",
-//!   "regions", "resourceTypes"}`: creates one (409 if the id is taken).
+//!   "regions", "resourceTypes", "access"}`: creates one (409 if the id is taken).
 //! - `GET /connections`, `GET /connections/{id}`.
 //! - `PUT /connections/{id}`: replaces one (404 if absent); its crawl history stays.
 //! - `DELETE /connections/{id}` with `{"reason"}`: submitted as a `CONNECTION_DELETE` action,
@@ -9,6 +9,10 @@
 //! - `POST /connections/{id}/sync` with optional `{"resourceTypes": [...]}`: crawls now.
 //!
 //! Input is checked whole before anything is written; errors name the field.
+//!
+//! Every connection names the teams that may read, change (write) or administer (admin) it
+//! in `access`; Maestro's operators hold admin on all (`maestro_domain::access`). A caller
+//! who may not read a connection is told it does not exist.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chrono::Utc;
@@ -18,10 +22,11 @@ use maestro_aws::approvals::ActionSubmitter;
 use maestro_aws::discovery::{DiscoveryRuns, asked_scopes};
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::http::{
-    ApiFailure, answer, body_text, caller_email, path_parameter, problem, route, to_json,
+    ApiFailure, Teams, answer, body_text, path_parameter, problem, route, to_json,
 };
 use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::LambdaFunction;
+use maestro_domain::access::{Access, Caller, checked_grants};
 use maestro_domain::approvals::action::Action;
 use maestro_domain::approvals::workflow::Submission;
 use maestro_domain::inventory::connection::{
@@ -35,6 +40,7 @@ pub struct Deps {
     pub inventory: DynamoInventory,
     pub runs: DiscoveryRuns,
     pub actions: ActionSubmitter,
+    pub teams: Teams,
 }
 
 type Answer = Result<ApiGatewayV2httpResponse, ApiFailure>;
@@ -42,16 +48,23 @@ type Answer = Result<ApiGatewayV2httpResponse, ApiFailure>;
 pub async fn handle(deps: &Deps, event: LambdaEvent<ApiGatewayV2httpRequest>) -> Answer {
     let request = event.payload;
     let (method, path) = route(&request);
+    let caller = match deps.teams.caller(&request) {
+        Ok(caller) => caller,
+        Err(refused) => return Ok(*refused),
+    };
+    let caller = &caller;
     match request.route_key.as_deref() {
-        Some("POST /connections") => create(deps, &request).await,
-        Some("GET /connections") => list(deps).await,
-        Some("GET /connections/{id}") => with_id(&request, |id| get(deps, id)).await,
-        Some("PUT /connections/{id}") => with_id(&request, |id| replace(deps, &request, id)).await,
+        Some("POST /connections") => create(deps, &request, caller).await,
+        Some("GET /connections") => list(deps, caller).await,
+        Some("GET /connections/{id}") => with_id(&request, |id| get(deps, caller, id)).await,
+        Some("PUT /connections/{id}") => {
+            with_id(&request, |id| replace(deps, &request, caller, id)).await
+        }
         Some("DELETE /connections/{id}") => {
-            with_id(&request, |id| delete(deps, &request, id)).await
+            with_id(&request, |id| delete(deps, &request, caller, id)).await
         }
         Some("POST /connections/{id}/sync") => {
-            with_id(&request, |id| sync(deps, &request, id)).await
+            with_id(&request, |id| sync(deps, &request, caller, id)).await
         }
         _ => Ok(problem(404, format!("no route {method} {path}"))),
     }
@@ -94,7 +107,40 @@ fn connection_json(connection: &Connection) -> Result<Value, ApiFailure> {
     to_json(connection)
 }
 
-async fn create(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
+/// The connection, if the caller holds `needed` on it; else the answer to give: 404 when
+/// they may not even read it, so that ids do not leak, and 403 when they may.
+async fn held(
+    deps: &Deps,
+    caller: &Caller,
+    id: &str,
+    needed: Access,
+) -> Result<Connection, Box<ApiGatewayV2httpResponse>> {
+    let connection = match deps.inventory.connection(id).await {
+        Ok(Some(connection)) => connection,
+        Ok(None) => return Err(Box::new(problem(404, format!("no connection {id}")))),
+        Err(e) => {
+            return Err(Box::new(problem(
+                503,
+                format!("cannot read the connection: {e}"),
+            )));
+        }
+    };
+    let operators = &deps.teams.operators;
+    match caller.access_to(&connection.access, operators) {
+        None => Err(Box::new(problem(404, format!("no connection {id}")))),
+        Some(held) if held < needed => Err(Box::new(problem(
+            403,
+            format!(
+                "this needs {} access to connection {id}; your teams hold {}",
+                needed.as_str(),
+                held.as_str()
+            ),
+        ))),
+        Some(_) => Ok(connection),
+    }
+}
+
+async fn create(deps: &Deps, request: &ApiGatewayV2httpRequest, caller: &Caller) -> Answer {
     let mut fields = match object_body(request) {
         Ok(fields) => fields,
         Err(e) => return Ok(problem(400, e)),
@@ -114,8 +160,12 @@ async fn create(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
         Err(e) => return Ok(problem(400, e)),
     };
     let now = Utc::now();
-    let connection = match input.validate(&id, ConnectionSource::Manual, now, now) {
+    let mut connection = match input.validate(&id, ConnectionSource::Manual, now, now) {
         Ok(connection) => connection,
+        Err(e) => return Ok(problem(400, e.to_string())),
+    };
+    connection.access = match checked_grants(connection.access, caller, &deps.teams.operators) {
+        Ok(grants) => grants,
         Err(e) => return Ok(problem(400, e.to_string())),
     };
     Ok(
@@ -127,22 +177,29 @@ async fn create(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
     )
 }
 
-async fn list(deps: &Deps) -> Answer {
+async fn list(deps: &Deps, caller: &Caller) -> Answer {
     Ok(match deps.inventory.connections().await {
-        Ok(connections) => answer(200, json!({ "connections": to_json(&connections)? })),
+        Ok(mut connections) => {
+            connections.retain(|c| caller.may(Access::Read, &c.access, &deps.teams.operators));
+            answer(200, json!({ "connections": to_json(&connections)? }))
+        }
         Err(e) => problem(503, format!("cannot read the connections: {e}")),
     })
 }
 
-async fn get(deps: &Deps, id: String) -> Answer {
-    Ok(match deps.inventory.connection(&id).await {
-        Ok(Some(connection)) => answer(200, connection_json(&connection)?),
-        Ok(None) => problem(404, format!("no connection {id}")),
-        Err(e) => problem(503, format!("cannot read the connection: {e}")),
+async fn get(deps: &Deps, caller: &Caller, id: String) -> Answer {
+    Ok(match held(deps, caller, &id, Access::Read).await {
+        Ok(connection) => answer(200, connection_json(&connection)?),
+        Err(refused) => *refused,
     })
 }
 
-async fn replace(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> Answer {
+async fn replace(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+    caller: &Caller,
+    id: String,
+) -> Answer {
     let fields = match object_body(request) {
         Ok(fields) => fields,
         Err(e) => return Ok(problem(400, e)),
@@ -151,19 +208,28 @@ async fn replace(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> 
         Ok(input) => input,
         Err(e) => return Ok(problem(400, e)),
     };
-    let existing = match deps.inventory.connection(&id).await {
-        Ok(Some(existing)) => existing,
-        Ok(None) => {
-            return Ok(problem(
-                404,
-                format!("no connection {id}; POST creates one"),
-            ));
-        }
-        Err(e) => return Ok(problem(503, format!("cannot read the connection: {e}"))),
+    let existing = match held(deps, caller, &id, Access::Write).await {
+        Ok(existing) => existing,
+        Err(refused) => return Ok(*refused),
     };
-    let connection = match input.validate(&id, existing.source, existing.created_at, Utc::now()) {
+    let regrants = input.access.is_some();
+    let mut connection = match input.validate(&id, existing.source, existing.created_at, Utc::now())
+    {
         Ok(connection) => connection,
         Err(e) => return Ok(problem(400, e.to_string())),
+    };
+    connection.access = if !regrants || connection.access == existing.access {
+        existing.access
+    } else if !caller.may(Access::Admin, &existing.access, &deps.teams.operators) {
+        return Ok(problem(
+            403,
+            format!("granting or revoking access needs admin access to connection {id}"),
+        ));
+    } else {
+        match checked_grants(connection.access, caller, &deps.teams.operators) {
+            Ok(grants) => grants,
+            Err(e) => return Ok(problem(400, e.to_string())),
+        }
     };
     Ok(
         match deps.inventory.put_connection(&connection, false).await {
@@ -180,11 +246,16 @@ struct DeleteBody {
     reason: String,
 }
 
-async fn delete(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> Answer {
-    let Some(requester) = caller_email(request) else {
+async fn delete(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+    caller: &Caller,
+    id: String,
+) -> Answer {
+    let Some(requester) = caller.email.clone() else {
         return Ok(problem(
             403,
-            "deletions are asked by people: sign the request as an IAM Identity Center user",
+            "deletions are asked by people: sign in with a token that carries your email address",
         ));
     };
     let body: DeleteBody =
@@ -193,10 +264,8 @@ async fn delete(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> A
             Ok(Err(e)) => return Ok(problem(400, format!("the body is not {{\"reason\"}}: {e}"))),
             Err(e) => return Ok(problem(400, e)),
         };
-    match deps.inventory.connection(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Ok(problem(404, format!("no connection {id}"))),
-        Err(e) => return Ok(problem(503, format!("cannot read the connection: {e}"))),
+    if let Err(refused) = held(deps, caller, &id, Access::Admin).await {
+        return Ok(*refused);
     }
     let submission = Submission {
         action: Action::ConnectionDelete { connection_id: id },
@@ -216,7 +285,12 @@ struct SyncBody {
     resource_types: Option<Vec<String>>,
 }
 
-async fn sync(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> Answer {
+async fn sync(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+    caller: &Caller,
+    id: String,
+) -> Answer {
     let body: SyncBody =
         match object_body(request).map(|f| serde_json::from_value(Value::Object(f))) {
             Ok(Ok(body)) => body,
@@ -252,10 +326,9 @@ async fn sync(deps: &Deps, request: &ApiGatewayV2httpRequest, id: String) -> Ans
             Some(types)
         }
     };
-    let connection = match deps.inventory.connection(&id).await {
-        Ok(Some(connection)) => connection,
-        Ok(None) => return Ok(problem(404, format!("no connection {id}"))),
-        Err(e) => return Ok(problem(503, format!("cannot read the connection: {e}"))),
+    let connection = match held(deps, caller, &id, Access::Write).await {
+        Ok(connection) => connection,
+        Err(refused) => return Ok(*refused),
     };
     let scopes = asked_scopes(&connection, only.as_deref());
     if scopes.is_empty() {
@@ -286,11 +359,13 @@ impl LambdaFunction for Deps {
         let mut vars = env.reader();
         let table = vars.required("INVENTORY_TABLE");
         let runs = DiscoveryRuns::from_vars(config, &mut vars);
+        let teams = Teams::from_vars(&mut vars);
         vars.finish()?;
         Ok(Deps {
             inventory: DynamoInventory::new(config, table),
             runs,
             actions: ActionSubmitter::from_parts(config, env)?,
+            teams,
         })
     }
 

@@ -76,6 +76,18 @@ pub async fn handle(
         gone = next.counts.gone,
         "crawled"
     );
+    // The counts add up across the scope's calls: published once, when it is done.
+    if next.done {
+        maestro_aws::metrics::count(
+            &[("ResourceType", next.scope.resource_type.as_str())],
+            &[
+                ("ResourcesCreated", next.counts.created),
+                ("ResourcesChanged", next.counts.changed),
+                ("ResourcesGone", next.counts.gone),
+                ("ResourcesSeen", next.counts.seen),
+            ],
+        );
+    }
     Ok(next)
 }
 

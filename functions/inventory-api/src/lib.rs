@@ -12,20 +12,29 @@
 //!   holds the whole inventory.
 //!
 //! Unknown or malformed parameters are refused with 400 naming them.
+//!
+//! A caller sees the entities of the accounts whose connections their teams may read
+//! (`maestro_domain::access`); Maestro's operators see everything. Other entities do not
+//! exist for them, and their summary holds only the counts by account of their accounts.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{ApiFailure, answer, csv, path_parameter, problem, route};
-use maestro_aws::inventory::{DynamoInventory, Filter, StartKey, decode_cursor};
+use maestro_aws::http::{ApiFailure, Teams, answer, csv, path_parameter, problem, route};
+use maestro_aws::inventory::{
+    DynamoInventory, Filter, StartKey, cursor_fits, decode_cursor, history_cursor_fits,
+};
 use maestro_aws::lambda::LambdaFunction;
+use maestro_domain::access::{Caller, Readable};
 use maestro_domain::inventory::connection::{GLOBAL_REGION, is_account_id, is_region};
 use maestro_domain::inventory::entity::Family;
+use maestro_domain::port::PortError;
 use serde_json::{Value, json};
 
 pub struct Deps {
     pub inventory: DynamoInventory,
+    pub teams: Teams,
 }
 
 type Answer = Result<ApiGatewayV2httpResponse, ApiFailure>;
@@ -65,8 +74,16 @@ pub const CSV_COLUMNS: &[&str] = &[
 pub async fn handle(deps: &Deps, event: LambdaEvent<ApiGatewayV2httpRequest>) -> Answer {
     let request = event.payload;
     let (method, path) = route(&request);
+    let readable = match deps.teams.caller(&request) {
+        Ok(caller) => match readable_by(deps, &caller).await {
+            Ok(readable) => readable,
+            Err(e) => return Ok(problem(503, format!("cannot read the connections: {e}"))),
+        },
+        Err(refused) => return Ok(*refused),
+    };
+    let readable = &readable;
     match request.route_key.as_deref() {
-        Some("GET /inventory") => listing(deps, &request, Format::Listing).await,
+        Some("GET /inventory") => listing(deps, &request, readable, Format::Listing).await,
         Some("GET /inventory/export") => {
             let format = match request.query_string_parameters.first("format") {
                 None | Some("json") => Format::Json,
@@ -78,13 +95,36 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<ApiGatewayV2httpRequest>) ->
                     ));
                 }
             };
-            listing(deps, &request, format).await
+            listing(deps, &request, readable, format).await
         }
-        Some("GET /inventory/summary") => summary(deps).await,
-        Some("GET /inventory/{id}") => entity(deps, &request).await,
-        Some("GET /inventory/{id}/history") => history(deps, &request).await,
+        Some("GET /inventory/summary") => summary(deps, readable).await,
+        Some("GET /inventory/{id}") => entity(deps, &request, readable).await,
+        Some("GET /inventory/{id}/history") => history(deps, &request, readable).await,
         _ => Ok(problem(404, format!("no route {method} {path}"))),
     }
+}
+
+/// What the caller may read: operators everything, without a read of the connections.
+async fn readable_by(deps: &Deps, caller: &Caller) -> Result<Readable, PortError> {
+    let operators = &deps.teams.operators;
+    if caller.is_operator(operators) {
+        return Ok(Readable::Everything);
+    }
+    let connections = deps.inventory.connections().await?;
+    Ok(Readable::of(
+        caller,
+        operators,
+        connections
+            .iter()
+            .map(|c| (c.account_id.as_str(), &c.access)),
+    ))
+}
+
+/// Whether the caller may read an entity, by its `account`.
+fn may_read(readable: &Readable, entity: &Value) -> bool {
+    entity["account"]
+        .as_str()
+        .is_some_and(|account| readable.account(account))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +161,9 @@ fn filter_of(request: &ApiGatewayV2httpRequest, allowed: &[&str]) -> Result<Filt
             "{unknown:?} is not a parameter here; use {}",
             allowed.join(", ")
         ));
+    }
+    if let Some((empty, _)) = query.iter().find(|(_, value)| value.is_empty()) {
+        return Err(format!("{empty}: give a value, or leave the parameter out"));
     }
     let text = |name: &str| query.first(name).map(str::to_owned);
     let family = text("family");
@@ -170,7 +213,12 @@ fn filter_of(request: &ApiGatewayV2httpRequest, allowed: &[&str]) -> Result<Filt
     })
 }
 
-async fn listing(deps: &Deps, request: &ApiGatewayV2httpRequest, format: Format) -> Answer {
+async fn listing(
+    deps: &Deps,
+    request: &ApiGatewayV2httpRequest,
+    readable: &Readable,
+    format: Format,
+) -> Answer {
     let mut allowed = LISTING_PARAMETERS.to_vec();
     if format != Format::Listing {
         allowed.push("format");
@@ -183,10 +231,26 @@ async fn listing(deps: &Deps, request: &ApiGatewayV2httpRequest, format: Format)
         Ok(paging) => paging,
         Err(e) => return Ok(problem(400, e)),
     };
-    let page = match deps.inventory.list(&filter, limit, cursor).await {
+    if cursor.as_ref().is_some_and(|c| !cursor_fits(&filter, c)) {
+        return Ok(problem(
+            400,
+            "cursor: it continues a listing with other filters; repeat that listing's filters",
+        ));
+    }
+    if let Some(account) = &filter.account
+        && !readable.account(account)
+    {
+        return Ok(problem(
+            403,
+            format!("account: no connection your teams may read covers {account}"),
+        ));
+    }
+    let mut page = match deps.inventory.list(&filter, limit, cursor).await {
         Ok(page) => page,
         Err(e) => return Ok(problem(503, format!("cannot read the inventory: {e}"))),
     };
+    // A page may come back shorter than the limit, even empty, with a cursor: paging goes on.
+    page.entities.retain(|entity| may_read(readable, entity));
     let next = page.cursor.clone();
     Ok(match format {
         Format::Listing | Format::Json => {
@@ -254,9 +318,18 @@ pub fn to_csv(entities: &[Value]) -> String {
     out
 }
 
-async fn summary(deps: &Deps) -> Answer {
+async fn summary(deps: &Deps, readable: &Readable) -> Answer {
     Ok(match deps.inventory.summary().await {
-        Ok(summary) => answer(200, json!({ "counts": summary })),
+        Ok(mut summary) => {
+            // The other dimensions count across accounts, so only operators see them.
+            if let Readable::Accounts(accounts) = readable {
+                summary.retain(|dimension, _| dimension == "account");
+                for counts in summary.values_mut() {
+                    counts.retain(|account, _| accounts.contains(account));
+                }
+            }
+            answer(200, json!({ "counts": summary }))
+        }
         Err(e) => problem(503, format!("cannot read the summary: {e}")),
     })
 }
@@ -267,7 +340,7 @@ fn entity_id(request: &ApiGatewayV2httpRequest) -> Result<String, &'static str> 
         .ok_or("name the entity in the path, its / written %2F")
 }
 
-async fn entity(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
+async fn entity(deps: &Deps, request: &ApiGatewayV2httpRequest, readable: &Readable) -> Answer {
     if let Some((unknown, _)) = request.query_string_parameters.iter().next() {
         return Ok(problem(400, format!("{unknown:?} is not a parameter here")));
     }
@@ -276,8 +349,8 @@ async fn entity(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
         Err(e) => return Ok(problem(400, e)),
     };
     let entity = match deps.inventory.entity(&id).await {
-        Ok(Some(entity)) => entity,
-        Ok(None) => return Ok(problem(404, format!("no entity {id}"))),
+        Ok(Some(entity)) if may_read(readable, &entity) => entity,
+        Ok(_) => return Ok(problem(404, format!("no entity {id}"))),
         Err(e) => return Ok(problem(503, format!("cannot read the entity: {e}"))),
     };
     let incoming = match deps.inventory.incoming(&id).await {
@@ -287,6 +360,7 @@ async fn entity(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
     let outgoing = entity.get("relations").cloned().unwrap_or(json!([]));
     let incoming: Vec<Value> = incoming
         .into_iter()
+        .filter(|(_, source)| arn_account(source).is_none_or(|a| readable.account(a)))
         .map(|(kind, source)| json!({ "kind": kind, "source": source }))
         .collect();
     Ok(answer(
@@ -295,7 +369,12 @@ async fn entity(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
     ))
 }
 
-async fn history(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
+/// The account of an ARN (`arn:partition:service:region:account:…`), if it names one.
+fn arn_account(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|account| !account.is_empty())
+}
+
+async fn history(deps: &Deps, request: &ApiGatewayV2httpRequest, readable: &Readable) -> Answer {
     if let Some((unknown, _)) = request
         .query_string_parameters
         .iter()
@@ -314,9 +393,18 @@ async fn history(deps: &Deps, request: &ApiGatewayV2httpRequest) -> Answer {
         Ok(paging) => paging,
         Err(e) => return Ok(problem(400, e)),
     };
+    if cursor
+        .as_ref()
+        .is_some_and(|c| !history_cursor_fits(&id, c))
+    {
+        return Ok(problem(
+            400,
+            "cursor: it continues another listing, not this history",
+        ));
+    }
     match deps.inventory.entity(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Ok(problem(404, format!("no entity {id}"))),
+        Ok(Some(entity)) if may_read(readable, &entity) => {}
+        Ok(_) => return Ok(problem(404, format!("no entity {id}"))),
         Err(e) => return Ok(problem(503, format!("cannot read the entity: {e}"))),
     }
     Ok(match deps.inventory.history(&id, limit, cursor).await {
@@ -333,9 +421,11 @@ impl LambdaFunction for Deps {
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let table = vars.required("INVENTORY_TABLE");
+        let teams = Teams::from_vars(&mut vars);
         vars.finish()?;
         Ok(Deps {
             inventory: DynamoInventory::new(config, table),
+            teams,
         })
     }
 

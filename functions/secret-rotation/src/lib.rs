@@ -88,6 +88,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<RotationEvent>) -> Result<Va
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::error!(secret = %event.secret_id, step, error = %error, "rotation step failed");
+            maestro_aws::metrics::count(&[("Step", step)], &[("RotationsFailed", 1)]);
             let alert = RotationAlert {
                 secret: event.secret_id.clone(),
                 problem: RotationProblem::StepFailed,
@@ -103,6 +104,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<RotationEvent>) -> Result<Va
     };
     tracing::info!(secret = %event.secret_id, step, outcome = ?outcome, "rotation step");
     if event.step == Step::Finish && outcome == StepOutcome::Done {
+        maestro_aws::metrics::count(&[], &[("RotationsSucceeded", 1)]);
         let arn = deps
             .store
             .describe(&event.secret_id)

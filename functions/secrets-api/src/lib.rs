@@ -72,7 +72,7 @@ async fn rotate(
     let Some(requester) = caller_email(request) else {
         return Ok(problem(
             403,
-            "rotations are asked by people: sign the request as an IAM Identity Center user",
+            "rotations are asked by people: sign in with a token that carries your email address",
         ));
     };
     let Some(secret_id) = path_parameter(request, "id") else {

@@ -10,7 +10,7 @@ use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpR
 use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{ApiFailure, answer, caller_arn, problem, route, to_json};
+use maestro_aws::http::{ApiFailure, DEFAULT_TEAMS_CLAIM, answer, caller, problem, route, to_json};
 use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
@@ -40,7 +40,10 @@ pub async fn handle(
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
     let (method, path) = route(&request);
-    let caller = caller_arn(&request).unwrap_or_else(|| "anonymous".to_owned());
+    // Runs record who asked: the address when the token has one, else its subject.
+    let caller = caller(&request, DEFAULT_TEAMS_CLAIM)
+        .map(|c| c.email.unwrap_or(c.subject))
+        .unwrap_or_else(|| "anonymous".to_owned());
     Ok(match (method.as_str(), path.as_str()) {
         ("GET", "/sso/plan") => match deps.sso.store.latest().await {
             Ok(Some(run)) => answer(200, to_json(&run)?),
@@ -94,6 +97,16 @@ pub async fn handle(
                     "give group, account and permissionSet (names or ids) as query parameters",
                 ));
             };
+            if let Some((name, _)) = [
+                ("group", group),
+                ("account", account),
+                ("permissionSet", set),
+            ]
+            .into_iter()
+            .find(|(_, value)| value.trim().is_empty())
+            {
+                return Ok(problem(400, format!("{name}: give a name or an id")));
+            }
             match read_inputs(
                 &deps.sso.organisation,
                 &deps.sso.identity_center,

@@ -65,6 +65,18 @@ pub async fn handle(
     let record = reconcile(&deps.sso.model, &deps.sso.ports(), run).await?;
     let summary = record.summary();
     tracing::info!(run_id = %summary.run_id, outcome = ?summary.outcome, "reconcile run recorded");
+    let mode = match summary.mode {
+        Mode::DryRun => "dry-run",
+        Mode::Apply => "apply",
+    };
+    maestro_aws::metrics::count(
+        &[("Mode", mode)],
+        &[
+            ("PlannedCreates", summary.to_create as u64),
+            ("PlannedDeletes", summary.to_delete as u64),
+            ("HeldDeletes", summary.held as u64),
+        ],
+    );
     Ok(summary)
 }
 

@@ -7,8 +7,10 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use lambda_runtime::Diagnostic;
+use maestro_domain::access::{Caller, teams_from_claim};
 use serde_json::{Value, json};
 
+use crate::env::EnvReader;
 use crate::lambda::ErrorKind;
 
 /// Failures no HTTP answer can carry (the answer itself could not be made).
@@ -94,23 +96,74 @@ pub fn route(request: &ApiGatewayV2httpRequest) -> (String, String) {
     )
 }
 
-/// The IAM principal that signed the request (the API uses IAM auth), if any.
-pub fn caller_arn(request: &ApiGatewayV2httpRequest) -> Option<String> {
+/// The claims the API's JWT authorizer verified, as API Gateway hands them on (every value a
+/// string), if the route has the authorizer.
+fn claims(request: &ApiGatewayV2httpRequest) -> Option<&std::collections::HashMap<String, String>> {
     request
         .request_context
         .authorizer
         .as_ref()
-        .and_then(|a| a.iam.as_ref())
-        .and_then(|iam| iam.user_arn.clone())
+        .and_then(|a| a.jwt.as_ref())
+        .map(|jwt| &jwt.claims)
 }
 
-/// Who is asking, as an email address: the session name of an IAM Identity Center role
-/// session (`…:assumed-role/AWSReservedSSO_…/alice@example.com`), which is the user's name.
+/// The team claim's name when `TEAMS_CLAIM` is not set: Cognito's groups.
+pub const DEFAULT_TEAMS_CLAIM: &str = "cognito:groups";
+
+/// Who is asking, from the verified token: its subject, its `email` claim (lower-cased, if it
+/// is an address) and its teams, read from `teams_claim`.
+pub fn caller(request: &ApiGatewayV2httpRequest, teams_claim: &str) -> Option<Caller> {
+    let claims = claims(request)?;
+    let subject = claims.get("sub").filter(|s| !s.is_empty())?.clone();
+    let email = claims
+        .get("email")
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| e.contains('@') && !e.contains(char::is_whitespace));
+    let teams = claims
+        .get(teams_claim)
+        .map(|raw| teams_from_claim(raw))
+        .unwrap_or_default();
+    Some(Caller {
+        subject,
+        email,
+        teams,
+    })
+}
+
+/// How an API function tells who is asking and who runs Maestro: the token claim that lists
+/// the caller's teams (`TEAMS_CLAIM`) and the operators' team (`OPERATORS_TEAM`).
+#[derive(Debug, Clone)]
+pub struct Teams {
+    pub claim: String,
+    pub operators: String,
+}
+
+impl Teams {
+    pub fn from_vars(vars: &mut EnvReader<'_>) -> Teams {
+        Teams {
+            claim: vars.required("TEAMS_CLAIM"),
+            operators: vars.required("OPERATORS_TEAM"),
+        }
+    }
+
+    /// The caller, or the 401 to answer when the request carries no verified token (the
+    /// authorizer lets none through; this holds if a route is ever wired without it).
+    pub fn caller(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+    ) -> Result<Caller, Box<ApiGatewayV2httpResponse>> {
+        caller(request, &self.claim).ok_or_else(|| {
+            Box::new(problem(
+                401,
+                "sign in: the request carries no verified token",
+            ))
+        })
+    }
+}
+
+/// Who is asking, as an email address: the verified token's `email` claim.
 pub fn caller_email(request: &ApiGatewayV2httpRequest) -> Option<String> {
-    let arn = caller_arn(request)?;
-    let session = arn.rsplit('/').next()?;
-    (arn.contains(":assumed-role/") && session.contains('@') && !session.contains(' '))
-        .then(|| session.to_ascii_lowercase())
+    caller(request, DEFAULT_TEAMS_CLAIM)?.email
 }
 
 /// The body as text, whether API Gateway passed it as text or base64.

@@ -717,16 +717,8 @@ impl DynamoInventory {
         if let (Some(key), Some(value)) = (&filter.tag_key, &filter.tag_value) {
             return self.list_by_tag(filter, key, value, limit, cursor).await;
         }
-        let keyed = [
-            ("byFamily", "family", &filter.family),
-            ("byAccount", "account", &filter.account),
-            ("byEnvironment", "environment", &filter.environment),
-            ("byRegion", "region", &filter.region),
-        ]
-        .into_iter()
-        .find_map(|(index, attribute, value)| {
-            value.as_ref().map(|v| (index, attribute, v.clone()))
-        });
+        let keyed = keyed_index(filter)
+            .map(|(index, attribute, value)| (index, attribute, value.to_owned()));
         let mut conditions = Vec::new();
         let mut names = HashMap::new();
         let mut values = HashMap::new();
@@ -958,6 +950,51 @@ pub fn encode_cursor(key: Option<HashMap<String, AttributeValue>>) -> Option<Str
         .map(|json| URL_SAFE_NO_PAD.encode(json))
 }
 
+/// The index `list` reads for a filter without a tag value: the first of family, account,
+/// environment and region it names, with that attribute and its value; None for the table.
+fn keyed_index(filter: &Filter) -> Option<(&'static str, &'static str, &str)> {
+    [
+        ("byFamily", "family", &filter.family),
+        ("byAccount", "account", &filter.account),
+        ("byEnvironment", "environment", &filter.environment),
+        ("byRegion", "region", &filter.region),
+    ]
+    .into_iter()
+    .find_map(|(index, attribute, value)| value.as_deref().map(|v| (index, attribute, v)))
+}
+
+/// Whether a cursor continues a listing with this filter: its key is one of the item keys
+/// the listing reads (a tag's partition, the index's, or the table's). A cursor given with
+/// other filters would make DynamoDB refuse the read.
+pub fn cursor_fits(filter: &Filter, cursor: &StartKey) -> bool {
+    let text = |name: &str| {
+        cursor
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    let has_only = |names: &[&str]| {
+        cursor.len() == names.len() && names.iter().all(|name| text(name).is_some())
+    };
+    if let (Some(key), Some(value)) = (&filter.tag_key, &filter.tag_value) {
+        return has_only(&["PK", "SK"]) && text("PK") == Some(tag_key(key, value).as_str());
+    }
+    match keyed_index(filter) {
+        Some((_, attribute, value)) => {
+            has_only(&["PK", "SK", attribute, "id"]) && text(attribute) == Some(value)
+        }
+        None => has_only(&["PK", "SK"]) && text("SK") == Some(ENTITY),
+    }
+}
+
+/// Whether a cursor continues the history of entity `id`: a key of one of its records.
+pub fn history_cursor_fits(id: &str, cursor: &StartKey) -> bool {
+    let text = |name: &str| cursor.get(name).and_then(|v| v.as_s().ok());
+    cursor.len() == 2
+        && text("PK").is_some_and(|pk| *pk == format!("E#{id}"))
+        && text("SK").is_some_and(|sk| sk.starts_with("H#"))
+}
+
 /// The key a cursor names, or None when it is not one of ours.
 pub fn decode_cursor(token: &str) -> Option<StartKey> {
     let json = URL_SAFE_NO_PAD.decode(token).ok()?;
@@ -1149,5 +1186,56 @@ impl InventoryStore for DynamoInventory {
                 return Ok(manifest);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(pairs: &[(&str, &str)]) -> StartKey {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), s(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn a_cursor_continues_only_the_listing_it_came_from() {
+        let by_family = Filter {
+            family: Some("server".into()),
+            ..Filter::default()
+        };
+        let from_family = key(&[
+            ("PK", "E#i-1"),
+            ("SK", ENTITY),
+            ("family", "server"),
+            ("id", "i-1"),
+        ]);
+        assert!(cursor_fits(&by_family, &from_family));
+        let by_volume = Filter {
+            family: Some("volume".into()),
+            ..Filter::default()
+        };
+        assert!(!cursor_fits(&by_volume, &from_family));
+        assert!(!cursor_fits(&Filter::default(), &from_family));
+        let from_table = key(&[("PK", "E#i-1"), ("SK", ENTITY)]);
+        assert!(cursor_fits(&Filter::default(), &from_table));
+        assert!(!cursor_fits(&by_family, &from_table));
+        let crawl_page = key(&[("PK", "RUN#r|scope"), ("SK", "P#00000007")]);
+        assert!(!cursor_fits(&Filter::default(), &crawl_page));
+        let by_tag = Filter {
+            tag_key: Some("team".into()),
+            tag_value: Some("payments".into()),
+            ..Filter::default()
+        };
+        let from_tag = key(&[("PK", &tag_key("team", "payments")), ("SK", "E#i-1")]);
+        assert!(cursor_fits(&by_tag, &from_tag));
+        assert!(!cursor_fits(&by_tag, &from_table));
+
+        let history = key(&[("PK", "E#i-1"), ("SK", "H#2026-11-22T00:00:00Z")]);
+        assert!(history_cursor_fits("i-1", &history));
+        assert!(!history_cursor_fits("i-2", &history));
+        assert!(!history_cursor_fits("i-1", &from_table));
     }
 }

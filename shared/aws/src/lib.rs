@@ -10,6 +10,7 @@ pub mod identity_center;
 pub mod inventory;
 pub mod lambda;
 pub mod mail;
+pub mod metrics;
 pub mod notices;
 pub mod organizations;
 pub mod plan_store;

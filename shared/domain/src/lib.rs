@@ -4,6 +4,7 @@
 //! implement the ports (traits) declared here, and functions call the pure rules with typed
 //! input they validated at the edge.
 
+pub mod access;
 pub mod approvals;
 pub mod idempotency;
 pub mod inventory;

@@ -11,6 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::access::TeamAccess;
+
 /// What a crawl lists. Each type is crawled, completed and concluded on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,6 +119,10 @@ pub struct Connection {
     pub resource_types: BTreeMap<ResourceType, u32>,
     pub enabled: bool,
     pub source: ConnectionSource,
+    /// The teams that may read, change or administer it (`crate::access`); empty: Maestro's
+    /// operators only, as for organisation connections.
+    #[serde(default)]
+    pub access: TeamAccess,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -134,6 +140,8 @@ pub struct ConnectionInput {
     /// Resource type → interval in minutes; absent: every type at its default interval.
     pub resource_types: Option<BTreeMap<String, Option<u32>>>,
     pub enabled: Option<bool>,
+    /// Team → read, write or admin; absent on a replace: the grants stay as they are.
+    pub access: Option<TeamAccess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -292,6 +300,7 @@ impl ConnectionInput {
             resource_types,
             enabled: self.enabled.unwrap_or(true),
             source,
+            access: self.access.unwrap_or_default(),
             created_at,
             updated_at: now,
         })
@@ -397,6 +406,8 @@ pub fn organization_connection(
             }),
         enabled: existing.is_none_or(|c| c.enabled),
         source: ConnectionSource::Organization,
+        // Operators may grant teams access to an account's connection; a tick keeps it.
+        access: existing.map(|c| c.access.clone()).unwrap_or_default(),
         created_at: existing.map(|c| c.created_at).unwrap_or(now),
         updated_at: now,
     }

@@ -1,0 +1,191 @@
+// Approvals: ApprovalApiFunction (POST /actions) -> ApprovalStateMachine ->
+// ApprovalWorkflowFunction (policy, emails via SES, outcome) ... ApprovalDecisionFunction
+// (the links, on ApprovalLinksApi) resumes it -> ActionRunnerFunction runs the action.
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { sumOfProblemsAlarm } from './alarms';
+import { approvalLinksApi } from './http-apis';
+import { MaestroFunction } from './maestro-function';
+import { maestroStateMachine } from './maestro-state-machine';
+import { Parameters } from './parameters';
+import {
+  ANY_SECRET,
+  allow,
+  lambdaInvoke,
+  queueChanges,
+  readForSsoPlanning,
+  recordRuns,
+  shareTheSsoAdminQuota,
+  stackArn,
+  stepFunctionsExecution,
+} from './policies';
+import { SsoSyncStores } from './sso-sync';
+import { logGroup } from './stores';
+import { index, table } from './tables';
+
+export interface ApprovalsProps {
+  readonly parameters: Parameters;
+  readonly api: apigwv2.HttpApi;
+  readonly alertsTopicArn: string;
+  readonly sso: SsoSyncStores;
+  readonly inventoryTable: dynamodb.CfnTable;
+}
+
+export class Approvals {
+  readonly table: dynamodb.CfnTable;
+  readonly stateMachine: sfn.StateMachine;
+  readonly linksApi: apigwv2.HttpApi;
+  readonly signingKey: secretsmanager.CfnSecret;
+
+  constructor(stack: Stack, props: ApprovalsProps) {
+    const { parameters, sso } = props;
+
+    this.table = table(stack, 'ApprovalsTable', {
+      attributes: ['pk', 'status', 'createdAt'],
+      partitionKey: 'pk',
+      // Lists approvals by status; the task token is not projected.
+      globalSecondaryIndexes: [index('byStatus', 'status', 'createdAt', ['request', 'votes'])],
+      pointInTimeRecovery: true,
+    });
+    // Deleting or replacing the stack must not take the records (or the key to them) with it.
+    this.table.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
+    // Signs the approval links and confirm forms. AWSPREVIOUS still verifies after a rotation,
+    // so links in flight keep working; rotate less often than the longest approval timeout.
+    this.signingKey = new secretsmanager.CfnSecret(stack, 'ApprovalSigningKey', {
+      description: "Maestro approval links' HMAC key (64 random characters)",
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    // Deleting or replacing the stack must not take the records (or the key to them) with it.
+    this.signingKey.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
+    this.linksApi = approvalLinksApi(stack);
+
+    const workflow = new MaestroFunction(stack, 'ApprovalWorkflowFunction', {
+      crate: 'approval-workflow',
+      description:
+        "The approval workflow's own steps (check the policy, open the approval and mail the approvers, record the outcome).",
+      environment: {
+        APPROVAL_POLICY: parameters.approvalPolicy,
+        APPROVALS_TABLE: this.table.ref,
+        APPROVAL_SENDER: parameters.approvalSender,
+        SIGNING_KEY_SECRET: this.signingKey.ref,
+        APPROVAL_LINKS_URL: this.linksApi.apiEndpoint,
+      },
+      statements: [
+        allow(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [this.table.attrArn], {
+          sid: 'RecordActionsAndApprovals',
+        }),
+        allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'SignLinks' }),
+        allow(['ses:SendEmail'], ['*'], {
+          sid: 'MailApproversAndRequesters',
+          conditions: { StringEquals: { 'ses:FromAddress': parameters.approvalSender } },
+        }),
+      ],
+    });
+
+    const decision = new MaestroFunction(stack, 'ApprovalDecisionFunction', {
+      crate: 'approval-decision',
+      description:
+        'The approval links (a confirm page on GET and HEAD; the decision on POST) that resume the approval workflow.',
+      environment: { APPROVALS_TABLE: this.table.ref, SIGNING_KEY_SECRET: this.signingKey.ref },
+      statements: [
+        allow(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [this.table.attrArn], { sid: 'CastVotesAndSettle' }),
+        allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'VerifyLinks' }),
+        // These actions take no resource: the task token names the task, and only the one
+        // settle that wins ever reads it.
+        allow(['states:SendTaskSuccess', 'states:SendTaskFailure'], ['*'], { sid: 'ResumeTheWorkflow' }),
+      ],
+    });
+    decision.onHttp('ConfirmPage', this.linksApi, apigwv2.HttpMethod.GET, '/approvals/{id}');
+    decision.onHttp('ConfirmPageHead', this.linksApi, apigwv2.HttpMethod.HEAD, '/approvals/{id}');
+    decision.onHttp('Decide', this.linksApi, apigwv2.HttpMethod.POST, '/approvals/{id}');
+
+    const rotationFunctionArn = stackArn('lambda', 'function:${AWS::StackName}-secret-rotation');
+    const runner = new MaestroFunction(stack, 'ActionRunnerFunction', {
+      crate: 'action-runner',
+      description:
+        'Runs an action once the approval workflow allows it (SSO held deletes, secret rotate-now, webhooks).',
+      memorySize: 256,
+      timeoutSeconds: 900,
+      environment: {
+        SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
+        IDENTITY_STORE_ID: parameters.identityStoreId,
+        SSO_MODEL_CONFIG: parameters.ssoModelConfig,
+        SSO_PLANS_TABLE: sso.plansTable.ref,
+        SSO_CHANGES_QUEUE_URL: sso.changesQueue.queueUrl,
+        QUOTA_TABLE: sso.quotaTable.ref,
+        INVENTORY_TABLE: props.inventoryTable.ref,
+      },
+      statements: [
+        allow(['dynamodb:DeleteItem'], [props.inventoryTable.attrArn], { sid: 'DeleteConnections' }),
+        shareTheSsoAdminQuota(sso.quotaTable.attrArn, 'calls'),
+        ...readForSsoPlanning(),
+        recordRuns(sso.plansTable.attrArn, 'PutItemAndQuery'),
+        queueChanges(sso.changesQueue),
+        allow(['secretsmanager:RotateSecret'], [ANY_SECRET], { sid: 'RotateNow' }),
+        // RotateSecret needs the caller to be allowed to invoke the rotation function.
+        allow(['lambda:InvokeFunction'], [rotationFunctionArn], { sid: 'InvokeTheRotationFunction' }),
+      ],
+    });
+
+    this.stateMachine = maestroStateMachine(stack, 'ApprovalStateMachine', {
+      definitionFile: 'approval.asl.json',
+      substitutions: {
+        ApprovalWorkflowFunctionArn: workflow.fn.functionArn,
+        ActionRunnerFunctionArn: runner.fn.functionArn,
+      },
+      logGroup: logGroup(stack, 'ApprovalLogGroup'),
+      statements: [lambdaInvoke(workflow.fn), lambdaInvoke(runner.fn)],
+    });
+
+    const submit = new MaestroFunction(stack, 'ApprovalApiFunction', {
+      crate: 'approval-api',
+      description: 'Submits actions to the approval workflow and lists actions and approvals.',
+      environment: {
+        APPROVAL_POLICY: parameters.approvalPolicy,
+        APPROVALS_TABLE: this.table.ref,
+        APPROVAL_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+      },
+      statements: [
+        allow(
+          ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+          [this.table.attrArn, `${this.table.attrArn}/index/byStatus`],
+          { sid: 'RecordAndReadActions' },
+        ),
+        stepFunctionsExecution(this.stateMachine),
+      ],
+    });
+    submit.onHttp('SubmitAction', props.api, apigwv2.HttpMethod.POST, '/actions');
+    submit.onHttp('GetAction', props.api, apigwv2.HttpMethod.GET, '/actions/{id}');
+    submit.onHttp('ListApprovals', props.api, apigwv2.HttpMethod.GET, '/approvals');
+    submit.onHttp('GetApproval', props.api, apigwv2.HttpMethod.GET, '/approvals/{id}');
+
+    // Rejections and expiries end executions as typed failures by design, and the requester is
+    // told; what needs an operator is a workflow that could not record or mail, or ran too long.
+    sumOfProblemsAlarm(
+      stack,
+      'ApprovalWorkflowProblemsAlarm',
+      'The approval workflow could not record an action or mail people after its retries, or an execution timed out.',
+      [
+        {
+          id: 'steps',
+          namespace: 'AWS/Lambda',
+          metricName: 'Errors',
+          dimension: { name: 'FunctionName', value: workflow.fn.functionName },
+        },
+        {
+          id: 'timedout',
+          namespace: 'AWS/States',
+          metricName: 'ExecutionsTimedOut',
+          dimension: { name: 'StateMachineArn', value: this.stateMachine.stateMachineArn },
+        },
+      ],
+      'Failed workflow steps or timed-out executions',
+      props.alertsTopicArn,
+    );
+  }
+}

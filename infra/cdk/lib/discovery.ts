@@ -1,0 +1,321 @@
+// Discovery: DiscoverySchedulerFunction (schedule) or ConnectionsApiFunction (sync now)
+// -> DiscoveryStateMachine (Map over scopes) -> DiscoveryCrawlerFunction (pages, looped)
+// -> InventoryTable; DiscoverySummaryFunction -> DiscoveryRunsTopic and the default bus.
+// CloudTrail events -> DiscoveryEventsFunction -> InventoryTable.
+import { CfnOutput, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { dlqAlarm, sumOfProblemsAlarm } from './alarms';
+import { MaestroFunction } from './maestro-function';
+import { maestroStateMachine } from './maestro-state-machine';
+import { Notifications } from './notifications';
+import { Parameters } from './parameters';
+import {
+  DEFAULT_EVENT_BUS,
+  allow,
+  describeOwnAccount,
+  lambdaInvoke,
+  snsPublishMessage,
+  stepFunctionsExecution,
+  useNotificationsKey,
+} from './policies';
+import { TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy } from './stores';
+import { index, table } from './tables';
+
+const LISTING_ATTRIBUTES = ['summary', 'entityType', 'active', 'nameLower', 'tagKeys', 'firstSeen', 'lastChanged'];
+
+/** The inventory, its history and the discovery connections (docs/inventory.md). */
+export function inventoryTable(stack: Stack): dynamodb.CfnTable {
+  const inventory = table(stack, 'InventoryTable', {
+    attributes: ['PK', 'SK', 'id', 'scopeKey', 'family', 'account', 'region', 'environment'],
+    partitionKey: 'PK',
+    sortKey: 'SK',
+    globalSecondaryIndexes: [
+      // The manifest of a scope: only active entities carry scopeKey.
+      index('byScope', 'scopeKey', 'id', ['hash', 'misses']),
+      index('byFamily', 'family', 'id', LISTING_ATTRIBUTES),
+      index('byAccount', 'account', 'id', LISTING_ATTRIBUTES),
+      index('byRegion', 'region', 'id', LISTING_ATTRIBUTES),
+      index('byEnvironment', 'environment', 'id', LISTING_ATTRIBUTES),
+    ],
+    pointInTimeRecovery: true,
+  });
+  // Deleting or replacing the stack must not take the records (or the key to them) with it.
+  inventory.applyRemovalPolicy(RemovalPolicy.RETAIN);
+  return inventory;
+}
+
+export interface DiscoveryProps {
+  readonly parameters: Parameters;
+  readonly notifications: Notifications;
+  readonly api: apigwv2.HttpApi;
+  readonly inventoryTable: dynamodb.CfnTable;
+  readonly scheduledRunsDlq: sqs.IQueue;
+  readonly approvalsTable: dynamodb.CfnTable;
+  readonly approvalStateMachine: sfn.IStateMachine;
+}
+
+export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
+  const { parameters, notifications } = props;
+  const inventory = props.inventoryTable;
+  const alertsTopicArn = notifications.alertsTopic.ref;
+  const memberRoles = Fn.sub('arn:${AWS::Partition}:iam::*:role/${MemberRoleName}*');
+
+  const runsTopic = notifications.topic(stack, 'DiscoveryRunsTopic', 'Maestro discovery runs');
+
+  const crawler = new MaestroFunction(stack, 'DiscoveryCrawlerFunction', {
+    crate: 'discovery-crawler',
+    description:
+      'Crawls a bounded number of pages of one scope (connection x region x resource type), writing only what changed, and concludes the scope after its last page.',
+    // 100,000 entities translated and diffed fit in well under this (README benchmark).
+    memorySize: 512,
+    timeoutSeconds: 300,
+    environment: {
+      INVENTORY_TABLE: inventory.ref,
+      PAGES_PER_CALL: parameters.discoveryPagesPerCall,
+      GONE_AFTER_CRAWLS: parameters.discoveryGoneAfterCrawls,
+      ENVIRONMENT_TAG_KEYS: parameters.discoveryEnvironmentTagKeys,
+      ROLE_TAG_KEYS: parameters.discoveryRoleTagKeys,
+    },
+    statements: [
+      allow(
+        [
+          'dynamodb:GetItem',
+          'dynamodb:BatchGetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:Query',
+        ],
+        [inventory.attrArn, `${inventory.attrArn}/index/byScope`],
+        { sid: 'Inventory' },
+      ),
+      allow(['sts:AssumeRole'], [memberRoles], { sid: 'ReachMemberAccounts' }),
+      describeOwnAccount([
+        'cloudfront:ListDistributions',
+        'cloudfront:ListTagsForResource',
+        'lambda:ListFunctions',
+        'lambda:ListTags',
+      ]),
+    ],
+  });
+
+  const summary = new MaestroFunction(stack, 'DiscoverySummaryFunction', {
+    crate: 'discovery-summary',
+    description: 'Publishes one summary per discovery run (counts per scope, failed scopes with their reason).',
+    environment: { EVENT_BUS_NAME: 'default', DISCOVERY_TOPIC_ARN: runsTopic.ref },
+    statements: [
+      allow(['events:PutEvents'], [DEFAULT_EVENT_BUS], { sid: 'Summary' }),
+      useNotificationsKey(notifications.notificationsKey.attrArn),
+      snsPublishMessage(runsTopic.ref),
+    ],
+  });
+
+  const discovery = maestroStateMachine(stack, 'DiscoveryStateMachine', {
+    definitionFile: 'discovery.asl.json',
+    substitutions: {
+      DiscoveryCrawlerFunctionArn: crawler.fn.functionArn,
+      DiscoverySummaryFunctionArn: summary.fn.functionArn,
+    },
+    logGroup: logGroup(stack, 'DiscoveryLogGroup'),
+    statements: [lambdaInvoke(crawler.fn), lambdaInvoke(summary.fn)],
+  });
+
+  // A failed scope is reported in the run's summary and concludes nothing; what needs an
+  // operator is a run that failed or timed out as a whole.
+  sumOfProblemsAlarm(
+    stack,
+    'DiscoveryRunsFailedAlarm',
+    'A discovery run failed or timed out as a whole (its summary was not published).',
+    [
+      {
+        id: 'failed',
+        namespace: 'AWS/States',
+        metricName: 'ExecutionsFailed',
+        dimension: { name: 'StateMachineArn', value: discovery.stateMachineArn },
+      },
+      {
+        id: 'timedout',
+        namespace: 'AWS/States',
+        metricName: 'ExecutionsTimedOut',
+        dimension: { name: 'StateMachineArn', value: discovery.stateMachineArn },
+      },
+    ],
+    'Failed or timed-out discovery runs',
+    alertsTopicArn,
+  );
+
+  const scheduler = new MaestroFunction(stack, 'DiscoverySchedulerFunction', {
+    crate: 'discovery-scheduler',
+    description:
+      'Starts a discovery run over every scope whose interval has passed; in organisation mode first keeps a connection per ACTIVE account.',
+    timeoutSeconds: 120,
+    // A tick that fails every retry is kept for an operator; the next tick runs anyway.
+    deadLetterQueue: props.scheduledRunsDlq,
+    environment: {
+      INVENTORY_TABLE: inventory.ref,
+      DISCOVERY_STATE_MACHINE_ARN: discovery.stateMachineArn,
+      DISCOVERY_MAX_CONCURRENCY: parameters.discoveryMaxConcurrency,
+      ORGANIZATION_MODE: parameters.organizationMode,
+      MEMBER_ROLE_NAME: parameters.memberRoleName,
+      MEMBER_EXTERNAL_ID: parameters.memberExternalId,
+      ORGANIZATION_REGIONS: parameters.organizationRegions,
+      OWN_ACCOUNT_ID: stack.account,
+    },
+    statements: [
+      allow(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'], [inventory.attrArn], {
+        sid: 'ConnectionsAndSchedule',
+      }),
+      allow(['organizations:ListAccounts'], ['*'], { sid: 'OrganisationAccounts' }),
+      stepFunctionsExecution(discovery),
+    ],
+  });
+  scheduler.onSchedule('Tick', parameters.discoverySchedule, {
+    deadLetterQueue: props.scheduledRunsDlq,
+    retryPolicy: TICK_RETRY_POLICY,
+  });
+
+  const eventsDlq = deadLetterQueue(stack, 'DiscoveryEventsDLQ');
+  undeliveredEventsPolicy(stack, 'DiscoveryEventsDLQPolicy', eventsDlq, 'UndeliveredResourceEvents');
+  dlqAlarm(
+    stack,
+    'DiscoveryEventsDLQAlarm',
+    eventsDlq,
+    'Resource change events could not be refreshed and are in the DLQ; the next scheduled crawl covers them.',
+    alertsTopicArn,
+  );
+  const events = new MaestroFunction(stack, 'DiscoveryEventsFunction', {
+    crate: 'discovery-events',
+    description: 'Describes again the resources a CloudTrail event names and writes what changed.',
+    timeoutSeconds: 60,
+    deadLetterQueue: eventsDlq,
+    environment: {
+      INVENTORY_TABLE: inventory.ref,
+      ENVIRONMENT_TAG_KEYS: parameters.discoveryEnvironmentTagKeys,
+      ROLE_TAG_KEYS: parameters.discoveryRoleTagKeys,
+    },
+    statements: [
+      allow(
+        ['dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query'],
+        [inventory.attrArn],
+        { sid: 'Inventory' },
+      ),
+      allow(['sts:AssumeRole'], [memberRoles], { sid: 'ReachMemberAccounts' }),
+      describeOwnAccount([
+        'cloudfront:GetDistribution',
+        'cloudfront:ListTagsForResource',
+        'lambda:GetFunction',
+        'lambda:ListTags',
+      ]),
+    ],
+  });
+  // Member accounts' CloudTrail events reach this bus through the forwarding rules in
+  // docs/inventory.md; S3 and IAM-global events arrive in us-east-1.
+  events.onEventBridgeRule(
+    'ResourceChanges',
+    {
+      source: ['aws.ec2', 'aws.s3', 'aws.rds', 'aws.elasticloadbalancing', 'aws.lambda'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      detail: {
+        eventName: [
+          'RunInstances',
+          'TerminateInstances',
+          'StartInstances',
+          'StopInstances',
+          'ModifyInstanceAttribute',
+          'CreateTags',
+          'DeleteTags',
+          'CreateVolume',
+          'DeleteVolume',
+          'AttachVolume',
+          'DetachVolume',
+          'CreateSecurityGroup',
+          'DeleteSecurityGroup',
+          'AuthorizeSecurityGroupIngress',
+          'RevokeSecurityGroupIngress',
+          'CreateBucket',
+          'DeleteBucket',
+          'PutBucketTagging',
+          'DeleteBucketTagging',
+          'CreateDBInstance',
+          'DeleteDBInstance',
+          'ModifyDBInstance',
+          'CreateLoadBalancer',
+          'DeleteLoadBalancer',
+          'RegisterTargets',
+          'DeregisterTargets',
+          'CreateFunction20150331',
+          'DeleteFunction20150331',
+          'UpdateFunctionConfiguration20150331v2',
+        ],
+      },
+    },
+    { deadLetterQueue: eventsDlq, retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: 86400 } },
+  );
+
+  const connections = new MaestroFunction(stack, 'ConnectionsApiFunction', {
+    crate: 'connections-api',
+    description:
+      'Discovery connections over HTTP (create, list, get, replace, delete through the approval workflow, sync now).',
+    environment: {
+      INVENTORY_TABLE: inventory.ref,
+      DISCOVERY_STATE_MACHINE_ARN: discovery.stateMachineArn,
+      DISCOVERY_MAX_CONCURRENCY: parameters.discoveryMaxConcurrency,
+      APPROVAL_POLICY: parameters.approvalPolicy,
+      TEAMS_CLAIM: parameters.authTeamsClaim,
+      OPERATORS_TEAM: parameters.operatorsTeam,
+      APPROVALS_TABLE: props.approvalsTable.ref,
+      APPROVAL_STATE_MACHINE_ARN: props.approvalStateMachine.stateMachineArn,
+    },
+    statements: [
+      allow(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'], [inventory.attrArn], {
+        sid: 'Connections',
+      }),
+      allow(['dynamodb:PutItem'], [props.approvalsTable.attrArn], { sid: 'RecordActions' }),
+      stepFunctionsExecution(discovery),
+      stepFunctionsExecution(props.approvalStateMachine),
+    ],
+  });
+  connections.onHttp('Create', props.api, apigwv2.HttpMethod.POST, '/connections');
+  connections.onHttp('List', props.api, apigwv2.HttpMethod.GET, '/connections');
+  connections.onHttp('Get', props.api, apigwv2.HttpMethod.GET, '/connections/{id}');
+  connections.onHttp('Replace', props.api, apigwv2.HttpMethod.PUT, '/connections/{id}');
+  connections.onHttp('Delete', props.api, apigwv2.HttpMethod.DELETE, '/connections/{id}');
+  connections.onHttp('Sync', props.api, apigwv2.HttpMethod.POST, '/connections/{id}/sync');
+
+  const inventoryApi = new MaestroFunction(stack, 'InventoryApiFunction', {
+    crate: 'inventory-api',
+    description:
+      'The inventory over HTTP (filtered listing, one entity with its relations, history, summary, CSV and JSON export).',
+    memorySize: 256,
+    environment: {
+      INVENTORY_TABLE: inventory.ref,
+      TEAMS_CLAIM: parameters.authTeamsClaim,
+      OPERATORS_TEAM: parameters.operatorsTeam,
+    },
+    statements: [
+      allow(
+        ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:Scan'],
+        [inventory.attrArn, `${inventory.attrArn}/index/*`],
+        { sid: 'ReadInventory' },
+      ),
+    ],
+  });
+  inventoryApi.onHttp('List', props.api, apigwv2.HttpMethod.GET, '/inventory');
+  inventoryApi.onHttp('Summary', props.api, apigwv2.HttpMethod.GET, '/inventory/summary');
+  inventoryApi.onHttp('Export', props.api, apigwv2.HttpMethod.GET, '/inventory/export');
+  inventoryApi.onHttp('Entity', props.api, apigwv2.HttpMethod.GET, '/inventory/{id}');
+  inventoryApi.onHttp('History', props.api, apigwv2.HttpMethod.GET, '/inventory/{id}/history');
+
+  new CfnOutput(stack, 'InventoryTableName', {
+    description: 'The inventory, its history and the discovery connections (docs/inventory.md).',
+    value: inventory.ref,
+  });
+  new CfnOutput(stack, 'DiscoveryStateMachineArn', {
+    description: 'Runs discovery over a list of scopes.',
+    value: discovery.stateMachineArn,
+  });
+  new CfnOutput(stack, 'DiscoveryRunsTopicArn', { description: 'One summary per discovery run.', value: runsTopic.ref });
+}

@@ -1,0 +1,137 @@
+// The statements behind the template's Policies: the SAM policy templates the template still
+// uses (StepFunctionsExecutionPolicy, SNSPublishMessagePolicy, LambdaInvokePolicy) spelled out as
+// the statements SAM expands them to, and the statements several functions share.
+import { Fn } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+
+export interface StatementOptions {
+  readonly sid?: string;
+  readonly conditions?: Record<string, Record<string, unknown>>;
+}
+
+export function allow(actions: string[], resources: string[], options: StatementOptions = {}): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: options.sid, actions, resources, conditions: options.conditions });
+}
+
+/** `!Sub arn:${AWS::Partition}:SERVICE:${AWS::Region}:${AWS::AccountId}:RESOURCE`, as the template writes it. */
+export function stackArn(service: string, resource: string): string {
+  return Fn.sub(`arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${resource}`);
+}
+
+export const DEFAULT_EVENT_BUS = stackArn('events', 'event-bus/default');
+export const ANY_SECRET = stackArn('secretsmanager', 'secret:*');
+
+// SAM policy templates (samtranslator's policy_templates.json).
+
+export function stepFunctionsExecution(stateMachine: sfn.IStateMachine): iam.PolicyStatement {
+  return allow(['states:StartExecution'], [stateMachine.stateMachineArn]);
+}
+
+export function snsPublishMessage(topicArn: string): iam.PolicyStatement {
+  return allow(['sns:Publish'], [topicArn]);
+}
+
+/** The trailing `*` covers the function's versions and aliases, as SAM's template does. */
+export function lambdaInvoke(fn: lambda.IFunction): iam.PolicyStatement {
+  return allow(['lambda:InvokeFunction'], [`${fn.functionArn}*`]);
+}
+
+// Statements several functions share.
+
+/** Publishing to a topic encrypted with a customer managed key needs both. */
+export function useNotificationsKey(keyArn: string): iam.PolicyStatement {
+  return allow(['kms:GenerateDataKey*', 'kms:Decrypt'], [keyArn]);
+}
+
+/**
+ * How a function takes its share of IAM Identity Center's quotas in MaestroQuotaTable
+ * (shared/aws/src/quota.rs): `calls` takes call slots only, one conditional UpdateItem each;
+ * `callsAndOperations` also reserves and releases outstanding assignment operations, which
+ * reads and conditionally rewrites the one item that holds them.
+ */
+export type SsoAdminQuotaUse = 'calls' | 'callsAndOperations';
+
+export function shareTheSsoAdminQuota(quotaTableArn: string, use: SsoAdminQuotaUse): iam.PolicyStatement {
+  const actions =
+    use === 'calls' ? ['dynamodb:UpdateItem'] : ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
+  return allow(actions, [quotaTableArn], { sid: 'ShareTheSsoAdminQuota' });
+}
+
+/**
+ * A planner writes its run to SsoPlansTable; `PutItemAndQuery` for those that also read runs
+ * back (the latest run, or one run by id).
+ */
+export function recordRuns(plansTableArn: string, use: 'PutItem' | 'PutItemAndQuery'): iam.PolicyStatement {
+  const actions = use === 'PutItem' ? ['dynamodb:PutItem'] : ['dynamodb:PutItem', 'dynamodb:Query'];
+  return allow(actions, [plansTableArn], { sid: 'RecordRuns' });
+}
+
+/** A planner sends the changes it planned to SsoChangesQueue in batches. */
+export function queueChanges(changesQueue: sqs.IQueue): iam.PolicyStatement {
+  return allow(['sqs:SendMessageBatch'], [changesQueue.queueArn], { sid: 'QueueChanges' });
+}
+
+/** What planning the SSO model reads (the organisation, IAM Identity Center, the identity store). */
+export function readForSsoPlanning(): iam.PolicyStatement[] {
+  return [
+    allow(
+      [
+        'organizations:DescribeOrganization',
+        'organizations:ListAccounts',
+        'organizations:ListParents',
+        'organizations:DescribeOrganizationalUnit',
+        'organizations:ListTagsForResource',
+      ],
+      ['*'],
+      { sid: 'ReadTheOrganisation' },
+    ),
+    allow(
+      [
+        'sso:ListPermissionSets',
+        'sso:DescribePermissionSet',
+        'sso:ListTagsForResource',
+        'sso:ListAccountsForProvisionedPermissionSet',
+        'sso:ListAccountAssignments',
+        'identitystore:ListGroups',
+        'identitystore:ListUsers',
+      ],
+      ['*'],
+      { sid: 'ReadIdentityCenter' },
+    ),
+  ];
+}
+
+/** Describe calls of the crawler and the event refresh in Maestro's own account. */
+export function describeOwnAccount(specific: string[]): iam.PolicyStatement {
+  return allow(
+    [
+      'ec2:DescribeInstances',
+      'ec2:DescribeVolumes',
+      'ec2:DescribeSnapshots',
+      'ec2:DescribeImages',
+      'ec2:DescribeSecurityGroups',
+      'ec2:DescribeVpcs',
+      'ec2:DescribeSubnets',
+      'ec2:DescribeRouteTables',
+      'ec2:DescribeNatGateways',
+      'ec2:DescribeNetworkAcls',
+      'ec2:DescribeVpcEndpoints',
+      'ec2:DescribeVpcPeeringConnections',
+      'ec2:DescribeVpnGateways',
+      'elasticloadbalancing:DescribeLoadBalancers',
+      'elasticloadbalancing:DescribeTags',
+      'elasticloadbalancing:DescribeTargetGroups',
+      'elasticloadbalancing:DescribeTargetHealth',
+      'rds:DescribeDBInstances',
+      's3:ListAllMyBuckets',
+      's3:GetBucketLocation',
+      's3:GetBucketTagging',
+      ...specific,
+    ],
+    ['*'],
+    { sid: 'DescribeOwnAccount' },
+  );
+}

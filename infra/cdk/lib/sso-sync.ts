@@ -1,0 +1,263 @@
+// SSO assignment sync (flows A and B): SsoReconcileFunction and SsoApiFunction plan and record
+// runs in SsoPlansTable and queue changes on SsoChangesQueue -> SsoAssignmentWorkerFunction
+// -> IAM Identity Center -> SsoAssignmentRequestsQueue (the monitor, sso-monitor.ts)
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { dlqAlarm } from './alarms';
+import { MaestroFunction } from './maestro-function';
+import { Parameters } from './parameters';
+import {
+  allow,
+  queueChanges,
+  readForSsoPlanning,
+  recordRuns,
+  shareTheSsoAdminQuota,
+  stepFunctionsExecution,
+} from './policies';
+import { TICK_RETRY_POLICY, deadLetterQueue, undeliveredEventsPolicy, workQueue } from './stores';
+import { table } from './tables';
+
+/**
+ * The sync's tables and queues, which the monitor and the approvals' action runner use too, and
+ * the DLQ of every scheduled function (placed here as in the template).
+ */
+export class SsoSyncStores {
+  readonly plansTable: dynamodb.CfnTable;
+  /**
+   * IAM Identity Center's quotas shared by every function that calls it: 20 sso-admin calls
+   * a second and 15 outstanding assignment operations (shared/aws/src/quota.rs).
+   */
+  readonly quotaTable: dynamodb.CfnTable;
+  /** Event ids already processed, so a redelivered event is processed once. */
+  readonly idempotencyTable: dynamodb.CfnTable;
+  readonly changesQueue: sqs.Queue;
+  readonly eventsDlq: sqs.Queue;
+  /** The scheduled functions' failed ticks, and schedules EventBridge could not deliver. */
+  readonly scheduledRunsDlq: sqs.Queue;
+
+  constructor(stack: Stack, alertsTopicArn: string) {
+    this.plansTable = table(stack, 'SsoPlansTable', {
+      attributes: ['pk', 'sk'],
+      partitionKey: 'pk',
+      sortKey: 'sk',
+      pointInTimeRecovery: true,
+    });
+    // Deleting or replacing the stack must not take the records (or the key to them) with it.
+    this.plansTable.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
+    const changesDlq = deadLetterQueue(stack, 'SsoChangesDLQ');
+    // Six times the worker's timeout, as Lambda advises for queues it polls.
+    this.changesQueue = workQueue(stack, 'SsoChangesQueue', {
+      visibilityTimeoutSeconds: 180,
+      deadLetterQueue: changesDlq,
+      maxReceiveCount: 5,
+    });
+    dlqAlarm(
+      stack,
+      'SsoChangesDLQAlarm',
+      changesDlq,
+      'Planned SSO assignment changes failed repeatedly and are in the DLQ.',
+      alertsTopicArn,
+    );
+
+    // Counters that live for seconds: a restore would bring back stale reservations.
+    this.quotaTable = table(stack, 'MaestroQuotaTable', {
+      attributes: ['pk'],
+      partitionKey: 'pk',
+      pointInTimeRecovery: false,
+    });
+    this.idempotencyTable = table(stack, 'MaestroIdempotencyTable', {
+      attributes: ['pk'],
+      partitionKey: 'pk',
+      pointInTimeRecovery: true,
+    });
+
+    this.eventsDlq = deadLetterQueue(stack, 'SsoEventsDLQ');
+    // Events EventBridge could not deliver to SsoEventHandlerFunction land here too.
+    undeliveredEventsPolicy(stack, 'SsoEventsDLQPolicy', this.eventsDlq, 'UndeliveredSsoEvents');
+    dlqAlarm(
+      stack,
+      'SsoEventsDLQAlarm',
+      this.eventsDlq,
+      'Organization or IAM Identity Center events could not be processed and are in the DLQ; the next scheduled reconcile covers them.',
+      alertsTopicArn,
+    );
+
+    this.scheduledRunsDlq = deadLetterQueue(stack, 'ScheduledRunsDLQ');
+    undeliveredEventsPolicy(stack, 'ScheduledRunsDLQPolicy', this.scheduledRunsDlq, 'UndeliveredTicks');
+    dlqAlarm(
+      stack,
+      'ScheduledRunsDLQAlarm',
+      this.scheduledRunsDlq,
+      'A scheduled run (SSO reconcile, rotation deadlines, discovery tick) failed every retry or was not delivered; the next tick runs anyway.',
+      alertsTopicArn,
+    );
+  }
+}
+
+export interface SsoSyncFunctionsProps {
+  readonly parameters: Parameters;
+  readonly stores: SsoSyncStores;
+  readonly api: apigwv2.HttpApi;
+  readonly monitorQueue: sqs.IQueue;
+  readonly approvalStateMachine: sfn.IStateMachine;
+}
+
+export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps): void {
+  const { parameters, stores, approvalStateMachine } = props;
+
+  // The planners (reconcile, API, event handler) read the same model, record their runs and
+  // queue their changes; of them only the API reads runs back (RecordRuns with Query).
+  const plannerEnvironment = {
+    SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
+    IDENTITY_STORE_ID: parameters.identityStoreId,
+    SSO_MODEL_CONFIG: parameters.ssoModelConfig,
+    SSO_PLANS_TABLE: stores.plansTable.ref,
+    SSO_CHANGES_QUEUE_URL: stores.changesQueue.queueUrl,
+    QUOTA_TABLE: stores.quotaTable.ref,
+    APPROVAL_STATE_MACHINE_ARN: approvalStateMachine.stateMachineArn,
+  };
+  const plannerStatements = () => [
+    // Held deletes go to the approval workflow.
+    stepFunctionsExecution(approvalStateMachine),
+    shareTheSsoAdminQuota(stores.quotaTable.attrArn, 'calls'),
+    ...readForSsoPlanning(),
+  ];
+
+  const reconcile = new MaestroFunction(stack, 'SsoReconcileFunction', {
+    crate: 'sso-reconcile',
+    description:
+      'Re-plans the whole SSO model against the actual assignments and queues the changes (flow B).',
+    memorySize: 256,
+    timeoutSeconds: 900,
+    // A tick that fails every retry is kept for an operator; the next tick runs anyway.
+    deadLetterQueue: stores.scheduledRunsDlq,
+    environment: plannerEnvironment,
+    statements: [
+      ...plannerStatements(),
+      recordRuns(stores.plansTable.attrArn, 'PutItem'),
+      queueChanges(stores.changesQueue),
+    ],
+  });
+  reconcile.onSchedule('Reconcile', parameters.ssoReconcileSchedule, {
+    input: '{"dryRun": false, "detail-type": "Scheduled Event"}',
+    deadLetterQueue: stores.scheduledRunsDlq,
+    retryPolicy: TICK_RETRY_POLICY,
+  });
+
+  const api = new MaestroFunction(stack, 'SsoApiFunction', {
+    crate: 'sso-api',
+    description:
+      'The SSO sync over HTTP (the latest plan, reconcile now with a dry run by default, and explain).',
+    memorySize: 256,
+    timeoutSeconds: 29,
+    environment: plannerEnvironment,
+    statements: [
+      ...plannerStatements(),
+      recordRuns(stores.plansTable.attrArn, 'PutItemAndQuery'),
+      queueChanges(stores.changesQueue),
+    ],
+  });
+  api.onHttp('LatestPlan', props.api, apigwv2.HttpMethod.GET, '/sso/plan');
+  api.onHttp('Reconcile', props.api, apigwv2.HttpMethod.POST, '/sso/reconcile');
+  api.onHttp('Explain', props.api, apigwv2.HttpMethod.GET, '/sso/explain');
+
+  const eventHandler = new MaestroFunction(stack, 'SsoEventHandlerFunction', {
+    crate: 'sso-event-handler',
+    description:
+      'Re-plans what one Organizations, IAM Identity Center or identity-store event touched (flow A).',
+    memorySize: 256,
+    timeoutSeconds: 300,
+    deadLetterQueue: stores.eventsDlq,
+    environment: { ...plannerEnvironment, IDEMPOTENCY_TABLE: stores.idempotencyTable.ref },
+    statements: [
+      ...plannerStatements(),
+      recordRuns(stores.plansTable.attrArn, 'PutItem'),
+      allow(['dynamodb:PutItem', 'dynamodb:DeleteItem'], [stores.idempotencyTable.attrArn], {
+        sid: 'HandleEachEventOnce',
+      }),
+      queueChanges(stores.changesQueue),
+    ],
+  });
+  // Organizations events reach only us-east-1's default bus: deploy
+  // infra/us-east-1-forwarder.yaml there when Maestro runs in another region.
+  // Events EventBridge could not deliver go to the function's DLQ too.
+  const undelivered = { deadLetterQueue: stores.eventsDlq };
+  eventHandler.onEventBridgeRule(
+    'OrganizationChanges',
+    {
+      source: ['aws.organizations'],
+      'detail-type': ['AWS API Call via CloudTrail', 'AWS Service Event via CloudTrail'],
+      detail: {
+        eventName: [
+          'MoveAccount',
+          'TagResource',
+          'UntagResource',
+          'CreateAccountResult',
+          'CloseAccount',
+          'UpdateOrganizationalUnit',
+        ],
+      },
+    },
+    undelivered,
+  );
+  eventHandler.onEventBridgeRule(
+    'IdentityCenterChanges',
+    {
+      source: ['aws.sso'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      detail: { eventName: ['CreatePermissionSet', 'DeletePermissionSet', 'TagResource', 'UntagResource'] },
+    },
+    undelivered,
+  );
+  eventHandler.onEventBridgeRule(
+    'GroupChanges',
+    {
+      source: ['aws.identitystore', 'aws.sso-directory'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      detail: { eventName: ['CreateGroup', 'DeleteGroup'] },
+    },
+    undelivered,
+  );
+
+  const worker = new MaestroFunction(stack, 'SsoAssignmentWorkerFunction', {
+    crate: 'sso-assignment-worker',
+    description:
+      'Applies planned SSO assignment changes and hands each request to the provisioning monitor.',
+    environment: {
+      SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
+      IDENTITY_STORE_ID: parameters.identityStoreId,
+      MONITOR_QUEUE_URL: props.monitorQueue.queueUrl,
+      QUOTA_TABLE: stores.quotaTable.ref,
+    },
+    statements: [
+      shareTheSsoAdminQuota(stores.quotaTable.attrArn, 'callsAndOperations'),
+      allow(['sso:CreateAccountAssignment', 'sso:DeleteAccountAssignment'], ['*'], { sid: 'ChangeAssignments' }),
+      // IAM Identity Center provisions roles in the target account on the caller's behalf.
+      allow(
+        [
+          'iam:GetSAMLProvider',
+          'iam:CreateSAMLProvider',
+          'iam:UpdateSAMLProvider',
+          'iam:GetRole',
+          'iam:CreateRole',
+          'iam:DeleteRole',
+          'iam:AttachRolePolicy',
+          'iam:DetachRolePolicy',
+          'iam:PutRolePolicy',
+          'iam:DeleteRolePolicy',
+          'iam:ListAttachedRolePolicies',
+          'iam:ListRolePolicies',
+        ],
+        ['*'],
+        { sid: 'ProvisionRoles' },
+      ),
+      allow(['sqs:SendMessageBatch'], [props.monitorQueue.queueArn], { sid: 'HandOverToTheMonitor' }),
+    ],
+  });
+  // IAM Identity Center takes at most 15 outstanding operations and 20 calls a second.
+  worker.onSqs('Changes', stores.changesQueue, { batchSize: 10, maximumConcurrency: 2 });
+}

@@ -1,0 +1,163 @@
+//! Sign-in on the local cloud: a Cognito user pool in the emulator issues the ID tokens that
+//! the stack's JWT authorizer accepts, as a real user pool or another OIDC issuer would in
+//! AWS. Users and their teams (pool groups) are made on demand.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::LocalCloudError;
+
+/// The emulator's user pool that signs Maestro's users in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPool {
+    pub id: String,
+    pub client_id: String,
+    pub region: String,
+}
+
+impl UserPool {
+    /// A pool whose users sign in by email address, with one app client.
+    pub async fn create(moto_endpoint: &str, region: &str) -> Result<UserPool, LocalCloudError> {
+        let pool = call(
+            moto_endpoint,
+            region,
+            "CreateUserPool",
+            json!({ "PoolName": "maestro-users", "UsernameAttributes": ["email"] }),
+        )
+        .await?;
+        let id = text(&pool, "/UserPool/Id")?;
+        let client = call(
+            moto_endpoint,
+            region,
+            "CreateUserPoolClient",
+            json!({
+                "UserPoolId": id,
+                "ClientName": "maestro",
+                "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH"],
+            }),
+        )
+        .await?;
+        Ok(UserPool {
+            client_id: text(&client, "/UserPoolClient/ClientId")?,
+            id,
+            region: region.to_owned(),
+        })
+    }
+
+    /// The issuer URL its tokens carry, as the template's `AuthIssuer` names it.
+    pub fn issuer(&self) -> String {
+        format!(
+            "https://cognito-idp.{}.amazonaws.com/{}",
+            self.region, self.id
+        )
+    }
+
+    /// An ID token for `email`, a member of `teams` (made if they do not exist yet).
+    pub async fn id_token(
+        &self,
+        moto_endpoint: &str,
+        email: &str,
+        teams: &[&str],
+    ) -> Result<String, LocalCloudError> {
+        let pool = self.id.as_str();
+        let call = |operation: &'static str, body: Value| {
+            call(moto_endpoint, &self.region, operation, body)
+        };
+        let created = call(
+            "AdminCreateUser",
+            json!({
+                "UserPoolId": pool,
+                "Username": email,
+                "UserAttributes": [{ "Name": "email", "Value": email }],
+                "MessageAction": "SUPPRESS",
+            }),
+        )
+        .await;
+        match created {
+            Ok(_) => {}
+            Err(LocalCloudError::Emulator(e)) if e.contains("UsernameExistsException") => {}
+            Err(e) => return Err(e),
+        }
+        let password = format!("Local-{}-1a", uuid::Uuid::new_v4());
+        call(
+            "AdminSetUserPassword",
+            json!({ "UserPoolId": pool, "Username": email, "Password": password, "Permanent": true }),
+        )
+        .await?;
+        for team in teams {
+            match call(
+                "CreateGroup",
+                json!({ "UserPoolId": pool, "GroupName": team }),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(LocalCloudError::Emulator(e)) if e.contains("GroupExistsException") => {}
+                Err(e) => return Err(e),
+            }
+            call(
+                "AdminAddUserToGroup",
+                json!({ "UserPoolId": pool, "Username": email, "GroupName": team }),
+            )
+            .await?;
+        }
+        let signed_in = call(
+            "AdminInitiateAuth",
+            json!({
+                "UserPoolId": pool,
+                "ClientId": self.client_id,
+                "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
+                "AuthParameters": { "USERNAME": email, "PASSWORD": password },
+            }),
+        )
+        .await?;
+        text(&signed_in, "/AuthenticationResult/IdToken")
+    }
+}
+
+fn text(answer: &Value, pointer: &str) -> Result<String, LocalCloudError> {
+    answer
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            LocalCloudError::Emulator(format!("cognito-idp answered no {pointer}: {answer}"))
+        })
+}
+
+/// One Cognito call in its JSON protocol. The emulator routes by the signature's credential
+/// scope and does not check the signature itself, so none is computed.
+async fn call(
+    moto_endpoint: &str,
+    region: &str,
+    operation: &str,
+    body: Value,
+) -> Result<Value, LocalCloudError> {
+    let date = chrono::Utc::now().format("%Y%m%d");
+    let response = reqwest::Client::new()
+        .post(format!("{moto_endpoint}/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            format!("AWSCognitoIdentityProviderService.{operation}"),
+        )
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=localcloud/{date}/{region}/cognito-idp/aws4_request, SignedHeaders=host, Signature=0"
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| LocalCloudError::Emulator(format!("cognito-idp {operation}: {e}")))?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(LocalCloudError::Emulator(format!(
+            "cognito-idp {operation}: {status} {answer}"
+        )));
+    }
+    Ok(answer)
+}
