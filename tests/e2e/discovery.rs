@@ -1176,24 +1176,18 @@ fn teams_see_and_change_only_what_their_grants_allow() {
         let ops = operator(cloud).await;
         let instances = Some(json!({"instances": 15}));
 
-        // Payments owns the member account's connection and lets audit read it; the
-        // operators keep Maestro's own account to themselves.
+        // The operators connect the member account for payments, who let audit read it, and
+        // keep Maestro's own account to themselves. Nobody else connects an account: a
+        // connection opens the account's inventory.
         let mut member = connection("member", MEMBER, &[region], instances.clone());
         member["access"] = json!({"payments": "admin", "audit": "read"});
         let (status, created) =
-            call_as(&alice, cloud, "POST", "/connections", Some(member.clone())).await;
+            call_as(&ops, cloud, "POST", "/connections", Some(member.clone())).await;
         assert_eq!(status, 201, "{created}");
-        let mut sneaky = connection("sneaky", MEMBER, &[region], instances.clone());
-        sneaky["access"] = json!({"payments": "admin"});
+        let mut sneaky = connection("sneaky", OWN, &[region], instances.clone());
+        sneaky["access"] = json!({"search": "admin"});
         let (status, refused) = call_as(&carol, cloud, "POST", "/connections", Some(sneaky)).await;
-        assert_eq!(status, 400, "{refused}");
-        assert!(
-            refused["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("access:"),
-            "{refused}"
-        );
+        assert_eq!(status, 403, "{refused}");
         let own = connection("own", OWN, &[region], instances.clone());
         assert_eq!(
             call_as(&ops, cloud, "POST", "/connections", Some(own))
@@ -1302,6 +1296,25 @@ fn teams_see_and_change_only_what_their_grants_allow() {
         let (status, answer) =
             call_as(&bob, cloud, "PUT", "/connections/member", Some(takeover)).await;
         assert_eq!(status, 403, "granting needs admin: {answer}");
+        let mut lockout = renamed.clone();
+        lockout["access"] = json!({"audit": "admin"});
+        let (status, answer) =
+            call_as(&alice, cloud, "PUT", "/connections/member", Some(lockout)).await;
+        assert_eq!(
+            status, 400,
+            "an admin keeps admin for a team of theirs: {answer}"
+        );
+        let mut elsewhere = renamed.clone();
+        elsewhere["accountId"] = json!(OWN);
+        let fields = elsewhere.as_object_mut().expect("an object");
+        fields.remove("roleArn");
+        fields.remove("externalId");
+        let (status, answer) =
+            call_as(&bob, cloud, "PUT", "/connections/member", Some(elsewhere)).await;
+        assert_eq!(
+            status, 400,
+            "a connection's account never changes: {answer}"
+        );
         let reason = Some(json!({"reason": "the account moves to another team"}));
         assert_eq!(
             call_as(&bob, cloud, "DELETE", "/connections/member", reason.clone())

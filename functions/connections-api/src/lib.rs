@@ -12,7 +12,9 @@
 //!
 //! Every connection names the teams that may read, change (write) or administer (admin) it
 //! in `access`; Maestro's operators hold admin on all (`maestro_domain::access`). A caller
-//! who may not read a connection is told it does not exist.
+//! who may not read a connection is told it does not exist. Only operators create
+//! connections, and a connection's account never changes, since a connection opens its
+//! account's inventory to the teams it names.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chrono::Utc;
@@ -141,6 +143,16 @@ async fn held(
 }
 
 async fn create(deps: &Deps, request: &ApiGatewayV2httpRequest, caller: &Caller) -> Answer {
+    // A connection opens its account's whole inventory to the teams it names.
+    if !caller.is_operator(&deps.teams.operators) {
+        return Ok(problem(
+            403,
+            format!(
+                "only the operators ({}) connect accounts; ask them for a connection and its grants",
+                deps.teams.operators
+            ),
+        ));
+    }
     let mut fields = match object_body(request) {
         Ok(fields) => fields,
         Err(e) => return Ok(problem(400, e)),
@@ -212,6 +224,15 @@ async fn replace(
         Ok(existing) => existing,
         Err(refused) => return Ok(*refused),
     };
+    if input.account_id != existing.account_id {
+        return Ok(problem(
+            400,
+            format!(
+                "accountId: connection {id} is for {}; connect another account with a new connection",
+                existing.account_id
+            ),
+        ));
+    }
     let regrants = input.access.is_some();
     let mut connection = match input.validate(&id, existing.source, existing.created_at, Utc::now())
     {

@@ -1,7 +1,8 @@
 //! Who may do what with connections and the inventory, as Maestro Server had it: every
 //! connection names the teams that hold read, write or admin on it, and a team that may read a
 //! connection may read the inventory of its account. Maestro's operators (one team, set at
-//! deploy time) hold admin on everything, organisation connections included.
+//! deploy time) hold admin on everything, organisation connections included, and are the only
+//! ones who create connections: a connection opens its account's inventory.
 //!
 //! - read: see the connection and its account's entities, history and counts;
 //! - write: also change the connection's settings and start a sync;
@@ -86,8 +87,8 @@ pub fn is_team_name(name: &str) -> bool {
 }
 
 /// Grants a caller may set on a connection: valid team names, and unless the caller is an
-/// operator, admin for a team of theirs. Operators may leave a connection to themselves (no
-/// grants), as organisation connections are.
+/// operator, admin for a team of theirs, so a team admin cannot lock their team out. Operators
+/// may leave a connection to themselves (no grants), as organisation connections are.
 pub fn checked_grants(
     grants: TeamAccess,
     caller: &Caller,
