@@ -128,6 +128,7 @@ impl SigningKeys {
         validation.set_issuer(&[&authorizer.issuer]);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.validate_nbf = true;
         let claims = decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| format!("rejected: {e}"))?
             .claims;

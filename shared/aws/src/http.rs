@@ -211,6 +211,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_caller_is_read_from_the_verified_claims_only() {
+        let request: ApiGatewayV2httpRequest = serde_json::from_str(include_str!(
+            "../../../events/connections-api/get-connections.json"
+        ))
+        .expect("the sample event parses");
+        let alice = caller(&request, DEFAULT_TEAMS_CLAIM).expect("the sample has a caller");
+        assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(alice.subject, "8f0c2a64-3d1e-4b7a-9c55-0e1f2a3b4c5d");
+        assert_eq!(
+            alice.teams.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["maestro-operators", "payments"]
+        );
+        assert!(caller(&request, "groups").is_some_and(|c| c.teams.is_empty()));
+
+        // Without claims the authorizer verified there is no caller, whatever else is sent.
+        let mut unsigned = request.clone();
+        unsigned.request_context.authorizer = None;
+        assert!(caller(&unsigned, DEFAULT_TEAMS_CLAIM).is_none());
+    }
+
+    #[test]
     fn path_parameters_are_percent_decoded() {
         let mut request = ApiGatewayV2httpRequest::default();
         request
