@@ -63,12 +63,53 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 NOT_SUPPORTED_ACCOUNT = "Received a 404 status error: Not supported account"
+
+# The credential scope of a SigV4 Authorization header: access key, date, region, service.
+SIGV4_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/")
+
+
+def signed_by(headers: Any) -> tuple[str | None, str | None, str | None]:
+    """The access key, signing region and signing name of a request's SigV4 signature."""
+    match = SIGV4_CREDENTIAL.search(headers.get("Authorization", "") or "")
+    return (match.group(1), match.group(2), match.group(3)) if match else (None, None, None)
+
+
+def before_each_request(hook: Any) -> None:
+    """Runs ``hook(response, request)`` before moto answers any request; an answer the hook
+    returns is sent instead of moto's.
+
+    Every service answers through ``BaseResponse.call_action``, but for S3, which answers from
+    its own entry points (after ``setup_class``). A later hook runs before an earlier one.
+    """
+    from moto.core.responses import BaseResponse
+    from moto.s3.responses import S3Response
+
+    original_call_action = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        answer = hook(self, self.normalized_request)
+        return answer if answer is not None else original_call_action(self)
+
+    def s3_entry(original: Any) -> Any:
+        def entry(self: S3Response, request: Any, full_url: str) -> Any:
+            answer = hook(self, request)
+            return answer if answer is not None else original(self, request, full_url)
+
+        return entry
+
+    for name in ("_bucket_response", "_key_response"):
+        if not hasattr(S3Response, name):
+            raise SystemExit(f"moto's S3Response has no {name}; update the launcher")
+        setattr(S3Response, name, s3_entry(getattr(S3Response, name)))
+    BaseResponse.call_action = call_action
+
 
 # Serialises the writes of moto's DynamoDB backend (``make_dynamodb_writes_atomic``); the write
 # log (``log_dynamodb_writes``) records under it too, so its order is the order of the writes.
@@ -531,7 +572,6 @@ def inject_faults() -> None:
     The error is written in the service's protocol (ec2, query, rest-xml, rest-json, json), so
     the SDKs read it as they would AWS's.
     """
-    import re
     import uuid
     from urllib.parse import parse_qs
     from xml.sax.saxutils import escape
@@ -539,11 +579,9 @@ def inject_faults() -> None:
     from moto.core.responses import BaseResponse
     from moto.core.utils import get_service_model
     from moto.moto_api._internal import urls as moto_api_urls
-    from moto.s3.responses import S3Response
 
     faults: list[dict[str, Any]] = []
     lock = threading.Lock()
-    credential_scope = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/")
 
     def parsed_fault(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -595,10 +633,6 @@ def inject_faults() -> None:
             listed = [dict(fault) for fault in faults]
         return 200, answer_headers, json.dumps({"faults": listed})
 
-    def signing_scope(response: BaseResponse) -> tuple[str | None, str | None]:
-        match = credential_scope.search(response.headers.get("Authorization", "") or "")
-        return (match.group(1), match.group(2)) if match else (None, None)
-
     def carries_pagination_token(response: BaseResponse) -> bool:
         params: dict[str, Any] = dict(parse_qs(response.parsed_url.query, keep_blank_values=True))
         form = getattr(response.normalized_request, "form", None) or {}
@@ -622,7 +656,7 @@ def inject_faults() -> None:
             action = response._get_action()
         except Exception:
             action = None
-        signing_region, signing_name = signing_scope(response)
+        _, signing_region, signing_name = signed_by(response.headers)
         region = signing_region or response.region
         services = {
             name.lower()
@@ -690,29 +724,11 @@ def inject_faults() -> None:
             body = json.dumps({"__type": code, "message": message})
         return status, headers, body
 
-    original_call_action = BaseResponse.call_action
+    def answer_faults(response: BaseResponse, request: Any) -> Any:
+        fault = matching_fault(response)
+        return error_response(response, fault) if fault is not None else None
 
-    def call_action(self: BaseResponse) -> Any:
-        fault = matching_fault(self)
-        if fault is not None:
-            return error_response(self, fault)
-        return original_call_action(self)
-
-    # S3 answers from its own entry points (after setup_class), never through call_action.
-    def s3_entry(original: Any) -> Any:
-        def entry(self: S3Response, request: Any, full_url: str) -> Any:
-            fault = matching_fault(self)
-            if fault is not None:
-                return error_response(self, fault)
-            return original(self, request, full_url)
-
-        return entry
-
-    for name in ("_bucket_response", "_key_response"):
-        if not hasattr(S3Response, name):
-            raise SystemExit(f"moto's S3Response has no {name}; update the launcher")
-        setattr(S3Response, name, s3_entry(getattr(S3Response, name)))
-    BaseResponse.call_action = call_action
+    before_each_request(answer_faults)
     moto_api_urls.url_paths["{0}/moto-api/maestro/faults"] = faults_api
     forget_on_reset(faults)
 
@@ -728,7 +744,6 @@ def log_dynamodb_writes() -> None:
     only when it commits. ``DELETE`` empties the log. PartiQL writes are not logged.
     """
     import functools
-    import re
 
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
@@ -814,13 +829,11 @@ def log_dynamodb_writes() -> None:
         finally:
             context.operation = outer_operation
 
-    signer = re.compile(r"Credential=([^/,\s]+)/")
     original_call_action = DynamoHandler.call_action
 
     @functools.wraps(original_call_action)
     def call_action(self: DynamoHandler) -> Any:
-        match = signer.search(self.headers.get("Authorization", "") or "")
-        context.writer = match.group(1) if match else None
+        context.writer, _, _ = signed_by(self.headers)
         try:
             return original_call_action(self)
         finally:
@@ -871,15 +884,12 @@ def record_calls(path: str | None) -> None:
     of lines seen outlives resets, so one file holds a whole test run; the counts are served
     at ``/moto-api/maestro/calls``.
     """
-    import re
 
     from moto.moto_api._internal import urls as moto_api_urls
 
     from moto.core.responses import BaseResponse
-    from moto.s3.responses import S3Response
     from moto.sts.models import sts_backends
 
-    credential = re.compile(r"Credential=([^/,\s]+)/\d{8}/[^/]+/([^/]+)/")
     seen: set[tuple[str, str, str]] = set()
     counts: dict[tuple[str, str, str], int] = {}
     lock = threading.Lock()
@@ -893,10 +903,9 @@ def record_calls(path: str | None) -> None:
         return None
 
     def record(response: BaseResponse, request: Any) -> None:
-        match = credential.search(response.headers.get("Authorization", "") or "")
-        if not match:
-            return
-        access_key, signing_name = match.group(1), match.group(2)
+        access_key, _, signing_name = signed_by(response.headers)
+        if access_key is None or signing_name is None:
+            return None
         try:
             operation = response._get_action() or response._get_action_from_method_and_request_uri(request)
         except Exception:
@@ -905,26 +914,14 @@ def record_calls(path: str | None) -> None:
         with lock:
             counts[entry] = counts.get(entry, 0) + 1
             if entry in seen or path is None:
-                return
+                return None
             seen.add(entry)
             line = {"accessKey": entry[0], "service": entry[1], "operation": entry[2]}
             if access_key.startswith(("ASIA", "FSIA")):
                 line["roleArn"] = role_behind(access_key)
             with open(path, "a", encoding="utf-8") as log:
                 log.write(json.dumps(line) + "\n")
-
-    original_call_action = BaseResponse.call_action
-
-    def call_action(self: BaseResponse) -> Any:
-        record(self, self.normalized_request)
-        return original_call_action(self)
-
-    def s3_entry(original: Any) -> Any:
-        def entry(self: S3Response, request: Any, full_url: str) -> Any:
-            record(self, request)
-            return original(self, request, full_url)
-
-        return entry
+        return None
 
     def calls_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
         answer_headers = {"Content-Type": "application/json"}
@@ -939,9 +936,7 @@ def record_calls(path: str | None) -> None:
             ]
         return 200, answer_headers, json.dumps({"calls": listed})
 
-    for name in ("_bucket_response", "_key_response"):
-        setattr(S3Response, name, s3_entry(getattr(S3Response, name)))
-    BaseResponse.call_action = call_action
+    before_each_request(record)
     moto_api_urls.url_paths["{0}/moto-api/maestro/calls"] = calls_api
 
 

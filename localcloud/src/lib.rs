@@ -78,8 +78,10 @@ pub struct LocalCloud {
     registrations: Mutex<Vec<Registration>>,
     functions: FunctionTable,
     routes: RouteTable,
-    /// The user pool of the latest stack that has a JWT authorizer (`AuthIssuer`).
-    user_pool: Mutex<Option<sign_in::UserPool>>,
+    /// The user pool of the latest stack that has a JWT authorizer (`AuthIssuer`), and the
+    /// `Authorization` values it issued, by user and teams: a token is good for an hour, and
+    /// each new pool starts without any.
+    user_pool: Mutex<Option<(sign_in::UserPool, IssuedBearers)>>,
     schedules: Mutex<Vec<(stack::Schedule, Arc<stack::DeployedFunction>)>>,
     event_sources: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -99,6 +101,9 @@ async fn serve(
     });
     Ok(endpoint)
 }
+
+/// `Authorization` values by (email, teams).
+type IssuedBearers = BTreeMap<(String, Vec<String>), String>;
 
 impl LocalCloud {
     pub async fn start(options: LocalCloudOptions) -> Result<Self, LocalCloudError> {
@@ -200,7 +205,7 @@ impl LocalCloud {
         *self
             .user_pool
             .lock()
-            .expect("the user pool lock is never poisoned") = Some(pool);
+            .expect("the user pool lock is never poisoned") = Some((pool, BTreeMap::new()));
         Ok(parameters)
     }
 
@@ -210,17 +215,44 @@ impl LocalCloud {
         self.user_pool
             .lock()
             .expect("the user pool lock is never poisoned")
-            .clone()
+            .as_ref()
+            .map(|(pool, _)| pool.clone())
     }
 
     /// An `Authorization` header value for `email`, a member of `teams`, signed in to the
     /// stack's user pool.
     pub async fn bearer(&self, email: &str, teams: &[&str]) -> Result<String, LocalCloudError> {
-        let pool = self.user_pool().ok_or_else(|| {
-            LocalCloudError::Emulator("no user pool: deploy a stack with AuthIssuer first".into())
-        })?;
+        let key = (
+            email.to_owned(),
+            teams.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>(),
+        );
+        let pool = {
+            let signed_in = self
+                .user_pool
+                .lock()
+                .expect("the user pool lock is never poisoned");
+            let (pool, issued) = signed_in.as_ref().ok_or_else(|| {
+                LocalCloudError::Emulator(
+                    "no user pool: deploy a stack with AuthIssuer first".into(),
+                )
+            })?;
+            if let Some(bearer) = issued.get(&key) {
+                return Ok(bearer.clone());
+            }
+            pool.clone()
+        };
         let token = pool.id_token(self.moto.endpoint(), email, teams).await?;
-        Ok(format!("Bearer {token}"))
+        let bearer = format!("Bearer {token}");
+        if let Some((current, issued)) = self
+            .user_pool
+            .lock()
+            .expect("the user pool lock is never poisoned")
+            .as_mut()
+            && current.id == pool.id
+        {
+            issued.insert(key, bearer.clone());
+        }
+        Ok(bearer)
     }
 
     /// `ApprovalSender`, verified in SES as a user verifies theirs, and `ApprovalPolicy`:

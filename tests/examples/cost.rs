@@ -180,6 +180,29 @@ async fn finished(cloud: &LocalCloud, execution: &str) {
     }
 }
 
+/// What `work` costs, with what it set off asynchronously in the `settle` time after it.
+async fn measure(
+    cloud: &LocalCloud,
+    work: impl std::future::Future<Output = ()>,
+    settle: Duration,
+) -> Measured {
+    // A second apart from the last measurement, so that executions are told apart by their
+    // start (Step Functions dates have seconds).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let since = start_counting(cloud).await;
+    work.await;
+    tokio::time::sleep(settle).await;
+    measured(cloud, since).await
+}
+
+/// Fires a function's schedule now, as EventBridge would.
+async fn fire(cloud: &LocalCloud, function: &str, schedule: &str) {
+    cloud
+        .fire_schedule(function, schedule)
+        .await
+        .unwrap_or_else(|e| panic!("{function}'s {schedule} runs: {e:?}"));
+}
+
 /// Crawls every resource type of one account in one region now, through the API.
 async fn sync(cloud: &LocalCloud, client: &reqwest::Client) {
     let answer: Value = client
@@ -327,44 +350,24 @@ fn main() {
         assert_eq!(created.status(), 201);
 
         // Discovery: one region of one account, every resource type, first and steady.
-        let since = start_counting(cloud).await;
-        sync(cloud, &client).await;
-        let first = measured(cloud, since).await;
-        // A second apart, so that each run's executions are told apart by their start.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let since = start_counting(cloud).await;
-        sync(cloud, &client).await;
-        let steady = measured(cloud, since).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let since = start_counting(cloud).await;
-        cloud
-            .fire_schedule("DiscoverySchedulerFunction", "Tick")
-            .await
-            .expect("the tick runs");
-        let tick = measured(cloud, since).await;
+        let first = measure(cloud, sync(cloud, &client), Duration::ZERO).await;
+        let steady = measure(cloud, sync(cloud, &client), Duration::ZERO).await;
+        let tick = measure(
+            cloud,
+            fire(cloud, "DiscoverySchedulerFunction", "Tick"),
+            Duration::ZERO,
+        )
+        .await;
 
-        // SSO: a scheduled reconcile of the sample organisation, with its changes applied.
+        // SSO: a scheduled reconcile of the sample organisation, with its changes applied; the
+        // worker and the monitor take the queued changes asynchronously.
         let organisation = seed::sample_organisation(cloud.sdk_config())
             .await
             .expect("the sample organisation is seeded");
         let accounts = organisation.accounts.len() as f64;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let since = start_counting(cloud).await;
-        cloud
-            .fire_schedule("SsoReconcileFunction", "Reconcile")
-            .await
-            .expect("the reconcile runs");
-        // The worker and the monitor take the queued changes asynchronously.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let first_reconcile = measured(cloud, since).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let since = start_counting(cloud).await;
-        cloud
-            .fire_schedule("SsoReconcileFunction", "Reconcile")
-            .await
-            .expect("the reconcile runs");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let reconcile = measured(cloud, since).await;
+        let reconcile_now = || fire(cloud, "SsoReconcileFunction", "Reconcile");
+        let first_reconcile = measure(cloud, reconcile_now(), Duration::from_secs(10)).await;
+        let reconcile = measure(cloud, reconcile_now(), Duration::from_secs(5)).await;
 
         println!("## Measured\n");
         println!(
