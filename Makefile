@@ -1,5 +1,6 @@
 # Maestro: `make up` runs it on the local cloud; `make test` runs every check.
-# Both install what they need (a Python virtualenv, npm tools) first, idempotently.
+# Both install what they need first, idempotently: a Python virtualenv, npm tools, and (for
+# the tests) the Debian packages of the servers they start.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,7 +21,7 @@ STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: help up test venv node cdk-node chromium postgresql rabbitmq build fmt fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
+.PHONY: help up test system-packages venv node cdk-node build fmt fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
 
 help:
 	@echo "make up     run Maestro on the local cloud (Ctrl-C stops it)"
@@ -29,7 +30,7 @@ help:
 up: venv
 	$(CARGO) run --quiet -p maestro-localcloud -- up
 
-test: venv node chromium postgresql rabbitmq fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
+test: system-packages venv node fmt-check clippy unit-and-e2e lint-template lint-asl cdk-compare
 	@echo "make test: every check passed"
 
 venv: $(VENV_STAMP)
@@ -45,19 +46,26 @@ node: $(NODE_STAMP)
 
 # The browser test drives Debian's Chromium through playwright-core (no browser download).
 export MAESTRO_CHROMIUM ?= /usr/bin/chromium
-chromium:
-	@test -x "$(MAESTRO_CHROMIUM)" || \
-		{ echo "no Chromium at $(MAESTRO_CHROMIUM); on Debian: apt-get install chromium (or set MAESTRO_CHROMIUM)" >&2; exit 1; }
 
-# The rotation tests start their own RabbitMQ brokers on loopback.
-rabbitmq:
-	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
-		{ echo "no RabbitMQ server; on Debian: apt-get install rabbitmq-server" >&2; exit 1; }
-
-# The rotation tests start their own PostgreSQL servers on loopback.
-postgresql:
-	@compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || test -n "$${MAESTRO_PG_BINDIR:-}" || \
-		{ echo "no PostgreSQL server binaries; on Debian: apt-get install postgresql (or set MAESTRO_PG_BINDIR)" >&2; exit 1; }
+# Real servers the tests start on loopback, from Debian's packages: Chromium for the browser
+# test, PostgreSQL and RabbitMQ for the rotation tests (each test starts its own server; the
+# packages' own services are not used). Whatever is missing is installed: as root directly,
+# otherwise through sudo when it needs no password, otherwise make stops with the command to run.
+system-packages:
+	@missing=(); \
+	test -x "$(MAESTRO_CHROMIUM)" || missing+=(chromium); \
+	compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || test -n "$${MAESTRO_PG_BINDIR:-}" || missing+=(postgresql); \
+	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing+=(rabbitmq-server); \
+	[ $${#missing[@]} -gt 0 ] || exit 0; \
+	install="apt-get install -y -qq --no-install-recommends $${missing[*]}"; \
+	if ! command -v apt-get > /dev/null; then \
+		echo "make: the tests need $${missing[*]} (Debian package names); install them with your package manager" >&2; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then sudo="sudo -n"; \
+	else echo "make: the tests need $${missing[*]}; run once: sudo apt-get update && sudo $$install" >&2; exit 1; fi; \
+	echo "make: installing $${missing[*]} from Debian's packages"; \
+	$$sudo apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive $$sudo $$install > /dev/null
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

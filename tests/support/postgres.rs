@@ -1,5 +1,5 @@
 //! A real PostgreSQL server on loopback, started for one test and stopped with it: the target
-//! the rotation strategies change passwords on. `.ci/run` installs Debian's `postgresql`.
+//! the rotation strategies change passwords on. `make test` installs Debian's `postgresql`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

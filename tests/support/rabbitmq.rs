@@ -1,5 +1,5 @@
 //! A real RabbitMQ broker with its management plugin on loopback, started for one test and
-//! stopped with it. `.ci/run` installs Debian's `rabbitmq-server`; the package's own node is
+//! stopped with it. `make test` installs Debian's `rabbitmq-server`; the package's own node is
 //! not used.
 
 use std::path::PathBuf;
