@@ -42,6 +42,9 @@ pub const LOCAL_SENDER: &str = "maestro@approvals.example.com";
 
 /// The approval policy `make up` and the tests deploy with.
 pub const SAMPLE_APPROVAL_POLICY: &str = include_str!("../sample-approval-policy.json");
+/// Who owns which secrets on the local cloud (`SecretOwners`): team `payments` the
+/// `prod/`, `staging/` and `dev/` secrets, in those environments.
+pub const SAMPLE_SECRET_OWNERS: &str = include_str!("../sample-secret-owners.json");
 
 /// How to start the local cloud.
 #[derive(Debug, Clone)]
@@ -255,9 +258,9 @@ impl LocalCloud {
         Ok(bearer)
     }
 
-    /// `ApprovalSender`, verified in SES as a user verifies theirs, and `ApprovalPolicy`:
-    /// the sample policy (`localcloud/sample-approval-policy.json`), whose approvers are the
-    /// sample organisation's people.
+    /// `ApprovalSender`, verified in SES as a user verifies theirs, `ApprovalPolicy`: the
+    /// sample policy (`localcloud/sample-approval-policy.json`), whose approvers are the
+    /// sample organisation's people, and `SecretOwners` (`localcloud/sample-secret-owners.json`).
     pub async fn approval_parameters(
         &self,
         template: &Template,
@@ -278,6 +281,9 @@ impl LocalCloud {
                 "ApprovalPolicy".to_owned(),
                 SAMPLE_APPROVAL_POLICY.to_owned(),
             );
+        }
+        if declared("SecretOwners") {
+            parameters.insert("SecretOwners".to_owned(), SAMPLE_SECRET_OWNERS.to_owned());
         }
         Ok(parameters)
     }

@@ -35,6 +35,9 @@ impl UserPool {
                 "UserPoolId": id,
                 "ClientName": "maestro",
                 "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH"],
+                // As a Cognito client that reads every standard attribute puts them in the
+                // ID token; Maestro reads the address only with `email_verified`.
+                "ReadAttributes": ["email", "email_verified"],
             }),
         )
         .await?;
@@ -69,7 +72,11 @@ impl UserPool {
             json!({
                 "UserPoolId": pool,
                 "Username": email,
-                "UserAttributes": [{ "Name": "email", "Value": email }],
+                // As an address the pool confirmed: Maestro trusts no unverified address.
+                "UserAttributes": [
+                    { "Name": "email", "Value": email },
+                    { "Name": "email_verified", "Value": "true" },
+                ],
                 "MessageAction": "SUPPRESS",
             }),
         )

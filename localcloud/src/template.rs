@@ -202,9 +202,42 @@ pub fn resolve(
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(Value::String(parts.join(separator)))
                 }
+                "Fn::Split" => {
+                    let (Some(separator), Some(text)) =
+                        (argument.get(0).and_then(Value::as_str), argument.get(1))
+                    else {
+                        return Err(LocalCloudError::Template(format!(
+                            "{at}: Fn::Split takes [separator, value]"
+                        )));
+                    };
+                    let text = scalar(&resolve(text, ctx, at)?, at)?;
+                    Ok(Value::Array(
+                        text.split(separator)
+                            .map(|part| Value::String(part.to_owned()))
+                            .collect(),
+                    ))
+                }
+                "Fn::Select" => {
+                    let (Some(index), Some(list)) = (argument.get(0), argument.get(1)) else {
+                        return Err(LocalCloudError::Template(format!(
+                            "{at}: Fn::Select takes [index, [values]]"
+                        )));
+                    };
+                    let index = scalar(&resolve(index, ctx, at)?, at)?;
+                    let list = resolve(list, ctx, at)?;
+                    index
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|index| list.as_array()?.get(index).cloned())
+                        .ok_or_else(|| {
+                            LocalCloudError::Template(format!(
+                                "{at}: Fn::Select: no item {index} in {list}"
+                            ))
+                        })
+                }
                 intrinsic if intrinsic.starts_with("Fn::") || intrinsic == "Condition" => {
                     Err(LocalCloudError::Template(format!(
-                        "{at}: the local cloud does not support {intrinsic}; use Ref, Fn::GetAtt, Fn::Sub or Fn::Join, or extend localcloud/src/template.rs"
+                        "{at}: the local cloud does not support {intrinsic}; use Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select or Fn::Split, or extend localcloud/src/template.rs"
                     )))
                 }
                 _ => resolve_object(object, ctx, at),
@@ -374,6 +407,14 @@ mod tests {
             parsed("!Join [':', [a, !Ref Queue]]"),
             json!("a:https://queue")
         );
+        assert_eq!(
+            parsed("!Select [1, !Split ['/', 'arn:aws:sso:::instance/ssoins-1']]"),
+            json!("ssoins-1")
+        );
+        assert_eq!(
+            parsed("!Sub ['p/${I}/*', {I: !Select [2, !Split [':', !GetAtt Queue.Arn]]}]"),
+            json!("p/sqs/*")
+        );
     }
 
     #[test]
@@ -391,6 +432,14 @@ mod tests {
         );
         let error = resolve(&props["B"], &Fixed, "X.B").unwrap_err().to_string();
         assert!(error.contains("does not support Fn::If"), "{error}");
+        let error = resolve(
+            &json!({"Fn::Select": [3, {"Fn::Split": ["/", "a/b"]}]}),
+            &Fixed,
+            "X.C",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("X.C: Fn::Select: no item 3"), "{error}");
     }
 
     #[test]

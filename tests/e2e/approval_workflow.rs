@@ -16,7 +16,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn submit(cloud: &LocalCloud, caller: Option<&str>, body: Value) -> (u16, Value) {
     let client = match caller {
-        Some(caller) => signed_in(cloud, caller, &[]).await,
+        // Team payments owns the sample's prod/ and dev/ secrets (localcloud/sample-secret-owners.json).
+        Some(caller) => signed_in(cloud, caller, &["payments"]).await,
         None => reqwest::Client::new(),
     };
     let response = client
@@ -29,10 +30,10 @@ async fn submit(cloud: &LocalCloud, caller: Option<&str>, body: Value) -> (u16, 
     (status, response.json().await.expect("a JSON answer"))
 }
 
-fn rotate_now(secret_id: &str, environment: &str) -> Value {
+/// The environment is no part of it: the secret's name decides it (`SecretOwners`).
+fn rotate_now(secret_id: &str) -> Value {
     json!({
         "action": {"type": "SECRET_ROTATE_NOW", "parameters": {"secretId": secret_id}},
-        "environment": environment,
         "reason": "the password was pasted in a ticket",
     })
 }
@@ -162,7 +163,7 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         let (status, submitted) = submit(
             cloud,
             Some("dave@example.com"),
-            rotate_now("prod/payments/db", "PRODUCTION"),
+            rotate_now("prod/payments/db"),
         )
         .await;
         assert_eq!(status, 202, "{submitted}");
@@ -316,7 +317,6 @@ fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_t
             json!({
                 "action": {"type": "WEBHOOK", "parameters": {
                     "url": "https://ci.example.com/jobs/deploy", "method": "POST"}},
-                "environment": "STAGING",
                 "reason": "deploy the hotfix",
             }),
         )
@@ -330,7 +330,7 @@ fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_t
         let (status, rejected) = submit(
             cloud,
             Some("dave@example.com"),
-            rotate_now("prod/payments/db", "PRODUCTION"),
+            rotate_now("prod/payments/db"),
         )
         .await;
         assert_eq!(status, 202, "{rejected}");
@@ -395,7 +395,7 @@ fn an_action_without_approval_runs_at_once_and_is_recorded() {
         let (status, submitted) = submit(
             cloud,
             Some("dave@example.com"),
-            rotate_now("dev/payments/db", "DEVELOPMENT"),
+            rotate_now("dev/payments/db"),
         )
         .await;
         assert_eq!(status, 202, "{submitted}");
@@ -426,10 +426,20 @@ fn an_action_that_fails_ends_the_workflow_as_failed_with_the_reason_and_tells_th
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
         let mut seen = Seen::default();
+        // The secret exists when it is asked for, but Secrets Manager refuses to rotate it
+        // once it is scheduled for deletion.
+        create_secret(cloud, "dev/payments/retired").await;
+        aws_sdk_secretsmanager::Client::new(cloud.sdk_config())
+            .delete_secret()
+            .secret_id("dev/payments/retired")
+            .recovery_window_in_days(7)
+            .send()
+            .await
+            .expect("the secret is scheduled for deletion");
         let (status, submitted) = submit(
             cloud,
             Some("dave@example.com"),
-            rotate_now("dev/no-such-secret", "DEVELOPMENT"),
+            rotate_now("dev/payments/retired"),
         )
         .await;
         assert_eq!(status, 202, "{submitted}");
@@ -441,17 +451,17 @@ fn an_action_that_fails_ends_the_workflow_as_failed_with_the_reason_and_tells_th
         );
         let action = get_json(cloud, &format!("/actions/{id}"), &mut seen).await;
         assert_eq!(action["status"], "FAILED", "{action}");
-        assert_eq!(action["outcome"]["error"], "NotFound", "{action}");
+        assert_eq!(action["outcome"]["error"], "Rejected", "{action}");
         assert!(
             action["outcome"]["cause"]
                 .as_str()
                 .unwrap_or_default()
-                .contains("dev/no-such-secret"),
+                .contains("marked deleted"),
             "{action}"
         );
         let told = emails(cloud, ": failed", 1).await;
         assert_eq!(to(&told[0]), "dave@example.com");
-        assert!(told[0]["text"].as_str().unwrap().contains("NotFound"));
+        assert!(told[0]["text"].as_str().unwrap().contains("Rejected"));
     });
 }
 
@@ -460,35 +470,38 @@ fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
         let cases: Vec<(Option<&str>, Value, u16, &str)> = vec![
-            (
-                None,
-                rotate_now("prod/db", "PRODUCTION"),
-                401,
-                "Unauthorized",
-            ),
+            (None, rotate_now("prod/db"), 401, "Unauthorized"),
             (
                 Some("dave@example.com"),
                 json!({"action": 1}),
                 400,
-                "the body is not",
+                "is not {\"action\", \"reason\"}",
+            ),
+            // The target decides the environment; a caller who names one is told so.
+            (
+                Some("dave@example.com"),
+                json!({"action": {"type": "SECRET_ROTATE_NOW", "parameters": {"secretId": "dev/db"}},
+                       "environment": "DEVELOPMENT", "reason": "x"}),
+                400,
+                "environment",
             ),
             (
                 Some("dave@example.com"),
                 json!({"action": {"type": "DROP_DATABASE", "parameters": {}},
-                       "environment": "PRODUCTION", "reason": "x"}),
+                       "reason": "x"}),
                 400,
                 "unknown variant",
             ),
             (
                 Some("dave@example.com"),
                 json!({"action": {"type": "WEBHOOK", "parameters": {"url": "http://x.example.com", "method": "POST"}},
-                       "environment": "PRODUCTION", "reason": "x"}),
+                       "reason": "x"}),
                 400,
                 "parameters.url",
             ),
             (
                 Some("dave@example.com"),
-                rotate_now("prod/db", "PRODUCTION")
+                rotate_now("prod/db")
                     .as_object()
                     .map(|o| {
                         let mut o = o.clone();
@@ -531,10 +544,11 @@ fn screenshot_dir() -> std::path::PathBuf {
 #[test]
 fn the_email_and_the_confirm_page_work_in_a_real_browser() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        create_secret(cloud, "prod/payments/db").await;
         let (status, submitted) = submit(
             cloud,
             Some("alice@example.com"),
-            rotate_now("prod/payments/db", "PRODUCTION"),
+            rotate_now("prod/payments/db"),
         )
         .await;
         assert_eq!(status, 202, "{submitted}");
@@ -563,7 +577,7 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
             .expect("node runs (make test installs the Node tools)");
         assert!(
             run.status.success(),
-            "the browser run failed (it needs Chromium: /usr/bin/chromium or MAESTRO_CHROMIUM; .ci/run installs it):\n{}",
+            "the browser run failed (it needs Chromium: /usr/bin/chromium or MAESTRO_CHROMIUM; make test installs it):\n{}",
             String::from_utf8_lossy(&run.stderr)
         );
         let seen: Value = serde_json::from_slice(&run.stdout).expect("the script's JSON");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use maestro_localcloud::{LocalCloud, Stack, moto, seed};
 use maestro_tests::iam::granted;
 use maestro_tests::{
-    OPERATORS, listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with, operator,
-    receive_bodies, signed_in,
+    OPERATORS, call_as, listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with,
+    operator, receive_bodies, signed_in,
 };
 use serde_json::{Value, json};
 
@@ -36,31 +36,6 @@ fn sample_inventory(
 /// A management API call as one of Maestro's operators.
 async fn call(cloud: &LocalCloud, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     call_as(&operator(cloud).await, cloud, method, path, body).await
-}
-
-async fn call_as(
-    client: &reqwest::Client,
-    cloud: &LocalCloud,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", cloud.http_endpoint());
-    let mut request = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "PUT" => client.put(url),
-        "DELETE" => client.delete(url),
-        other => panic!("no method {other}"),
-    };
-    if let Some(body) = body {
-        request = request.body(body.to_string());
-    }
-    let response = request.send().await.expect("the management API answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 fn connection(id: &str, account: &str, regions: &[&str], types: Option<Value>) -> Value {

@@ -11,6 +11,7 @@ mod discovery;
 mod emulator;
 mod event_sources;
 mod iam;
+mod insider;
 mod lambda_api;
 mod openapi;
 mod quota;

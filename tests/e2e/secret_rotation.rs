@@ -477,7 +477,8 @@ fn rotate_now_follows_the_approval_policy_and_the_status_lists_every_secret() {
                 name.replace('/', "%2F")
             );
             async move {
-                let response = signed_in(cloud, "dave@example.com", &[])
+                // Team payments owns prod/ and dev/ (localcloud/sample-secret-owners.json).
+                let response = signed_in(cloud, "dave@example.com", &["payments"])
                     .await
                     .post(url)
                     .body(json!({"reason": "the key was pasted in a ticket"}).to_string())

@@ -342,6 +342,19 @@ fn deletes_over_the_threshold_are_held_and_creates_proceed() {
         assert_eq!(again["held"], 11, "{again}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         approver::emails(cloud, subject, 2).await;
+        // Asking again through the API, to get round a rejection, reuses the sync's id: refused.
+        let ask = json!({
+            "action": {"type": "SSO_APPLY_DELETES", "parameters": {"runId": run["runId"]}},
+            "reason": "ask again",
+        });
+        let response = operator(cloud)
+            .await
+            .post(format!("{}/actions", cloud.http_endpoint()))
+            .body(ask.to_string())
+            .send()
+            .await
+            .expect("POST /actions answers");
+        assert_eq!(response.status(), 409, "{:?}", response.text().await);
         let (status, page) =
             approver::decide_by_email(cloud, subject, "bob@example.com", "approve", "go").await;
         assert_eq!(status, 200, "{page}");

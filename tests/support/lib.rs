@@ -75,6 +75,33 @@ pub async fn operator(cloud: &LocalCloud) -> reqwest::Client {
     signed_in(cloud, "ops@example.com", &[OPERATORS]).await
 }
 
+/// `method path` on the management API as `client`: the status, and the body as JSON (a
+/// JSON string when it is not JSON).
+pub async fn call_as(
+    client: &reqwest::Client,
+    cloud: &LocalCloud,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", cloud.http_endpoint());
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "PUT" => client.put(url),
+        "DELETE" => client.delete(url),
+        other => panic!("no method {other}"),
+    };
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.expect("the management API answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
 /// Runs `test` on the local cloud, emptied first; with `template`, its stack is built before.
 pub fn on_local_cloud<F, Fut>(template: Option<&Template>, test: F)
 where

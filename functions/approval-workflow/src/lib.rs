@@ -15,6 +15,7 @@ use maestro_domain::approvals::link::{Decision, LinkClaims, link_url};
 use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
 use maestro_domain::approvals::render::{approval_email, outcome_email};
 use maestro_domain::approvals::request::{ApprovalStore, Status, TaskToken};
+use maestro_domain::approvals::submit::ActionLog;
 use maestro_domain::approvals::workflow::{
     ActionRecord, ActionRequest, ActionStatus, Outcome, PolicyAnswer, open_request,
 };
@@ -130,7 +131,7 @@ async fn check_policy(deps: &Deps, request: ActionRequest) -> Result<Value, Step
         ActionStatus::Running
     };
     record.updated_at = Utc::now();
-    deps.store.put_action(&record).await?;
+    deps.store.record(&record).await?;
     tracing::info!(action_id = %request.id, approval_required = record.approval_required, "policy checked");
     serde_json::to_value(&answer).map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))
 }
@@ -212,7 +213,7 @@ async fn record_outcome(
     record.status = outcome.status();
     record.outcome = Some(outcome.clone());
     record.updated_at = Utc::now();
-    deps.store.put_action(&record).await?;
+    deps.store.record(&record).await?;
     if record.request.requester.contains('@') {
         deps.mailer.send(&outcome_email(&record, &outcome)).await?;
     }
@@ -254,5 +255,81 @@ impl LambdaFunction for Deps {
 
     async fn handle(&self, event: LambdaEvent<Step>) -> Result<Value, StepFailure> {
         handle(self, event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maestro_domain::approvals::workflow::PolicyAnswer;
+    use serde_json::Value;
+
+    const DEFINITION: &str = include_str!("../../../statemachines/approval.asl.json");
+
+    /// The states a run can reach from `start` without an approval.
+    fn reachable(states: &Value, start: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut next = vec![start.to_owned()];
+        while let Some(name) = next.pop() {
+            if seen.contains(&name) {
+                continue;
+            }
+            let state = &states[&name];
+            let mut targets: Vec<&Value> = vec![&state["Next"], &state["Default"]];
+            targets.extend(
+                state["Choices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c["Next"]),
+            );
+            next.extend(
+                targets
+                    .into_iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
+            seen.push(name);
+        }
+        seen
+    }
+
+    #[test]
+    fn only_the_policy_s_explicit_run_at_once_answer_runs_an_action_without_approval() {
+        let asl: Value = serde_json::from_str(DEFINITION).expect("the definition is JSON");
+        let states = &asl["States"];
+        let choice = &states["NeedsApproval"];
+        let run_at_once = serde_json::to_value(PolicyAnswer::RunAtOnce).unwrap();
+        let approval = serde_json::to_value(PolicyAnswer::Approval {
+            timeout_seconds: 60,
+        })
+        .unwrap();
+        let routes: Vec<(&str, &str)> = choice["Choices"]
+            .as_array()
+            .expect("choices")
+            .iter()
+            .map(|c| {
+                assert_eq!(c["Variable"], "$.policy.answer.requirement", "{c}");
+                (
+                    c["StringEquals"].as_str().unwrap(),
+                    c["Next"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                (approval["requirement"].as_str().unwrap(), "WaitForApproval"),
+                (run_at_once["requirement"].as_str().unwrap(), "RunAction"),
+            ]
+        );
+        // Any other answer (a renamed variant, a missing field) ends failed, and never runs.
+        let default = choice["Default"].as_str().expect("a default");
+        let after = reachable(states, default);
+        assert!(!after.iter().any(|s| s == "RunAction"), "{after:?}");
+        assert!(after.iter().any(|s| s == "RecordFailure"), "{after:?}");
+        assert!(
+            after.iter().all(|s| states[s]["Type"] != "Succeed"),
+            "{after:?}"
+        );
     }
 }

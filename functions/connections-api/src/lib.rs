@@ -30,11 +30,10 @@ use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::LambdaFunction;
 use maestro_domain::access::{Access, Caller, checked_grants};
 use maestro_domain::approvals::action::Action;
-use maestro_domain::approvals::workflow::Submission;
+use maestro_domain::approvals::submit::Submission;
 use maestro_domain::inventory::connection::{
     Connection, ConnectionInput, ConnectionSource, ResourceType, is_connection_id,
 };
-use maestro_domain::sso::model::Environment;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -273,28 +272,18 @@ async fn delete(
     caller: &Caller,
     id: String,
 ) -> Answer {
-    let Some(requester) = caller.email.clone() else {
-        return Ok(problem(
-            403,
-            "deletions are asked by people: sign in with a token that carries your email address",
-        ));
-    };
     let body: DeleteBody =
         match object_body(request).map(|f| serde_json::from_value(Value::Object(f))) {
             Ok(Ok(body)) => body,
             Ok(Err(e)) => return Ok(problem(400, format!("the body is not {{\"reason\"}}: {e}"))),
             Err(e) => return Ok(problem(400, e)),
         };
-    if let Err(refused) = held(deps, caller, &id, Access::Admin).await {
-        return Ok(*refused);
-    }
+    // The same use case as `POST /actions`: admin on the connection, production's rule.
     let submission = Submission {
         action: Action::ConnectionDelete { connection_id: id },
-        // A connection is an account's whole inventory feed: treated as production.
-        environment: Environment::Production,
         reason: body.reason,
     };
-    Ok(match deps.actions.submit(requester, submission).await {
+    Ok(match deps.actions.submit(caller, submission).await {
         Ok(submitted) => answer(202, to_json(&submitted)?),
         Err(e) => problem(e.status(), e.to_string()),
     })

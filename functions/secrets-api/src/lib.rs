@@ -1,11 +1,13 @@
 //! `SecretsApiFunction`: secrets over the management API.
 //!
-//! - `GET /secrets/rotation-status`: every secret with its rotation mode, last rotation, next
-//!   due date and state.
+//! - `GET /secrets/rotation-status`: the secrets the caller's teams own (all of them for the
+//!   operators), each with its rotation mode, last rotation, next due date and state.
 //! - `POST /secrets/{id}/rotate` with `{"reason": …}`: the incident playbook's "rotate now",
 //!   submitted as a `SECRET_ROTATE_NOW` action, so the approval policy decides whether it runs
-//!   at once or waits for approvers. The secret's `maestro:environment` tag picks the rule;
-//!   without it the secret counts as production.
+//!   at once or waits for approvers. The deployment's `SecretOwners` name each secret's team
+//!   and environment by its name (`maestro_domain::access::SecretOwners`); a secret they do
+//!   not name is the operators' and counts as production. Tags decide nothing: anyone with
+//!   `secretsmanager:TagResource` can change them.
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use chrono::Utc;
@@ -14,25 +16,21 @@ use maestro_aws::SdkConfig;
 use maestro_aws::approvals::ActionSubmitter;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::http::{
-    ApiFailure, answer, body_text, caller_email, path_parameter, problem, route, to_json,
+    ApiFailure, Teams, answer, body_text, path_parameter, problem, route, to_json,
 };
 use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::secrets::SecretsManager;
+use maestro_domain::access::Caller;
 use maestro_domain::approvals::action::Action;
-use maestro_domain::approvals::workflow::Submission;
-use maestro_domain::port::PortError;
-use maestro_domain::rotation::protocol::SecretStore;
+use maestro_domain::approvals::submit::Submission;
 use maestro_domain::rotation::schedule::status;
-use maestro_domain::sso::model::Environment;
 use serde::Deserialize;
-use serde_json::{Value, json};
-
-/// The tag that places a secret in an SDLC environment, for the approval policy.
-pub const ENVIRONMENT_TAG: &str = "maestro:environment";
+use serde_json::json;
 
 pub struct Deps {
     pub secrets: SecretsManager,
     pub actions: ActionSubmitter,
+    pub teams: Teams,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,20 +45,37 @@ pub async fn handle(
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
     let (method, path) = route(&request);
+    let caller = match deps.teams.caller(&request) {
+        Ok(caller) => caller,
+        Err(refused) => return Ok(*refused),
+    };
     match (method.as_str(), request.route_key.as_deref()) {
-        ("GET", Some("GET /secrets/rotation-status")) => rotation_status(deps).await,
-        ("POST", Some("POST /secrets/{id}/rotate")) => rotate(deps, &request).await,
+        ("GET", Some("GET /secrets/rotation-status")) => rotation_status(deps, &caller).await,
+        ("POST", Some("POST /secrets/{id}/rotate")) => rotate(deps, &request, &caller).await,
         _ => Ok(problem(404, format!("no route {method} {path}"))),
     }
 }
 
-async fn rotation_status(deps: &Deps) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
+/// The secrets the caller's teams own (every secret for the operators).
+async fn rotation_status(
+    deps: &Deps,
+    caller: &Caller,
+) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let now = Utc::now();
     let secrets = match deps.secrets.list().await {
         Ok(secrets) => secrets,
         Err(e) => return Ok(problem(503, format!("cannot list the secrets: {e}"))),
     };
-    let statuses: Vec<_> = secrets.iter().map(|s| status(s, now)).collect();
+    let owners = &deps.actions.secret_owners;
+    let statuses: Vec<_> = secrets
+        .iter()
+        .filter(|s| {
+            owners
+                .owner_of(&s.name)
+                .may_act(caller, &deps.teams.operators)
+        })
+        .map(|s| status(s, now))
+        .collect();
     let body = to_json(&statuses)?;
     Ok(answer(200, json!({ "secrets": body })))
 }
@@ -68,13 +83,8 @@ async fn rotation_status(deps: &Deps) -> Result<ApiGatewayV2httpResponse, ApiFai
 async fn rotate(
     deps: &Deps,
     request: &ApiGatewayV2httpRequest,
+    caller: &Caller,
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
-    let Some(requester) = caller_email(request) else {
-        return Ok(problem(
-            403,
-            "rotations are asked by people: sign in with a token that carries your email address",
-        ));
-    };
     let Some(secret_id) = path_parameter(request, "id") else {
         return Ok(problem(
             400,
@@ -86,37 +96,12 @@ async fn rotate(
         Ok(Err(e)) => return Ok(problem(400, format!("the body is not {{\"reason\"}}: {e}"))),
         Err(e) => return Ok(problem(400, e)),
     };
-    let described = match deps.secrets.describe(&secret_id).await {
-        Ok(described) => described,
-        Err(PortError::NotFound { .. }) => {
-            return Ok(problem(404, format!("no secret {secret_id}")));
-        }
-        Err(e) => return Ok(problem(503, format!("cannot read the secret: {e}"))),
-    };
-    let environment = match described.tags.get(ENVIRONMENT_TAG) {
-        None => Environment::Production,
-        Some(name) => {
-            match serde_json::from_value::<Environment>(Value::String(name.to_uppercase())) {
-                Ok(environment) => environment,
-                Err(_) => {
-                    return Ok(problem(
-                        409,
-                        format!(
-                            "the secret's {ENVIRONMENT_TAG} tag is not an environment: {name:?}"
-                        ),
-                    ));
-                }
-            }
-        }
-    };
+    // The same use case as `POST /actions`: the owner's team, the owner's environment.
     let submission = Submission {
-        action: Action::SecretRotateNow {
-            secret_id: described.arn,
-        },
-        environment,
+        action: Action::SecretRotateNow { secret_id },
         reason: body.reason,
     };
-    Ok(match deps.actions.submit(requester, submission).await {
+    Ok(match deps.actions.submit(caller, submission).await {
         Ok(submitted) => answer(202, to_json(&submitted)?),
         Err(e) => problem(e.status(), e.to_string()),
     })
@@ -127,11 +112,15 @@ impl LambdaFunction for Deps {
     type Response = ApiGatewayV2httpResponse;
     type Error = ApiFailure;
 
-    /// See `ActionSubmitter::from_parts`.
+    /// See `ActionSubmitter::from_parts`; and `TEAMS_CLAIM`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let teams = Teams::from_vars(&mut vars);
+        vars.finish()?;
         Ok(Deps {
             secrets: SecretsManager::new(config),
             actions: ActionSubmitter::from_parts(config, env)?,
+            teams,
         })
     }
 

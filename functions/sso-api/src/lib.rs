@@ -1,4 +1,4 @@
-//! `SsoApiFunction`: the SSO sync over HTTP.
+//! `SsoApiFunction`: the SSO sync over HTTP, for Maestro's operators only (403 for anyone else).
 //!
 //! - `GET /sso/plan`: the latest run, with its plan.
 //! - `POST /sso/reconcile`: plan now; body `{"dryRun": false}` applies (a missing body or
@@ -10,7 +10,7 @@ use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpR
 use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{ApiFailure, DEFAULT_TEAMS_CLAIM, answer, caller, problem, route, to_json};
+use maestro_aws::http::{ApiFailure, Teams, answer, problem, route, to_json};
 use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 pub struct Deps {
     pub sso: SsoServices,
+    pub teams: Teams,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,10 +41,23 @@ pub async fn handle(
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
     let (method, path) = route(&request);
+    let caller = match deps.teams.caller(&request) {
+        Ok(caller) => caller,
+        Err(refused) => return Ok(*refused),
+    };
+    // The plan names every group, account and assignment of the organisation, and a run
+    // changes access everywhere: the SSO sync is the operators' alone.
+    if !caller.is_operator(&deps.teams.operators) {
+        return Ok(problem(
+            403,
+            format!(
+                "the SSO sync is for Maestro's operators ({}) only",
+                deps.teams.operators
+            ),
+        ));
+    }
     // Runs record who asked: the address when the token has one, else its subject.
-    let caller = caller(&request, DEFAULT_TEAMS_CLAIM)
-        .map(|c| c.email.unwrap_or(c.subject))
-        .unwrap_or_else(|| "anonymous".to_owned());
+    let caller = caller.email.unwrap_or(caller.subject);
     Ok(match (method.as_str(), path.as_str()) {
         ("GET", "/sso/plan") => match deps.sso.store.latest().await {
             Ok(Some(run)) => answer(200, to_json(&run)?),
@@ -131,9 +145,14 @@ impl LambdaFunction for Deps {
     type Response = ApiGatewayV2httpResponse;
     type Error = ApiFailure;
 
+    /// See `SsoServices::from_parts`; and `TEAMS_CLAIM` and `OPERATORS_TEAM`.
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
+        let mut vars = env.reader();
+        let teams = Teams::from_vars(&mut vars);
+        vars.finish()?;
         Ok(Deps {
             sso: SsoServices::from_parts(config, env)?,
+            teams,
         })
     }
 

@@ -14,6 +14,7 @@ import { Parameters } from './parameters';
 import {
   ANY_SECRET,
   allow,
+  onlyItems,
   lambdaInvoke,
   queueChanges,
   readForSsoPlanning,
@@ -93,7 +94,12 @@ export class Approvals {
         'The approval links (a confirm page on GET and HEAD; the decision on POST) that resume the approval workflow.',
       environment: { APPROVALS_TABLE: this.table.ref, SIGNING_KEY_SECRET: this.signingKey.ref },
       statements: [
-        allow(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [this.table.attrArn], { sid: 'CastVotesAndSettle' }),
+        // Approvals' items only. The settle that wins reads the task token back (ReturnValues
+        // ALL_OLD), which is why this role alone may resume the workflow.
+        allow(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [this.table.attrArn], {
+          sid: 'CastVotesAndSettle',
+          conditions: onlyItems('APPROVAL#'),
+        }),
         allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'VerifyLinks' }),
         // These actions take no resource: the task token names the task, and only the one
         // settle that wins ever reads it.
@@ -126,7 +132,15 @@ export class Approvals {
         ...readForSsoPlanning(),
         recordRuns(sso.plansTable.attrArn, 'PutItemAndQuery'),
         queueChanges(sso.changesQueue),
-        allow(['secretsmanager:RotateSecret'], [ANY_SECRET], { sid: 'RotateNow' }),
+        // Only the secrets whose rotation function is Maestro's, and only with that function
+        // (a RotateSecret naming another RotationLambdaARN would re-point the secret).
+        allow(['secretsmanager:RotateSecret'], [ANY_SECRET], {
+          sid: 'RotateNow',
+          conditions: {
+            StringEquals: { 'secretsmanager:resource/AllowRotationLambdaArn': rotationFunctionArn },
+            StringEqualsIfExists: { 'secretsmanager:RotationLambdaARN': rotationFunctionArn },
+          },
+        }),
         // RotateSecret needs the caller to be allowed to invoke the rotation function.
         allow(['lambda:InvokeFunction'], [rotationFunctionArn], { sid: 'InvokeTheRotationFunction' }),
       ],
@@ -149,13 +163,40 @@ export class Approvals {
         APPROVAL_POLICY: parameters.approvalPolicy,
         APPROVALS_TABLE: this.table.ref,
         APPROVAL_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        TEAMS_CLAIM: parameters.authTeamsClaim,
+        OPERATORS_TEAM: parameters.operatorsTeam,
+        SECRET_OWNERS: parameters.secretOwners,
+        // The stores an action's target is read from, never the caller's word.
+        INVENTORY_TABLE: props.inventoryTable.ref,
+        SSO_PLANS_TABLE: sso.plansTable.ref,
+        SECRETS_READABLE: 'true',
       },
       statements: [
-        allow(
-          ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-          [this.table.attrArn, `${this.table.attrArn}/index/byStatus`],
-          { sid: 'RecordAndReadActions' },
-        ),
+        // Actions' items only: they hold no task token (shared/aws/src/approvals.rs).
+        allow(['dynamodb:GetItem', 'dynamodb:PutItem'], [this.table.attrArn], {
+          sid: 'RecordAndReadActions',
+          conditions: onlyItems('ACTION#'),
+        }),
+        // Approvals' items without their task token: only the attributes named, and only a
+        // projection of them.
+        allow(['dynamodb:GetItem'], [this.table.attrArn], {
+          sid: 'ReadApprovalsWithoutTheirToken',
+          conditions: {
+            ...onlyItems('APPROVAL#'),
+            'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'request', 'status', 'votes'] },
+            StringEqualsIfExists: { 'dynamodb:Select': 'SPECIFIC_ATTRIBUTES' },
+          },
+        }),
+        // The index does not project the task token.
+        allow(['dynamodb:Query'], [`${this.table.attrArn}/index/byStatus`], { sid: 'ListApprovals' }),
+        // An action's target decides its environment and who may ask: the connection's owner,
+        // the held deletes of an SSO run, the secret's name.
+        allow(['dynamodb:GetItem'], [props.inventoryTable.attrArn], {
+          sid: 'ReadConnections',
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['CONNECTIONS'] } },
+        }),
+        allow(['dynamodb:Query'], [sso.plansTable.attrArn], { sid: 'ReadSsoRuns', conditions: onlyItems('SSO_RUN#') }),
+        allow(['secretsmanager:DescribeSecret'], [ANY_SECRET], { sid: 'NameSecrets' }),
         stepFunctionsExecution(this.stateMachine),
       ],
     });

@@ -17,6 +17,8 @@ import {
   allow,
   describeOwnAccount,
   lambdaInvoke,
+  reachMemberAccounts,
+  recordActions,
   snsPublishMessage,
   stepFunctionsExecution,
   useNotificationsKey,
@@ -92,7 +94,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         [inventory.attrArn, `${inventory.attrArn}/index/byScope`],
         { sid: 'Inventory' },
       ),
-      allow(['sts:AssumeRole'], [memberRoles], { sid: 'ReachMemberAccounts' }),
+      reachMemberAccounts(memberRoles),
       describeOwnAccount([
         'cloudfront:ListDistributions',
         'cloudfront:ListTagsForResource',
@@ -202,7 +204,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         [inventory.attrArn],
         { sid: 'Inventory' },
       ),
-      allow(['sts:AssumeRole'], [memberRoles], { sid: 'ReachMemberAccounts' }),
+      reachMemberAccounts(memberRoles),
       describeOwnAccount([
         'cloudfront:GetDistribution',
         'cloudfront:ListTagsForResource',
@@ -266,6 +268,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       APPROVAL_POLICY: parameters.approvalPolicy,
       TEAMS_CLAIM: parameters.authTeamsClaim,
       OPERATORS_TEAM: parameters.operatorsTeam,
+      SECRET_OWNERS: parameters.secretOwners,
       APPROVALS_TABLE: props.approvalsTable.ref,
       APPROVAL_STATE_MACHINE_ARN: props.approvalStateMachine.stateMachineArn,
     },
@@ -273,7 +276,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       allow(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'], [inventory.attrArn], {
         sid: 'Connections',
       }),
-      allow(['dynamodb:PutItem'], [props.approvalsTable.attrArn], { sid: 'RecordActions' }),
+      recordActions(props.approvalsTable.attrArn),
       stepFunctionsExecution(discovery),
       stepFunctionsExecution(props.approvalStateMachine),
     ],

@@ -25,6 +25,7 @@ export class Parameters {
   readonly memberExternalId: string;
   readonly organizationRegions: string;
   readonly approvalPolicy: string;
+  readonly secretOwners: string;
   readonly approvalSender: string;
 
   constructor(stack: Stack) {
@@ -223,6 +224,14 @@ export class Parameters {
         default: '{"rules": []}',
         description:
           'Which actions need an approval, by whom, as JSON (docs/approvals.md). An action no rule covers is refused, so the default lets nothing run until you write the rules.\n',
+      }),
+    );
+    this.secretOwners = value(
+      new CfnParameter(stack, 'SecretOwners', {
+        type: 'String',
+        default: '[]',
+        description:
+          'Which team owns which secrets, and in which environment they run, as a JSON list of {"prefix", "team", "environment"} matched against the secret\'s name (docs/approvals.md). A secret no rule names belongs to the operators alone and counts as production.\n',
       }),
     );
     this.approvalSender = value(

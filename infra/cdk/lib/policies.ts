@@ -24,6 +24,30 @@ export function stackArn(service: string, resource: string): string {
 export const DEFAULT_EVENT_BUS = stackArn('events', 'event-bus/default');
 export const ANY_SECRET = stackArn('secretsmanager', 'secret:*');
 
+/** Items of a table whose partition key starts with one of `prefixes` (`ACTION#`, `SSO_RUN#`). */
+export function onlyItems(...prefixes: string[]): Record<string, Record<string, unknown>> {
+  return { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': prefixes.map((prefix) => `${prefix}*`) } };
+}
+
+/**
+ * An API function records the actions it submits in ApprovalsTable: their own items only
+ * (`ACTION#<id>`), which hold no approval and no task token (shared/aws/src/approvals.rs).
+ */
+export function recordActions(approvalsTableArn: string): iam.PolicyStatement {
+  return allow(['dynamodb:PutItem'], [approvalsTableArn], { sid: 'RecordActions', conditions: onlyItems('ACTION#') });
+}
+
+/**
+ * Discovery assumes member roles only in accounts of Maestro's own organisation: the role's
+ * account's aws:ResourceOrgID must equal the caller's aws:PrincipalOrgID.
+ */
+export function reachMemberAccounts(memberRolesArn: string): iam.PolicyStatement {
+  return allow(['sts:AssumeRole'], [memberRolesArn], {
+    sid: 'ReachMemberAccounts',
+    conditions: { StringEquals: { 'aws:ResourceOrgID': '${aws:PrincipalOrgID}' } },
+  });
+}
+
 // SAM policy templates (samtranslator's policy_templates.json).
 
 export function stepFunctionsExecution(stateMachine: sfn.IStateMachine): iam.PolicyStatement {

@@ -14,6 +14,7 @@ import {
   ANY_SECRET,
   DEFAULT_EVENT_BUS,
   allow,
+  recordActions,
   snsPublishMessage,
   stackArn,
   stepFunctionsExecution,
@@ -143,15 +144,19 @@ export function addSecretRotation(stack: Stack, props: SecretRotationProps): voi
   const api = new MaestroFunction(stack, 'SecretsApiFunction', {
     crate: 'secrets-api',
     description:
-      'Secrets over HTTP (rotation status of every secret, and rotate-now through the approval workflow).',
+      "Secrets over HTTP (rotation status of the caller's secrets, and rotate-now through the approval workflow).",
     environment: {
       APPROVAL_POLICY: parameters.approvalPolicy,
       APPROVALS_TABLE: props.approvalsTable.ref,
       APPROVAL_STATE_MACHINE_ARN: props.approvalStateMachine.stateMachineArn,
+      TEAMS_CLAIM: parameters.authTeamsClaim,
+      OPERATORS_TEAM: parameters.operatorsTeam,
+      SECRET_OWNERS: parameters.secretOwners,
+      SECRETS_READABLE: 'true',
     },
     statements: [
       allow(['secretsmanager:ListSecrets', 'secretsmanager:DescribeSecret'], ['*'], { sid: 'ReadSecretsMetadata' }),
-      allow(['dynamodb:PutItem'], [props.approvalsTable.attrArn], { sid: 'RecordActions' }),
+      recordActions(props.approvalsTable.attrArn),
       stepFunctionsExecution(props.approvalStateMachine),
     ],
   });

@@ -1,7 +1,7 @@
 // SSO assignment sync (flows A and B): SsoReconcileFunction and SsoApiFunction plan and record
 // runs in SsoPlansTable and queue changes on SsoChangesQueue -> SsoAssignmentWorkerFunction
 // -> IAM Identity Center -> SsoAssignmentRequestsQueue (the monitor, sso-monitor.ts)
-import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -154,7 +154,12 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       'The SSO sync over HTTP (the latest plan, reconcile now with a dry run by default, and explain).',
     memorySize: 256,
     timeoutSeconds: 29,
-    environment: plannerEnvironment,
+    // Every route is the operators' alone.
+    environment: {
+      ...plannerEnvironment,
+      TEAMS_CLAIM: parameters.authTeamsClaim,
+      OPERATORS_TEAM: parameters.operatorsTeam,
+    },
     statements: [
       ...plannerStatements(),
       recordRuns(stores.plansTable.attrArn, 'PutItemAndQuery'),
@@ -235,13 +240,26 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     },
     statements: [
       shareTheSsoAdminQuota(stores.quotaTable.attrArn, 'callsAndOperations'),
-      allow(['sso:CreateAccountAssignment', 'sso:DeleteAccountAssignment'], ['*'], { sid: 'ChangeAssignments' }),
-      // IAM Identity Center provisions roles in the target account on the caller's behalf.
+      // An assignment names three resources, each of which the caller must be allowed (Service
+      // Authorization Reference, IAM Identity Center): the instance, the permission set and the
+      // account. Only Maestro's instance and its permission sets.
+      allow(
+        ['sso:CreateAccountAssignment', 'sso:DeleteAccountAssignment'],
+        [
+          parameters.ssoInstanceArn,
+          Fn.sub('arn:${AWS::Partition}:sso:::permissionSet/${InstanceId}/*', {
+            InstanceId: Fn.select(1, Fn.split('/', parameters.ssoInstanceArn)),
+          }),
+          Fn.sub('arn:${AWS::Partition}:sso:::account/*'),
+        ],
+        { sid: 'ChangeAssignments' },
+      ),
+      // In the organisation's management account IAM Identity Center provisions the permission
+      // set's role (and its SAML provider) with the caller's permissions; in member accounts its
+      // service-linked role does. Only the roles under its reserved path and its own provider, as
+      // the Identity Center user guide's example policy for managing account assignments scopes them.
       allow(
         [
-          'iam:GetSAMLProvider',
-          'iam:CreateSAMLProvider',
-          'iam:UpdateSAMLProvider',
           'iam:GetRole',
           'iam:CreateRole',
           'iam:DeleteRole',
@@ -252,8 +270,13 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
           'iam:ListAttachedRolePolicies',
           'iam:ListRolePolicies',
         ],
-        ['*'],
+        [Fn.sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-reserved/sso.amazonaws.com/*')],
         { sid: 'ProvisionRoles' },
+      ),
+      allow(
+        ['iam:GetSAMLProvider', 'iam:CreateSAMLProvider', 'iam:UpdateSAMLProvider'],
+        [Fn.sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:saml-provider/AWSSSO_*_DO_NOT_DELETE')],
+        { sid: 'ProvisionTheSamlProvider' },
       ),
       allow(['sqs:SendMessageBatch'], [props.monitorQueue.queueArn], { sid: 'HandOverToTheMonitor' }),
     ],

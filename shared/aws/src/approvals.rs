@@ -22,19 +22,27 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::Utc;
-use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
+use maestro_domain::access::{Caller, SecretOwners, TeamAccess};
+use maestro_domain::approvals::policy::ApprovalPolicy;
 use maestro_domain::approvals::request::{
     ApprovalRequest, ApprovalStore, Status, TaskToken, VoteRecord,
 };
-use maestro_domain::approvals::tally::Vote;
-use maestro_domain::approvals::workflow::{
-    ActionRecord, ActionRequest, ActionStatus, Outcome, Submission,
+use maestro_domain::approvals::submit::{
+    ActionLog, ActionTargets, SecretIdentity, Submission, SubmitError, SubmitPorts, SubmitRules,
+    Submitted, submit,
 };
+use maestro_domain::approvals::tally::Vote;
+use maestro_domain::approvals::workflow::ActionRecord;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::plan::PlannedDelete;
+use maestro_domain::sso::reconcile::PlanStore;
 
 use crate::SdkConfig;
 use crate::env::{EnvError, EnvReader, FunctionEnv};
+use crate::inventory::DynamoInventory;
+use crate::plan_store::DynamoPlanStore;
 use crate::sdk_error::port_error;
+use crate::secrets::SecretsManager;
 use crate::step_functions::ApprovalWorkflowStarter;
 
 const SERVICE: &str = "dynamodb";
@@ -112,44 +120,6 @@ impl DynamoApprovals {
             .send()
             .await
             .map_err(|e| port_error(SERVICE, &request.id, e))?;
-        Ok(())
-    }
-
-    /// Records a new action; `false` when one with its id exists already.
-    pub async fn submit(&self, record: &ActionRecord) -> Result<bool, PortError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("ACTION#{}", record.request.id)))
-            .item("record", s(json(record)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(port_error(SERVICE, &record.request.id, error)),
-        }
-    }
-
-    /// Writes the action's record as it now stands.
-    pub async fn put_action(&self, record: &ActionRecord) -> Result<(), PortError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("ACTION#{}", record.request.id)))
-            .item("record", s(json(record)?))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, &record.request.id, e))?;
         Ok(())
     }
 
@@ -352,42 +322,15 @@ impl ApprovalStore for DynamoApprovals {
     }
 }
 
-/// Why an action was not submitted, with the HTTP status that says so.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    NotAllowed(String),
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl SubmitError {
-    pub fn status(&self) -> i64 {
-        match self {
-            SubmitError::Invalid(_) => 400,
-            SubmitError::NotAllowed(_) => 403,
-            SubmitError::Unavailable(_) => 503,
-        }
-    }
-}
-
-/// An action on its way: its id, and whether it awaits an approval.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Submitted {
-    pub id: String,
-    pub status: ActionStatus,
-    pub approval_required: bool,
-}
-
-/// Submits actions to the approval workflow: records each, then starts its execution, so an
-/// action is never running without a record, nor recorded as submitted when it never started.
+/// Submits actions to the approval workflow (`maestro_domain::approvals::submit`), with the
+/// deployment's rules and the stores that say who may ask for what.
 pub struct ActionSubmitter {
     pub policy: ApprovalPolicy,
+    pub operators: String,
+    pub secret_owners: SecretOwners,
     pub store: DynamoApprovals,
     pub workflow: ApprovalWorkflowStarter,
+    pub targets: TrustedTargets,
 }
 
 /// The approval policy in `APPROVAL_POLICY`, its problems recorded with the others.
@@ -401,91 +344,170 @@ pub fn approval_policy(vars: &mut EnvReader<'_>) -> Option<ApprovalPolicy> {
         .ok()
 }
 
+/// The secrets' owners in `SECRET_OWNERS`, its problems recorded with the others.
+pub fn secret_owners(vars: &mut EnvReader<'_>) -> SecretOwners {
+    let text = vars.required("SECRET_OWNERS");
+    SecretOwners::from_json(&text)
+        .map_err(|e| vars.problem(format!("SECRET_OWNERS is invalid: {e}")))
+        .unwrap_or_default()
+}
+
 impl ActionSubmitter {
-    /// Reads `APPROVAL_POLICY` (JSON), `APPROVALS_TABLE` and `APPROVAL_STATE_MACHINE_ARN`.
+    /// Reads `APPROVAL_POLICY` (JSON), `APPROVALS_TABLE`, `APPROVAL_STATE_MACHINE_ARN`,
+    /// `OPERATORS_TEAM` and `SECRET_OWNERS` (JSON), and the stores of the targets the
+    /// function may submit actions on: `INVENTORY_TABLE` (connections), `SSO_PLANS_TABLE`
+    /// (held deletes) and `SECRETS_READABLE=true` (secrets). A target without its store is
+    /// refused with a clear error.
     pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let policy = approval_policy(&mut vars);
         let table = vars.required("APPROVALS_TABLE");
         let state_machine = vars.required("APPROVAL_STATE_MACHINE_ARN");
+        let operators = vars.required("OPERATORS_TEAM");
+        let secret_owners = secret_owners(&mut vars);
         vars.finish()?;
         let policy = policy.ok_or_else(|| EnvError {
             problems: vec!["APPROVAL_POLICY is invalid".into()],
         })?;
         Ok(ActionSubmitter {
             policy,
+            operators,
+            secret_owners,
             store: DynamoApprovals::new(config, table),
             workflow: ApprovalWorkflowStarter::new(config, state_machine),
+            targets: TrustedTargets {
+                connections: env
+                    .get("INVENTORY_TABLE")
+                    .map(|table| DynamoInventory::new(config, table.to_owned())),
+                runs: env
+                    .get("SSO_PLANS_TABLE")
+                    .map(|table| DynamoPlanStore::new(config, table.to_owned())),
+                secrets: (env.get("SECRETS_READABLE") == Some("true"))
+                    .then(|| SecretsManager::new(config)),
+            },
         })
     }
 
+    /// Submits `submission` for `caller` (see `maestro_domain::approvals::submit::submit`).
     pub async fn submit(
         &self,
-        requester: String,
+        caller: &Caller,
         submission: Submission,
     ) -> Result<Submitted, SubmitError> {
-        submission
-            .validate()
-            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let approval_required = match self
-            .policy
-            .requirement(submission.action.action_type(), submission.environment)
-        {
-            Ok(Requirement::RunAtOnce) => false,
-            Ok(Requirement::Approval(_)) => true,
-            Err(e) => return Err(SubmitError::NotAllowed(e.to_string())),
+        let ports = SubmitPorts {
+            targets: &self.targets,
+            log: &self.store,
+            workflow: &self.workflow,
         };
-        let action = ActionRequest {
-            id: format!("act-{}", uuid::Uuid::new_v4()),
-            action: submission.action,
-            environment: submission.environment,
-            requester,
-            reason: submission.reason.trim().to_owned(),
+        let rules = SubmitRules {
+            policy: &self.policy,
+            operators: &self.operators,
+            secret_owners: &self.secret_owners,
         };
-        let mut record = ActionRecord {
-            request: action.clone(),
-            status: ActionStatus::Submitted,
-            approval_required,
-            updated_at: Utc::now(),
-            outcome: None,
-        };
-        match self.store.submit(&record).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(SubmitError::Unavailable(format!(
-                    "action {} exists; submit again",
-                    action.id
-                )));
+        let id = format!("act-{}", uuid::Uuid::new_v4());
+        let submitted = submit(&ports, rules, caller, submission, id, Utc::now()).await;
+        match &submitted {
+            Ok(submitted) => tracing::info!(
+                action_id = %submitted.id,
+                environment = %submitted.environment,
+                approval_required = submitted.approval_required,
+                "action submitted"
+            ),
+            Err(SubmitError::NotStarted {
+                id,
+                cause,
+                unrecorded,
+            }) => {
+                tracing::error!(action_id = %id, error = %cause, unrecorded = ?unrecorded, "an action's workflow did not start")
             }
-            Err(e) => {
-                return Err(SubmitError::Unavailable(format!(
-                    "cannot record the action: {e}"
-                )));
-            }
+            Err(refused) => tracing::info!(reason = %refused, "action refused"),
         }
-        if let Err(e) = self.workflow.start(&action).await {
-            // Recorded as failed rather than left looking submitted.
-            record.status = ActionStatus::Failed;
-            record.outcome = Some(Outcome::Failed {
-                error: "NotStarted".into(),
-                cause: e.to_string(),
-            });
-            if let Err(e) = self.store.put_action(&record).await {
-                tracing::error!(action_id = %action.id, error = %e, "cannot record a failed start");
+        submitted
+    }
+}
+
+/// The stores Maestro trusts for the targets of actions; a function has those of the
+/// actions it submits.
+pub struct TrustedTargets {
+    pub connections: Option<DynamoInventory>,
+    pub runs: Option<DynamoPlanStore>,
+    pub secrets: Option<SecretsManager>,
+}
+
+fn not_wired(what: &str) -> PortError {
+    PortError::Rejected {
+        service: "maestro",
+        detail: format!("this function is not wired to read {what}"),
+    }
+}
+
+#[async_trait]
+impl ActionTargets for TrustedTargets {
+    async fn connection_access(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<TeamAccess>, PortError> {
+        let inventory = self
+            .connections
+            .as_ref()
+            .ok_or_else(|| not_wired("connections"))?;
+        Ok(inventory
+            .connection(connection_id)
+            .await?
+            .map(|connection| connection.access))
+    }
+
+    async fn held_deletes(&self, run_id: &str) -> Result<Option<Vec<PlannedDelete>>, PortError> {
+        let runs = self.runs.as_ref().ok_or_else(|| not_wired("SSO runs"))?;
+        Ok(runs.get(run_id).await?.map(|run| {
+            run.plan
+                .iter()
+                .flat_map(|plan| plan.held_deletes().cloned())
+                .collect()
+        }))
+    }
+
+    async fn secret(&self, secret_id: &str) -> Result<Option<SecretIdentity>, PortError> {
+        let secrets = self.secrets.as_ref().ok_or_else(|| not_wired("secrets"))?;
+        secrets.identity(secret_id).await
+    }
+}
+
+#[async_trait]
+impl ActionLog for DynamoApprovals {
+    async fn record_new(&self, record: &ActionRecord) -> Result<bool, PortError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ACTION#{}", record.request.id)))
+            .item("record", s(json(record)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(false)
             }
-            return Err(SubmitError::Unavailable(format!(
-                "cannot start the workflow: {e}"
-            )));
+            Err(error) => Err(port_error(SERVICE, &record.request.id, error)),
         }
-        tracing::info!(action_id = %action.id, approval_required, "action submitted");
-        Ok(Submitted {
-            id: action.id,
-            status: if approval_required {
-                ActionStatus::AwaitingApproval
-            } else {
-                ActionStatus::Running
-            },
-            approval_required,
-        })
+    }
+
+    async fn record(&self, record: &ActionRecord) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ACTION#{}", record.request.id)))
+            .item("record", s(json(record)?))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &record.request.id, e))?;
+        Ok(())
     }
 }

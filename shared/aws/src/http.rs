@@ -7,7 +7,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use lambda_runtime::Diagnostic;
-use maestro_domain::access::{Caller, teams_from_claim};
+use maestro_domain::access::{Caller, teams_from_value};
 use serde_json::{Value, json};
 
 use crate::env::EnvReader;
@@ -110,24 +110,67 @@ fn claims(request: &ApiGatewayV2httpRequest) -> Option<&std::collections::HashMa
 /// The team claim's name when `TEAMS_CLAIM` is not set: Cognito's groups.
 pub const DEFAULT_TEAMS_CLAIM: &str = "cognito:groups";
 
-/// Who is asking, from the verified token: its subject, its `email` claim (lower-cased, if it
-/// is an address) and its teams, read from `teams_claim`.
+/// Who is asking, from the verified token: its subject, its email address if the issuer
+/// verified it (`email_verified`), and its teams, read from `teams_claim`.
+///
+/// API Gateway hands an array claim on flattened to `[a b]`, which cannot tell the groups
+/// `x maestro-operators` and `x`, `maestro-operators` apart. So the teams are read from the
+/// token itself, in the `Authorization` header the authorizer verified, once its subject and
+/// expiry are shown to be the ones the authorizer vouched for; without that token only a
+/// single, unflattened team is read.
 pub fn caller(request: &ApiGatewayV2httpRequest, teams_claim: &str) -> Option<Caller> {
     let claims = claims(request)?;
     let subject = claims.get("sub").filter(|s| !s.is_empty())?.clone();
+    let verified = claims.get("email_verified").map(String::as_str) == Some("true");
     let email = claims
         .get("email")
+        .filter(|_| verified)
         .map(|e| e.trim().to_ascii_lowercase())
         .filter(|e| e.contains('@') && !e.contains(char::is_whitespace));
-    let teams = claims
-        .get(teams_claim)
-        .map(|raw| teams_from_claim(raw))
-        .unwrap_or_default();
+    let teams = match verified_token_claims(request, claims) {
+        Some(token) => token
+            .get(teams_claim)
+            .map(teams_from_value)
+            .unwrap_or_default(),
+        None => claims
+            .get(teams_claim)
+            .filter(|raw| !raw.starts_with('['))
+            .map(|raw| teams_from_value(&Value::String(raw.clone())))
+            .unwrap_or_default(),
+    };
     Some(Caller {
         subject,
         email,
         teams,
     })
+}
+
+/// The claims of the bearer token in the `Authorization` header, if they are the ones the
+/// authorizer verified: the same subject and expiry.
+fn verified_token_claims(
+    request: &ApiGatewayV2httpRequest,
+    verified: &std::collections::HashMap<String, String>,
+) -> Option<serde_json::Map<String, Value>> {
+    let token = header(request, "authorization")?;
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))?;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let Value::Object(claims) = serde_json::from_slice(&bytes).ok()? else {
+        return None;
+    };
+    let same = |name: &str| {
+        let token_value = match claims.get(name)? {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            _ => return None,
+        };
+        Some(verified.get(name)? == &token_value)
+    };
+    (same("sub")? && same("exp")?).then_some(claims)
 }
 
 /// How an API function tells who is asking and who runs Maestro: the token claim that lists
@@ -159,11 +202,6 @@ impl Teams {
             ))
         })
     }
-}
-
-/// Who is asking, as an email address: the verified token's `email` claim.
-pub fn caller_email(request: &ApiGatewayV2httpRequest) -> Option<String> {
-    caller(request, DEFAULT_TEAMS_CLAIM)?.email
 }
 
 /// The body as text, whether API Gateway passed it as text or base64.
@@ -229,6 +267,101 @@ mod tests {
         let mut unsigned = request.clone();
         unsigned.request_context.authorizer = None;
         assert!(caller(&unsigned, DEFAULT_TEAMS_CLAIM).is_none());
+    }
+
+    fn with_token(mut request: ApiGatewayV2httpRequest, payload: Value) -> ApiGatewayV2httpRequest {
+        let part = |value: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+        };
+        let token = format!("{}.{}.c2ln", part(&json!({"alg": "RS256"})), part(&payload));
+        request.headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        request
+    }
+
+    fn sample() -> ApiGatewayV2httpRequest {
+        serde_json::from_str(include_str!(
+            "../../../events/connections-api/get-connections.json"
+        ))
+        .expect("the sample event parses")
+    }
+
+    fn set_claim(request: &mut ApiGatewayV2httpRequest, name: &str, value: Option<&str>) {
+        let claims = &mut request
+            .request_context
+            .authorizer
+            .as_mut()
+            .and_then(|a| a.jwt.as_mut())
+            .expect("the sample has claims")
+            .claims;
+        match value {
+            Some(value) => claims.insert(name.to_owned(), value.to_owned()),
+            None => claims.remove(name),
+        };
+    }
+
+    #[test]
+    fn a_group_with_a_space_in_its_name_grants_nothing() {
+        // The IdP group "x maestro-operators" reaches the function flattened as
+        // "[x maestro-operators]", which reads like two groups.
+        let mut request = sample();
+        set_claim(
+            &mut request,
+            "cognito:groups",
+            Some("[x maestro-operators]"),
+        );
+        let request = with_token(
+            request,
+            json!({"sub": "8f0c2a64-3d1e-4b7a-9c55-0e1f2a3b4c5d", "exp": 1795870800,
+                   "cognito:groups": ["x maestro-operators"]}),
+        );
+        let caller = caller(&request, DEFAULT_TEAMS_CLAIM).expect("a caller");
+        assert!(caller.teams.is_empty(), "{:?}", caller.teams);
+
+        // Without the token, a flattened claim is not guessed at.
+        let mut bare = request.clone();
+        bare.headers.remove("authorization");
+        assert!(
+            caller_of(&bare).teams.is_empty(),
+            "a flattened claim was split"
+        );
+    }
+
+    fn caller_of(request: &ApiGatewayV2httpRequest) -> Caller {
+        caller(request, DEFAULT_TEAMS_CLAIM).expect("a caller")
+    }
+
+    #[test]
+    fn teams_come_only_from_the_token_the_authorizer_verified() {
+        // Another token in the header (another subject) is not the one API Gateway verified.
+        let forged = with_token(
+            sample(),
+            json!({"sub": "someone-else", "exp": 1795870800,
+                   "cognito:groups": ["maestro-operators"]}),
+        );
+        assert!(caller_of(&forged).teams.is_empty());
+        let stale = with_token(
+            sample(),
+            json!({"sub": "8f0c2a64-3d1e-4b7a-9c55-0e1f2a3b4c5d", "exp": 1,
+                   "cognito:groups": ["maestro-operators"]}),
+        );
+        assert!(caller_of(&stale).teams.is_empty());
+    }
+
+    #[test]
+    fn an_email_the_issuer_did_not_verify_is_no_identity() {
+        let mut unverified = sample();
+        set_claim(&mut unverified, "email_verified", Some("false"));
+        assert_eq!(caller_of(&unverified).email, None);
+        let mut unsaid = sample();
+        set_claim(&mut unsaid, "email_verified", None);
+        assert_eq!(caller_of(&unsaid).email, None);
+        assert_eq!(
+            caller_of(&sample()).email.as_deref(),
+            Some("alice@example.com")
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::SdkError;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use maestro_domain::approvals::submit::SecretIdentity;
 use maestro_domain::port::PortError;
 use maestro_domain::rotation::credentials::PasswordPolicy;
 use maestro_domain::rotation::protocol::{
@@ -186,5 +188,32 @@ impl SecretsManager {
             .await
             .map_err(|e| port_error(SERVICE, secret_id, e))?;
         Ok(rotated.version_id.unwrap_or_default())
+    }
+}
+
+impl SecretsManager {
+    /// A secret's ARN and name, or `None` when no secret has that name or ARN.
+    pub async fn identity(&self, secret_id: &str) -> Result<Option<SecretIdentity>, PortError> {
+        let described = self
+            .client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await;
+        match described {
+            Ok(described) => Ok(described
+                .arn
+                .zip(described.name)
+                .map(|(arn, name)| SecretIdentity { arn, name })),
+            Err(SdkError::ServiceError(context))
+                if matches!(
+                    context.err(),
+                    DescribeSecretError::ResourceNotFoundException(_)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(port_error(SERVICE, secret_id, error)),
+        }
     }
 }

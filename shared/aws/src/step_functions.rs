@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use maestro_domain::approvals::request::TaskToken;
+use maestro_domain::approvals::submit::ApprovalWorkflow;
 use maestro_domain::approvals::workflow::{ActionRequest, held_deletes_request};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::plan::PlannedDelete;
@@ -68,6 +69,13 @@ impl MonitorLauncher for StepFunctionsMonitorLauncher {
 
 /// Starts the approval workflow (`statemachines/approval.asl.json`) for an action; the
 /// execution is named after the action, so a retried start cannot run it twice.
+#[async_trait]
+impl ApprovalWorkflow for ApprovalWorkflowStarter {
+    async fn start(&self, request: &ActionRequest) -> Result<(), PortError> {
+        self.start_execution(request).await.map(|_| ())
+    }
+}
+
 pub struct ApprovalWorkflowStarter {
     client: aws_sdk_sfn::Client,
     state_machine_arn: String,
@@ -81,7 +89,8 @@ impl ApprovalWorkflowStarter {
         }
     }
 
-    pub async fn start(&self, request: &ActionRequest) -> Result<String, PortError> {
+    /// Starts the execution named after the action, answering its ARN.
+    pub async fn start_execution(&self, request: &ActionRequest) -> Result<String, PortError> {
         let input = serde_json::json!({ "request": request }).to_string();
         let started = self
             .client
@@ -179,7 +188,7 @@ impl HeldDeletesApproval for ApprovalWorkflowStarter {
         let Some(request) = held_deletes_request(run_id, held) else {
             return Ok(());
         };
-        match self.start(&request).await {
+        match self.start_execution(&request).await {
             Ok(_) => {
                 tracing::info!(action_id = %request.id, run_id, held = held.len(), "held deletes sent for approval");
                 Ok(())

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sso::model::Environment;
+
 /// A level of access; each includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,22 +111,89 @@ pub fn checked_grants(
     Ok(grants)
 }
 
-/// The teams of a caller from the token's teams claim, as API Gateway hands it to the
-/// function: an array claim arrives flattened to `[a b c]`; a JSON array or a single name
-/// is read too, for authorizers that pass claims through unchanged.
-pub fn teams_from_claim(raw: &str) -> BTreeSet<String> {
-    let raw = raw.trim();
-    if let Ok(list) = serde_json::from_str::<Vec<String>>(raw) {
-        return list.into_iter().filter(|t| is_team_name(t)).collect();
+/// The teams of a caller from the token's teams claim as the token holds it: a list of
+/// names, or one name. Nothing is split: a group named `x maestro-operators` is one group
+/// (and no team, since team names have no spaces), never the operators.
+pub fn teams_from_value(claim: &serde_json::Value) -> BTreeSet<String> {
+    let names: Vec<&str> = match claim {
+        serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect(),
+        serde_json::Value::String(name) => vec![name.as_str()],
+        _ => Vec::new(),
+    };
+    names
+        .into_iter()
+        .filter(|name| is_team_name(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Who owns a secret and the environment it serves, as the deployment records them (the
+/// `SecretOwners` parameter, a JSON list of `{"prefix", "team", "environment"}`). The rule
+/// with the longest prefix of the secret's name decides; a secret no rule names belongs to
+/// the operators alone and counts as production. The name decides because Secrets Manager
+/// never renames a secret, whereas its tags are anyone's with `secretsmanager:TagResource`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretOwners {
+    pub rules: Vec<SecretOwnerRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretOwnerRule {
+    /// The start of the names of the secrets it covers (`prod/payments/`).
+    pub prefix: String,
+    #[serde(flatten)]
+    pub owner: SecretOwner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretOwner {
+    /// The team that may see the secret and ask for its rotation, besides the operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub environment: Environment,
+}
+
+impl SecretOwner {
+    /// Whether `caller` may see the secret and ask for its rotation.
+    pub fn may_act(&self, caller: &Caller, operators: &str) -> bool {
+        caller.is_operator(operators)
+            || self
+                .team
+                .as_ref()
+                .is_some_and(|team| caller.teams.contains(team))
     }
-    match raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        Some(inner) => inner
-            .split_whitespace()
-            .filter(|t| is_team_name(t))
-            .map(str::to_owned)
-            .collect(),
-        None if is_team_name(raw) => BTreeSet::from([raw.to_owned()]),
-        None => BTreeSet::new(),
+}
+
+impl SecretOwners {
+    /// Reads and checks the parameter, naming the rule at fault.
+    pub fn from_json(text: &str) -> Result<SecretOwners, String> {
+        let owners: SecretOwners = serde_json::from_str(text)
+            .map_err(|e| format!("not a list of {{\"prefix\", \"team\", \"environment\"}}: {e}"))?;
+        for (index, rule) in owners.rules.iter().enumerate() {
+            if rule.prefix.trim().is_empty() {
+                return Err(format!("[{index}].prefix: must not be empty"));
+            }
+            if let Some(team) = rule.owner.team.as_deref().filter(|t| !is_team_name(t)) {
+                return Err(format!("[{index}].team: {team:?} is not a team name"));
+            }
+        }
+        Ok(owners)
+    }
+
+    /// The owner of the secret called `name`.
+    pub fn owner_of(&self, name: &str) -> SecretOwner {
+        self.rules
+            .iter()
+            .filter(|rule| name.starts_with(&rule.prefix))
+            .max_by_key(|rule| rule.prefix.len())
+            .map(|rule| rule.owner.clone())
+            .unwrap_or(SecretOwner {
+                team: None,
+                environment: Environment::Production,
+            })
     }
 }
 
@@ -236,16 +305,55 @@ mod tests {
     }
 
     #[test]
-    fn team_claims_are_read_in_every_shape_api_gateway_gives() {
+    fn team_claims_are_read_as_the_token_holds_them_and_never_split() {
         let expected: BTreeSet<String> = ["payments".into(), "platform".into()].into();
-        assert_eq!(teams_from_claim("[payments platform]"), expected);
-        assert_eq!(teams_from_claim(r#"["payments","platform"]"#), expected);
         assert_eq!(
-            teams_from_claim("payments"),
+            teams_from_value(&serde_json::json!(["payments", "platform"])),
+            expected
+        );
+        assert_eq!(
+            teams_from_value(&serde_json::json!("payments")),
             BTreeSet::from(["payments".into()])
         );
-        assert!(teams_from_claim("[]").is_empty());
-        assert!(teams_from_claim("").is_empty());
+        assert!(teams_from_value(&serde_json::json!(["x maestro-operators"])).is_empty());
+        assert!(teams_from_value(&serde_json::json!("[payments maestro-operators]")).is_empty());
+        assert!(teams_from_value(&serde_json::json!([])).is_empty());
+        assert!(teams_from_value(&serde_json::json!(7)).is_empty());
+    }
+
+    #[test]
+    fn the_longest_prefix_names_a_secrets_owner_and_unnamed_secrets_are_the_operators() {
+        let owners = SecretOwners::from_json(
+            r#"[{"prefix": "prod/", "environment": "PRODUCTION"},
+                {"prefix": "prod/payments/", "team": "payments", "environment": "PRODUCTION"},
+                {"prefix": "dev/", "team": "platform", "environment": "DEVELOPMENT"}]"#,
+        )
+        .unwrap();
+        let payments = owners.owner_of("prod/payments/db");
+        assert_eq!(payments.team.as_deref(), Some("payments"));
+        assert!(payments.may_act(&caller(&["payments"]), OPERATORS));
+        assert!(!payments.may_act(&caller(&["platform"]), OPERATORS));
+        assert!(payments.may_act(&caller(&[OPERATORS]), OPERATORS));
+        assert_eq!(
+            owners.owner_of("dev/search").environment,
+            Environment::Development
+        );
+        let unnamed = owners.owner_of("scratch");
+        assert_eq!(unnamed.environment, Environment::Production);
+        assert!(!unnamed.may_act(&caller(&["payments"]), OPERATORS));
+        assert!(unnamed.may_act(&caller(&[OPERATORS]), OPERATORS));
+        assert!(
+            SecretOwners::from_json(r#"[{"prefix": "", "environment": "PRODUCTION"}]"#)
+                .unwrap_err()
+                .starts_with("[0].prefix")
+        );
+        assert!(
+            SecretOwners::from_json(
+                r#"[{"prefix": "a/", "team": "x y", "environment": "PRODUCTION"}]"#
+            )
+            .unwrap_err()
+            .starts_with("[0].team")
+        );
     }
 
     #[test]

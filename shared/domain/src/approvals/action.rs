@@ -100,13 +100,12 @@ impl Action {
     pub fn validate(&self) -> Result<(), InvalidAction> {
         let non_empty = |field: &'static str, value: &str| {
             if value.trim().is_empty() || value.len() > 512 {
-                Err(InvalidAction {
+                return Err(InvalidAction {
                     field,
                     problem: "must be 1 to 512 characters".into(),
-                })
-            } else {
-                Ok(())
+                });
             }
+            plain_text(field, value)
         };
         match self {
             Action::SsoApplyDeletes { run_id } => non_empty("parameters.runId", run_id),
@@ -114,7 +113,7 @@ impl Action {
             Action::ConnectionDelete { connection_id } => {
                 non_empty("parameters.connectionId", connection_id)
             }
-            Action::Webhook { url, .. } => {
+            Action::Webhook { url, body, .. } => {
                 non_empty("parameters.url", url)?;
                 let host = url.strip_prefix("https://").ok_or_else(|| InvalidAction {
                     field: "parameters.url",
@@ -126,10 +125,73 @@ impl Action {
                         problem: "must name a host".into(),
                     });
                 }
-                Ok(())
+                match body {
+                    Some(body) => webhook_body(body),
+                    None => Ok(()),
+                }
             }
         }
     }
+}
+
+/// The largest webhook body, as JSON: the action's record, the execution's input and every
+/// approval email carry it, and DynamoDB items and Step Functions inputs have size limits.
+pub const WEBHOOK_BODY_MAX_BYTES: usize = 16 * 1024;
+
+/// Refuses text that could make an email or a page say something its author did not show:
+/// control characters (a newline starts a line of the author's choosing in the plain-text
+/// email, such as a forged "Approve:" link) and the Unicode formatting characters that
+/// reorder or hide text (bidirectional overrides and isolates, zero-width characters, line
+/// and paragraph separators).
+pub fn plain_text(field: &'static str, value: &str) -> Result<(), InvalidAction> {
+    match value.chars().find(|c| is_deceptive(*c)) {
+        None => Ok(()),
+        Some(c) => Err(InvalidAction {
+            field,
+            problem: format!(
+                "must be one line of plain text: U+{:04X} is a control or formatting character",
+                u32::from(c)
+            ),
+        }),
+    }
+}
+
+fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+fn webhook_body(body: &serde_json::Value) -> Result<(), InvalidAction> {
+    let size = body.to_string().len();
+    if size > WEBHOOK_BODY_MAX_BYTES {
+        return Err(InvalidAction {
+            field: "parameters.body",
+            problem: format!("is {size} bytes as JSON; at most {WEBHOOK_BODY_MAX_BYTES}"),
+        });
+    }
+    let mut pending = vec![body];
+    while let Some(value) = pending.pop() {
+        match value {
+            serde_json::Value::String(text) => plain_text("parameters.body", text)?,
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(fields) => {
+                for (key, value) in fields {
+                    plain_text("parameters.body", key)?;
+                    pending.push(value);
+                }
+            }
+            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,6 +226,45 @@ mod tests {
             "parameters.url"
         );
         assert!(hook("https:///path").validate().is_err());
+    }
+
+    #[test]
+    fn parameters_that_could_forge_lines_or_reorder_text_are_refused() {
+        let forged = Action::SecretRotateNow {
+            secret_id: "prod/db\nApprove: https://evil.example/approve".into(),
+        };
+        let refused = forged.validate().unwrap_err();
+        assert_eq!(refused.field, "parameters.secretId");
+        assert!(refused.problem.contains("U+000A"), "{refused}");
+        let reordered = Action::ConnectionDelete {
+            connection_id: "payments\u{202E}noitcudorp".into(),
+        };
+        assert_eq!(
+            reordered.validate().unwrap_err().field,
+            "parameters.connectionId"
+        );
+        let hidden_in_body = Action::Webhook {
+            url: "https://ci.example.com/jobs".into(),
+            method: WebhookMethod::Post,
+            body: Some(serde_json::json!({"note": ["fine", "then\u{2067}hidden"]})),
+        };
+        assert_eq!(
+            hidden_in_body.validate().unwrap_err().field,
+            "parameters.body"
+        );
+    }
+
+    #[test]
+    fn a_webhook_body_has_a_size_limit() {
+        let body = |bytes: usize| Action::Webhook {
+            url: "https://ci.example.com/jobs".into(),
+            method: WebhookMethod::Post,
+            body: Some(serde_json::json!({ "x": "a".repeat(bytes) })),
+        };
+        assert!(body(WEBHOOK_BODY_MAX_BYTES - 100).validate().is_ok());
+        let refused = body(WEBHOOK_BODY_MAX_BYTES).validate().unwrap_err();
+        assert_eq!(refused.field, "parameters.body");
+        assert!(refused.problem.contains("at most 16384"), "{refused}");
     }
 
     #[test]

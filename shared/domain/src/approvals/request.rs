@@ -181,6 +181,14 @@ pub async fn decide(
             approver: claims.approver.clone(),
         });
     };
+    // The votes already decided it, but the settle after the deciding vote failed: any
+    // approver's link (the deciding one, retried) finishes it rather than leaving the workflow
+    // to wait for a quorum it already has.
+    match request.tally() {
+        Tally::Approved => return settle(store, &claims.approval_id, Status::Approved).await,
+        Tally::Rejected => return settle(store, &claims.approval_id, Status::Rejected).await,
+        Tally::Pending { .. } => {}
+    }
     if current.vote != Vote::Pending {
         return Err(DecideError::AlreadyVoted);
     }
@@ -208,7 +216,15 @@ pub async fn decide(
         Tally::Approved => Status::Approved,
         Tally::Rejected => Status::Rejected,
     };
-    Ok(match store.settle(&claims.approval_id, status).await? {
+    settle(store, &claims.approval_id, status).await
+}
+
+async fn settle(
+    store: &dyn ApprovalStore,
+    approval_id: &str,
+    status: Status,
+) -> Result<Decided, DecideError> {
+    Ok(match store.settle(approval_id, status).await? {
         Some(task_token) => Decided::Settled { status, task_token },
         None => Decided::SettledElsewhere,
     })
@@ -227,6 +243,8 @@ mod tests {
     struct MemoryStore {
         request: Mutex<ApprovalRequest>,
         token: TaskToken,
+        /// Settles that fail (as DynamoDB may) before one succeeds.
+        failing_settles: Mutex<usize>,
     }
 
     #[async_trait]
@@ -256,6 +274,14 @@ mod tests {
         }
 
         async fn settle(&self, _: &str, status: Status) -> Result<Option<TaskToken>, PortError> {
+            let mut failing = self.failing_settles.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(PortError::Transient {
+                    service: "dynamodb",
+                    detail: "the settle timed out".into(),
+                });
+            }
             let mut request = self.request.lock().unwrap();
             if request.status != Status::Pending {
                 return Ok(None);
@@ -310,6 +336,7 @@ mod tests {
                     .collect(),
             }),
             token: TaskToken::new("AQCEAAAAKgAAAAMAAAAAAAAAAe…".into()),
+            failing_settles: Mutex::new(0),
         }
     }
 
@@ -365,6 +392,29 @@ mod tests {
         let recorded = store.request.lock().unwrap().votes["carol@example.com"].clone();
         assert_eq!(recorded.source_ip.as_deref(), Some("198.51.100.7"));
         assert_eq!(recorded.comment.as_deref(), Some("ok"));
+    }
+
+    #[tokio::test]
+    async fn a_deciding_vote_whose_settle_failed_is_settled_when_the_link_is_used_again() {
+        let store = store(1);
+        *store.failing_settles.lock().unwrap() = 1;
+        let bob = ballot("bob@example.com", Decision::Approve);
+        let failed = decide(&store, &keys(), &bob, now()).await;
+        assert!(matches!(failed, Err(DecideError::Store(_))), "{failed:?}");
+        assert_eq!(store.request.lock().unwrap().status, Status::Pending);
+        // Bob presses again: his vote is in, the quorum holds, the settle is finished.
+        let again = decide(&store, &keys(), &bob, now()).await;
+        let Ok(Decided::Settled { status, task_token }) = again else {
+            panic!("the retry settles it: {again:?}");
+        };
+        assert_eq!(status, Status::Approved);
+        assert_eq!(task_token, store.token);
+        // And only once.
+        let late = decide(&store, &keys(), &bob, now()).await;
+        assert!(
+            matches!(late, Err(DecideError::NoLongerOpen(Status::Approved))),
+            "{late:?}"
+        );
     }
 
     #[tokio::test]

@@ -12,32 +12,10 @@ use thiserror::Error;
 use super::action::{Action, InvalidAction};
 use super::policy::{Approval, PolicyError};
 use super::request::{ApprovalRequest, Status, VoteRecord};
+use super::submit::validate_reason;
 use super::tally::Vote;
 use crate::sso::model::Environment;
 use crate::sso::plan::{HoldReason, PlannedDelete};
-
-/// What `POST /actions` accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Submission {
-    pub action: Action,
-    pub environment: Environment,
-    /// Why: shown to the approvers.
-    pub reason: String,
-}
-
-impl Submission {
-    pub fn validate(&self) -> Result<(), InvalidAction> {
-        let reason = self.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 1000 {
-            return Err(InvalidAction {
-                field: "reason",
-                problem: "must be 1 to 1000 characters".into(),
-            });
-        }
-        self.action.validate()
-    }
-}
 
 /// The workflow's input: a submission with its id and who asked. Other workflows start the
 /// approval state machine with this shape.
@@ -72,12 +50,8 @@ impl ActionRequest {
                 problem: "must name who asked".into(),
             });
         }
-        Submission {
-            action: self.action.clone(),
-            environment: self.environment,
-            reason: self.reason.clone(),
-        }
-        .validate()
+        validate_reason(&self.reason)?;
+        self.action.validate()
     }
 }
 
@@ -317,13 +291,9 @@ mod tests {
 
     #[test]
     fn submissions_name_the_field_at_fault() {
-        let submission: Submission = serde_json::from_value(serde_json::json!({
-            "action": {"type": "SECRET_ROTATE_NOW", "parameters": {"secretId": "prod/db"}},
-            "environment": "PRODUCTION",
-            "reason": "  "
-        }))
-        .unwrap();
-        assert_eq!(submission.validate().unwrap_err().field, "reason");
+        let mut blank_reason = request("dave@example.com");
+        blank_reason.reason = "  ".into();
+        assert_eq!(blank_reason.validate().unwrap_err().field, "reason");
         let mut bad_id = request("dave@example.com");
         bad_id.id = "act/../1".into();
         assert_eq!(bad_id.validate().unwrap_err().field, "id");
