@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use maestro_aws::approvals::DynamoApprovals;
 use maestro_domain::approvals::action::Action;
 use maestro_domain::approvals::link::{
-    Decision, LinkClaims, LinkKeys, SigningKey, form_token, sign_link,
+    Decision, LinkClaims, LinkKeys, LinkSecret, SigningKey, form_token, sign_link,
 };
 use maestro_domain::approvals::policy::Approval;
 use maestro_domain::approvals::request::{
@@ -25,6 +25,10 @@ fn keys() -> LinkKeys {
         current: SigningKey::new(vec![5; 32]).unwrap(),
         previous: None,
     }
+}
+
+fn secret() -> LinkSecret {
+    LinkSecret::new(vec![8; 32]).unwrap()
 }
 
 fn request(quorum: usize) -> ApprovalRequest {
@@ -68,8 +72,8 @@ fn ballot(approver: &str) -> Ballot {
         expires_at: Utc::now() + Duration::hours(1),
     };
     Ballot {
-        signature: sign_link(&keys(), &claims),
-        form_token: form_token(&keys(), "apr-race", approver),
+        signature: sign_link(&keys().for_approval(&secret()), &claims),
+        form_token: form_token(&keys().for_approval(&secret()), "apr-race", approver),
         claims,
         comment: None,
         source_ip: Some("198.51.100.7".into()),
@@ -92,6 +96,7 @@ fn concurrent_and_replayed_decisions_answer_the_workflow_exactly_once() {
                 .create(
                     &request(1),
                     &TaskToken::new("token-of-the-waiting-execution".into()),
+                    &secret(),
                 )
                 .await
                 .expect("the request is stored");
@@ -133,6 +138,20 @@ fn concurrent_and_replayed_decisions_answer_the_workflow_exactly_once() {
                 "each approver voted once at most: {decided}"
             );
             assert_eq!(after.votes["alice@example.com"].vote, Vote::Pending);
+
+            // Undoing a settle the workflow did not hear moves only what is still settled so.
+            store
+                .resettle("apr-race", Status::Rejected, Status::Pending)
+                .await
+                .expect("a lost condition is no error");
+            let unchanged = store.get("apr-race").await.unwrap().unwrap();
+            assert_eq!(unchanged.status, Status::Approved);
+            store
+                .resettle("apr-race", Status::Approved, Status::Pending)
+                .await
+                .expect("the settle is undone");
+            let reopened = store.get("apr-race").await.unwrap().unwrap();
+            assert_eq!(reopened.status, Status::Pending);
         },
     );
 }

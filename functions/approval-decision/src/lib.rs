@@ -18,24 +18,19 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::http::{ApiFailure, body_text, header, html, route};
 use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::signing_keys::SecretLinkKeys;
-use maestro_aws::step_functions::{Delivery, TaskCallbacks};
+use maestro_aws::step_functions::TaskCallbacks;
 use maestro_domain::approvals::link::{LinkError, form_token, read_link, verify_link};
 use maestro_domain::approvals::render::{ConfirmForm, confirm_page, message_page};
 use maestro_domain::approvals::request::{
-    ApprovalStore, Ballot, DecideError, Decided, Status, decide,
+    ApprovalStore, Ballot, DecideError, Resumed, Status, decide_and_resume,
 };
 use maestro_domain::approvals::tally::Vote;
-use serde_json::json;
 
 pub struct Deps {
     pub store: DynamoApprovals,
     pub keys: SecretLinkKeys,
     pub callbacks: TaskCallbacks,
 }
-
-/// The error type Step Functions sees when an approver rejects: the state machine catches
-/// it by this name.
-pub const REJECTED: &str = "Approval.Rejected";
 
 fn refused(status: i64, title: &str, message: &str) -> ApiGatewayV2httpResponse {
     html(status, message_page(title, message))
@@ -98,8 +93,13 @@ async fn confirm(
             Ok(read) => read,
             Err(e) => return link_refused(&e),
         };
+    let secret = match deps.store.link_secret(approval_id).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return refused(404, "Not found", "There is no such approval."),
+        Err(e) => return unavailable(&e.to_string()),
+    };
     let keys = match deps.keys.load().await {
-        Ok(keys) => keys,
+        Ok(keys) => keys.for_approval(&secret),
         Err(e) => return unavailable(&e.to_string()),
     };
     if let Err(e) = verify_link(&keys, &claims, &signature, Utc::now()) {
@@ -180,83 +180,64 @@ async fn post(
         .filter(|ip| !ip.is_empty()),
         user_agent: header(request, "user-agent"),
     };
-    let decided = decide(&deps.store, &keys, &ballot, Utc::now()).await;
+    let decided = decide_and_resume(&deps.store, &deps.callbacks, &keys, &ballot, Utc::now()).await;
     tracing::info!(
         approval_id,
         decision = ballot.claims.decision.as_str(),
         outcome = %outcome_label(&decided),
         "decision posted"
     );
-    if matches!(
-        decided,
-        Ok(Decided::Counted { .. } | Decided::Settled { .. })
-    ) {
+    if matches!(decided, Ok(Resumed::Counted { .. } | Resumed::Settled(_))) {
         maestro_aws::metrics::count(
             &[("Decision", ballot.claims.decision.as_str())],
             &[("ApprovalsDecided", 1)],
         );
     }
     match decided {
-        Ok(Decided::Counted { approvals, needed }) => html(
+        Ok(Resumed::Counted { approvals, needed }) => html(
             200,
             message_page(
                 "Your approval is recorded",
                 &format!("{approvals} of the {needed} approvals needed are in."),
             ),
         ),
-        Ok(Decided::SettledElsewhere) => refused(
+        Ok(Resumed::SettledElsewhere) => refused(
             409,
             "Already decided",
             "Another decision settled this request first.",
         ),
-        Ok(Decided::Settled { status, task_token }) => {
-            let delivered = match status {
-                Status::Approved => {
-                    deps.callbacks
-                        .succeed(
-                            &task_token,
-                            &json!({"approvalId": approval_id, "status": "APPROVED"}),
-                        )
-                        .await
-                }
-                _ => {
-                    let cause = json!({
-                        "approvalId": approval_id,
-                        "rejectedBy": ballot.claims.approver,
-                        "comment": comment,
-                    });
-                    deps.callbacks
-                        .fail(&task_token, REJECTED, &cause.to_string())
-                        .await
-                }
-            };
-            match delivered {
-                Ok(Delivery::Delivered) if status == Status::Approved => html(
-                    200,
-                    message_page(
-                        "Approved",
-                        "The request is approved; the action runs now. The requester will be told how it ends.",
-                    ),
+        Ok(Resumed::Settled(Status::Approved)) => html(
+            200,
+            message_page(
+                "Approved",
+                "The request is approved; the action runs now. The requester will be told how it ends.",
+            ),
+        ),
+        Ok(Resumed::Settled(_)) => html(
+            200,
+            message_page(
+                "Rejected",
+                "The request is rejected; the action will not run.",
+            ),
+        ),
+        Ok(Resumed::Expired { unrecorded }) => {
+            // The workflow stopped waiting before the decision came.
+            if let Some(e) = unrecorded {
+                tracing::warn!(approval_id, error = %e, "cannot mark a late approval expired");
+            }
+            closed(Status::TimedOut)
+        }
+        Err(DecideError::NotPassedOn { cause, unreopened }) => {
+            tracing::error!(approval_id, error = %cause, "the workflow did not hear a settle");
+            match unreopened {
+                None => refused(
+                    503,
+                    "Press the button again in a moment",
+                    "Your vote is recorded, but the workflow could not be told; nothing has run. Pressing again tells it.",
                 ),
-                Ok(Delivery::Delivered) => html(
-                    200,
-                    message_page(
-                        "Rejected",
-                        "The request is rejected; the action will not run.",
-                    ),
-                ),
-                Ok(Delivery::TooLate) => {
-                    // The workflow stopped waiting before the decision came.
-                    if let Err(e) = deps
-                        .store
-                        .overwrite_status(approval_id, Status::TimedOut)
-                        .await
-                    {
-                        tracing::warn!(approval_id, error = %e, "cannot mark a late approval expired");
-                    }
-                    closed(Status::TimedOut)
-                }
-                Err(e) => unavailable(&e.to_string()),
+                Some(e) => unavailable(&format!(
+                    "the settle cannot be undone either ({e}); the approval waits for its timeout"
+                )),
             }
         }
         Err(DecideError::Link(e)) => link_refused(&e),
@@ -282,11 +263,12 @@ async fn post(
 }
 
 /// What came of a decision, for the log: never the token that a settlement carries.
-fn outcome_label(decided: &Result<Decided, DecideError>) -> String {
+fn outcome_label(decided: &Result<Resumed, DecideError>) -> String {
     match decided {
-        Ok(Decided::Counted { approvals, needed }) => format!("counted {approvals}/{needed}"),
-        Ok(Decided::Settled { status, .. }) => format!("settled {status:?}"),
-        Ok(Decided::SettledElsewhere) => "settled elsewhere".to_owned(),
+        Ok(Resumed::Counted { approvals, needed }) => format!("counted {approvals}/{needed}"),
+        Ok(Resumed::Settled(status)) => format!("settled {status:?}"),
+        Ok(Resumed::SettledElsewhere) => "settled elsewhere".to_owned(),
+        Ok(Resumed::Expired { .. }) => "too late: the workflow stopped waiting".to_owned(),
         Err(e) => format!("refused: {e}"),
     }
 }

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
-use maestro_aws::approvals::{DynamoApprovals, approval_policy};
+use maestro_aws::approvals::{DynamoApprovals, approval_policy, new_link_secret};
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::mail::SesMailer;
@@ -151,14 +151,21 @@ async fn request_approval(
         .map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))?;
     // A retried step finds its approval open: it takes the new token and mails again, with
     // the same links.
-    let approval_request = match deps.store.get(&opened.id).await? {
+    let (approval_request, secret) = match deps.store.get(&opened.id).await? {
         None => {
-            deps.store.create(&opened, &task_token).await?;
-            opened
+            let secret = new_link_secret();
+            deps.store.create(&opened, &task_token, &secret).await?;
+            (opened, secret)
         }
         Some(existing) if existing.status == Status::Pending => {
             deps.store.replace_token(&existing.id, &task_token).await?;
-            existing
+            let secret = deps.store.link_secret(&existing.id).await?.ok_or_else(|| {
+                StepFailure::new(
+                    ErrorKind::Transient,
+                    format!("approval {} has no secret yet", existing.id),
+                )
+            })?;
+            (existing, secret)
         }
         Some(existing) => {
             return Err(StepFailure::new(
@@ -167,7 +174,7 @@ async fn request_approval(
             ));
         }
     };
-    let keys = deps.keys.load().await?;
+    let keys = deps.keys.load().await?.for_approval(&secret);
     for approver in approval_request.votes.keys() {
         let link = |decision| {
             link_url(

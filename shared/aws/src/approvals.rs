@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::Utc;
 use maestro_domain::access::{Caller, SecretOwners, TeamAccess};
+use maestro_domain::approvals::link::LinkSecret;
 use maestro_domain::approvals::policy::ApprovalPolicy;
 use maestro_domain::approvals::request::{
     ApprovalRequest, ApprovalStore, Status, TaskToken, VoteRecord,
@@ -85,11 +86,13 @@ impl DynamoApprovals {
         }
     }
 
-    /// Stores a new request with every vote pending, and the token apart from it.
+    /// Stores a new request with every vote pending, and the token and the request's link
+    /// secret apart from it (neither is in the `request` the API reads, nor in the index).
     pub async fn create(
         &self,
         request: &ApprovalRequest,
         task_token: &TaskToken,
+        secret: &LinkSecret,
     ) -> Result<(), PortError> {
         let mut bare = request.clone();
         bare.votes.clear();
@@ -111,6 +114,7 @@ impl DynamoApprovals {
             .item("status", s(status_text(request.status)?))
             .item("votes", AttributeValue::M(votes))
             .item("taskToken", s(task_token.reveal()))
+            .item("linkSecret", s(secret.to_text()))
             .item("createdAt", s(request.created_at.to_rfc3339()))
             .item(
                 "expiresAt",
@@ -181,23 +185,6 @@ impl DynamoApprovals {
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":token", s(task_token.reveal()))
             .expression_attribute_values(":pending", s("PENDING"))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(())
-    }
-
-    /// Sets the status whatever it was: for when the workflow stopped waiting (it timed
-    /// out) after a decision had settled the approval.
-    pub async fn overwrite_status(&self, id: &str, status: Status) -> Result<(), PortError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("APPROVAL#{id}")))
-            .update_expression("SET #s = :status")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":status", s(status_text(status)?))
             .send()
             .await
             .map_err(|e| port_error(SERVICE, id, e))?;
@@ -320,6 +307,54 @@ impl ApprovalStore for DynamoApprovals {
             Err(error) => Err(port_error(SERVICE, id, error)),
         }
     }
+
+    async fn link_secret(&self, id: &str) -> Result<Option<LinkSecret>, PortError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{id}")))
+            .projection_expression("linkSecret")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        let Some(item) = read.item else {
+            return Ok(None);
+        };
+        let text = item
+            .get("linkSecret")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| {
+                rejected(format!(
+                    "approval {id} was opened before approvals had their own secret; ask for the action again"
+                ))
+            })?;
+        LinkSecret::from_text(text)
+            .map(Some)
+            .map_err(|e| rejected(format!("approval {id}'s link secret: {e}")))
+    }
+
+    async fn resettle(&self, id: &str, from: Status, to: Status) -> Result<(), PortError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{id}")))
+            .update_expression("SET #s = :to")
+            .condition_expression("#s = :from")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":to", s(status_text(to)?))
+            .expression_attribute_values(":from", s(status_text(from)?))
+            .send()
+            .await;
+        match updated {
+            // Another write moved it first: nothing to undo.
+            Err(error) if lost_condition(&error) => Ok(()),
+            Err(error) => Err(port_error(SERVICE, id, error)),
+            Ok(_) => Ok(()),
+        }
+    }
 }
 
 /// Submits actions to the approval workflow (`maestro_domain::approvals::submit`), with the
@@ -331,6 +366,16 @@ pub struct ActionSubmitter {
     pub store: DynamoApprovals,
     pub workflow: ApprovalWorkflowStarter,
     pub targets: TrustedTargets,
+}
+
+/// A new approval's secret: 244 random bits, from two version-4 UUIDs (the operating
+/// system's generator).
+pub fn new_link_secret() -> LinkSecret {
+    let bytes = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|id| id.into_bytes())
+        .collect();
+    LinkSecret::new(bytes).expect("two UUIDs make 32 bytes")
 }
 
 /// The approval policy in `APPROVAL_POLICY`, its problems recorded with the others.

@@ -2,6 +2,13 @@
 //! signs; AWSPREVIOUS still verifies, so a rotation does not break the links in flight. A
 //! link lives at most as long as its approval's timeout (30 days at most), so the key must
 //! rotate less often than that.
+//!
+//! A warm function keeps the keys it read for [`KEYS_KEPT_FOR`]: anyone can post a link, and
+//! each read costs two Secrets Manager calls. A rotation (or a revocation) reaches every
+//! function within that time.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
@@ -13,9 +20,13 @@ use crate::sdk_error::port_error;
 
 const SERVICE: &str = "secretsmanager";
 
+/// How long a function keeps the keys it read.
+pub const KEYS_KEPT_FOR: Duration = Duration::from_secs(60);
+
 pub struct SecretLinkKeys {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
+    kept: Mutex<Option<(Instant, LinkKeys)>>,
 }
 
 impl SecretLinkKeys {
@@ -23,11 +34,23 @@ impl SecretLinkKeys {
         SecretLinkKeys {
             client: aws_sdk_secretsmanager::Client::new(config),
             secret_id,
+            kept: Mutex::new(None),
         }
     }
 
-    /// Read on every use rather than cached, so a rotation takes effect at once.
+    /// The keys, read again once those kept are [`KEYS_KEPT_FOR`] old.
     pub async fn load(&self) -> Result<LinkKeys, PortError> {
+        if let Some((read_at, keys)) = self.kept.lock().expect("never poisoned").as_ref()
+            && read_at.elapsed() < KEYS_KEPT_FOR
+        {
+            return Ok(keys.clone());
+        }
+        let keys = self.read().await?;
+        *self.kept.lock().expect("never poisoned") = Some((Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
+    async fn read(&self) -> Result<LinkKeys, PortError> {
         let current = self
             .stage("AWSCURRENT")
             .await?

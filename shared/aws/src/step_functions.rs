@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
-use maestro_domain::approvals::request::TaskToken;
+use maestro_domain::approvals::request::{Delivery, TaskToken, WaitingTask};
 use maestro_domain::approvals::submit::ApprovalWorkflow;
 use maestro_domain::approvals::workflow::{ActionRequest, held_deletes_request};
 use maestro_domain::port::PortError;
@@ -105,13 +105,9 @@ impl ApprovalWorkflowStarter {
     }
 }
 
-/// Whether a waiting task took the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    Delivered,
-    /// The task no longer waits: it timed out, or the execution ended.
-    TooLate,
-}
+/// The error type Step Functions sees when an approver rejects: the approval state machine
+/// catches it by this name.
+pub const APPROVAL_REJECTED: &str = "Approval.Rejected";
 
 /// Answers a task that waits for its token (`.waitForTaskToken`).
 pub struct TaskCallbacks {
@@ -176,6 +172,30 @@ impl TaskCallbacks {
                 .send()
                 .await,
         )
+    }
+}
+
+#[async_trait]
+impl WaitingTask for TaskCallbacks {
+    async fn approved(&self, token: &TaskToken, approval_id: &str) -> Result<Delivery, PortError> {
+        let output = serde_json::json!({"approvalId": approval_id, "status": "APPROVED"});
+        self.succeed(token, &output).await
+    }
+
+    async fn rejected(
+        &self,
+        token: &TaskToken,
+        approval_id: &str,
+        rejected_by: &str,
+        comment: Option<&str>,
+    ) -> Result<Delivery, PortError> {
+        let cause = serde_json::json!({
+            "approvalId": approval_id,
+            "rejectedBy": rejected_by,
+            "comment": comment,
+        });
+        self.fail(token, APPROVAL_REJECTED, &cause.to_string())
+            .await
     }
 }
 

@@ -5,6 +5,10 @@
 //! signed with the previous key stay valid until they expire. The confirm form's token is an
 //! HMAC of the approval and approver under another label, so a form cannot be replayed for
 //! another approval or another approver.
+//!
+//! Both are signed with keys derived from the signing key and the approval's own secret
+//! ([`LinkSecret`]), which is kept with the approval in DynamoDB: whoever reads the signing
+//! key alone still cannot make a link or a form that Maestro accepts.
 
 use std::fmt;
 
@@ -43,6 +47,57 @@ impl fmt::Debug for SigningKey {
 pub struct LinkKeys {
     pub current: SigningKey,
     pub previous: Option<SigningKey>,
+}
+
+impl LinkKeys {
+    /// The keys that sign and check one approval's links and forms: each key combined with
+    /// the approval's secret.
+    pub fn for_approval(&self, secret: &LinkSecret) -> LinkKeys {
+        let derive = |key: &SigningKey| {
+            SigningKey(
+                mac(key, "approval", &[&secret.to_text()])
+                    .finalize()
+                    .into_bytes()
+                    .to_vec(),
+            )
+        };
+        LinkKeys {
+            current: derive(&self.current),
+            previous: self.previous.as_ref().map(derive),
+        }
+    }
+}
+
+/// An approval's own random secret (32 bytes at least), stored with it and never sent
+/// anywhere; its bytes never appear in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkSecret(Vec<u8>);
+
+impl LinkSecret {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, LinkError> {
+        if bytes.len() < 32 {
+            return Err(LinkError::WeakKey(bytes.len()));
+        }
+        Ok(LinkSecret(bytes))
+    }
+
+    /// As the store keeps it.
+    pub fn to_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(&self.0)
+    }
+
+    pub fn from_text(text: &str) -> Result<Self, LinkError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| LinkError::Malformed("approval secret"))?;
+        LinkSecret::new(bytes)
+    }
+}
+
+impl fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkSecret(…)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,8 +172,13 @@ pub fn read_link(
         .and_then(|e| e.parse::<i64>().ok())
         .and_then(|e| DateTime::from_timestamp(e, 0))
         .ok_or(LinkError::Malformed("exp"))?;
+    // Only what could be an HMAC-SHA256 gets as far as loading the keys to check it.
     let signature = field("sig")
-        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .filter(|s| {
+            URL_SAFE_NO_PAD
+                .decode(s)
+                .is_ok_and(|bytes| bytes.len() == 32)
+        })
         .ok_or(LinkError::Malformed("sig"))?;
     if approval_id.is_empty() || approval_id.len() > 80 {
         return Err(LinkError::Malformed("approval id"));
@@ -339,11 +399,57 @@ mod tests {
                 .flatten()),
             Err(LinkError::Malformed("exp"))
         );
+        for sig in ["", "not-a-signature", &"A".repeat(128)] {
+            assert_eq!(
+                read_link("apr-3f9c", |name| if name == "sig" {
+                    Some(sig.to_owned())
+                } else {
+                    field(name)
+                }),
+                Err(LinkError::Malformed("sig")),
+                "{sig}"
+            );
+        }
     }
 
     #[test]
     fn short_keys_and_key_bytes_in_logs_are_refused() {
         assert_eq!(SigningKey::new(vec![0; 16]), Err(LinkError::WeakKey(16)));
         assert_eq!(format!("{:?}", key(7)), "SigningKey(…)");
+        assert_eq!(LinkSecret::new(vec![0; 31]), Err(LinkError::WeakKey(31)));
+        let secret = LinkSecret::new(vec![5; 32]).unwrap();
+        assert_eq!(format!("{secret:?}"), "LinkSecret(…)");
+        assert_eq!(LinkSecret::from_text(&secret.to_text()), Ok(secret));
+    }
+
+    #[test]
+    fn the_signing_key_alone_makes_no_link_or_form_an_approval_accepts() {
+        let secret = LinkSecret::new(vec![5; 32]).unwrap();
+        let approval = keys().for_approval(&secret);
+        let sig = sign_link(&approval, &claims());
+        assert_eq!(verify_link(&approval, &claims(), &sig, now()), Ok(()));
+        // Whoever holds only the signing key signs with it, or with a secret of their own.
+        let guessed = keys().for_approval(&LinkSecret::new(vec![6; 32]).unwrap());
+        for forger in [keys(), guessed] {
+            let forged = sign_link(&forger, &claims());
+            assert_eq!(
+                verify_link(&approval, &claims(), &forged, now()),
+                Err(LinkError::Tampered)
+            );
+            let form = form_token(&forger, "apr-3f9c", "alice@example.com");
+            assert_eq!(
+                verify_form_token(&approval, "apr-3f9c", "alice@example.com", &form),
+                Err(LinkError::BadFormToken)
+            );
+        }
+        // A rotation keeps the approval's links working, as with the plain keys.
+        let rotated = LinkKeys {
+            current: key(2),
+            previous: Some(key(1)),
+        };
+        assert_eq!(
+            verify_link(&rotated.for_approval(&secret), &claims(), &sig, now()),
+            Ok(())
+        );
     }
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::action::Action;
-use super::link::{Decision, LinkClaims, LinkError, LinkKeys, verify_form_token, verify_link};
+use super::link::{
+    Decision, LinkClaims, LinkError, LinkKeys, LinkSecret, verify_form_token, verify_link,
+};
 use super::policy::{Approval, PolicyError};
 use super::tally::{Tally, Vote, tally};
 use crate::port::PortError;
@@ -91,6 +93,9 @@ impl ApprovalRequest {
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError>;
+    /// The approval's own secret, which its links' keys are derived from
+    /// ([`LinkKeys::for_approval`]); `None` when there is no such approval.
+    async fn link_secret(&self, id: &str) -> Result<Option<LinkSecret>, PortError>;
     /// Moves `approver`'s vote from pending to `record` if, and only if, it is still pending
     /// and the request is still pending; answers the request as it is after the write, or
     /// `None` when the condition failed (decided already).
@@ -103,6 +108,44 @@ pub trait ApprovalStore: Send + Sync {
     /// Moves the request from pending to `status` if it is still pending; the one caller that
     /// succeeds gets the task token, to answer the workflow exactly once.
     async fn settle(&self, id: &str, status: Status) -> Result<Option<TaskToken>, PortError>;
+    /// Moves a settled request from `from` to `to` if it is still `from`: back to pending when
+    /// the workflow did not hear the settle, or to timed out when it had stopped waiting.
+    async fn resettle(&self, id: &str, from: Status, to: Status) -> Result<(), PortError>;
+}
+
+/// Whether the workflow task waiting on an approval took its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The task no longer waits: it timed out, or the execution ended.
+    TooLate,
+}
+
+/// The workflow task that waits on an approval's token (`.waitForTaskToken`).
+#[async_trait]
+pub trait WaitingTask: Send + Sync {
+    async fn approved(&self, token: &TaskToken, approval_id: &str) -> Result<Delivery, PortError>;
+    async fn rejected(
+        &self,
+        token: &TaskToken,
+        approval_id: &str,
+        rejected_by: &str,
+        comment: Option<&str>,
+    ) -> Result<Delivery, PortError>;
+}
+
+/// What a posted decision led to, once the workflow was told.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The vote counts; the request still waits for more approvals.
+    Counted { approvals: usize, needed: usize },
+    /// This decision settled the request and the workflow took it.
+    Settled(Status),
+    /// Another decision settled it in between.
+    SettledElsewhere,
+    /// The workflow had stopped waiting (its timeout): the request is marked timed out,
+    /// unless that write failed too (`unrecorded`).
+    Expired { unrecorded: Option<PortError> },
 }
 
 /// A decision as the confirm form posts it.
@@ -147,6 +190,13 @@ pub enum DecideError {
     AlreadyVoted,
     #[error(transparent)]
     Store(#[from] PortError),
+    /// The workflow did not hear the settle. The request is pending again (unless `unreopened`
+    /// says why not), so the same link, pressed again, settles and resumes it.
+    #[error("the workflow could not be told: {cause}")]
+    NotPassedOn {
+        cause: PortError,
+        unreopened: Option<PortError>,
+    },
 }
 
 /// Records one approver's decision from the confirm form: checks the link and the form
@@ -159,6 +209,11 @@ pub async fn decide(
     now: DateTime<Utc>,
 ) -> Result<Decided, DecideError> {
     let claims = &ballot.claims;
+    let secret = store
+        .link_secret(&claims.approval_id)
+        .await?
+        .ok_or_else(|| DecideError::Unknown(claims.approval_id.clone()))?;
+    let keys = &keys.for_approval(&secret);
     verify_link(keys, claims, &ballot.signature, now)?;
     verify_form_token(
         keys,
@@ -219,6 +274,44 @@ pub async fn decide(
     settle(store, &claims.approval_id, status).await
 }
 
+/// [`decide`], then tells the waiting workflow when the decision settled the request. If
+/// the workflow cannot be told, the settle is undone rather than leaving the execution to
+/// wait for a decision that was made.
+pub async fn decide_and_resume(
+    store: &dyn ApprovalStore,
+    task: &dyn WaitingTask,
+    keys: &LinkKeys,
+    ballot: &Ballot,
+    now: DateTime<Utc>,
+) -> Result<Resumed, DecideError> {
+    let (status, token) = match decide(store, keys, ballot, now).await? {
+        Decided::Counted { approvals, needed } => {
+            return Ok(Resumed::Counted { approvals, needed });
+        }
+        Decided::SettledElsewhere => return Ok(Resumed::SettledElsewhere),
+        Decided::Settled { status, task_token } => (status, task_token),
+    };
+    let id = &ballot.claims.approval_id;
+    let delivered = match status {
+        Status::Approved => task.approved(&token, id).await,
+        _ => {
+            let comment = ballot.comment.as_deref();
+            task.rejected(&token, id, &ballot.claims.approver, comment)
+                .await
+        }
+    };
+    match delivered {
+        Ok(Delivery::Delivered) => Ok(Resumed::Settled(status)),
+        Ok(Delivery::TooLate) => Ok(Resumed::Expired {
+            unrecorded: store.resettle(id, status, Status::TimedOut).await.err(),
+        }),
+        Err(cause) => Err(DecideError::NotPassedOn {
+            cause,
+            unreopened: store.resettle(id, status, Status::Pending).await.err(),
+        }),
+    }
+}
+
 async fn settle(
     store: &dyn ApprovalStore,
     approval_id: &str,
@@ -242,6 +335,7 @@ mod tests {
     /// The store in memory, with the same conditional semantics.
     struct MemoryStore {
         request: Mutex<ApprovalRequest>,
+        secret: LinkSecret,
         token: TaskToken,
         /// Settles that fail (as DynamoDB may) before one succeeds.
         failing_settles: Mutex<usize>,
@@ -252,6 +346,11 @@ mod tests {
         async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError> {
             let request = self.request.lock().unwrap();
             Ok((request.id == id).then(|| request.clone()))
+        }
+
+        async fn link_secret(&self, id: &str) -> Result<Option<LinkSecret>, PortError> {
+            let request = self.request.lock().unwrap();
+            Ok((request.id == id).then(|| self.secret.clone()))
         }
 
         async fn cast(
@@ -289,6 +388,54 @@ mod tests {
             request.status = status;
             Ok(Some(self.token.clone()))
         }
+
+        async fn resettle(&self, _: &str, from: Status, to: Status) -> Result<(), PortError> {
+            let mut request = self.request.lock().unwrap();
+            if request.status == from {
+                request.status = to;
+            }
+            Ok(())
+        }
+    }
+
+    /// The waiting task: fails `failing` deliveries (Step Functions unreachable), then records
+    /// each answer it takes.
+    #[derive(Default)]
+    struct Task {
+        failing: Mutex<usize>,
+        answers: Mutex<Vec<String>>,
+    }
+
+    impl Task {
+        fn answer(&self, answer: String) -> Result<Delivery, PortError> {
+            let mut failing = self.failing.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(PortError::Transient {
+                    service: "states",
+                    detail: "SendTaskSuccess timed out".into(),
+                });
+            }
+            self.answers.lock().unwrap().push(answer);
+            Ok(Delivery::Delivered)
+        }
+    }
+
+    #[async_trait]
+    impl WaitingTask for Task {
+        async fn approved(&self, token: &TaskToken, id: &str) -> Result<Delivery, PortError> {
+            self.answer(format!("approved {id} {}", token.reveal()))
+        }
+
+        async fn rejected(
+            &self,
+            token: &TaskToken,
+            id: &str,
+            by: &str,
+            _: Option<&str>,
+        ) -> Result<Delivery, PortError> {
+            self.answer(format!("rejected {id} by {by} {}", token.reveal()))
+        }
     }
 
     fn now() -> DateTime<Utc> {
@@ -300,6 +447,15 @@ mod tests {
             current: SigningKey::new(vec![9; 32]).unwrap(),
             previous: None,
         }
+    }
+
+    fn secret() -> LinkSecret {
+        LinkSecret::new(vec![4; 32]).unwrap()
+    }
+
+    /// The keys the store's approval's links are signed with.
+    fn approval_keys() -> LinkKeys {
+        keys().for_approval(&secret())
     }
 
     const APPROVERS: [&str; 3] = ["alice@example.com", "bob@example.com", "carol@example.com"];
@@ -335,6 +491,7 @@ mod tests {
                     .map(|a| ((*a).to_owned(), pending.clone()))
                     .collect(),
             }),
+            secret: secret(),
             token: TaskToken::new("AQCEAAAAKgAAAAMAAAAAAAAAAe…".into()),
             failing_settles: Mutex::new(0),
         }
@@ -348,8 +505,8 @@ mod tests {
             expires_at: now() + Duration::hours(1),
         };
         Ballot {
-            signature: sign_link(&keys(), &claims),
-            form_token: form_token(&keys(), "apr-1", approver),
+            signature: sign_link(&approval_keys(), &claims),
+            form_token: form_token(&approval_keys(), "apr-1", approver),
             claims,
             comment: Some("ok".into()),
             source_ip: Some("198.51.100.7".into()),
@@ -414,6 +571,40 @@ mod tests {
         assert!(
             matches!(late, Err(DecideError::NoLongerOpen(Status::Approved))),
             "{late:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_settle_the_workflow_did_not_hear_is_undone_and_the_same_link_resumes_it() {
+        let store = store(1);
+        let task = Task {
+            failing: Mutex::new(1),
+            ..Task::default()
+        };
+        let bob = ballot("bob@example.com", Decision::Approve);
+        let failed = decide_and_resume(&store, &task, &keys(), &bob, now()).await;
+        assert!(
+            matches!(
+                failed,
+                Err(DecideError::NotPassedOn {
+                    unreopened: None,
+                    ..
+                })
+            ),
+            "{failed:?}"
+        );
+        assert_eq!(store.request.lock().unwrap().status, Status::Pending);
+        assert!(task.answers.lock().unwrap().is_empty());
+
+        let again = decide_and_resume(&store, &task, &keys(), &bob, now()).await;
+        assert!(
+            matches!(again, Ok(Resumed::Settled(Status::Approved))),
+            "{again:?}"
+        );
+        assert_eq!(store.request.lock().unwrap().status, Status::Approved);
+        assert_eq!(
+            *task.answers.lock().unwrap(),
+            [format!("approved apr-1 {}", store.token.reveal())]
         );
     }
 
@@ -486,8 +677,17 @@ mod tests {
             decide(&store, &keys(), &tampered, now()).await,
             Err(DecideError::Link(LinkError::Tampered))
         ));
+        // Signed with the signing key alone, as someone who read it from Secrets Manager
+        // would: the approval's secret is missing.
+        let mut forged = ballot("bob@example.com", Decision::Approve);
+        forged.signature = sign_link(&keys(), &forged.claims);
+        forged.form_token = form_token(&keys(), "apr-1", "bob@example.com");
+        assert!(matches!(
+            decide(&store, &keys(), &forged, now()).await,
+            Err(DecideError::Link(LinkError::Tampered))
+        ));
         let mut other_form = ballot("bob@example.com", Decision::Approve);
-        other_form.form_token = form_token(&keys(), "apr-1", "carol@example.com");
+        other_form.form_token = form_token(&approval_keys(), "apr-1", "carol@example.com");
         assert!(matches!(
             decide(&store, &keys(), &other_form, now()).await,
             Err(DecideError::Link(LinkError::BadFormToken))
