@@ -165,6 +165,7 @@ fn alternating_users_keep_the_previous_user_working_and_never_expose_the_master(
         let master = json!({
             "engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
             "username": "maestro_master", "password": "master-password", "dbname": "payments",
+            "maestroServes": ["prod/payments/"],
         });
         create(cloud, "prod/payments/master", &master).await;
         let mut app = credentials(
@@ -214,6 +215,43 @@ fn alternating_users_keep_the_previous_user_working_and_never_expose_the_master(
         for value in [&first, &second] {
             assert!(!value.to_string().contains("master-password"));
         }
+
+        // An insider who may write secrets under dev/ names the production master in one of
+        // theirs, to have Maestro change a password on it: the master serves prod/payments/
+        // only, so nothing changes.
+        let alerts = listen_to_topic(
+            cloud,
+            stack.output("AlertsTopicArn").expect("the alerts topic"),
+            "alerts-listener",
+        )
+        .await;
+        let mut borrowed = credentials(
+            &postgres,
+            "app",
+            password(&second),
+            "postgresql-alternating-users",
+        );
+        borrowed["masterarn"] = json!("prod/payments/master");
+        create(cloud, "dev/mine/app", &borrowed).await;
+        rotate(cloud, &stack, "dev/mine/app").await;
+        assert_eq!(
+            current(cloud, "dev/mine/app").await.1,
+            borrowed,
+            "AWSCURRENT is intact"
+        );
+        assert!(
+            postgres
+                .logs_in("app_clone", password(&first), "payments")
+                .await,
+            "the production users are untouched"
+        );
+        let heard = receive_bodies(cloud, &alerts, 2, Duration::from_secs(15)).await;
+        assert!(
+            heard
+                .iter()
+                .any(|alert| alert.contains("does not serve dev/mine/app")),
+            "{heard:?}"
+        );
     });
 }
 
@@ -599,7 +637,8 @@ fn a_rabbitmq_user_rotated_through_the_management_api_uses_a_channel_with_the_ne
                 "managementScheme": "http", "username": user, "password": password,
             })
         };
-        let admin = endpoint("guest", "guest");
+        let mut admin = endpoint("guest", "guest");
+        admin["maestroServes"] = json!(["prod/orders/"]);
         create(cloud, "prod/orders/mq-admin", &admin).await;
         let mut app = endpoint("app", "first-password");
         app["vhost"] = json!("/");

@@ -43,6 +43,7 @@ impl SecretStore for SecretsManager {
             .map_err(|e| port_error(SERVICE, secret_id, e))?;
         Ok(SecretDescription {
             arn: described.arn.unwrap_or_default(),
+            name: described.name.unwrap_or_default(),
             rotation_enabled: described.rotation_enabled.unwrap_or(false),
             versions: described
                 .version_ids_to_stages

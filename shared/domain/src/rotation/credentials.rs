@@ -74,6 +74,10 @@ pub enum CredentialError {
     },
 }
 
+/// The field of a master secret that lists the prefixes of the names of the secrets it
+/// serves.
+pub const SERVES_FIELD: &str = "maestroServes";
+
 /// A user's credentials at a target, with every other field of the secret kept as it was.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -169,7 +173,23 @@ impl Credentials {
     /// Whether `other` is the same account at the same target (what setSecret checks before
     /// it changes anything).
     pub fn same_target(&self, other: &Credentials) -> bool {
-        self.host == other.host && self.port == other.port && self.dbname == other.dbname
+        self.host == other.host
+            && self.port == other.port
+            && self.dbname == other.dbname
+            && self.master_arn == other.master_arn
+    }
+
+    /// Whether these (a master's) credentials may change the password of the secret named
+    /// `secret_name`: its `maestroServes` lists a prefix of the name. Only those who may write
+    /// the master secret can change what it serves.
+    pub fn serves(&self, secret_name: &str) -> bool {
+        self.fields
+            .get(SERVES_FIELD)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|prefix| !prefix.is_empty() && secret_name.starts_with(prefix))
     }
 }
 

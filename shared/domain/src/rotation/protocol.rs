@@ -58,6 +58,7 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretDescription {
     pub arn: String,
+    pub name: String,
     pub rotation_enabled: bool,
     /// Version id → its staging labels.
     pub versions: BTreeMap<String, Vec<String>>,
@@ -147,6 +148,16 @@ pub enum RotationError {
     NoTarget(Strategy),
     #[error("the alternating-users strategy needs masterarn, the master user's secret")]
     NoMaster,
+    /// A master only changes passwords on its own server: a user secret that names a master
+    /// and another host would have the master's password sent there.
+    #[error("the master secret {master} is for another host or port than the user's")]
+    MasterElsewhere { master: String },
+    /// Whoever may write a user secret may name any master in it; the master says which
+    /// secrets it serves.
+    #[error(
+        "the master secret {master} does not serve {secret}: list a prefix of its name in the master's maestroServes"
+    )]
+    MasterNotBound { master: String, secret: String },
     #[error("neither the current nor the previous credentials log in")]
     NoWorkingCredentials,
     #[error("testSecret: the generated value does not follow the secret's password policy")]
@@ -217,7 +228,13 @@ pub async fn rotate(
         Step::Create => create(store, secret, token, &current, strategy).await,
         Step::Set => {
             let pending = pending_value(store, secret, token).await?;
-            set(store, targets, secret, &current, &pending, strategy).await
+            let user = User {
+                id: secret,
+                name: &description.name,
+                current: &current,
+                pending: &pending,
+            };
+            set(store, targets, user, strategy).await
         }
         Step::Test => {
             let pending = pending_value(store, secret, token).await?;
@@ -281,14 +298,48 @@ async fn create(
     Ok(StepOutcome::Done)
 }
 
+/// The secret setSecret works on.
+struct User<'a> {
+    id: &'a str,
+    name: &'a str,
+    current: &'a str,
+    pending: &'a str,
+}
+
+/// The master's credentials, if they may change `user`'s password: the same server, and
+/// a master that lists the user secret's name in `maestroServes`.
+async fn master_for(
+    store: &dyn SecretStore,
+    master_arn: &str,
+    user: &Credentials,
+    user_name: &str,
+) -> Result<Credentials, RotationError> {
+    let master = store
+        .value(master_arn, Version::Stage(CURRENT))
+        .await?
+        .ok_or(RotationError::NoMaster)?;
+    let master = Credentials::parse(&master)?;
+    if master.host != user.host || master.port != user.port {
+        return Err(RotationError::MasterElsewhere {
+            master: master_arn.to_owned(),
+        });
+    }
+    if !master.serves(user_name) {
+        return Err(RotationError::MasterNotBound {
+            master: master_arn.to_owned(),
+            secret: user_name.to_owned(),
+        });
+    }
+    Ok(master)
+}
+
 async fn set(
     store: &dyn SecretStore,
     targets: &dyn Targets,
-    secret: &str,
-    current: &str,
-    pending: &str,
+    user: User<'_>,
     strategy: Strategy,
 ) -> Result<StepOutcome, RotationError> {
+    let (secret, current, pending) = (user.id, user.current, user.pending);
     if !strategy.uses_credentials() {
         return Ok(StepOutcome::Done);
     }
@@ -313,13 +364,7 @@ async fn set(
         Strategy::PostgresqlSingleUser | Strategy::RandomValue => None,
     };
     let acting = match master_arn.as_deref() {
-        Some(master_arn) => {
-            let master = store
-                .value(master_arn, Version::Stage(CURRENT))
-                .await?
-                .ok_or(RotationError::NoMaster)?;
-            Credentials::parse(&master)?
-        }
+        Some(master_arn) => master_for(store, master_arn, &current, user.name).await?,
         None => {
             if target.logs_in(&current).await? {
                 current
@@ -413,6 +458,7 @@ mod tests {
         async fn describe(&self, secret_id: &str) -> Result<SecretDescription, PortError> {
             Ok(SecretDescription {
                 arn: format!("arn:aws:secretsmanager:::secret:{secret_id}"),
+                name: secret_id.to_owned(),
                 rotation_enabled: self.rotation_enabled,
                 versions: self
                     .versions
@@ -611,7 +657,9 @@ mod tests {
         let mut store = Store::with_current(app);
         store.other_secrets.insert(
             "prod/master".into(),
-            r#"{"host": "db", "port": 5432, "username": "master", "password": "m"}"#.into(),
+            r#"{"host": "db", "port": 5432, "username": "master", "password": "m",
+                "maestroServes": ["prod/"]}"#
+                .into(),
         );
         let db = database(&[("master", "m"), ("app", "old"), ("app_clone", "older")]);
         store.start("t-2");
@@ -622,6 +670,47 @@ mod tests {
         assert_eq!(users["app"], "old", "the previous user keeps working");
         assert_eq!(users["app_clone"], current.password);
         assert_eq!(users["master"], "m");
+    }
+
+    #[tokio::test]
+    async fn a_master_serves_only_its_own_server_and_the_secrets_bound_to_it() {
+        let app = r#"{"host": "db", "port": 5432, "username": "app", "password": "old",
+            "masterarn": "prod/master", "rotationStrategy": "postgresql-alternating-users"}"#;
+        for (master, refusal) in [
+            // The user secret names the production master and a host of its writer's choosing.
+            (
+                r#"{"host": "attacker.example.com", "port": 5432, "username": "master",
+                    "password": "m", "maestroServes": ["prod/"]}"#,
+                "another host",
+            ),
+            (
+                r#"{"host": "db", "port": 5433, "username": "master", "password": "m",
+                    "maestroServes": ["prod/"]}"#,
+                "another host",
+            ),
+            // A master that lists nothing serves nothing.
+            (
+                r#"{"host": "db", "port": 5432, "username": "master", "password": "m"}"#,
+                "does not serve prod/app",
+            ),
+            (
+                r#"{"host": "db", "port": 5432, "username": "master", "password": "m",
+                    "maestroServes": ["dev/"]}"#,
+                "does not serve prod/app",
+            ),
+        ] {
+            let mut store = Store::with_current(app);
+            store
+                .other_secrets
+                .insert("prod/master".into(), master.into());
+            let db = database(&[("master", "m"), ("app", "old"), ("app_clone", "older")]);
+            store.start("t-2");
+            rotate(&store, &db, &event(Step::Create)).await.unwrap();
+            let refused = rotate(&store, &db, &event(Step::Set)).await.unwrap_err();
+            assert!(refused.to_string().contains(refusal), "{refused}");
+            assert!(!refused.is_retryable());
+            assert_eq!(db.users.lock().unwrap()["app_clone"], "older", "{master}");
+        }
     }
 
     #[tokio::test]
