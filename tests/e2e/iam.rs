@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use maestro_localcloud::{Template, moto};
 use maestro_tests::iam::{
-    Unobserved, function_grants, granted, least_privilege_findings, read_call_log,
+    Unobserved, function_grants, granted, least_privilege_findings, read_call_log, scope_findings,
 };
 use maestro_tests::maestro_template;
 
@@ -247,6 +247,74 @@ fn every_exception_is_explained_and_names_a_real_caller() {
             "{} mirrors {}",
             m.function,
             m.of
+        );
+    }
+}
+
+/// Actions that could escalate or reach beyond Maestro are granted on Maestro's resources
+/// only, with their conditions: the wildcards the security review found (issue 13) are each
+/// caught.
+#[test]
+fn no_function_may_write_iam_assign_access_or_reach_beyond_maestro_on_a_wildcard() {
+    let template = maestro_template();
+    assert_eq!(scope_findings(&template.document), Vec::<String>::new());
+
+    let mut widened = template.document.clone();
+    let statement = |function: &str, sid: &str| {
+        (
+            format!("/Resources/{function}/Properties/Policies"),
+            sid.to_owned(),
+        )
+    };
+    let mut widen = |(pointer, sid): (String, String), change: &dyn Fn(&mut serde_json::Value)| {
+        let policies = widened
+            .pointer_mut(&pointer)
+            .and_then(serde_json::Value::as_array_mut)
+            .expect("the function has policies");
+        let found = policies
+            .iter_mut()
+            .filter_map(|p| p["Statement"].as_array_mut())
+            .flatten()
+            .find(|s| s["Sid"] == sid.as_str())
+            .unwrap_or_else(|| panic!("no statement {sid}"));
+        change(found);
+    };
+    widen(
+        statement("SsoAssignmentWorkerFunction", "ProvisionRoles"),
+        &|s| {
+            s["Resource"] = "*".into();
+        },
+    );
+    widen(
+        statement("SsoAssignmentWorkerFunction", "ChangeAssignments"),
+        &|s| {
+            s["Resource"] = "*".into();
+        },
+    );
+    widen(statement("ActionRunnerFunction", "RotateNow"), &|s| {
+        s.as_object_mut().unwrap().remove("Condition");
+    });
+    widen(
+        statement("DiscoveryCrawlerFunction", "ReachMemberAccounts"),
+        &|s| {
+            s.as_object_mut().unwrap().remove("Condition");
+        },
+    );
+    widen(statement("SecretsApiFunction", "RecordActions"), &|s| {
+        s.as_object_mut().unwrap().remove("Condition");
+    });
+    let findings = scope_findings(&widened);
+    for expected in [
+        "SsoAssignmentWorkerFunction ProvisionRoles: iam:CreateRole on \"*\"",
+        "SsoAssignmentWorkerFunction ProvisionRoles: iam:PutRolePolicy on \"*\"",
+        "SsoAssignmentWorkerFunction ChangeAssignments: sso:CreateAccountAssignment on \"*\"",
+        "ActionRunnerFunction RotateNow: secretsmanager:RotateSecret without a condition",
+        "DiscoveryCrawlerFunction ReachMemberAccounts: sts:AssumeRole without a condition",
+        "SecretsApiFunction RecordActions: dynamodb:PutItem on any item of ApprovalsTable",
+    ] {
+        assert!(
+            findings.iter().any(|f| f.starts_with(expected)),
+            "{expected} is caught: {findings:#?}"
         );
     }
 }

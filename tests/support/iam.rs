@@ -99,6 +99,109 @@ pub fn function_grants(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// Actions that would let a function escalate or act beyond Maestro if granted on every
+/// resource, and what their resources must name instead.
+const SCOPED_ACTIONS: &[(&str, &[&str])] = &[
+    // IAM Identity Center's own roles and SAML provider only.
+    ("iam:CreateRole", &["role/aws-reserved/sso.amazonaws.com/"]),
+    ("iam:DeleteRole", &["role/aws-reserved/sso.amazonaws.com/"]),
+    (
+        "iam:AttachRolePolicy",
+        &["role/aws-reserved/sso.amazonaws.com/"],
+    ),
+    (
+        "iam:DetachRolePolicy",
+        &["role/aws-reserved/sso.amazonaws.com/"],
+    ),
+    (
+        "iam:PutRolePolicy",
+        &["role/aws-reserved/sso.amazonaws.com/"],
+    ),
+    (
+        "iam:DeleteRolePolicy",
+        &["role/aws-reserved/sso.amazonaws.com/"],
+    ),
+    ("iam:CreateSAMLProvider", &["saml-provider/AWSSSO_"]),
+    ("iam:UpdateSAMLProvider", &["saml-provider/AWSSSO_"]),
+    // Maestro's instance, its permission sets, accounts.
+    (
+        "sso:CreateAccountAssignment",
+        &["SsoInstanceArn", "permissionSet/", "account/"],
+    ),
+    (
+        "sso:DeleteAccountAssignment",
+        &["SsoInstanceArn", "permissionSet/", "account/"],
+    ),
+];
+
+/// Actions that must carry a condition on top of their resource: rotation only with
+/// Maestro's function, member roles only inside the organisation.
+const CONDITIONED_ACTIONS: &[&str] = &["secretsmanager:RotateSecret", "sts:AssumeRole"];
+
+/// Writes to `ApprovalsTable` must name the items they may touch (`dynamodb:LeadingKeys`): an
+/// approval's item holds its task token.
+const TABLE_WRITES: &[&str] = &[
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+];
+
+/// Statements of the template's functions that grant more than their scope: a wildcard
+/// where [`SCOPED_ACTIONS`] name resources, no condition on a [`CONDITIONED_ACTIONS`] grant,
+/// or a write to the approvals table without `dynamodb:LeadingKeys`.
+pub fn scope_findings(template: &Value) -> Vec<String> {
+    let mut findings = Vec::new();
+    let functions = template["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function");
+    for (function, resource) in functions {
+        let statements = resource["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|policy| policy["Statement"].as_array())
+            .flatten();
+        for statement in statements {
+            let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+            let actions = strings(&statement["Action"]);
+            let resources: Vec<String> = match &statement["Resource"] {
+                Value::Array(list) => list.iter().map(Value::to_string).collect(),
+                one => vec![one.to_string()],
+            };
+            let conditioned = statement.get("Condition").is_some();
+            for action in &actions {
+                if let Some((_, allowed)) = SCOPED_ACTIONS.iter().find(|(a, _)| a == action) {
+                    for resource in &resources {
+                        if !allowed.iter().any(|part| resource.contains(part)) {
+                            findings.push(format!(
+                                "{function} {sid}: {action} on {resource}, beyond {allowed:?}"
+                            ));
+                        }
+                    }
+                }
+                if CONDITIONED_ACTIONS.contains(&action.as_str()) && !conditioned {
+                    findings.push(format!("{function} {sid}: {action} without a condition"));
+                }
+                let leading_keys = statement["Condition"]
+                    .to_string()
+                    .contains("dynamodb:LeadingKeys");
+                if TABLE_WRITES.contains(&action.as_str())
+                    && resources.iter().any(|r| r.contains("ApprovalsTable"))
+                    && !leading_keys
+                {
+                    findings.push(format!(
+                        "{function} {sid}: {action} on any item of ApprovalsTable"
+                    ));
+                }
+            }
+        }
+    }
+    findings
+}
+
 /// One line of the emulator's call log.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Call {

@@ -77,8 +77,11 @@ export class Approvals {
         APPROVAL_LINKS_URL: this.linksApi.apiEndpoint,
       },
       statements: [
+        // The one function that opens approvals, so the one (with the decision function) that
+        // writes their items and task tokens.
         allow(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [this.table.attrArn], {
           sid: 'RecordActionsAndApprovals',
+          conditions: onlyItems('ACTION#', 'APPROVAL#'),
         }),
         allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'SignLinks' }),
         allow(['ses:SendEmail'], ['*'], {
