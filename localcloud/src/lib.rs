@@ -222,6 +222,27 @@ impl LocalCloud {
             .map(|(pool, _)| pool.clone())
     }
 
+    /// An `Authorization` header value for `email`, a member of `teams`, whose address the
+    /// stack's user pool never verified (a fresh user each call: nothing is reused).
+    pub async fn unverified_bearer(
+        &self,
+        email: &str,
+        teams: &[&str],
+    ) -> Result<String, LocalCloudError> {
+        let pool = self.user_pool().ok_or_else(|| {
+            LocalCloudError::Emulator("no user pool: deploy a stack with AuthIssuer first".into())
+        })?;
+        let token = pool
+            .id_token_with(
+                self.moto.endpoint(),
+                email,
+                teams,
+                sign_in::EmailVerified::No,
+            )
+            .await?;
+        Ok(format!("Bearer {token}"))
+    }
+
     /// An `Authorization` header value for `email`, a member of `teams`, signed in to the
     /// stack's user pool.
     pub async fn bearer(&self, email: &str, teams: &[&str]) -> Result<String, LocalCloudError> {

@@ -16,6 +16,13 @@ pub struct UserPool {
     pub region: String,
 }
 
+/// Whether the pool verified a user's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerified {
+    Yes,
+    No,
+}
+
 impl UserPool {
     /// A pool whose users sign in by email address, with one app client.
     pub async fn create(moto_endpoint: &str, region: &str) -> Result<UserPool, LocalCloudError> {
@@ -63,6 +70,19 @@ impl UserPool {
         email: &str,
         teams: &[&str],
     ) -> Result<String, LocalCloudError> {
+        self.id_token_with(moto_endpoint, email, teams, EmailVerified::Yes)
+            .await
+    }
+
+    /// [`UserPool::id_token`] for a user whose address the pool has or has not verified (an
+    /// identity provider that lets users set their own address issues such tokens).
+    pub async fn id_token_with(
+        &self,
+        moto_endpoint: &str,
+        email: &str,
+        teams: &[&str],
+        verified: EmailVerified,
+    ) -> Result<String, LocalCloudError> {
         let pool = self.id.as_str();
         let call = |operation: &'static str, body: Value| {
             call(moto_endpoint, &self.region, operation, body)
@@ -75,7 +95,10 @@ impl UserPool {
                 // As an address the pool confirmed: Maestro trusts no unverified address.
                 "UserAttributes": [
                     { "Name": "email", "Value": email },
-                    { "Name": "email_verified", "Value": "true" },
+                    { "Name": "email_verified", "Value": match verified {
+                        EmailVerified::Yes => "true",
+                        EmailVerified::No => "false",
+                    } },
                 ],
                 "MessageAction": "SUPPRESS",
             }),

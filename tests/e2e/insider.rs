@@ -1,13 +1,24 @@
 //! The approval boundary tried by a colleague who wants round it, through the template's
 //! wiring: each attempt the security review found is refused with an answer that says why,
-//! and writes nothing (issue 13, findings 1, 3 and 4).
+//! and writes nothing (issue 13, findings 1, 3 and 4; 6 is in iam.rs, 7 in secret_rotation.rs).
 
 use maestro_localcloud::{LocalCloud, Stack, seed};
-use maestro_tests::{call_as, maestro_template, on_local_cloud, operator, signed_in};
+use maestro_tests::{
+    bearer_client, call_as, maestro_template, on_local_cloud, operator, signed_in,
+};
 use serde_json::{Value, json};
 
 /// Team payments owns the `prod/` secrets (localcloud/sample-secret-owners.json).
 const PAYMENTS: &[&str] = &["payments"];
+
+/// A client whose token carries `email` unverified.
+async fn unverified(cloud: &LocalCloud, email: &str, teams: &[&str]) -> reqwest::Client {
+    let bearer = cloud
+        .unverified_bearer(email, teams)
+        .await
+        .unwrap_or_else(|e| panic!("{email} signs in: {e}"));
+    bearer_client(&bearer)
+}
 
 fn message(answer: &Value) -> &str {
     answer["message"].as_str().unwrap_or_default()
@@ -179,6 +190,17 @@ fn routes_answer_only_the_parties_and_a_group_name_with_a_space_grants_nothing()
             assert!(message(&answer).contains("operators"), "{answer}");
         }
 
+        // The workflow opens the approval a moment after the answer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while call_as(&ops, cloud, "GET", &format!("/approvals/{id}"), None)
+            .await
+            .0
+            != 200
+        {
+            assert!(std::time::Instant::now() < deadline, "the approval opens");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+
         // Actions and approvals answer their requester, their approvers and the operators.
         for path in [format!("/actions/{id}"), format!("/approvals/{id}")] {
             let (status, answer) = call_as(&mallory, cloud, "GET", &path, None).await;
@@ -191,6 +213,24 @@ fn routes_answer_only_the_parties_and_a_group_name_with_a_space_grants_nothing()
         let (status, listed) = call_as(&mallory, cloud, "GET", "/approvals", None).await;
         assert_eq!(status, 200, "{listed}");
         assert_eq!(listed["approvals"], json!([]), "{listed}");
+
+        // An address the identity provider never verified is no one's: not an approver's
+        // (bob may decide this one), and not a requester's.
+        let claimed = unverified(cloud, "bob@example.com", PAYMENTS).await;
+        for path in [format!("/actions/{id}"), format!("/approvals/{id}")] {
+            let (status, answer) = call_as(&claimed, cloud, "GET", &path, None).await;
+            assert_eq!(status, 404, "{path}: {answer}");
+        }
+        let (status, answer) = call_as(
+            &claimed,
+            cloud,
+            "POST",
+            "/actions",
+            Some(rotate_now("prod/payments/db")),
+        )
+        .await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(message(&answer).contains("verified"), "{answer}");
         let (_, listed) = call_as(&ops, cloud, "GET", "/approvals", None).await;
         assert_eq!(listed["approvals"][0]["id"], id.as_str(), "{listed}");
         let (status, listed) =

@@ -59,6 +59,11 @@ pub async fn signed_in(cloud: &LocalCloud, email: &str, teams: &[&str]) -> reqwe
         .bearer(email, teams)
         .await
         .unwrap_or_else(|e| panic!("{email} signs in: {e}"));
+    bearer_client(&bearer)
+}
+
+/// A client that sends `bearer` (an `Authorization` header value) with every request.
+pub fn bearer_client(bearer: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         "authorization",
