@@ -52,6 +52,9 @@ localcloud/README.md; keep the two in step.
     behind an assumed role's key, so the IAM test can set what each function did against
     what the template grants it. ``GET /moto-api/maestro/calls`` counts every call by the
     same key (``DELETE`` empties the counts), for the cost measurements.
+14. Organizations accounts answer ``State`` and no ``Status``, as AWS has since it retired
+    the field on 2026-09-09 (``retire_account_status``): moto still answers both, so a reader
+    of the old field would pass here and find every account unknown on AWS.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -156,6 +159,7 @@ def main() -> None:
     inject_faults()
     log_dynamodb_writes()
     deliver_events_with_their_account()
+    retire_account_status()
     record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -320,7 +324,7 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
             return None
         for account in backend.accounts:
             if account.id == target_id:
-                return account.status
+                return account.state
         return "NOT_A_MEMBER"
 
     def accepted(requests: dict[str, list[Any]], key: str, body: dict[str, Any], reason: str | None) -> str:
@@ -873,6 +877,21 @@ def deliver_events_with_their_account() -> None:
         '"source": "<source>", "account": "<account>", "region": "<region>", '
         '"resources": <resources>, "detail": <detail>}'
     )
+
+
+def retire_account_status() -> None:
+    from moto.organizations.models import FakeAccount
+
+    described = FakeAccount.describe
+
+    def describe(self: FakeAccount) -> dict[str, Any]:
+        account = described(self)
+        if "State" not in account or "Status" not in account:
+            raise RuntimeError("moto's FakeAccount.describe changed: revisit retire_account_status")
+        del account["Status"]
+        return account
+
+    FakeAccount.describe = describe
 
 
 def record_calls(path: str | None) -> None:

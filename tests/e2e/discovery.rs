@@ -1060,9 +1060,7 @@ fn organisation_mode_connects_every_active_account() {
                 .unwrap_or_default();
             let active: BTreeSet<String> = accounts
                 .iter()
-                .filter(|a| {
-                    a.status() == Some(&aws_sdk_organizations::types::AccountStatus::Active)
-                })
+                .filter(|a| a.state() == Some(&aws_sdk_organizations::types::AccountState::Active))
                 .filter_map(|a| a.id.clone())
                 .collect();
             assert!(

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_organizations::types::{AccountStatus as SdkStatus, ParentType};
+use aws_sdk_organizations::types::{AccountState, ParentType};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::plan::{AccountStatus, OrgAccount};
 use maestro_domain::sso::provisioning::AccountId;
@@ -110,7 +110,7 @@ impl OrganizationsReader {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| port_error(SERVICE, "the accounts", e))?;
             for account in page.accounts.unwrap_or_default() {
-                if account.status() == Some(&SdkStatus::Active)
+                if account.state() == Some(&AccountState::Active)
                     && let Some(id) = account.id
                 {
                     accounts.push((id, account.name.unwrap_or_default()));
@@ -147,10 +147,13 @@ impl OrganisationReader for OrganizationsReader {
                     .id
                     .clone()
                     .ok_or_else(|| rejected("an account without id".into()))?;
-                let status = match account.status() {
-                    Some(SdkStatus::Active) => AccountStatus::Active,
-                    Some(SdkStatus::Suspended) => AccountStatus::Suspended,
-                    Some(SdkStatus::PendingClosure) => AccountStatus::PendingClosure,
+                // `State`: Organizations retired `Status` on 2026-09-09.
+                let status = match account.state() {
+                    Some(AccountState::PendingActivation) => AccountStatus::PendingActivation,
+                    Some(AccountState::Active) => AccountStatus::Active,
+                    Some(AccountState::Suspended) => AccountStatus::Suspended,
+                    Some(AccountState::PendingClosure) => AccountStatus::PendingClosure,
+                    Some(AccountState::Closed) => AccountStatus::Closed,
                     other => AccountStatus::Other(format!("{other:?}")),
                 };
                 accounts.push(OrgAccount {

@@ -26,9 +26,11 @@ pub struct OrgAccount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccountStatus {
+    PendingActivation,
     Active,
     Suspended,
     PendingClosure,
+    Closed,
     #[serde(untagged)]
     Other(String),
 }
