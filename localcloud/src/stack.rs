@@ -82,6 +82,7 @@ impl Kind {
             | "AWS::IAM::ManagedPolicy"
             | "AWS::SQS::QueuePolicy"
             | "AWS::SNS::TopicPolicy"
+            | "AWS::SecretsManager::ResourcePolicy"
             | "AWS::Lambda::Permission" => Kind::NotEmulated,
             _ => return None,
         })
@@ -313,6 +314,30 @@ impl<'a> Plan<'a> {
                 .flatten()
                 .any(|(_, e)| e["Type"] == "HttpApi" && e["Properties"]["ApiId"].is_null())
         });
+        // SAM gives each function without a `Role` its own, `<function>Role`, which the
+        // template may name (`!GetAtt <function>Role.Arn`).
+        let implicit_roles: Vec<String> = template
+            .resources()
+            .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+            .filter(|(_, r)| r["Properties"]["Role"].is_null())
+            .map(|(id, _)| format!("{id}Role"))
+            .filter(|role| !resources.contains_key(role))
+            .collect();
+        for role in implicit_roles {
+            let arn = format!(
+                "arn:aws:iam::{ACCOUNT_ID}:role/{}-{role}",
+                settings.stack_name
+            );
+            resources.insert(
+                role.clone(),
+                PhysicalResource {
+                    resource_type: "AWS::IAM::Role".to_owned(),
+                    kind: Kind::NotEmulated,
+                    reference: format!("{}-{role}", settings.stack_name),
+                    attributes: BTreeMap::from([("Arn", arn)]),
+                },
+            );
+        }
         if uses_implicit_api && !resources.contains_key(IMPLICIT_HTTP_API) {
             let implicit = serde_json::json!({"Type": "AWS::Serverless::HttpApi"});
             let physical = physical(

@@ -20,7 +20,7 @@ const UNOBSERVED: &[Unobserved] = &[
     Unobserved {
         function: "*",
         actions: &["kms:GenerateDataKey*", "kms:Decrypt"],
-        why: "SNS and SQS call KMS on the publisher's behalf for encrypted topics and queues; the emulator does not encrypt, so the call is never made here. AWS documents the wildcard for SNS and SQS publishers.",
+        why: "SNS and SQS call KMS on the publisher's behalf for encrypted topics and queues, and Secrets Manager on the reader's for a secret under a customer managed key (the approvals' signing key); the emulator does not encrypt, so the call is never made here. AWS documents the wildcard for SNS and SQS publishers.",
     },
     Unobserved {
         function: "SsoAssignmentWorkerFunction",
@@ -316,5 +316,53 @@ fn no_function_may_write_iam_assign_access_or_reach_beyond_maestro_on_a_wildcard
             findings.iter().any(|f| f.starts_with(expected)),
             "{expected} is caught: {findings:#?}"
         );
+    }
+}
+
+/// The approval links' signing key is readable by the two approval functions alone: its own
+/// KMS key, a resource policy that denies every other principal, and no other function
+/// granted it (issue 13, finding 5).
+#[test]
+fn the_signing_key_is_read_by_the_two_approval_functions_alone() {
+    let template = maestro_template();
+    let resources = &template.document["Resources"];
+    let readers = ["ApprovalWorkflowFunction", "ApprovalDecisionFunction"];
+    assert_eq!(
+        resources["ApprovalSigningKey"]["Properties"]["KmsKeyId"],
+        serde_json::json!({"Ref": "ApprovalSigningKeyEncryptionKey"})
+    );
+    let policy = resources
+        .as_object()
+        .expect("resources")
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::SecretsManager::ResourcePolicy"
+                && r["Properties"]["SecretId"] == serde_json::json!({"Ref": "ApprovalSigningKey"})
+        })
+        .expect("the signing key has a resource policy");
+    let deny = &policy["Properties"]["ResourcePolicy"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Action"], "secretsmanager:GetSecretValue");
+    let allowed: Vec<serde_json::Value> = readers
+        .iter()
+        .map(|f| serde_json::json!({"Fn::GetAtt": [format!("{f}Role"), "Arn"]}))
+        .collect();
+    assert_eq!(
+        deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+        serde_json::Value::Array(allowed)
+    );
+    // Granted to those two, with the key's decryption; to no other function.
+    for (function, grants) in function_grants(&template.document) {
+        let statements = resources[&function]["Properties"]["Policies"].to_string();
+        let reads = statements.contains("\"Ref\":\"ApprovalSigningKey\"");
+        assert_eq!(
+            reads,
+            readers.contains(&function.as_str()),
+            "{function} and the signing key"
+        );
+        if reads {
+            assert!(grants.contains("kms:Decrypt"), "{function} decrypts it");
+        }
     }
 }

@@ -4,6 +4,7 @@
 import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { sumOfProblemsAlarm } from './alarms';
@@ -56,10 +57,34 @@ export class Approvals {
 
     // Signs the approval links and confirm forms. AWSPREVIOUS still verifies after a rotation,
     // so links in flight keep working; rotate less often than the longest approval timeout.
+    // The signing key's own KMS key: whoever reads the secret needs kms:Decrypt on it as well,
+    // which only the two approval functions are granted; disabling it stops every link at once.
+    const encryptionKey = new kms.CfnKey(stack, 'ApprovalSigningKeyEncryptionKey', {
+      description: "Encrypts Maestro's approval links' signing key",
+      enableKeyRotation: true,
+      keyPolicy: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'AccountAdministers',
+            Effect: 'Allow',
+            Principal: { AWS: `arn:${stack.partition}:iam::${stack.account}:root` },
+            Action: 'kms:*',
+            Resource: '*',
+          },
+        ],
+      },
+    });
     this.signingKey = new secretsmanager.CfnSecret(stack, 'ApprovalSigningKey', {
       description: "Maestro approval links' HMAC key (64 random characters)",
+      kmsKeyId: encryptionKey.ref,
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
     });
+    const decryptTheSigningKey = () =>
+      allow(['kms:Decrypt'], [encryptionKey.attrArn], {
+        sid: 'DecryptTheSigningKey',
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+      });
     // Deleting or replacing the stack must not take the records (or the key to them) with it.
     this.signingKey.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
@@ -84,6 +109,7 @@ export class Approvals {
           conditions: onlyItems('ACTION#', 'APPROVAL#'),
         }),
         allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'SignLinks' }),
+        decryptTheSigningKey(),
         allow(['ses:SendEmail'], ['*'], {
           sid: 'MailApproversAndRequesters',
           conditions: { StringEquals: { 'ses:FromAddress': parameters.approvalSender } },
@@ -104,6 +130,7 @@ export class Approvals {
           conditions: onlyItems('APPROVAL#'),
         }),
         allow(['secretsmanager:GetSecretValue'], [this.signingKey.ref], { sid: 'VerifyLinks' }),
+        decryptTheSigningKey(),
         // These actions take no resource: the task token names the task, and only the one
         // settle that wins ever reads it.
         allow(['states:SendTaskSuccess', 'states:SendTaskFailure'], ['*'], { sid: 'ResumeTheWorkflow' }),
@@ -112,6 +139,28 @@ export class Approvals {
     decision.onHttp('ConfirmPage', this.linksApi, apigwv2.HttpMethod.GET, '/approvals/{id}');
     decision.onHttp('ConfirmPageHead', this.linksApi, apigwv2.HttpMethod.HEAD, '/approvals/{id}');
     decision.onHttp('Decide', this.linksApi, apigwv2.HttpMethod.POST, '/approvals/{id}');
+
+    // Only the two approval functions may read the signing key: GetSecretValue on "*" elsewhere
+    // in the account does not reach it.
+    new secretsmanager.CfnResourcePolicy(stack, 'ApprovalSigningKeyReaders', {
+      secretId: this.signingKey.ref,
+      blockPublicPolicy: true,
+      resourcePolicy: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'OnlyTheApprovalFunctionsRead',
+            Effect: 'Deny',
+            Principal: '*',
+            Action: 'secretsmanager:GetSecretValue',
+            Resource: '*',
+            Condition: {
+              ArnNotEquals: { 'aws:PrincipalArn': [workflow.fn.role!.roleArn, decision.fn.role!.roleArn] },
+            },
+          },
+        ],
+      },
+    });
 
     const rotationFunctionArn = stackArn('lambda', 'function:${AWS::StackName}-secret-rotation');
     const runner = new MaestroFunction(stack, 'ActionRunnerFunction', {
