@@ -22,7 +22,7 @@ use maestro_aws::http::{ApiFailure, Teams, answer, body_text, problem, route, to
 use maestro_aws::lambda::LambdaFunction;
 use maestro_domain::access::Caller;
 use maestro_domain::approvals::request::{ApprovalStore, Status};
-use maestro_domain::approvals::submit::Submission;
+use maestro_domain::approvals::submit::{ActionLog, Submission};
 use maestro_domain::approvals::view::viewer;
 use serde_json::json;
 

@@ -24,6 +24,7 @@ use maestro_domain::approvals::render::{ConfirmForm, confirm_page, message_page}
 use maestro_domain::approvals::request::{
     ApprovalStore, Ballot, DecideError, Resumed, Status, decide_and_resume,
 };
+use maestro_domain::approvals::steps::SigningKeys;
 use maestro_domain::approvals::tally::Vote;
 
 pub struct Deps {

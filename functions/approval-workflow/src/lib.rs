@@ -11,14 +11,12 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::mail::SesMailer;
 use maestro_aws::signing_keys::SecretLinkKeys;
-use maestro_domain::approvals::link::{Decision, LinkClaims, link_url};
-use maestro_domain::approvals::policy::{ApprovalPolicy, Requirement};
-use maestro_domain::approvals::render::{approval_email, outcome_email};
-use maestro_domain::approvals::request::{ApprovalStore, Status, TaskToken};
-use maestro_domain::approvals::submit::ActionLog;
-use maestro_domain::approvals::workflow::{
-    ActionRecord, ActionRequest, ActionStatus, Outcome, PolicyAnswer, open_request,
+use maestro_domain::approvals::policy::ApprovalPolicy;
+use maestro_domain::approvals::request::TaskToken;
+use maestro_domain::approvals::steps::{
+    StepError, StepPorts, check_policy, record_outcome, request_approval,
 };
+use maestro_domain::approvals::workflow::{ActionRequest, Outcome};
 use maestro_domain::port::PortError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -81,151 +79,63 @@ impl From<StepFailure> for Diagnostic {
     }
 }
 
+impl From<StepError> for StepFailure {
+    fn from(error: StepError) -> Self {
+        match error {
+            StepError::Invalid(message) => StepFailure::new(ErrorKind::InvalidInput, message),
+            StepError::Refused(message) => StepFailure::new(ErrorKind::Rejected, message),
+            StepError::Store(error) => error.into(),
+        }
+    }
+}
+
+fn to_value(value: &impl serde::Serialize) -> Result<Value, StepFailure> {
+    serde_json::to_value(value).map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))
+}
+
 pub async fn handle(deps: &Deps, event: LambdaEvent<Step>) -> Result<Value, StepFailure> {
+    let ports = StepPorts {
+        actions: &deps.store,
+        approvals: &deps.store,
+        mailer: &deps.mailer,
+        keys: &deps.keys,
+    };
+    let now = Utc::now();
     match event.payload {
-        Step::CheckPolicy { request } => check_policy(deps, request).await,
+        Step::CheckPolicy { request } => {
+            let answer = check_policy(&ports, &deps.policy, &request, now).await?;
+            tracing::info!(action_id = %request.id, answer = ?answer, "policy checked");
+            to_value(&answer)
+        }
         Step::RequestApproval {
             request,
             task_token,
-        } => request_approval(deps, request, task_token).await,
-        Step::RecordOutcome { request, outcome } => record_outcome(deps, request, outcome).await,
-    }
-}
-
-fn requirement(deps: &Deps, request: &ActionRequest) -> Result<Requirement, StepFailure> {
-    request
-        .validate()
-        .map_err(|e| StepFailure::new(ErrorKind::InvalidInput, e.to_string()))?;
-    deps.policy
-        .requirement(request.action.action_type(), request.environment)
-        .map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))
-}
-
-/// The action's record as it stands, or a new one for a workflow started without the API.
-async fn current_record(deps: &Deps, request: &ActionRequest) -> Result<ActionRecord, StepFailure> {
-    Ok(deps
-        .store
-        .action(&request.id)
-        .await?
-        .unwrap_or_else(|| ActionRecord {
-            request: request.clone(),
-            status: ActionStatus::Submitted,
-            approval_required: false,
-            updated_at: Utc::now(),
-            outcome: None,
-        }))
-}
-
-async fn check_policy(deps: &Deps, request: ActionRequest) -> Result<Value, StepFailure> {
-    let answer = match requirement(deps, &request)? {
-        Requirement::RunAtOnce => PolicyAnswer::RunAtOnce,
-        Requirement::Approval(approval) => PolicyAnswer::Approval {
-            timeout_seconds: approval.timeout_minutes.saturating_mul(60),
-        },
-    };
-    let mut record = current_record(deps, &request).await?;
-    record.approval_required = matches!(answer, PolicyAnswer::Approval { .. });
-    record.status = if record.approval_required {
-        ActionStatus::AwaitingApproval
-    } else {
-        ActionStatus::Running
-    };
-    record.updated_at = Utc::now();
-    deps.store.record(&record).await?;
-    tracing::info!(action_id = %request.id, approval_required = record.approval_required, "policy checked");
-    serde_json::to_value(&answer).map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))
-}
-
-async fn request_approval(
-    deps: &Deps,
-    request: ActionRequest,
-    task_token: TaskToken,
-) -> Result<Value, StepFailure> {
-    let Requirement::Approval(approval) = requirement(deps, &request)? else {
-        return Err(StepFailure::new(
-            ErrorKind::Rejected,
-            format!("the policy no longer asks an approval of {}", request.id),
-        ));
-    };
-    let opened = open_request(&request, &approval, Utc::now())
-        .map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))?;
-    // A retried step finds its approval open: it takes the new token and mails again, with
-    // the same links.
-    let (approval_request, secret) = match deps.store.get(&opened.id).await? {
-        None => {
-            let secret = new_link_secret();
-            deps.store.create(&opened, &task_token, &secret).await?;
-            (opened, secret)
-        }
-        Some(existing) if existing.status == Status::Pending => {
-            deps.store.replace_token(&existing.id, &task_token).await?;
-            let secret = deps.store.link_secret(&existing.id).await?.ok_or_else(|| {
-                StepFailure::new(
-                    ErrorKind::Transient,
-                    format!("approval {} has no secret yet", existing.id),
-                )
-            })?;
-            (existing, secret)
-        }
-        Some(existing) => {
-            return Err(StepFailure::new(
-                ErrorKind::Rejected,
-                format!("approval {} is already {:?}", existing.id, existing.status),
-            ));
-        }
-    };
-    let keys = deps.keys.load().await?.for_approval(&secret);
-    for approver in approval_request.votes.keys() {
-        let link = |decision| {
-            link_url(
+        } => {
+            let approval = request_approval(
+                &ports,
+                &deps.policy,
+                &request,
+                &task_token,
+                new_link_secret(),
                 &deps.links_url,
-                &keys,
-                &LinkClaims {
-                    approval_id: approval_request.id.clone(),
-                    decision,
-                    approver: approver.clone(),
-                    expires_at: approval_request.expires_at,
-                },
+                now,
             )
-        };
-        let email = approval_email(
-            &approval_request,
-            approver,
-            &link(Decision::Approve),
-            &link(Decision::Reject),
-        );
-        deps.mailer.send(&email).await?;
+            .await?;
+            tracing::info!(
+                approval_id = %approval.id,
+                approvers = approval.votes.len(),
+                quorum = approval.approval.quorum,
+                "approval opened and approvers mailed"
+            );
+            maestro_aws::metrics::count(&[], &[("ApprovalsRequested", 1)]);
+            Ok(json!({ "approvalId": approval.id }))
+        }
+        Step::RecordOutcome { request, outcome } => {
+            let record = record_outcome(&ports, &request, outcome, now).await?;
+            tracing::info!(action_id = %request.id, status = ?record.status, "action ended");
+            to_value(&record)
+        }
     }
-    tracing::info!(
-        approval_id = %approval_request.id,
-        approvers = approval_request.votes.len(),
-        quorum = approval_request.approval.quorum,
-        "approval opened and approvers mailed"
-    );
-    maestro_aws::metrics::count(&[], &[("ApprovalsRequested", 1)]);
-    Ok(json!({ "approvalId": approval_request.id }))
-}
-
-async fn record_outcome(
-    deps: &Deps,
-    request: ActionRequest,
-    outcome: Outcome,
-) -> Result<Value, StepFailure> {
-    if let Some(status) = outcome.approval_status() {
-        // Closes an approval nobody decided in time, so late clicks see it expired. A
-        // rejection settled it already, and this changes nothing.
-        deps.store.settle(&request.id, status).await?;
-    }
-    let mut record = current_record(deps, &request).await?;
-    record.status = outcome.status();
-    record.outcome = Some(outcome.clone());
-    record.updated_at = Utc::now();
-    deps.store.record(&record).await?;
-    if record.request.requester.contains('@') {
-        deps.mailer.send(&outcome_email(&record, &outcome)).await?;
-    }
-    tracing::info!(action_id = %request.id, status = ?record.status, "action ended");
-    serde_json::to_value(&record).map_err(|e| StepFailure::new(ErrorKind::Rejected, e.to_string()))
 }
 
 impl LambdaFunction for Deps {

@@ -86,70 +86,6 @@ impl DynamoApprovals {
         }
     }
 
-    /// Stores a new request with every vote pending, and the token and the request's link
-    /// secret apart from it (neither is in the `request` the API reads, nor in the index).
-    pub async fn create(
-        &self,
-        request: &ApprovalRequest,
-        task_token: &TaskToken,
-        secret: &LinkSecret,
-    ) -> Result<(), PortError> {
-        let mut bare = request.clone();
-        bare.votes.clear();
-        let mut votes = HashMap::new();
-        for (approver, record) in &request.votes {
-            votes.insert(
-                approver.clone(),
-                AttributeValue::M(HashMap::from([
-                    ("vote".to_owned(), s(vote_text(record.vote)?)),
-                    ("record".to_owned(), s(json(record)?)),
-                ])),
-            );
-        }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("APPROVAL#{}", request.id)))
-            .item("request", s(json(&bare)?))
-            .item("status", s(status_text(request.status)?))
-            .item("votes", AttributeValue::M(votes))
-            .item("taskToken", s(task_token.reveal()))
-            .item("linkSecret", s(secret.to_text()))
-            .item("createdAt", s(request.created_at.to_rfc3339()))
-            .item(
-                "expiresAt",
-                AttributeValue::N((request.expires_at.timestamp() + 400 * 86_400).to_string()),
-            )
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, &request.id, e))?;
-        Ok(())
-    }
-
-    pub async fn action(&self, id: &str) -> Result<Option<ActionRecord>, PortError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("ACTION#{id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?
-            .item;
-        let Some(item) = item else {
-            return Ok(None);
-        };
-        let text = item
-            .get("record")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| rejected(format!("action {id} has no record")))?;
-        serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| rejected(format!("action {id} does not read back: {e}")))
-    }
-
     /// The approvals with `status`, newest first, at most `limit`.
     pub async fn with_status(
         &self,
@@ -172,23 +108,6 @@ impl DynamoApprovals {
             .items
             .unwrap_or_default();
         items.iter().map(Self::request_of).collect()
-    }
-
-    /// Gives a pending approval the token of a retried workflow step.
-    pub async fn replace_token(&self, id: &str, task_token: &TaskToken) -> Result<(), PortError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("APPROVAL#{id}")))
-            .update_expression("SET taskToken = :token")
-            .condition_expression("#s = :pending")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":token", s(task_token.reveal()))
-            .expression_attribute_values(":pending", s("PENDING"))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(())
     }
 
     fn request_of(item: &Item) -> Result<ApprovalRequest, PortError> {
@@ -228,6 +147,61 @@ fn lost_condition<E>(error: &SdkError<UpdateItemError, E>) -> bool {
 
 #[async_trait]
 impl ApprovalStore for DynamoApprovals {
+    async fn create(
+        &self,
+        request: &ApprovalRequest,
+        task_token: &TaskToken,
+        secret: &LinkSecret,
+    ) -> Result<(), PortError> {
+        let mut bare = request.clone();
+        bare.votes.clear();
+        let mut votes = HashMap::new();
+        for (approver, record) in &request.votes {
+            votes.insert(
+                approver.clone(),
+                AttributeValue::M(HashMap::from([
+                    ("vote".to_owned(), s(vote_text(record.vote)?)),
+                    ("record".to_owned(), s(json(record)?)),
+                ])),
+            );
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("APPROVAL#{}", request.id)))
+            .item("request", s(json(&bare)?))
+            .item("status", s(status_text(request.status)?))
+            .item("votes", AttributeValue::M(votes))
+            .item("taskToken", s(task_token.reveal()))
+            .item("linkSecret", s(secret.to_text()))
+            .item("createdAt", s(request.created_at.to_rfc3339()))
+            .item(
+                "expiresAt",
+                AttributeValue::N((request.expires_at.timestamp() + 400 * 86_400).to_string()),
+            )
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &request.id, e))?;
+        Ok(())
+    }
+
+    async fn replace_token(&self, id: &str, task_token: &TaskToken) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{id}")))
+            .update_expression("SET taskToken = :token")
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":token", s(task_token.reveal()))
+            .expression_attribute_values(":pending", s("PENDING"))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError> {
         let item = self
             .client
@@ -520,6 +494,29 @@ impl ActionTargets for TrustedTargets {
 
 #[async_trait]
 impl ActionLog for DynamoApprovals {
+    async fn action(&self, id: &str) -> Result<Option<ActionRecord>, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACTION#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let text = item
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| rejected(format!("action {id} has no record")))?;
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| rejected(format!("action {id} does not read back: {e}")))
+    }
+
     async fn record_new(&self, record: &ActionRecord) -> Result<bool, PortError> {
         let put = self
             .client

@@ -1,7 +1,9 @@
 //! Email through SES (v2 API): one message per recipient, with its HTML and text parts.
 
+use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use maestro_domain::approvals::render::Email;
+use maestro_domain::approvals::steps::Mailer;
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
@@ -33,8 +35,11 @@ impl SesMailer {
             sender,
         }
     }
+}
 
-    pub async fn send(&self, email: &Email) -> Result<(), PortError> {
+#[async_trait]
+impl Mailer for SesMailer {
+    async fn send(&self, email: &Email) -> Result<(), PortError> {
         let message = Message::builder()
             .subject(content(&email.subject)?)
             .body(

@@ -10,9 +10,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use maestro_domain::approvals::link::{LinkKeys, SigningKey};
+use maestro_domain::approvals::steps::SigningKeys;
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
@@ -37,9 +39,12 @@ impl SecretLinkKeys {
             kept: Mutex::new(None),
         }
     }
+}
 
+#[async_trait]
+impl SigningKeys for SecretLinkKeys {
     /// The keys, read again once those kept are [`KEYS_KEPT_FOR`] old.
-    pub async fn load(&self) -> Result<LinkKeys, PortError> {
+    async fn load(&self) -> Result<LinkKeys, PortError> {
         if let Some((read_at, keys)) = self.kept.lock().expect("never poisoned").as_ref()
             && read_at.elapsed() < KEYS_KEPT_FOR
         {
@@ -49,7 +54,9 @@ impl SecretLinkKeys {
         *self.kept.lock().expect("never poisoned") = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
+}
 
+impl SecretLinkKeys {
     async fn read(&self) -> Result<LinkKeys, PortError> {
         let current = self
             .stage("AWSCURRENT")

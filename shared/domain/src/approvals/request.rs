@@ -93,6 +93,16 @@ impl ApprovalRequest {
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, PortError>;
+    /// Stores a new request with every vote pending, with the waiting task's token and the
+    /// request's own secret kept apart from it.
+    async fn create(
+        &self,
+        request: &ApprovalRequest,
+        task_token: &TaskToken,
+        secret: &LinkSecret,
+    ) -> Result<(), PortError>;
+    /// Gives a pending request the token of a retried workflow step.
+    async fn replace_token(&self, id: &str, task_token: &TaskToken) -> Result<(), PortError>;
     /// The approval's own secret, which its links' keys are derived from
     /// ([`LinkKeys::for_approval`]); `None` when there is no such approval.
     async fn link_secret(&self, id: &str) -> Result<Option<LinkSecret>, PortError>;
@@ -351,6 +361,19 @@ mod tests {
         async fn link_secret(&self, id: &str) -> Result<Option<LinkSecret>, PortError> {
             let request = self.request.lock().unwrap();
             Ok((request.id == id).then(|| self.secret.clone()))
+        }
+
+        async fn create(
+            &self,
+            _: &ApprovalRequest,
+            _: &TaskToken,
+            _: &LinkSecret,
+        ) -> Result<(), PortError> {
+            unreachable!("decisions never create approvals")
+        }
+
+        async fn replace_token(&self, _: &str, _: &TaskToken) -> Result<(), PortError> {
+            unreachable!("decisions never replace tokens")
         }
 
         async fn cast(

@@ -92,6 +92,8 @@ pub trait ActionTargets: Send + Sync {
 /// Where actions are recorded (DynamoDB).
 #[async_trait]
 pub trait ActionLog: Send + Sync {
+    /// The action's record, if there is one.
+    async fn action(&self, id: &str) -> Result<Option<ActionRecord>, PortError>;
     /// Records a new action; `false` when one with its id exists already.
     async fn record_new(&self, record: &ActionRecord) -> Result<bool, PortError>;
     /// Writes the action's record as it now stands.
@@ -394,6 +396,9 @@ mod tests {
 
     #[async_trait]
     impl ActionLog for Fakes {
+        async fn action(&self, id: &str) -> Result<Option<ActionRecord>, PortError> {
+            Ok(self.recorded.lock().unwrap().get(id).cloned())
+        }
         async fn record_new(&self, record: &ActionRecord) -> Result<bool, PortError> {
             let mut recorded = self.recorded.lock().unwrap();
             if recorded.contains_key(&record.request.id) {
