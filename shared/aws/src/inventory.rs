@@ -338,15 +338,25 @@ impl DynamoInventory {
         Ok(())
     }
 
-    async fn set_misses(&self, id: &str, misses: u32) -> Result<(), PortError> {
-        self.client
+    /// Sets the entity's miss count, and which run counted the last miss (`missedBy`, none
+    /// when it is seen again).
+    async fn set_misses(&self, id: &str, misses: u32, run: Option<&str>) -> Result<(), PortError> {
+        let update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(entity_key(id)))
-            .update_expression("SET #misses = :misses")
             .expression_attribute_names("#misses", "misses")
+            .expression_attribute_names("#missedBy", "missedBy")
             .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":misses", n(misses))
+            .expression_attribute_values(":misses", n(misses));
+        let update = match run {
+            Some(run) => update
+                .update_expression("SET #misses = :misses, #missedBy = :run")
+                .expression_attribute_values(":run", s(run)),
+            None => update.update_expression("SET #misses = :misses REMOVE #missedBy"),
+        };
+        update
             .send()
             .await
             .map_err(|e| port_error(SERVICE, id, e))?;
@@ -1038,6 +1048,7 @@ impl InventoryStore for DynamoInventory {
                     known: Known {
                         hash: hash.to_owned(),
                         misses,
+                        missed_by: text(&item, "missedBy").map(str::to_owned),
                     },
                     content,
                 },
@@ -1108,8 +1119,10 @@ impl InventoryStore for DynamoInventory {
                     previous,
                     history,
                 } => self.mark_gone(&id, previous.as_ref(), history.at).await?,
-                Write::Missed { id, misses } => self.set_misses(&id, misses).await?,
-                Write::Back { id } => self.set_misses(&id, 0).await?,
+                Write::Missed { id, misses, run } => {
+                    self.set_misses(&id, misses, Some(&run)).await?
+                }
+                Write::Back { id } => self.set_misses(&id, 0, None).await?,
             }
         }
         self.adjust_summary(deltas).await
@@ -1177,6 +1190,7 @@ impl InventoryStore for DynamoInventory {
                         Known {
                             hash: hash.to_owned(),
                             misses,
+                            missed_by: None,
                         },
                     );
                 }

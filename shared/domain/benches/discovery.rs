@@ -226,6 +226,7 @@ fn remote_of(entities: &[Entity]) -> Remote {
         let known = Known {
             hash: content_hash(&content),
             misses: 0,
+            missed_by: None,
         };
         manifest.insert(entity.id.clone(), known.clone());
         stored.insert(entity.id.clone(), Stored { known, content });

@@ -28,6 +28,10 @@ pub struct Known {
     /// Complete crawls in a row that did not see it.
     #[serde(default)]
     pub misses: u32,
+    /// The run that counted its last miss: a conclusion retried with the same run (the state
+    /// machine retries a step whose writes landed) must not count that miss again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_by: Option<String>,
 }
 
 pub type Manifest = BTreeMap<String, Known>;
@@ -232,6 +236,7 @@ pub fn reconcile_scope(
             let known = Known {
                 hash: content_hash(&e.content),
                 misses: 0,
+                missed_by: None,
             };
             (e.id.clone(), known)
         })
@@ -247,6 +252,7 @@ pub fn reconcile_scope(
                 Known {
                     hash: known.hash.clone(),
                     misses,
+                    missed_by: None,
                 },
             );
         }

@@ -159,7 +159,12 @@ pub enum Write {
         history: HistoryRecord,
     },
     /// Missed by a complete crawl, not gone yet.
-    Missed { id: String, misses: u32 },
+    Missed {
+        id: String,
+        misses: u32,
+        /// The run that counted this miss.
+        run: String,
+    },
     /// Seen again after a miss.
     Back { id: String },
 }
@@ -398,9 +403,25 @@ async fn conclude_scope(
     };
     let manifest = store.manifest(&scope).await.map_err(store_error)?;
     let seen = store.seen(&state.run, &scope).await.map_err(store_error)?;
+    let unseen: Vec<String> = manifest
+        .keys()
+        .filter(|id| !seen.contains(*id))
+        .cloned()
+        .collect();
+    let previous = store.known(&unseen).await.map_err(store_error)?;
+    // The state machine retries a conclusion whose writes may have landed: a miss this run
+    // counted already is left as it is, or one real miss would count twice and turn GONE.
+    let counted_by_this_run = |id: &String| {
+        previous
+            .get(id)
+            .and_then(|stored| stored.known.missed_by.as_deref())
+            == Some(state.run.as_str())
+    };
+    let manifest: Manifest = manifest
+        .into_iter()
+        .filter(|(id, _)| seen.contains(id) || !counted_by_this_run(id))
+        .collect();
     let conclusion = conclude(&manifest, &seen, gone_after);
-    let gone_ids: Vec<String> = conclusion.gone.clone();
-    let previous = store.known(&gone_ids).await.map_err(store_error)?;
     let mut writes = Vec::new();
     for id in conclusion.gone {
         let old = previous.get(&id).map(|s| s.content.clone());
@@ -431,7 +452,11 @@ async fn conclude_scope(
         conclusion
             .missed
             .into_iter()
-            .map(|(id, misses)| Write::Missed { id, misses }),
+            .map(|(id, misses)| Write::Missed {
+                id,
+                misses,
+                run: state.run.clone(),
+            }),
     );
     writes.extend(conclusion.back.into_iter().map(|id| Write::Back { id }));
     store.write(writes).await.map_err(store_error)?;
@@ -644,6 +669,89 @@ mod tests {
                 .iter()
                 .any(|c| matches!(c, FieldChange::Changed { path, .. } if path == "active"))
         );
+    }
+
+    /// A store whose conclusion writes land, then answer an error (a timeout after DynamoDB
+    /// applied them), `failures` times.
+    struct LandsThenFails<'a> {
+        store: &'a MemoryStore,
+        failures: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl InventoryStore for LandsThenFails<'_> {
+        async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError> {
+            self.store.known(ids).await
+        }
+        async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
+            let concludes = writes.iter().any(|w| matches!(w, Write::Missed { .. }));
+            self.store.write(writes).await?;
+            let mut failures = self.failures.lock().expect("lock");
+            if concludes && *failures > 0 {
+                *failures -= 1;
+                return Err(PortError::Transient {
+                    service: "dynamodb",
+                    detail: "the request timed out".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn record_seen(
+            &self,
+            run: &str,
+            scope: &Scope,
+            page: u32,
+            ids: &[String],
+        ) -> Result<(), PortError> {
+            self.store.record_seen(run, scope, page, ids).await
+        }
+        async fn seen(&self, run: &str, scope: &Scope) -> Result<BTreeSet<String>, PortError> {
+            self.store.seen(run, scope).await
+        }
+        async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError> {
+            self.store.manifest(scope).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_conclusion_counts_a_miss_once() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        provider.entities.lock().expect("lock").remove(4);
+        let flaky = LandsThenFails {
+            store: &store,
+            failures: Mutex::new(1),
+        };
+        let settings = CrawlSettings {
+            pages_per_call: 1,
+            gone_after: 2,
+        };
+        let mut state = CrawlState::start("r2", scope(), false);
+        let mut retried = 0;
+        while !state.done {
+            // The state machine retries a failed step with the same input.
+            match crawl_step(
+                &provider,
+                &flaky,
+                &target(),
+                state.clone(),
+                &settings,
+                Utc::now(),
+            )
+            .await
+            {
+                Ok(next) => state = next,
+                Err(CrawlError::Store { .. }) => retried += 1,
+                Err(other) => panic!("{other}"),
+            }
+            assert!(retried < 5, "the retry succeeds");
+        }
+        assert_eq!(retried, 1);
+        let rows = store.rows.lock().expect("lock");
+        assert!(rows.values().all(|r| r.active), "one real miss is no GONE");
+        let missed = &rows[&ids::ec2("eu-west-1", "111111111111", "instance", "i-4")];
+        assert_eq!(missed.known.misses, 1);
     }
 
     #[tokio::test]

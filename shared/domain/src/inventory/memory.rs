@@ -77,7 +77,11 @@ impl InventoryStore for MemoryStore {
                         entity.id,
                         Row {
                             content: entity.content,
-                            known: Known { hash, misses: 0 },
+                            known: Known {
+                                hash,
+                                misses: 0,
+                                missed_by: None,
+                            },
                             scope: Some(scope.key()),
                             active: true,
                         },
@@ -97,14 +101,16 @@ impl InventoryStore for MemoryStore {
                     history.push(record);
                     *count += 1;
                 }
-                Write::Missed { id, misses } => {
+                Write::Missed { id, misses, run } => {
                     if let Some(row) = rows.get_mut(&id) {
                         row.known.misses = misses;
+                        row.known.missed_by = Some(run);
                     }
                 }
                 Write::Back { id } => {
                     if let Some(row) = rows.get_mut(&id) {
                         row.known.misses = 0;
+                        row.known.missed_by = None;
                     }
                 }
             }
