@@ -16,9 +16,9 @@ pub const CURRENT: &str = "AWSCURRENT";
 pub const PENDING: &str = "AWSPENDING";
 pub const PREVIOUS: &str = "AWSPREVIOUS";
 
-/// What Secrets Manager sends the rotation function.
+/// What Secrets Manager sends the rotation function. Fields AWS adds later (as it added
+/// `RotationToken`) are ignored: refusing them would fail every rotation the day they appear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RotationEvent {
     #[serde(rename = "SecretId")]
     pub secret_id: String,
@@ -741,6 +741,12 @@ mod tests {
             r#"{"SecretId": "s", "ClientRequestToken": "t", "Step": "dropSecret"}"#,
         );
         assert!(unknown_step.is_err());
+        let with_a_new_field = serde_json::from_str::<RotationEvent>(
+            r#"{"SecretId": "s", "ClientRequestToken": "t", "Step": "setSecret",
+                "RotationToken": "r", "SomethingAwsAddsLater": {"a": 1}}"#,
+        )
+        .expect("a field AWS adds is no reason to fail a rotation");
+        assert_eq!(with_a_new_field.step, Step::Set);
     }
 
     #[tokio::test]
