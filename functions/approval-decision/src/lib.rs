@@ -26,6 +26,7 @@ use maestro_domain::approvals::request::{
 };
 use maestro_domain::approvals::steps::SigningKeys;
 use maestro_domain::approvals::tally::Vote;
+use maestro_domain::port::PortError;
 
 pub struct Deps {
     pub store: DynamoApprovals,
@@ -55,6 +56,15 @@ fn link_refused(error: &LinkError) -> ApiGatewayV2httpResponse {
             "Open the link from your email again and confirm from that page.",
         ),
     }
+}
+
+/// An approval opened before approvals had their own secret: its links cannot be checked.
+fn opened_before_secrets() -> ApiGatewayV2httpResponse {
+    refused(
+        410,
+        "Ask for it again",
+        "This request was opened before an upgrade of Maestro, and its links no longer work. Ask the requester to ask again; nothing was decided.",
+    )
 }
 
 fn closed(status: Status) -> ApiGatewayV2httpResponse {
@@ -97,6 +107,7 @@ async fn confirm(
     let secret = match deps.store.link_secret(approval_id).await {
         Ok(Some(secret)) => secret,
         Ok(None) => return refused(404, "Not found", "There is no such approval."),
+        Err(PortError::NotFound { .. }) => return opened_before_secrets(),
         Err(e) => return unavailable(&e.to_string()),
     };
     let keys = match deps.keys.load().await {
@@ -188,7 +199,10 @@ async fn post(
         outcome = %outcome_label(&decided),
         "decision posted"
     );
-    if matches!(decided, Ok(Resumed::Counted { .. } | Resumed::Settled(_))) {
+    if matches!(
+        decided,
+        Ok(Resumed::Counted { .. } | Resumed::Settled { .. })
+    ) {
         maestro_aws::metrics::count(
             &[("Decision", ballot.claims.decision.as_str())],
             &[("ApprovalsDecided", 1)],
@@ -207,14 +221,22 @@ async fn post(
             "Already decided",
             "Another decision settled this request first.",
         ),
-        Ok(Resumed::Settled(Status::Approved)) => html(
+        // The votes had decided it before this press: say so, not what this button said.
+        Ok(Resumed::Settled { status, by }) if by.approver != ballot.claims.approver => {
+            closed(status)
+        }
+        Ok(Resumed::AnsweredBefore(status)) => closed(status),
+        Ok(Resumed::Settled {
+            status: Status::Approved,
+            ..
+        }) => html(
             200,
             message_page(
                 "Approved",
                 "The request is approved; the action runs now. The requester will be told how it ends.",
             ),
         ),
-        Ok(Resumed::Settled(_)) => html(
+        Ok(Resumed::Settled { .. }) => html(
             200,
             message_page(
                 "Rejected",
@@ -259,6 +281,7 @@ async fn post(
             "Already decided",
             "You have already decided on this request.",
         ),
+        Err(DecideError::Store(PortError::NotFound { .. })) => opened_before_secrets(),
         Err(DecideError::Store(e)) => unavailable(&e.to_string()),
     }
 }
@@ -267,7 +290,8 @@ async fn post(
 fn outcome_label(decided: &Result<Resumed, DecideError>) -> String {
     match decided {
         Ok(Resumed::Counted { approvals, needed }) => format!("counted {approvals}/{needed}"),
-        Ok(Resumed::Settled(status)) => format!("settled {status:?}"),
+        Ok(Resumed::Settled { status, by }) => format!("settled {status:?} by {}", by.approver),
+        Ok(Resumed::AnsweredBefore(status)) => format!("answered before as {status:?}"),
         Ok(Resumed::SettledElsewhere) => "settled elsewhere".to_owned(),
         Ok(Resumed::Expired { .. }) => "too late: the workflow stopped waiting".to_owned(),
         Err(e) => format!("refused: {e}"),

@@ -299,10 +299,10 @@ impl ApprovalStore for DynamoApprovals {
         let text = item
             .get("linkSecret")
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| {
-                rejected(format!(
-                    "approval {id} was opened before approvals had their own secret; ask for the action again"
-                ))
+            // Opened before approvals had their own secret: its links cannot be checked.
+            .ok_or_else(|| PortError::NotFound {
+                service: SERVICE,
+                what: format!("approval {id}'s own secret"),
             })?;
         LinkSecret::from_text(text)
             .map(Some)

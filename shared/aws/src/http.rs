@@ -155,7 +155,17 @@ fn verified_token_claims(
     let token = token
         .strip_prefix("Bearer ")
         .or_else(|| token.strip_prefix("bearer "))?;
-    let payload = token.split('.').nth(1)?;
+    // Exactly one compact JWT: two Authorization headers reach the function joined by a comma,
+    // and only one of them is the token API Gateway verified.
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '='))
+    {
+        return None;
+    }
+    let payload = parts[1];
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
@@ -348,6 +358,20 @@ mod tests {
                    "cognito:groups": ["maestro-operators"]}),
         );
         assert!(caller_of(&stale).teams.is_empty());
+        // Two Authorization headers reach the function joined by a comma: neither is read.
+        let mut doubled = with_token(
+            sample(),
+            json!({"sub": "8f0c2a64-3d1e-4b7a-9c55-0e1f2a3b4c5d", "exp": 1795870800,
+                   "cognito:groups": ["maestro-operators"]}),
+        );
+        let joined = format!(
+            "{}, Bearer a.b.c",
+            doubled.headers["authorization"].to_str().unwrap()
+        );
+        doubled
+            .headers
+            .insert("authorization", joined.parse().unwrap());
+        assert!(caller_of(&doubled).teams.is_empty());
     }
 
     #[test]

@@ -149,8 +149,12 @@ pub trait WaitingTask: Send + Sync {
 pub enum Resumed {
     /// The vote counts; the request still waits for more approvals.
     Counted { approvals: usize, needed: usize },
-    /// This decision settled the request and the workflow took it.
-    Settled(Status),
+    /// The request is settled and the workflow took it; `by` decided it (this press's
+    /// approver, or another whose vote had decided it already).
+    Settled { status: Status, by: DecidedBy },
+    /// The task had stopped waiting before its expiry: an earlier press's answer reached it
+    /// (Step Functions says `TaskTimedOut` for a task already answered).
+    AnsweredBefore(Status),
     /// Another decision settled it in between.
     SettledElsewhere,
     /// The workflow had stopped waiting (its timeout): the request is marked timed out,
@@ -169,6 +173,13 @@ pub struct Ballot {
     pub user_agent: Option<String>,
 }
 
+/// The approver whose vote decided a request, and what they said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecidedBy {
+    pub approver: String,
+    pub comment: Option<String>,
+}
+
 /// What a posted decision led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
@@ -178,6 +189,7 @@ pub enum Decided {
     Settled {
         status: Status,
         task_token: TaskToken,
+        by: DecidedBy,
     },
     /// The request was settled by someone else in between: nothing to send.
     SettledElsewhere,
@@ -247,12 +259,16 @@ pub async fn decide(
         });
     };
     // The votes already decided it, but the settle after the deciding vote failed: any
-    // approver's link (the deciding one, retried) finishes it rather than leaving the workflow
-    // to wait for a quorum it already has.
-    match request.tally() {
-        Tally::Approved => return settle(store, &claims.approval_id, Status::Approved).await,
-        Tally::Rejected => return settle(store, &claims.approval_id, Status::Rejected).await,
-        Tally::Pending { .. } => {}
+    // approver's link (the deciding one, retried) finishes it as the votes decided, in the
+    // name of who decided it, rather than leaving the workflow to wait for a quorum it has.
+    let decided = match request.tally() {
+        Tally::Approved => Some(Status::Approved),
+        Tally::Rejected => Some(Status::Rejected),
+        Tally::Pending { .. } => None,
+    };
+    if let Some(status) = decided {
+        let by = decided_by(&request, status, &claims.approver);
+        return settle(store, &claims.approval_id, status, by).await;
     }
     if current.vote != Vote::Pending {
         return Err(DecideError::AlreadyVoted);
@@ -281,7 +297,37 @@ pub async fn decide(
         Tally::Approved => Status::Approved,
         Tally::Rejected => Status::Rejected,
     };
-    settle(store, &claims.approval_id, status).await
+    let by = DecidedBy {
+        approver: claims.approver.clone(),
+        comment: ballot.comment.clone(),
+    };
+    settle(store, &claims.approval_id, status, by).await
+}
+
+/// Whose vote decided `request` as `status`: `clicker`'s if theirs agrees, else the first
+/// that does.
+fn decided_by(request: &ApprovalRequest, status: Status, clicker: &str) -> DecidedBy {
+    let wanted = match status {
+        Status::Approved => Vote::Approve,
+        _ => Vote::Reject,
+    };
+    let (approver, record) = request
+        .votes
+        .get_key_value(clicker)
+        .filter(|(_, record)| record.vote == wanted)
+        .or_else(|| {
+            request
+                .votes
+                .iter()
+                .find(|(_, record)| record.vote == wanted)
+        })
+        .map_or((clicker, None), |(approver, record)| {
+            (approver.as_str(), Some(record))
+        });
+    DecidedBy {
+        approver: approver.to_owned(),
+        comment: record.and_then(|r| r.comment.clone()),
+    }
 }
 
 /// [`decide`], then tells the waiting workflow when the decision settled the request. If
@@ -294,24 +340,32 @@ pub async fn decide_and_resume(
     ballot: &Ballot,
     now: DateTime<Utc>,
 ) -> Result<Resumed, DecideError> {
-    let (status, token) = match decide(store, keys, ballot, now).await? {
+    let (status, token, by) = match decide(store, keys, ballot, now).await? {
         Decided::Counted { approvals, needed } => {
             return Ok(Resumed::Counted { approvals, needed });
         }
         Decided::SettledElsewhere => return Ok(Resumed::SettledElsewhere),
-        Decided::Settled { status, task_token } => (status, task_token),
+        Decided::Settled {
+            status,
+            task_token,
+            by,
+        } => (status, task_token, by),
     };
     let id = &ballot.claims.approval_id;
     let delivered = match status {
         Status::Approved => task.approved(&token, id).await,
         _ => {
-            let comment = ballot.comment.as_deref();
-            task.rejected(&token, id, &ballot.claims.approver, comment)
+            task.rejected(&token, id, &by.approver, by.comment.as_deref())
                 .await
         }
     };
     match delivered {
-        Ok(Delivery::Delivered) => Ok(Resumed::Settled(status)),
+        Ok(Delivery::Delivered) => Ok(Resumed::Settled { status, by }),
+        // The task waits until the approval expires; closed before, it took an earlier
+        // press's answer (one that timed out on our side after Step Functions accepted it).
+        Ok(Delivery::TooLate) if now < ballot.claims.expires_at => {
+            Ok(Resumed::AnsweredBefore(status))
+        }
         Ok(Delivery::TooLate) => Ok(Resumed::Expired {
             unrecorded: store.resettle(id, status, Status::TimedOut).await.err(),
         }),
@@ -326,9 +380,14 @@ async fn settle(
     store: &dyn ApprovalStore,
     approval_id: &str,
     status: Status,
+    by: DecidedBy,
 ) -> Result<Decided, DecideError> {
     Ok(match store.settle(approval_id, status).await? {
-        Some(task_token) => Decided::Settled { status, task_token },
+        Some(task_token) => Decided::Settled {
+            status,
+            task_token,
+            by,
+        },
         None => Decided::SettledElsewhere,
     })
 }
@@ -564,7 +623,10 @@ mod tests {
             now(),
         )
         .await;
-        let Ok(Decided::Settled { status, task_token }) = second else {
+        let Ok(Decided::Settled {
+            status, task_token, ..
+        }) = second
+        else {
             panic!("the second approval settles it: {second:?}");
         };
         assert_eq!(status, Status::Approved);
@@ -584,7 +646,10 @@ mod tests {
         assert_eq!(store.request.lock().unwrap().status, Status::Pending);
         // Bob presses again: his vote is in, the quorum holds, the settle is finished.
         let again = decide(&store, &keys(), &bob, now()).await;
-        let Ok(Decided::Settled { status, task_token }) = again else {
+        let Ok(Decided::Settled {
+            status, task_token, ..
+        }) = again
+        else {
             panic!("the retry settles it: {again:?}");
         };
         assert_eq!(status, Status::Approved);
@@ -621,7 +686,13 @@ mod tests {
 
         let again = decide_and_resume(&store, &task, &keys(), &bob, now()).await;
         assert!(
-            matches!(again, Ok(Resumed::Settled(Status::Approved))),
+            matches!(
+                again,
+                Ok(Resumed::Settled {
+                    status: Status::Approved,
+                    ..
+                })
+            ),
             "{again:?}"
         );
         assert_eq!(store.request.lock().unwrap().status, Status::Approved);
@@ -629,6 +700,58 @@ mod tests {
             *task.answers.lock().unwrap(),
             [format!("approved apr-1 {}", store.token.reveal())]
         );
+    }
+
+    #[tokio::test]
+    async fn a_press_after_the_votes_decided_finishes_it_as_they_decided_in_the_deciders_name() {
+        let store = store(1);
+        *store.failing_settles.lock().unwrap() = 1;
+        let bob = ballot("bob@example.com", Decision::Approve);
+        assert!(decide(&store, &keys(), &bob, now()).await.is_err());
+        // Carol presses Reject: Bob's approval had decided it; hers is not a vote any more.
+        let task = Task::default();
+        let carol = ballot("carol@example.com", Decision::Reject);
+        let after = decide_and_resume(&store, &task, &keys(), &carol, now()).await;
+        let Ok(Resumed::Settled { status, by }) = after else {
+            panic!("the press finishes the settle: {after:?}");
+        };
+        assert_eq!(status, Status::Approved);
+        assert_eq!(by.approver, "bob@example.com");
+        assert_eq!(by.comment.as_deref(), Some("ok"));
+        let request = store.request.lock().unwrap().clone();
+        assert_eq!(request.votes["carol@example.com"].vote, Vote::Pending);
+        assert_eq!(
+            *task.answers.lock().unwrap(),
+            [format!("approved apr-1 {}", store.token.reveal())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_closed_before_its_expiry_took_an_earlier_answer() {
+        let store = store(1);
+        struct Closed;
+        #[async_trait]
+        impl WaitingTask for Closed {
+            async fn approved(&self, _: &TaskToken, _: &str) -> Result<Delivery, PortError> {
+                Ok(Delivery::TooLate)
+            }
+            async fn rejected(
+                &self,
+                _: &TaskToken,
+                _: &str,
+                _: &str,
+                _: Option<&str>,
+            ) -> Result<Delivery, PortError> {
+                Ok(Delivery::TooLate)
+            }
+        }
+        let bob = ballot("bob@example.com", Decision::Approve);
+        let answered = decide_and_resume(&store, &Closed, &keys(), &bob, now()).await;
+        assert!(
+            matches!(answered, Ok(Resumed::AnsweredBefore(Status::Approved))),
+            "{answered:?}"
+        );
+        assert_eq!(store.request.lock().unwrap().status, Status::Approved);
     }
 
     #[tokio::test]

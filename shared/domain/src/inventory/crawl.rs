@@ -410,16 +410,17 @@ async fn conclude_scope(
         .collect();
     let previous = store.known(&unseen).await.map_err(store_error)?;
     // The state machine retries a conclusion whose writes may have landed: a miss this run
-    // counted already is left as it is, or one real miss would count twice and turn GONE.
-    let counted_by_this_run = |id: &String| {
+    // counted already is left as it is, or one real miss would count twice and turn GONE. And
+    // the manifest comes from an index that may lag the table: an entity the table no longer
+    // holds as active (gone in the attempt before) is not concluded again.
+    let still_to_count = |id: &String| {
         previous
             .get(id)
-            .and_then(|stored| stored.known.missed_by.as_deref())
-            == Some(state.run.as_str())
+            .is_some_and(|stored| stored.known.missed_by.as_deref() != Some(state.run.as_str()))
     };
     let manifest: Manifest = manifest
         .into_iter()
-        .filter(|(id, _)| seen.contains(id) || !counted_by_this_run(id))
+        .filter(|(id, _)| seen.contains(id) || still_to_count(id))
         .collect();
     let conclusion = conclude(&manifest, &seen, gone_after);
     let mut writes = Vec::new();
@@ -672,10 +673,12 @@ mod tests {
     }
 
     /// A store whose conclusion writes land, then answer an error (a timeout after DynamoDB
-    /// applied them), `failures` times.
+    /// applied them), `failures` times; with `lagging_index`, the manifest answers what it
+    /// answered first, as an index that has not caught up with the table.
     struct LandsThenFails<'a> {
         store: &'a MemoryStore,
         failures: Mutex<u32>,
+        lagging_index: Option<Mutex<Option<Manifest>>>,
     }
 
     #[async_trait]
@@ -684,7 +687,9 @@ mod tests {
             self.store.known(ids).await
         }
         async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
-            let concludes = writes.iter().any(|w| matches!(w, Write::Missed { .. }));
+            let concludes = writes
+                .iter()
+                .any(|w| matches!(w, Write::Missed { .. } | Write::Gone { .. }));
             self.store.write(writes).await?;
             let mut failures = self.failures.lock().expect("lock");
             if concludes && *failures > 0 {
@@ -709,31 +714,27 @@ mod tests {
             self.store.seen(run, scope).await
         }
         async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError> {
-            self.store.manifest(scope).await
+            let fresh = self.store.manifest(scope).await?;
+            let Some(lagging) = &self.lagging_index else {
+                return Ok(fresh);
+            };
+            Ok(lagging.lock().expect("lock").get_or_insert(fresh).clone())
         }
     }
 
-    #[tokio::test]
-    async fn a_retried_conclusion_counts_a_miss_once() {
-        let provider = Listing::of(names(5));
-        let store = MemoryStore::default();
-        run(&provider, &store, "r1").await.expect("crawls");
-        provider.entities.lock().expect("lock").remove(4);
-        let flaky = LandsThenFails {
-            store: &store,
-            failures: Mutex::new(1),
-        };
+    /// Runs `run` through `store` as the state machine does, retrying a step that failed on
+    /// the store with the same input; answers how many retries it took.
+    async fn run_with_retries(provider: &Listing, store: &dyn InventoryStore, run: &str) -> u32 {
         let settings = CrawlSettings {
             pages_per_call: 1,
             gone_after: 2,
         };
-        let mut state = CrawlState::start("r2", scope(), false);
+        let mut state = CrawlState::start(run, scope(), false);
         let mut retried = 0;
         while !state.done {
-            // The state machine retries a failed step with the same input.
             match crawl_step(
-                &provider,
-                &flaky,
+                provider,
+                store,
                 &target(),
                 state.clone(),
                 &settings,
@@ -747,11 +748,50 @@ mod tests {
             }
             assert!(retried < 5, "the retry succeeds");
         }
-        assert_eq!(retried, 1);
+        retried
+    }
+
+    #[tokio::test]
+    async fn a_retried_conclusion_counts_a_miss_once() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        provider.entities.lock().expect("lock").remove(4);
+        let flaky = LandsThenFails {
+            store: &store,
+            failures: Mutex::new(1),
+            lagging_index: None,
+        };
+        assert_eq!(run_with_retries(&provider, &flaky, "r2").await, 1);
         let rows = store.rows.lock().expect("lock");
         assert!(rows.values().all(|r| r.active), "one real miss is no GONE");
         let missed = &rows[&ids::ec2("eu-west-1", "111111111111", "instance", "i-4")];
         assert_eq!(missed.known.misses, 1);
+    }
+
+    #[tokio::test]
+    async fn a_retried_conclusion_does_not_mark_gone_again_what_a_lagging_index_still_lists() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        provider.entities.lock().expect("lock").remove(4);
+        run(&provider, &store, "r2").await.expect("crawls");
+        let flaky = LandsThenFails {
+            store: &store,
+            failures: Mutex::new(1),
+            lagging_index: Some(Mutex::new(None)),
+        };
+        assert_eq!(run_with_retries(&provider, &flaky, "r3").await, 1);
+        let gone = ids::ec2("eu-west-1", "111111111111", "instance", "i-4");
+        let history = store.history.lock().expect("lock");
+        let tombstones = history
+            .iter()
+            .filter(|h| h.entity_id == gone && h.change == ChangeKind::Gone)
+            .count();
+        assert_eq!(tombstones, 1, "one GONE record");
+        let rows = store.rows.lock().expect("lock");
+        assert!(!rows[&gone].active);
+        assert!(!rows[&gone].content.is_null(), "the record is kept");
     }
 
     #[tokio::test]
