@@ -60,6 +60,18 @@ async fn relabelled_production_secret(cloud: &LocalCloud, name: &str) {
         .expect("the secret is created");
 }
 
+/// `POST /actions` as `client`: rotate prod/payments/db now.
+async fn ask_rotation(client: &reqwest::Client, cloud: &LocalCloud) -> (u16, Value) {
+    call_as(
+        client,
+        cloud,
+        "POST",
+        "/actions",
+        Some(rotate_now("prod/payments/db")),
+    )
+    .await
+}
+
 fn rotate_now(secret_id: &str) -> Value {
     json!({
         "action": {"type": "SECRET_ROTATE_NOW", "parameters": {"secretId": secret_id}},
@@ -84,14 +96,7 @@ fn an_insider_cannot_choose_the_environment_nor_delete_a_connection_without_admi
 
         // Nor does the secret's tag count: its name makes it production, so two approvers
         // must agree, on both routes.
-        let (status, asked) = call_as(
-            &dave,
-            cloud,
-            "POST",
-            "/actions",
-            Some(rotate_now("prod/payments/db")),
-        )
-        .await;
+        let (status, asked) = ask_rotation(&dave, cloud).await;
         assert_eq!(status, 202, "{asked}");
         assert_eq!(asked["environment"], "PRODUCTION", "{asked}");
         assert_eq!(asked["status"], "AWAITING_APPROVAL", "{asked}");
@@ -107,14 +112,7 @@ fn an_insider_cannot_choose_the_environment_nor_delete_a_connection_without_admi
         assert_eq!(asked["status"], "AWAITING_APPROVAL", "{asked}");
 
         // Another team's secret does not exist for it, neither to rotate nor in the status.
-        let (status, answer) = call_as(
-            &erin,
-            cloud,
-            "POST",
-            "/actions",
-            Some(rotate_now("prod/payments/db")),
-        )
-        .await;
+        let (status, answer) = ask_rotation(&erin, cloud).await;
         assert_eq!(status, 404, "{answer}");
         let (status, listed) = call_as(&erin, cloud, "GET", "/secrets/rotation-status", None).await;
         assert_eq!(status, 200, "{listed}");
@@ -164,14 +162,7 @@ fn routes_answer_only_the_parties_and_a_group_name_with_a_space_grants_nothing()
         let mallory = signed_in(cloud, "mallory@example.com", &["x maestro-operators"]).await;
         let ops = operator(cloud).await;
         relabelled_production_secret(cloud, "prod/payments/db").await;
-        let (status, asked) = call_as(
-            &dave,
-            cloud,
-            "POST",
-            "/actions",
-            Some(rotate_now("prod/payments/db")),
-        )
-        .await;
+        let (status, asked) = ask_rotation(&dave, cloud).await;
         assert_eq!(status, 202, "{asked}");
         let id = asked["id"].as_str().expect("an id").to_owned();
 
@@ -221,14 +212,7 @@ fn routes_answer_only_the_parties_and_a_group_name_with_a_space_grants_nothing()
             let (status, answer) = call_as(&claimed, cloud, "GET", &path, None).await;
             assert_eq!(status, 404, "{path}: {answer}");
         }
-        let (status, answer) = call_as(
-            &claimed,
-            cloud,
-            "POST",
-            "/actions",
-            Some(rotate_now("prod/payments/db")),
-        )
-        .await;
+        let (status, answer) = ask_rotation(&claimed, cloud).await;
         assert_eq!(status, 403, "{answer}");
         assert!(message(&answer).contains("verified"), "{answer}");
         let (_, listed) = call_as(&ops, cloud, "GET", "/approvals", None).await;

@@ -14,6 +14,7 @@ import { maestroStateMachine } from './maestro-state-machine';
 import { Parameters } from './parameters';
 import {
   ANY_SECRET,
+  accountAdministersKey,
   allow,
   onlyItems,
   lambdaInvoke,
@@ -64,15 +65,7 @@ export class Approvals {
       enableKeyRotation: true,
       keyPolicy: {
         Version: '2012-10-17',
-        Statement: [
-          {
-            Sid: 'AccountAdministers',
-            Effect: 'Allow',
-            Principal: { AWS: `arn:${stack.partition}:iam::${stack.account}:root` },
-            Action: 'kms:*',
-            Resource: '*',
-          },
-        ],
+        Statement: [accountAdministersKey(stack)],
       },
     });
     this.signingKey = new secretsmanager.CfnSecret(stack, 'ApprovalSigningKey', {

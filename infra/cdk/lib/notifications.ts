@@ -2,6 +2,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import { accountAdministersKey } from './policies';
 
 export class Notifications {
   readonly notificationsKey: kms.CfnKey;
@@ -17,13 +18,7 @@ export class Notifications {
       keyPolicy: {
         Version: '2012-10-17',
         Statement: [
-          {
-            Sid: 'AccountAdministers',
-            Effect: 'Allow',
-            Principal: { AWS: `arn:${stack.partition}:iam::${stack.account}:root` },
-            Action: 'kms:*',
-            Resource: '*',
-          },
+          accountAdministersKey(stack),
           {
             Sid: 'AlarmsAndRulesPublish',
             Effect: 'Allow',

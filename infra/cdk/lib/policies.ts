@@ -1,7 +1,7 @@
 // The statements behind the template's Policies: the SAM policy templates the template still
 // uses (StepFunctionsExecutionPolicy, SNSPublishMessagePolicy, LambdaInvokePolicy) spelled out as
 // the statements SAM expands them to, and the statements several functions share.
-import { Fn } from 'aws-cdk-lib';
+import { Fn, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -23,6 +23,17 @@ export function stackArn(service: string, resource: string): string {
 
 export const DEFAULT_EVENT_BUS = stackArn('events', 'event-bus/default');
 export const ANY_SECRET = stackArn('secretsmanager', 'secret:*');
+
+/** A KMS key policy's statement that lets the account administer the key through IAM. */
+export function accountAdministersKey(stack: Stack): Record<string, unknown> {
+  return {
+    Sid: 'AccountAdministers',
+    Effect: 'Allow',
+    Principal: { AWS: `arn:${stack.partition}:iam::${stack.account}:root` },
+    Action: 'kms:*',
+    Resource: '*',
+  };
+}
 
 /** Items of a table whose partition key starts with one of `prefixes` (`ACTION#`, `SSO_RUN#`). */
 export function onlyItems(...prefixes: string[]): Record<string, Record<string, unknown>> {

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::Utc;
@@ -42,7 +41,7 @@ use crate::SdkConfig;
 use crate::env::{EnvError, EnvReader, FunctionEnv};
 use crate::inventory::DynamoInventory;
 use crate::plan_store::DynamoPlanStore;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 use crate::secrets::SecretsManager;
 use crate::step_functions::ApprovalWorkflowStarter;
 
@@ -322,12 +321,9 @@ impl ApprovalStore for DynamoApprovals {
             .expression_attribute_values(":from", s(status_text(from)?))
             .send()
             .await;
-        match updated {
-            // Another write moved it first: nothing to undo.
-            Err(error) if lost_condition(&error) => Ok(()),
-            Err(error) => Err(port_error(SERVICE, id, error)),
-            Ok(_) => Ok(()),
-        }
+        // `false`: another write moved it first, and there is nothing to undo.
+        written(SERVICE, id, updated)?;
+        Ok(())
     }
 }
 
@@ -345,11 +341,10 @@ pub struct ActionSubmitter {
 /// A new approval's secret: 244 random bits, from two version-4 UUIDs (the operating
 /// system's generator).
 pub fn new_link_secret() -> LinkSecret {
-    let bytes = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
-        .iter()
-        .flat_map(|id| id.into_bytes())
-        .collect();
-    LinkSecret::new(bytes).expect("two UUIDs make 32 bytes")
+    let mut bytes = [0; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    LinkSecret::from_random(bytes)
 }
 
 /// The approval policy in `APPROVAL_POLICY`, its problems recorded with the others.
@@ -527,18 +522,7 @@ impl ActionLog for DynamoApprovals {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(port_error(SERVICE, &record.request.id, error)),
-        }
+        written(SERVICE, &record.request.id, put)
     }
 
     async fn record(&self, record: &ActionRecord) -> Result<(), PortError> {

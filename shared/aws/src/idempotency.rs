@@ -2,15 +2,13 @@
 //! `expiresAt` that both bounds a claim and lets DynamoDB's TTL forget old keys.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use maestro_domain::idempotency::{Claim, IdempotencyStore};
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 
 const SERVICE: &str = "dynamodb";
 
@@ -51,18 +49,11 @@ impl IdempotencyStore for DynamoIdempotency {
             .expression_attribute_values(":now", epoch(now))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Claim::First),
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(Claim::Duplicate)
-            }
-            Err(e) => Err(port_error(SERVICE, key, e)),
-        }
+        Ok(if written(SERVICE, key, put)? {
+            Claim::First
+        } else {
+            Claim::Duplicate
+        })
     }
 
     async fn complete(&self, key: &str, until: DateTime<Utc>) -> Result<(), PortError> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -22,7 +21,7 @@ use maestro_domain::quota::{
 };
 
 use crate::SdkConfig;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 
 const SERVICE: &str = "dynamodb";
 const OUTSTANDING: &str = "sso-admin#outstanding";
@@ -117,18 +116,7 @@ impl DynamoQuota {
             .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(context))
-                if matches!(
-                    context.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(port_error(SERVICE, &self.table, e)),
-        }
+        written(SERVICE, &self.table, put)
     }
 }
 

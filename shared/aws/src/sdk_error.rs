@@ -17,6 +17,27 @@ const TRANSIENT_CODES: &[&str] = &[
     "ConflictException",
 ];
 
+/// A conditional write's answer: `true` when it wrote, `false` when its condition did not hold
+/// (DynamoDB's `ConditionalCheckFailedException`), the error otherwise.
+pub fn written<O, E, R>(
+    service: &'static str,
+    what: &str,
+    result: Result<O, SdkError<E, R>>,
+) -> Result<bool, PortError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(context))
+            if context.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(port_error(service, what, error)),
+    }
+}
+
 pub fn port_error<E, R>(service: &'static str, what: &str, error: SdkError<E, R>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error,

@@ -45,18 +45,26 @@ impl SecretLinkKeys {
 impl SigningKeys for SecretLinkKeys {
     /// The keys, read again once those kept are [`KEYS_KEPT_FOR`] old.
     async fn load(&self) -> Result<LinkKeys, PortError> {
-        if let Some((read_at, keys)) = self.kept.lock().expect("never poisoned").as_ref()
+        if let Some((read_at, keys)) = self.kept().as_ref()
             && read_at.elapsed() < KEYS_KEPT_FOR
         {
             return Ok(keys.clone());
         }
         let keys = self.read().await?;
-        *self.kept.lock().expect("never poisoned") = Some((Instant::now(), keys.clone()));
+        *self.kept() = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
 }
 
 impl SecretLinkKeys {
+    /// The keys kept, if any. A panic while they were being replaced leaves the old value or
+    /// the new, both whole, so a poisoned lock is taken as it is.
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<(Instant, LinkKeys)>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     async fn read(&self) -> Result<LinkKeys, PortError> {
         let current = self
             .stage("AWSCURRENT")

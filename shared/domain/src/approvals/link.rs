@@ -74,6 +74,11 @@ impl LinkKeys {
 pub struct LinkSecret(Vec<u8>);
 
 impl LinkSecret {
+    /// A secret of 32 random bytes, which is always long enough.
+    pub fn from_random(bytes: [u8; 32]) -> Self {
+        LinkSecret(bytes.to_vec())
+    }
+
     pub fn new(bytes: Vec<u8>) -> Result<Self, LinkError> {
         if bytes.len() < 32 {
             return Err(LinkError::WeakKey(bytes.len()));
