@@ -342,6 +342,10 @@ def compare_sections(report: Report, sam: dict, cdk: dict) -> None:
         report.add("parameters", f"{name}: {message}")
     for name, message in _by_name(sam.get("Conditions", {}), cdk.get("Conditions", {})):
         report.add("conditions", f"{name}: {message}")
+    # CheckBootstrapVersion goes with BootstrapVersion.
+    cdk_rules = {k: v for k, v in cdk.get("Rules", {}).items() if k != "CheckBootstrapVersion"}
+    for name, message in _by_name(sam.get("Rules", {}), cdk_rules):
+        report.add("rules", f"{name}: {message}")
     for name, message in _by_name(sam.get("Outputs", {}), cdk.get("Outputs", {})):
         report.add("outputs", f"{name}: {message}")
 

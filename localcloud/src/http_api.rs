@@ -23,23 +23,40 @@ pub type RouteTable = Arc<RwLock<Vec<(HttpRoute, Arc<DeployedFunction>)>>>;
 struct Served {
     routes: RouteTable,
     keys: SigningKeys,
+    /// The one API a host serves at its root, as API Gateway serves each API at its own
+    /// domain; `None` for the host that serves every API below `/_api/<api id>`.
+    api: Option<String>,
 }
 
+/// Every API: at the root, and each below `/_api/<api id>`.
 pub fn router(routes: RouteTable) -> Router {
     Router::new().fallback(serve).with_state(Served {
         routes,
         keys: SigningKeys::default(),
+        api: None,
     })
 }
 
-async fn serve(State(Served { routes, keys }): State<Served>, request: Request) -> Response {
+/// One API, at the root of its own host (its `ApiEndpoint`).
+pub fn api_router(routes: RouteTable, api_id: &str) -> Router {
+    Router::new().fallback(serve).with_state(Served {
+        routes,
+        keys: SigningKeys::default(),
+        api: Some(api_id.to_owned()),
+    })
+}
+
+async fn serve(State(Served { routes, keys, api }): State<Served>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, 10 * 1024 * 1024).await {
         Ok(body) => body,
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
     let method = parts.method.as_str().to_owned();
-    let (api_id, path) = api_and_path(parts.uri.path());
+    let (api_id, path) = match api {
+        Some(api) => (Some(api), parts.uri.path().to_owned()),
+        None => api_and_path(parts.uri.path()),
+    };
     let matched = {
         let routes = routes
             .read()
@@ -272,7 +289,16 @@ fn request_event(
     path_parameters: BTreeMap<String, String>,
     body: &Bytes,
 ) -> Value {
-    let mut header_map = Map::new();
+    // As API Gateway tells the function: the domain the request came to, over which scheme.
+    let domain = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let mut header_map = Map::from_iter([(
+        "x-forwarded-proto".to_owned(),
+        Value::String("http".to_owned()),
+    )]);
     let mut cookies = Vec::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -322,8 +348,8 @@ fn request_event(
         "requestContext": {
             "accountId": ACCOUNT_ID,
             "apiId": route.api_id,
-            "domainName": "localhost",
-            "domainPrefix": "localhost",
+            "domainPrefix": domain.split('.').next().unwrap_or_default(),
+            "domainName": domain,
             "http": {
                 "method": method,
                 "path": path,

@@ -11,6 +11,7 @@ pub mod event_sources;
 pub mod functions;
 pub mod http_api;
 pub mod identity_center;
+pub mod identity_provider;
 pub mod invoke;
 pub mod listen;
 pub mod moto;
@@ -42,6 +43,28 @@ pub const LOCAL_SENDER: &str = "maestro@approvals.example.com";
 
 /// The approval policy `make up` and the tests deploy with.
 pub const SAMPLE_APPROVAL_POLICY: &str = include_str!("../sample-approval-policy.json");
+
+/// Everyone the sample approval policy names as an approver, once each.
+pub fn sample_approvers() -> Vec<String> {
+    let policy: serde_json::Value =
+        serde_json::from_str(SAMPLE_APPROVAL_POLICY).unwrap_or_default();
+    let mut approvers: Vec<String> = policy["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| {
+            rule["approval"]["approvers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    approvers.sort();
+    approvers.dedup();
+    approvers
+}
+
 /// Who owns which secrets on the local cloud (`SecretOwners`): team `payments` the
 /// `prod/`, `staging/` and `dev/` secrets, in those environments.
 pub const SAMPLE_SECRET_OWNERS: &str = include_str!("../sample-secret-owners.json");
@@ -85,6 +108,8 @@ pub struct LocalCloud {
     /// `Authorization` values it issued, by user and teams: a token is good for an hour, and
     /// each new pool starts without any.
     user_pool: Mutex<Option<(sign_in::UserPool, IssuedBearers)>>,
+    /// The host of each explicit HTTP API, by API id.
+    api_hosts: Mutex<BTreeMap<String, String>>,
     schedules: Mutex<Vec<(stack::Schedule, Arc<stack::DeployedFunction>)>>,
     event_sources: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -118,18 +143,23 @@ impl LocalCloud {
             "Lambda Invoke API",
         )
         .await?;
-        let http_endpoint = serve(
-            options.http_port,
-            http_api::router(routes.clone()),
-            "HTTP API",
-        )
-        .await?;
         let moto = Moto::start(&MotoOptions {
             python: options.python.clone(),
             launcher: moto::repository_root().join("localcloud/moto/launcher.py"),
             lambda_endpoint: lambda_endpoint.clone(),
             sso_polls_in_progress: options.sso_polls_in_progress,
         })
+        .await?;
+        // The user pools' sign-in pages share the HTTP APIs' port, as a browser reaches both.
+        let http_endpoint = serve(
+            options.http_port,
+            identity_provider::router(identity_provider::LocalSignIn::new(
+                moto.endpoint(),
+                &options.region,
+            ))
+            .merge(http_api::router(routes.clone())),
+            "HTTP API",
+        )
         .await?;
         let sdk_config = sdk_config_for(moto.endpoint(), &options.region).await;
         Ok(LocalCloud {
@@ -142,6 +172,7 @@ impl LocalCloud {
             functions,
             routes,
             user_pool: Mutex::new(None),
+            api_hosts: Mutex::new(BTreeMap::new()),
             schedules: Mutex::new(Vec::new()),
             event_sources: Mutex::new(Vec::new()),
         })
@@ -201,10 +232,21 @@ impl LocalCloud {
             return Ok(BTreeMap::new());
         }
         let pool = sign_in::UserPool::create(self.moto.endpoint(), &self.region).await?;
-        let parameters = BTreeMap::from([
+        let mut parameters = BTreeMap::from([
             ("AuthIssuer".to_owned(), pool.issuer()),
             ("AuthAudience".to_owned(), pool.client_id.clone()),
         ]);
+        let declared = |name: &str| template.document["Parameters"].get(name).is_some();
+        // Approvers sign in on the pool's local pages, with its one app client.
+        if declared("AuthMetadataUrl") {
+            parameters.insert(
+                "AuthMetadataUrl".to_owned(),
+                identity_provider::LocalSignIn::metadata_url(&self.http_endpoint, &pool.id),
+            );
+        }
+        if declared("ApproverSignInClientId") {
+            parameters.insert("ApproverSignInClientId".to_owned(), pool.client_id.clone());
+        }
         *self
             .user_pool
             .lock()
@@ -347,11 +389,45 @@ impl LocalCloud {
         stack_name: &str,
         parameter_overrides: &BTreeMap<String, String>,
     ) -> Result<Stack, LocalCloudError> {
+        // Each explicit HTTP API gets a host of its own, as API Gateway gives each API its
+        // domain: cookies and addresses are the API's alone.
+        // A host outlives its stack: the next deploy of the same API reuses it.
+        let mut api_endpoints = BTreeMap::new();
+        for (logical_id, resource) in template.resources() {
+            if resource["Type"] != "AWS::Serverless::HttpApi" {
+                continue;
+            }
+            let api_id = stack::local_api_id(logical_id);
+            let known = self
+                .api_hosts
+                .lock()
+                .expect("the API host lock is never poisoned")
+                .get(&api_id)
+                .cloned();
+            let endpoint = match known {
+                Some(endpoint) => endpoint,
+                None => {
+                    let endpoint = serve(
+                        0,
+                        http_api::api_router(self.routes.clone(), &api_id),
+                        "HTTP API",
+                    )
+                    .await?;
+                    self.api_hosts
+                        .lock()
+                        .expect("the API host lock is never poisoned")
+                        .insert(api_id.clone(), endpoint.clone());
+                    endpoint
+                }
+            };
+            api_endpoints.insert(api_id, endpoint);
+        }
         let settings = StackSettings {
             stack_name: stack_name.to_owned(),
             region: self.region.clone(),
             moto_endpoint: self.moto.endpoint().to_owned(),
             http_endpoint: self.http_endpoint.clone(),
+            api_endpoints,
             parameters: template.parameters(parameter_overrides)?,
         };
         let registrations = self
@@ -481,4 +557,15 @@ pub async fn sdk_config_for(endpoint: &str, region: &str) -> SdkConfig {
         ))
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_policys_approvers_are_named_once_each() {
+        assert_eq!(
+            super::sample_approvers(),
+            ["alice@example.com", "bob@example.com", "carol@example.com"]
+        );
+    }
 }

@@ -147,6 +147,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
                 println!("{inventory}");
             }
+            // The sample policy's approvers can sign in on the approval links' sign-in page.
+            for approver in maestro_localcloud::sample_approvers() {
+                cloud.bearer(&approver, &[]).await?;
+            }
             let state = UpState::record(&cloud, &stack, organisation).await?;
             println!("Maestro is up on the local cloud (stack {stack_name}).");
             println!(
@@ -161,6 +165,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "  then: curl -H \"Authorization: Bearer $TOKEN\" {}/inventory/summary",
                 state.http_endpoint
+            );
+            println!(
+                "  Approvers ({}) sign in on the approval links' page with the password {}",
+                maestro_localcloud::sample_approvers().join(", "),
+                maestro_localcloud::identity_provider::LOCAL_PASSWORD
             );
             for (name, value) in &state.outputs {
                 println!("  {name}: {value}");

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::LocalCloudError;
+use crate::identity_provider::LOCAL_PASSWORD;
 
 /// The emulator's user pool that signs Maestro's users in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +58,33 @@ impl UserPool {
 
     /// The issuer URL its tokens carry, as the template's `AuthIssuer` names it.
     pub fn issuer(&self) -> String {
-        format!(
-            "https://cognito-idp.{}.amazonaws.com/{}",
-            self.region, self.id
+        Self::issuer_of(&self.region, &self.id)
+    }
+
+    pub fn issuer_of(region: &str, pool_id: &str) -> String {
+        format!("https://cognito-idp.{region}.amazonaws.com/{pool_id}")
+    }
+
+    /// The ID token of a user who signs in with their password, as the sign-in page posts it.
+    pub async fn password_sign_in(
+        &self,
+        moto_endpoint: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<String, LocalCloudError> {
+        let signed_in = call(
+            moto_endpoint,
+            &self.region,
+            "AdminInitiateAuth",
+            json!({
+                "UserPoolId": self.id,
+                "ClientId": self.client_id,
+                "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
+                "AuthParameters": { "USERNAME": email, "PASSWORD": password },
+            }),
         )
+        .await?;
+        text(&signed_in, "/AuthenticationResult/IdToken")
     }
 
     /// An ID token for `email`, a member of `teams` (made if they do not exist yet).
@@ -109,10 +133,11 @@ impl UserPool {
             Err(LocalCloudError::Emulator(e)) if e.contains("UsernameExistsException") => {}
             Err(e) => return Err(e),
         }
-        let password = format!("Local-{}-1a", uuid::Uuid::new_v4());
+        // One documented password for every local user, so that a person (or a browser test)
+        // can sign in on the pool's pages as any of them.
         call(
             "AdminSetUserPassword",
-            json!({ "UserPoolId": pool, "Username": email, "Password": password, "Permanent": true }),
+            json!({ "UserPoolId": pool, "Username": email, "Password": LOCAL_PASSWORD, "Permanent": true }),
         )
         .await?;
         for team in teams {
@@ -132,17 +157,8 @@ impl UserPool {
             )
             .await?;
         }
-        let signed_in = call(
-            "AdminInitiateAuth",
-            json!({
-                "UserPoolId": pool,
-                "ClientId": self.client_id,
-                "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
-                "AuthParameters": { "USERNAME": email, "PASSWORD": password },
-            }),
-        )
-        .await?;
-        text(&signed_in, "/AuthenticationResult/IdToken")
+        self.password_sign_in(moto_endpoint, email, LOCAL_PASSWORD)
+            .await
     }
 }
 

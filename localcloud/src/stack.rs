@@ -18,7 +18,7 @@ pub const ACCOUNT_ID: &str = "123456789012";
 pub const IMPLICIT_HTTP_API: &str = "ServerlessHttpApi";
 
 /// API ids are ten lowercase characters; the local one is derived from the logical id.
-fn local_api_id(logical_id: &str) -> String {
+pub fn local_api_id(logical_id: &str) -> String {
     let mut id: String = logical_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
@@ -39,6 +39,9 @@ pub struct StackSettings {
     pub moto_endpoint: String,
     /// Where the local host serves HTTP APIs; each API is also at `/_api/<api id>` below it.
     pub http_endpoint: String,
+    /// The hosts that serve one API each at their root, by API id (each API's `ApiEndpoint`,
+    /// as in AWS); an API without one is at `/_api/<api id>` below `http_endpoint`.
+    pub api_endpoints: BTreeMap<String, String>,
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -447,10 +450,12 @@ fn physical(
         }
         Kind::HttpApi => {
             let api_id = local_api_id(logical_id);
-            attributes.insert(
-                "ApiEndpoint",
-                format!("{}/_api/{api_id}", settings.http_endpoint),
-            );
+            let endpoint = settings
+                .api_endpoints
+                .get(&api_id)
+                .cloned()
+                .unwrap_or_else(|| format!("{}/_api/{api_id}", settings.http_endpoint));
+            attributes.insert("ApiEndpoint", endpoint);
             api_id
         }
         Kind::Secret => {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_localcloud::{LocalCloud, Stack};
-use maestro_tests::approver::{
-    Seen, email_to, emails, form_fields, link, open, post_form, sent_email, to,
+use maestro_tests::approver::{Browser, Seen, email_to, emails, form_fields, link, sent_email, to};
+use maestro_tests::{
+    captured_logs, maestro_template, on_local_cloud, on_local_cloud_with, operator, signed_in,
 };
-use maestro_tests::{captured_logs, maestro_template, on_local_cloud, operator, signed_in};
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -199,18 +199,31 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
             .expect("the key rotates");
         assert_ne!(current_version(cloud, key_name).await, signing_key);
 
-        // Scanners open links, twice, and with HEAD: nothing is decided.
+        // Scanners open links, twice, and with HEAD: they reach the sign-in page, and nothing
+        // is decided.
+        let scanner = Browser::anonymous();
         for _ in 0..2 {
-            let (status, page) = open(&bob_link, &mut seen).await;
+            let (status, page) = scanner.open(&bob_link, &mut seen).await;
             assert_eq!(status, 200, "{page}");
-            assert!(page.contains("<form method=\"post\""));
+            assert!(page.contains("<h1>Sign in</h1>"), "{page}");
+            assert!(
+                !page.contains("csrf"),
+                "no confirm form before the sign-in: {page}"
+            );
         }
-        let head = reqwest::Client::new()
+        let head = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
             .head(&bob_link)
             .send()
             .await
             .expect("HEAD answers");
-        assert_eq!(head.status(), 200);
+        assert_eq!(head.status(), 302, "HEAD is sent to sign in too");
+        let (bob, carol) = (
+            Browser::of(cloud, "bob@example.com").await,
+            Browser::of(cloud, "carol@example.com").await,
+        );
         let approval = get_json(cloud, &format!("/approvals/{id}"), &mut seen).await;
         assert!(
             approval["votes"]
@@ -229,34 +242,38 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
 
         // A link altered in any way is refused.
         let as_carol = bob_link.replace("approver=bob", "approver=carol");
-        assert_eq!(open(&as_carol, &mut seen).await.0, 403);
+        assert_eq!(carol.open(&as_carol, &mut seen).await.0, 403);
         let later = bob_link.replace("exp=", "exp=9");
-        assert_eq!(open(&later, &mut seen).await.0, 403);
-        let (_, bob_page) = open(&bob_link, &mut seen).await;
+        assert_eq!(bob.open(&later, &mut seen).await.0, 403);
+        let (status, bob_page) = bob.open(&bob_link, &mut seen).await;
+        assert_eq!(
+            status, 200,
+            "Bob signs in and sees the confirm page: {bob_page}"
+        );
         let mut forged = form_fields(&bob_page, "");
         for (name, value) in &mut forged {
             if name == "csrf" {
                 value.replace_range(0..2, "AA");
             }
         }
-        assert_eq!(post_form(&bob_link, &forged, &mut seen).await.0, 403);
+        assert_eq!(bob.post_form(&bob_link, &forged, &mut seen).await.0, 403);
 
         // Bob confirms: one of two.
         let bob_form = form_fields(&bob_page, "fine by me");
-        let (status, page) = post_form(&bob_link, &bob_form, &mut seen).await;
+        let (status, page) = bob.post_form(&bob_link, &bob_form, &mut seen).await;
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("1 of the 2"), "{page}");
-        let (status, _) = post_form(&bob_link, &bob_form, &mut seen).await;
+        let (status, _) = bob.post_form(&bob_link, &bob_form, &mut seen).await;
         assert_eq!(status, 409, "a replayed POST counts once");
         assert_eq!(current_version(cloud, "prod/payments/db").await, before);
 
         // Carol's form, posted twice at once: one settles, one is refused.
-        let (_, carol_page) = open(&carol_link, &mut seen).await;
+        let (_, carol_page) = carol.open(&carol_link, &mut seen).await;
         let carol_form = form_fields(&carol_page, "");
         let (mut one, mut other) = (Seen::default(), Seen::default());
         let (first, second) = tokio::join!(
-            post_form(&carol_link, &carol_form, &mut one),
-            post_form(&carol_link, &carol_form, &mut other),
+            carol.post_form(&carol_link, &carol_form, &mut one),
+            carol.post_form(&carol_link, &carol_form, &mut other),
         );
         seen.keep(first.1.clone());
         seen.keep(second.1.clone());
@@ -285,13 +302,19 @@ fn an_action_that_needs_two_approvals_runs_only_after_two_confirm_forms_are_post
         assert_eq!(bob_vote["userAgent"], "Mozilla/5.0 (e2e approver)");
         assert_eq!(bob_vote["sourceIp"], "127.0.0.1");
         assert!(bob_vote["decidedAt"].is_string());
+        assert!(
+            bob_vote["signedInAs"]
+                .as_str()
+                .is_some_and(|sub| !sub.is_empty()),
+            "the vote records whom the identity provider signed in: {bob_vote}"
+        );
         let done = emails(cloud, ": done", 1).await;
         assert_eq!(to(&done[0]), "dave@example.com");
 
         // Late clicks find it decided, whoever clicks.
-        assert_eq!(open(&bob_link, &mut seen).await.0, 409);
+        assert_eq!(bob.open(&bob_link, &mut seen).await.0, 409);
         let alice_link = link(email_to(&asks, "alice@example.com"), "Approve");
-        assert_eq!(open(&alice_link, &mut seen).await.0, 409);
+        assert_eq!(scanner.open(&alice_link, &mut seen).await.0, 409);
         let approved = get_json(cloud, "/approvals?status=approved", &mut seen).await;
         assert_eq!(approved["approvals"][0]["id"], id.as_str());
         let token = stored_token(cloud, &stack, &id).await;
@@ -337,10 +360,12 @@ fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_t
         let id = rejected["id"].as_str().unwrap().to_owned();
         let asks = emails(cloud, "Rotate a secret now", 3).await;
         let bob_reject = link(email_to(&asks, "bob@example.com"), "Reject");
-        let (_, page) = open(&bob_reject, &mut seen).await;
+        let bob = Browser::of(cloud, "bob@example.com").await;
+        let (_, page) = bob.open(&bob_reject, &mut seen).await;
         assert!(page.contains(">Reject</button>"), "{page}");
-        let (status, page) =
-            post_form(&bob_reject, &form_fields(&page, "not now"), &mut seen).await;
+        let (status, page) = bob
+            .post_form(&bob_reject, &form_fields(&page, "not now"), &mut seen)
+            .await;
         assert_eq!(status, 200, "{page}");
 
         let (status, error) = execution_end(cloud, &stack, &id, PATIENCE).await;
@@ -360,7 +385,7 @@ fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_t
         assert_eq!(to(&told[0]), "dave@example.com");
         // One reject ends it: another approver's link now finds it decided.
         let carol_approve = link(email_to(&asks, "carol@example.com"), "Approve");
-        let (status, page) = open(&carol_approve, &mut seen).await;
+        let (status, page) = Browser::anonymous().open(&carol_approve, &mut seen).await;
         assert_eq!(status, 409);
         assert!(page.contains("already rejected"), "{page}");
 
@@ -378,7 +403,7 @@ fn a_rejection_or_no_decision_ends_the_workflow_with_a_typed_failure_and_tells_t
         assert_eq!(to(&expired[0]), "dave@example.com");
         let hook_asks = emails(cloud, "Approval needed: Call an external endpoint", 2).await;
         let late = link(email_to(&hook_asks, "alice@example.com"), "Approve");
-        let (status, page) = open(&late, &mut seen).await;
+        let (status, page) = Browser::anonymous().open(&late, &mut seen).await;
         assert_eq!(status, 410, "the link expired with its approval: {page}");
         let timed_out = get_json(cloud, "/approvals?status=timed_out", &mut seen).await;
         assert_eq!(timed_out["approvals"][0]["id"], silent_id.as_str());
@@ -536,6 +561,41 @@ fn malformed_or_anonymous_submissions_are_refused_and_start_nothing() {
     });
 }
 
+#[test]
+fn with_link_only_sign_in_whoever_holds_the_link_decides_and_the_vote_says_so() {
+    on_local_cloud_with(
+        Some(&maestro_template()),
+        &[("ApproverSignIn", "LINK_ONLY")],
+        |cloud, _| async move {
+            create_secret(cloud, "prod/payments/db").await;
+            let (status, submitted) = submit(
+                cloud,
+                Some("alice@example.com"),
+                rotate_now("prod/payments/db"),
+            )
+            .await;
+            assert_eq!(status, 202, "{submitted}");
+            let id = submitted["id"].as_str().unwrap().to_owned();
+            let asks = emails(cloud, "Approval needed", 2).await;
+            let bob_link = link(email_to(&asks, "bob@example.com"), "Approve");
+            let mut seen = Seen::default();
+            // No sign-in: the link opens its confirm page for anyone who holds it.
+            let holder = Browser::anonymous();
+            let (status, page) = holder.open(&bob_link, &mut seen).await;
+            assert_eq!(status, 200, "{page}");
+            assert!(page.contains("csrf"), "the confirm form: {page}");
+            let (status, page) = holder
+                .post_form(&bob_link, &form_fields(&page, "by link"), &mut seen)
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let approval = get_json(cloud, &format!("/approvals/{id}"), &mut seen).await;
+            let vote = &approval["votes"]["bob@example.com"];
+            assert_eq!(vote["vote"], "APPROVE", "{approval}");
+            assert!(vote.get("signedInAs").is_none(), "no one signed in: {vote}");
+        },
+    );
+}
+
 /// Where the browser test leaves its screenshots, to look at.
 fn screenshot_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("approval-pages")
@@ -565,6 +625,10 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         )
         .expect("the email is written out");
 
+        // Both are users of the stack's identity provider (the local user pool).
+        for person in ["bob@example.com", "carol@example.com"] {
+            cloud.bearer(person, &[]).await.expect("a user of the pool");
+        }
         let script =
             maestro_localcloud::moto::repository_root().join("tests/browser/approval-pages.mjs");
         let run = tokio::process::Command::new("node")
@@ -572,6 +636,8 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
             .arg(&email_file)
             .arg(&shots)
             .arg("looks right")
+            .arg(maestro_localcloud::identity_provider::LOCAL_PASSWORD)
+            .arg("carol@example.com")
             .output()
             .await
             .expect("node runs (make test installs the Node tools)");
@@ -583,6 +649,11 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         let seen: Value = serde_json::from_slice(&run.stdout).expect("the script's JSON");
         assert_eq!(seen["email"]["approveVisible"], true, "{seen}");
         assert_eq!(seen["email"]["rejectVisible"], true, "{seen}");
+        assert_eq!(seen["signedIn"]["title"], "Sign in", "{seen}");
+        assert_eq!(
+            seen["signedIn"]["username"], "bob@example.com",
+            "the link's approver is asked to sign in: {seen}"
+        );
         assert_eq!(seen["confirm"]["buttonVisible"], true, "{seen}");
         assert_eq!(seen["confirm"]["buttonText"], "Approve");
         assert!(
@@ -596,10 +667,24 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
             seen["decision"]["title"], "Your approval is recorded",
             "{seen}"
         );
+        // Carol, signed in as herself, opens Bob's link: refused, with no form.
+        assert_eq!(
+            seen["other"]["title"], "You cannot decide this request",
+            "{seen}"
+        );
+        assert!(
+            seen["other"]["text"].as_str().unwrap_or_default().contains(
+                "You signed in as carol@example.com, but this link is for bob@example.com"
+            ),
+            "{seen}"
+        );
+        assert_eq!(seen["other"]["hasForm"], false, "{seen}");
         for shot in [
             "approval-email.png",
+            "sign-in-page.png",
             "confirm-page.png",
             "decision-page.png",
+            "other-person.png",
         ] {
             let size = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
             assert!(size > 2_000, "{shot} is a real screenshot ({size} bytes)");
@@ -607,6 +692,7 @@ fn the_email_and_the_confirm_page_work_in_a_real_browser() {
         // The button press, not the page load, decided: the vote carries the browser's comment.
         let approval = get_json(cloud, &format!("/approvals/{id}"), &mut Seen::default()).await;
         assert!(approval["votes"].get("alice@example.com").is_none());
+        assert_eq!(approval["votes"]["carol@example.com"]["vote"], "PENDING");
         let vote = &approval["votes"]["bob@example.com"];
         assert_eq!(vote["vote"], "APPROVE", "{approval}");
         assert_eq!(vote["comment"], "looks right");

@@ -12,7 +12,7 @@ use maestro_domain::approvals::link::{
 };
 use maestro_domain::approvals::policy::Approval;
 use maestro_domain::approvals::request::{
-    ApprovalRequest, ApprovalStore, Ballot, Decided, Status, TaskToken, VoteRecord, decide,
+    ApprovalRequest, ApprovalStore, Ballot, Decided, Proof, Status, TaskToken, VoteRecord, decide,
 };
 use maestro_domain::approvals::tally::Vote;
 use maestro_domain::sso::model::Environment;
@@ -33,13 +33,7 @@ fn secret() -> LinkSecret {
 
 fn request(quorum: usize) -> ApprovalRequest {
     let now = Utc::now();
-    let pending = VoteRecord {
-        vote: Vote::Pending,
-        decided_at: None,
-        source_ip: None,
-        user_agent: None,
-        comment: None,
-    };
+    let pending = VoteRecord::pending();
     ApprovalRequest {
         id: "apr-race".into(),
         action: Action::ConnectionDelete {
@@ -78,6 +72,7 @@ fn ballot(approver: &str) -> Ballot {
         comment: None,
         source_ip: Some("198.51.100.7".into()),
         user_agent: Some("test".into()),
+        proof: Proof::LinkOnly,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The approval boundary tried by a colleague who wants round it, through the template's
 //! wiring: each attempt the security review found is refused with an answer that says why,
-//! and writes nothing (issue 13, findings 1, 3 and 4; 6 is in iam.rs, 7 in secret_rotation.rs).
+//! and writes nothing (issue 13, findings 1, 2, 3 and 4; 6 is in iam.rs, 7 in
+//! secret_rotation.rs).
 
 use maestro_localcloud::{LocalCloud, Stack, seed};
+use maestro_tests::approver::{Browser, Seen, email_to, emails, form_fields, link};
 use maestro_tests::{
     bearer_client, call_as, maestro_template, on_local_cloud, operator, signed_in,
 };
@@ -151,6 +153,63 @@ fn an_insider_cannot_choose_the_environment_nor_delete_a_connection_without_admi
 
         // Only the two asks that were allowed are recorded.
         assert_eq!(recorded_actions(cloud, &stack).await, 2);
+    });
+}
+
+#[test]
+fn holding_an_approvers_link_or_their_form_does_not_decide_in_their_name() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        relabelled_production_secret(cloud, "prod/payments/db").await;
+        let alice = signed_in(cloud, "alice@example.com", PAYMENTS).await;
+        let (status, asked) = ask_rotation(&alice, cloud).await;
+        assert_eq!(status, 202, "{asked}");
+        let id = asked["id"].as_str().expect("an id").to_owned();
+        // Two of Bob and Carol must agree; Alice asked, so she has no say.
+        let asks = emails(cloud, "Approval needed", 2).await;
+        let bob_link = link(email_to(&asks, "bob@example.com"), "Approve");
+        let carol_link = link(email_to(&asks, "carol@example.com"), "Approve");
+        let mut seen = Seen::default();
+
+        // Bob's email reaches Alice (forwarded, a shared mailbox, a ticket import): she signs
+        // in as herself, and the link is not hers.
+        let alices = Browser::of(cloud, "alice@example.com").await;
+        let (status, page) = alices.open(&bob_link, &mut seen).await;
+        assert_eq!(status, 403, "{page}");
+        assert!(
+            page.contains(
+                "You signed in as alice@example.com, but this link is for bob@example.com"
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("csrf"), "no confirm form: {page}");
+
+        // Bob's confirm page itself leaks (a saved page): its form, posted without Bob's
+        // sign-in, or with Carol's sign-in for the same approval, decides nothing.
+        let bobs = Browser::of(cloud, "bob@example.com").await;
+        let (status, bob_page) = bobs.open(&bob_link, &mut seen).await;
+        assert_eq!(status, 200, "{bob_page}");
+        let bob_form = form_fields(&bob_page, "as bob");
+        let (status, page) = Browser::anonymous()
+            .post_form(&bob_link, &bob_form, &mut seen)
+            .await;
+        assert_eq!(status, 401, "{page}");
+        assert!(page.contains("sign in as its approver"), "{page}");
+        let carols = Browser::of(cloud, "carol@example.com").await;
+        assert_eq!(carols.open(&carol_link, &mut seen).await.0, 200);
+        let (status, page) = carols.post_form(&bob_link, &bob_form, &mut seen).await;
+        assert_eq!(status, 401, "{page}");
+
+        let ops = operator(cloud).await;
+        let (_, approval) = call_as(&ops, cloud, "GET", &format!("/approvals/{id}"), None).await;
+        assert_eq!(approval["status"], "PENDING", "{approval}");
+        for approver in ["bob@example.com", "carol@example.com"] {
+            assert_eq!(approval["votes"][approver]["vote"], "PENDING", "{approval}");
+        }
+
+        // Bob, signed in, decides with the same form.
+        let (status, page) = bobs.post_form(&bob_link, &bob_form, &mut seen).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("1 of the 2"), "{page}");
     });
 }
 

@@ -1,9 +1,12 @@
 //! Acting as an approver: the emails SES received (as the launcher keeps them), their links,
 //! and the confirm pages, driven as an approver's browser would.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use maestro_localcloud::LocalCloud;
+use maestro_localcloud::identity_provider::LOCAL_PASSWORD;
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -72,12 +75,140 @@ pub fn email_to<'a>(emails: &'a [Value], address: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("an email to {address}"))
 }
 
-pub async fn open(url: &str, seen: &mut Seen) -> (u16, String) {
-    let response = reqwest::get(url).await.expect("the links API answers");
-    let status = response.status().as_u16();
-    let page = response.text().await.expect("a page");
-    seen.keep(page.clone());
-    (status, page)
+/// An approver's browser: it keeps the cookies the links API and the sign-in pages set, and
+/// follows their redirects. Signed in as someone, it signs in on the local user pool's page
+/// (every local user's password is [`LOCAL_PASSWORD`]) when a link sends it there.
+pub struct Browser {
+    client: reqwest::Client,
+    person: Option<String>,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+impl Browser {
+    /// A browser nobody signs in with: a mail scanner, or whoever was forwarded the email.
+    pub fn anonymous() -> Self {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            person: None,
+            cookies: Mutex::default(),
+        }
+    }
+
+    /// The browser of `email`, who signs in when asked to (made a user of the pool here).
+    pub async fn of(cloud: &LocalCloud, email: &str) -> Self {
+        cloud
+            .bearer(email, &[])
+            .await
+            .expect("the person is a user of the local pool");
+        Browser {
+            person: Some(email.to_owned()),
+            ..Browser::anonymous()
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        let cookies = self.cookies.lock().expect("the jar");
+        cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&self, response: &reqwest::Response) {
+        let mut cookies = self.cookies.lock().expect("the jar");
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap_or_default();
+            let pair = set.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if set.contains("Max-Age=0") || value.is_empty() {
+                cookies.remove(name.trim());
+            } else {
+                cookies.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+
+    /// One request with the jar's cookies, then the redirects it leads to (303 and 302 as
+    /// GETs, as browsers do); the last response's status, address and page.
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> (u16, String, String) {
+        for _ in 0..10 {
+            let response = request
+                .header("cookie", self.cookie_header())
+                .header("user-agent", "Mozilla/5.0 (e2e approver)")
+                .send()
+                .await
+                .expect("the local cloud answers");
+            self.keep_cookies(&response);
+            let url = response.url().to_string();
+            let status = response.status().as_u16();
+            match response.headers().get("location") {
+                Some(location) if (300..400).contains(&status) => {
+                    let next = response
+                        .url()
+                        .join(location.to_str().expect("a location"))
+                        .expect("a location URL");
+                    request = self.client.get(next);
+                }
+                _ => return (status, url, response.text().await.expect("a page")),
+            }
+        }
+        panic!("more than ten redirects");
+    }
+
+    /// Opens a link as this browser's person: signs in on the pool's page if sent there.
+    pub async fn open(&self, url: &str, seen: &mut Seen) -> (u16, String) {
+        let (mut status, at, mut page) = self.send(self.client.get(url)).await;
+        if let Some(person) = &self.person
+            && at.contains("/oauth2/authorize")
+        {
+            let mut fields = form_fields(&page, "");
+            fields.retain(|(name, _)| name != "comment" && name != "username");
+            fields.push(("username".to_owned(), person.clone()));
+            fields.push(("password".to_owned(), LOCAL_PASSWORD.to_owned()));
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&fields)
+                .finish();
+            (status, _, page) = self
+                .send(
+                    self.client
+                        .post(&at)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body),
+                )
+                .await;
+        }
+        seen.keep(page.clone());
+        (status, page)
+    }
+
+    /// Posts the confirm page's form to where its `action` points (the page's own path).
+    pub async fn post_form(
+        &self,
+        link: &str,
+        fields: &[(String, String)],
+        seen: &mut Seen,
+    ) -> (u16, String) {
+        let target = link.split('?').next().expect("a link has a path");
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let (status, _, page) = self
+            .send(
+                self.client
+                    .post(target)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body),
+            )
+            .await;
+        seen.keep(page.clone());
+        (status, page)
+    }
 }
 
 /// The confirm page's form fields (the hidden ones and the comment), as a browser posts them.
@@ -104,28 +235,8 @@ pub fn form_fields(page: &str, comment: &str) -> Vec<(String, String)> {
     fields
 }
 
-/// Posts the confirm page's form to where its `action` points (the page's own path).
-pub async fn post_form(link: &str, fields: &[(String, String)], seen: &mut Seen) -> (u16, String) {
-    let target = link.split('?').next().expect("a link has a path");
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let response = reqwest::Client::new()
-        .post(target)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("user-agent", "Mozilla/5.0 (e2e approver)")
-        .body(body)
-        .send()
-        .await
-        .expect("the links API answers");
-    let status = response.status().as_u16();
-    let page = response.text().await.expect("a page");
-    seen.keep(page.clone());
-    (status, page)
-}
-
 /// Opens `approver`'s link for `decision` in the one email whose subject holds `subject`,
-/// and posts its confirm form with `comment`; the answer page.
+/// signs them in, and posts its confirm form with `comment`; the answer page.
 pub async fn decide_by_email(
     cloud: &LocalCloud,
     subject: &str,
@@ -156,7 +267,10 @@ pub async fn decide_by_email(
     };
     let url = link(&email, label);
     let mut seen = Seen::default();
-    let (status, page) = open(&url, &mut seen).await;
+    let browser = Browser::of(cloud, approver).await;
+    let (status, page) = browser.open(&url, &mut seen).await;
     assert_eq!(status, 200, "the confirm page opens: {page}");
-    post_form(&url, &form_fields(&page, comment), &mut seen).await
+    browser
+        .post_form(&url, &form_fields(&page, comment), &mut seen)
+        .await
 }

@@ -3,9 +3,14 @@
 //! - `GET` and `HEAD /approvals/{id}?decision=…&approver=…&exp=…&sig=…` check the link and
 //!   render a confirm page. They never decide: mail scanners fetch every link, follow
 //!   redirects and run scripts.
-//! - `POST /approvals/{id}` (the confirm page's form, with its CSRF token) decides: the vote
-//!   is cast by a conditional write, and the one decision that settles the approval resumes
-//!   the waiting workflow, exactly once.
+//!   Unless the stack runs `ApproverSignIn=LINK_ONLY`, a browser without the approver's
+//!   session for this approval is first sent to sign in with the stack's identity provider.
+//! - `GET /signed-in` is where the provider sends the approver back: the code is exchanged,
+//!   the ID token checked, and only the approver the link names gets a session (a cookie for
+//!   this approval) and is sent back to the link.
+//! - `POST /approvals/{id}` (the confirm page's form, with its CSRF token and the session)
+//!   decides: the vote is cast by a conditional write, and the one decision that settles the
+//!   approval resumes the waiting workflow, exactly once.
 
 use std::collections::HashMap;
 
@@ -14,15 +19,25 @@ use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use maestro_aws::SdkConfig;
 use maestro_aws::approvals::DynamoApprovals;
+use maestro_aws::approvals::random_bytes;
 use maestro_aws::env::{EnvError, FunctionEnv};
-use maestro_aws::http::{ApiFailure, body_text, header, html, route};
+use maestro_aws::http::{
+    ApiFailure, body_text, cookie, header, html, redirect, route, server_cookie,
+};
 use maestro_aws::lambda::LambdaFunction;
+use maestro_aws::sign_in::OidcProvider;
 use maestro_aws::signing_keys::SecretLinkKeys;
 use maestro_aws::step_functions::TaskCallbacks;
-use maestro_domain::approvals::link::{LinkError, form_token, read_link, verify_link};
+use maestro_domain::approvals::link::{
+    LinkClaims, LinkError, LinkKeys, form_token, link_address, read_link, verify_link,
+};
 use maestro_domain::approvals::render::{ConfirmForm, confirm_page, message_page};
 use maestro_domain::approvals::request::{
-    ApprovalStore, Ballot, DecideError, Resumed, Status, decide_and_resume,
+    ApprovalStore, Ballot, DecideError, Proof, Resumed, Status, decide_and_resume,
+};
+use maestro_domain::approvals::sign_in::{
+    ApproverSession, IdentifyError, IdentityProvider, PendingSignIn, SESSION_LIFETIME,
+    SIGN_IN_COOKIE, SIGN_IN_LIFETIME, SignInError, SignInMode, code_challenge, session_cookie,
 };
 use maestro_domain::approvals::steps::SigningKeys;
 use maestro_domain::approvals::tally::Vote;
@@ -32,6 +47,31 @@ pub struct Deps {
     pub store: DynamoApprovals,
     pub keys: SecretLinkKeys,
     pub callbacks: TaskCallbacks,
+    pub sign_in: SignIn,
+}
+
+/// How approvers show they are the one a link names (`ApproverSignIn`).
+pub enum SignIn {
+    IdentityProvider(Box<dyn IdentityProvider>),
+    LinkOnly,
+}
+
+/// Where the identity provider sends approvers back: the links API's `/signed-in`, wherever
+/// the request came in.
+fn redirect_uri(request: &ApiGatewayV2httpRequest) -> String {
+    format!("{}/signed-in", links_url(request))
+}
+
+/// The links API's address as the browser reached it: its execute-api endpoint, or a custom
+/// domain mapped at its root (API Gateway names the domain and the scheme).
+fn links_url(request: &ApiGatewayV2httpRequest) -> String {
+    let scheme = header(request, "x-forwarded-proto").unwrap_or_else(|| "https".to_owned());
+    let domain = request
+        .request_context
+        .domain_name
+        .clone()
+        .unwrap_or_default();
+    format!("{scheme}://{domain}")
 }
 
 fn refused(status: i64, title: &str, message: &str) -> ApiGatewayV2httpResponse {
@@ -82,7 +122,10 @@ pub async fn handle(
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, ApiFailure> {
     let request = event.payload;
-    let (method, _) = route(&request);
+    let (method, path) = route(&request);
+    if method == "GET" && path.ends_with("/signed-in") {
+        return Ok(signed_in(deps, &request).await);
+    }
     let Some(approval_id) = request.path_parameters.get("id").cloned() else {
         return Ok(refused(404, "Not found", "There is no such approval."));
     };
@@ -91,6 +134,23 @@ pub async fn handle(
         "POST" => post(deps, &request, &approval_id).await,
         _ => refused(405, "Not allowed", "Use the buttons of the approval email."),
     })
+}
+
+/// The keys of one approval's links and cookies, or the page that says why there are none.
+async fn approval_keys(
+    deps: &Deps,
+    approval_id: &str,
+) -> Result<LinkKeys, ApiGatewayV2httpResponse> {
+    let secret = match deps.store.link_secret(approval_id).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Err(refused(404, "Not found", "There is no such approval.")),
+        Err(PortError::NotFound { .. }) => return Err(opened_before_secrets()),
+        Err(e) => return Err(unavailable(&e.to_string())),
+    };
+    match deps.keys.load().await {
+        Ok(keys) => Ok(keys.for_approval(&secret)),
+        Err(e) => Err(unavailable(&e.to_string())),
+    }
 }
 
 async fn confirm(
@@ -104,15 +164,9 @@ async fn confirm(
             Ok(read) => read,
             Err(e) => return link_refused(&e),
         };
-    let secret = match deps.store.link_secret(approval_id).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => return refused(404, "Not found", "There is no such approval."),
-        Err(PortError::NotFound { .. }) => return opened_before_secrets(),
-        Err(e) => return unavailable(&e.to_string()),
-    };
-    let keys = match deps.keys.load().await {
-        Ok(keys) => keys.for_approval(&secret),
-        Err(e) => return unavailable(&e.to_string()),
+    let keys = match approval_keys(deps, approval_id).await {
+        Ok(keys) => keys,
+        Err(page) => return page,
     };
     if let Err(e) = verify_link(&keys, &claims, &signature, Utc::now()) {
         return link_refused(&e);
@@ -140,6 +194,19 @@ async fn confirm(
                 "Already decided",
                 "You have already decided on this request.",
             );
+        }
+    }
+    if let SignIn::IdentityProvider(provider) = &deps.sign_in {
+        let session = cookie(request, &session_cookie(approval_id));
+        if ApproverSession::open(&keys, session.as_deref(), &claims, Utc::now()).is_err() {
+            return start_sign_in(
+                provider.as_ref(),
+                &redirect_uri(request),
+                &keys,
+                claims,
+                signature,
+            )
+            .await;
         }
     }
     let form = ConfirmForm {
@@ -191,6 +258,12 @@ async fn post(
         )
         .filter(|ip| !ip.is_empty()),
         user_agent: header(request, "user-agent"),
+        proof: match deps.sign_in {
+            SignIn::IdentityProvider(_) => {
+                Proof::Session(cookie(request, &session_cookie(approval_id)))
+            }
+            SignIn::LinkOnly => Proof::LinkOnly,
+        },
     };
     let decided = decide_and_resume(&deps.store, &deps.callbacks, &keys, &ballot, Utc::now()).await;
     tracing::info!(
@@ -264,6 +337,14 @@ async fn post(
             }
         }
         Err(DecideError::Link(e)) => link_refused(&e),
+        Err(DecideError::SignIn(e)) => {
+            tracing::info!(approval_id, refusal = %e, "a decision without the approver's sign-in");
+            refused(
+                401,
+                "Sign in to decide",
+                "Open the link from your email again and sign in as its approver; nothing was decided.",
+            )
+        }
         Err(DecideError::Policy(_)) => refused(
             403,
             "You cannot decide this request",
@@ -284,6 +365,131 @@ async fn post(
         Err(DecideError::Store(PortError::NotFound { .. })) => opened_before_secrets(),
         Err(DecideError::Store(e)) => unavailable(&e.to_string()),
     }
+}
+
+/// Sends the browser to the identity provider, keeping the link, the state and the PKCE
+/// verifier in a cookie signed with the approval's keys.
+async fn start_sign_in(
+    provider: &dyn IdentityProvider,
+    redirect_uri: &str,
+    keys: &LinkKeys,
+    claims: LinkClaims,
+    signature: String,
+) -> ApiGatewayV2httpResponse {
+    let approver = claims.approver.clone();
+    let pending = PendingSignIn::start(
+        claims,
+        signature,
+        random_bytes(),
+        random_bytes(),
+        Utc::now(),
+    );
+    match provider
+        .sign_in_url(
+            redirect_uri,
+            &pending.state,
+            &code_challenge(&pending.verifier),
+            &approver,
+        )
+        .await
+    {
+        Ok(url) => redirect(
+            302,
+            &url,
+            vec![server_cookie(
+                SIGN_IN_COOKIE,
+                &pending.seal(keys),
+                SIGN_IN_LIFETIME.num_seconds(),
+            )],
+        ),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// `GET /signed-in?code=…&state=…`: the provider sent the approver back.
+async fn signed_in(deps: &Deps, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let SignIn::IdentityProvider(provider) = &deps.sign_in else {
+        return refused(
+            404,
+            "Not found",
+            "Approvers do not sign in to this Maestro.",
+        );
+    };
+    let query = &request.query_string_parameters;
+    let start_again = |title: &str| {
+        refused(
+            400,
+            title,
+            "Open the link from your email again, in this browser; nothing was decided.",
+        )
+    };
+    if query.first("error").is_some() {
+        return refused(
+            401,
+            "You did not sign in",
+            "The identity provider did not sign you in; nothing was decided.",
+        );
+    }
+    let (Some(code), Some(state), Some(pending)) = (
+        query.first("code"),
+        query.first("state"),
+        cookie(request, SIGN_IN_COOKIE),
+    ) else {
+        return start_again("This sign-in is not complete");
+    };
+    let Ok(approval_id) = PendingSignIn::approval_of(&pending) else {
+        return start_again("This sign-in is not valid");
+    };
+    let keys = match approval_keys(deps, &approval_id).await {
+        Ok(keys) => keys,
+        Err(page) => return page,
+    };
+    let now = Utc::now();
+    let pending = match PendingSignIn::open(&keys, &pending, state, now) {
+        Ok(pending) => pending,
+        Err(SignInError::Expired) => return start_again("This sign-in took too long"),
+        Err(_) => return start_again("This sign-in is not valid"),
+    };
+    if let Err(e) = verify_link(&keys, &pending.claims, &pending.signature, now) {
+        return link_refused(&e);
+    }
+    let identified = match provider
+        .identify(&redirect_uri(request), code, &pending.verifier)
+        .await
+    {
+        Ok(identified) => identified,
+        Err(IdentifyError::Refused(reason)) => {
+            tracing::warn!(approval_id, %reason, "the identity provider's answer was refused");
+            return start_again("The sign-in did not check out");
+        }
+        Err(IdentifyError::Port(e)) => return unavailable(&e.to_string()),
+    };
+    let session = match ApproverSession::for_sign_in(&pending, &identified, now) {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(approval_id, refusal = %e, "a sign-in that is not the link's approver");
+            let message = match e {
+                SignInError::NotTheApprover { signed_in, approver } => format!(
+                    "You signed in as {signed_in}, but this link is for {approver}. Only they can decide with it; nothing was decided."
+                ),
+                _ => "Your identity provider has not verified your email address, so Maestro cannot tell that you are this link's approver; nothing was decided.".to_owned(),
+            };
+            return refused(403, "You cannot decide this request", &message);
+        }
+    };
+    tracing::info!(approval_id, approver = %session, "an approver signed in");
+    redirect(
+        303,
+        &link_address(&links_url(request), &pending.claims, &pending.signature),
+        vec![
+            server_cookie(
+                &session_cookie(&approval_id),
+                &session.seal(&keys),
+                SESSION_LIFETIME.num_seconds(),
+            ),
+            server_cookie(SIGN_IN_COOKIE, "", 0),
+        ],
+    )
 }
 
 /// What came of a decision, for the log: never the token that a settlement carries.
@@ -312,16 +518,42 @@ impl LambdaFunction for Deps {
     type Response = ApiGatewayV2httpResponse;
     type Error = ApiFailure;
 
-    /// Reads `APPROVALS_TABLE` and `SIGNING_KEY_SECRET`.
+    /// Reads `APPROVALS_TABLE`, `SIGNING_KEY_SECRET` and `APPROVER_SIGN_IN`; with `IDENTITY_PROVIDER`, `APPROVER_SIGN_IN_CLIENT_ID`,
+    /// `AUTH_ISSUER` and `AUTH_METADATA_URL` (empty: the issuer's discovery document).
     fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let table = vars.required("APPROVALS_TABLE");
         let secret = vars.required("SIGNING_KEY_SECRET");
+        let mode: Option<SignInMode> = vars.parsed("APPROVER_SIGN_IN");
+        let sign_in = match mode {
+            Some(SignInMode::IdentityProvider) => {
+                let client_id = env
+                    .get("APPROVER_SIGN_IN_CLIENT_ID")
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned();
+                if client_id.is_empty() {
+                    vars.problem(
+                        "APPROVER_SIGN_IN_CLIENT_ID is not set: with ApproverSignIn IDENTITY_PROVIDER, approvers sign in with the OIDC client ApproverSignInClientId names (or set ApproverSignIn to LINK_ONLY)".into(),
+                    );
+                }
+                let issuer = vars.required("AUTH_ISSUER");
+                let metadata_url = env
+                    .get("AUTH_METADATA_URL")
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
+                SignIn::IdentityProvider(Box::new(OidcProvider::new(metadata_url, client_id)))
+            }
+            Some(SignInMode::LinkOnly) | None => SignIn::LinkOnly,
+        };
         vars.finish()?;
         Ok(Deps {
             store: DynamoApprovals::new(config, table),
             keys: SecretLinkKeys::new(config, secret),
             callbacks: TaskCallbacks::new(config),
+            sign_in,
         })
     }
 

@@ -113,8 +113,15 @@ export class Approvals {
     const decision = new MaestroFunction(stack, 'ApprovalDecisionFunction', {
       crate: 'approval-decision',
       description:
-        'The approval links (a confirm page on GET and HEAD; the decision on POST) that resume the approval workflow.',
-      environment: { APPROVALS_TABLE: this.table.ref, SIGNING_KEY_SECRET: this.signingKey.ref },
+        'The approval links (a confirm page on GET and HEAD after the approver signs in; the decision on POST) that resume the approval workflow.',
+      environment: {
+        APPROVALS_TABLE: this.table.ref,
+        SIGNING_KEY_SECRET: this.signingKey.ref,
+        APPROVER_SIGN_IN: parameters.approverSignIn,
+        APPROVER_SIGN_IN_CLIENT_ID: parameters.approverSignInClientId,
+        AUTH_ISSUER: parameters.authIssuer,
+        AUTH_METADATA_URL: parameters.authMetadataUrl,
+      },
       statements: [
         // Approvals' items only. The settle that wins reads the task token back (ReturnValues
         // ALL_OLD), which is why this role alone may resume the workflow.
@@ -132,6 +139,7 @@ export class Approvals {
     decision.onHttp('ConfirmPage', this.linksApi, apigwv2.HttpMethod.GET, '/approvals/{id}');
     decision.onHttp('ConfirmPageHead', this.linksApi, apigwv2.HttpMethod.HEAD, '/approvals/{id}');
     decision.onHttp('Decide', this.linksApi, apigwv2.HttpMethod.POST, '/approvals/{id}');
+    decision.onHttp('SignedIn', this.linksApi, apigwv2.HttpMethod.GET, '/signed-in');
 
     // Only the two approval functions may read the signing key: GetSecretValue on "*" elsewhere
     // in the account does not reach it.

@@ -1,5 +1,5 @@
 // The template's Parameters, with the same names, types, defaults and constraints.
-import { CfnParameter, Stack, Token, Validations } from 'aws-cdk-lib';
+import { CfnParameter, CfnRule, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
 
 export class Parameters {
   readonly monitorPollFirstWaitSeconds: string;
@@ -27,6 +27,9 @@ export class Parameters {
   readonly approvalPolicy: string;
   readonly secretOwners: string;
   readonly approvalSender: string;
+  readonly approverSignIn: string;
+  readonly approverSignInClientId: string;
+  readonly authMetadataUrl: string;
 
   constructor(stack: Stack) {
     // Number parameters reach functions as environment strings; a Ref of either type is the same.
@@ -241,5 +244,40 @@ export class Parameters {
         description: 'The address approval emails come from; it must be a verified SES identity.',
       }),
     );
+    const approverSignIn = new CfnParameter(stack, 'ApproverSignIn', {
+      type: 'String',
+      default: 'IDENTITY_PROVIDER',
+      allowedValues: ['IDENTITY_PROVIDER', 'LINK_ONLY'],
+      description:
+        "How an approver shows they are the one a link names. IDENTITY_PROVIDER: they sign in with AuthIssuer's identity provider before deciding. LINK_ONLY: whoever holds the link decides in its approver's name (a forwarded email or a shared mailbox hands the vote over); for organisations without an identity provider only (docs/approvals.md).\n",
+    });
+    this.approverSignIn = value(approverSignIn);
+    const approverSignInClientId = new CfnParameter(stack, 'ApproverSignInClientId', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^[\\w.:/-]{0,256}$',
+      description:
+        "The OIDC client approvers sign in with (IDENTITY_PROVIDER): a public client (no secret) of AuthIssuer's provider with the authorization code flow and PKCE, scopes openid and email, and ApprovalLinksEndpoint/signed-in as its redirect URI.\n",
+    });
+    this.approverSignInClientId = value(approverSignInClientId);
+    this.authMetadataUrl = value(
+      new CfnParameter(stack, 'AuthMetadataUrl', {
+        type: 'String',
+        default: '',
+        allowedPattern: '^(https?://[^\\s]+)?$',
+        description:
+          'Where the identity provider publishes its OpenID configuration; empty for AuthIssuer/.well-known/openid-configuration, right for Cognito, Okta and Entra ID.',
+      }),
+    );
+    new CfnRule(stack, 'ApproversSignInWithAClient', {
+      ruleCondition: Fn.conditionEquals(approverSignIn.valueAsString, 'IDENTITY_PROVIDER'),
+      assertions: [
+        {
+          assert: Fn.conditionNot(Fn.conditionEquals(approverSignInClientId.valueAsString, '')),
+          assertDescription:
+            'ApproverSignIn IDENTITY_PROVIDER needs ApproverSignInClientId, the OIDC client approvers sign in with (or set ApproverSignIn to LINK_ONLY).',
+        },
+      ],
+    });
   }
 }

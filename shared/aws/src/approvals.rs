@@ -338,13 +338,18 @@ pub struct ActionSubmitter {
     pub targets: TrustedTargets,
 }
 
-/// A new approval's secret: 244 random bits, from two version-4 UUIDs (the operating
-/// system's generator).
+/// A new approval's secret.
 pub fn new_link_secret() -> LinkSecret {
+    LinkSecret::from_random(random_bytes())
+}
+
+/// 32 bytes holding 244 random bits, from two version-4 UUIDs (the operating system's
+/// generator): an approval's secret, a sign-in's state and PKCE verifier.
+pub fn random_bytes() -> [u8; 32] {
     let mut bytes = [0; 32];
     bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    LinkSecret::from_random(bytes)
+    bytes
 }
 
 /// The approval policy in `APPROVAL_POLICY`, its problems recorded with the others.

@@ -88,6 +88,36 @@ pub fn html(status: i64, page: String) -> ApiGatewayV2httpResponse {
     response(status, headers, page)
 }
 
+/// Sends the browser to `location` (302 Found, or 303 See Other after a form or a sign-in),
+/// setting `cookies` (`Set-Cookie` values). Never cached, and it passes no referrer on.
+pub fn redirect(status: i64, location: &str, cookies: Vec<String>) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert("location", location);
+    }
+    let mut answer = response(status, headers, String::new());
+    answer.cookies = cookies;
+    answer
+}
+
+/// A `Set-Cookie` value for a cookie only the server reads, sent over HTTPS and on top-level
+/// navigations from other sites (an identity provider sending the browser back) but not on
+/// their sub-requests. `max_age` 0 deletes it.
+pub fn server_cookie(name: &str, value: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax")
+}
+
+/// A cookie's value, as the browser sent it.
+pub fn cookie(request: &ApiGatewayV2httpRequest, name: &str) -> Option<String> {
+    request
+        .cookies
+        .iter()
+        .flatten()
+        .find_map(|c| c.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+}
+
 /// The request's method and path.
 pub fn route(request: &ApiGatewayV2httpRequest) -> (String, String) {
     (

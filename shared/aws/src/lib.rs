@@ -18,6 +18,7 @@ pub mod queues;
 pub mod quota;
 pub mod sdk_error;
 pub mod secrets;
+pub mod sign_in;
 pub mod signing_keys;
 pub mod sso;
 pub mod sso_admin;

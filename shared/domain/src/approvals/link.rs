@@ -148,11 +148,16 @@ pub enum LinkError {
 /// The address of a decision link: `{base}/approvals/{id}?decision=…&approver=…&exp=…&sig=…`.
 /// It carries the approval's opaque id, never the workflow's task token.
 pub fn link_url(base: &str, keys: &LinkKeys, claims: &LinkClaims) -> String {
+    link_address(base, claims, &sign_link(keys, claims))
+}
+
+/// The address of a link already signed (a sign-in returns the approver to it).
+pub fn link_address(base: &str, claims: &LinkClaims, signature: &str) -> String {
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("decision", claims.decision.as_str())
         .append_pair("approver", &claims.approver)
         .append_pair("exp", &claims.expires_at.timestamp().to_string())
-        .append_pair("sig", &sign_link(keys, claims))
+        .append_pair("sig", signature)
         .finish();
     let id: String = form_urlencoded::byte_serialize(claims.approval_id.as_bytes()).collect();
     format!("{}/approvals/{id}?{query}", base.trim_end_matches('/'))
@@ -199,7 +204,7 @@ pub fn read_link(
     ))
 }
 
-fn mac(key: &SigningKey, label: &str, parts: &[&str]) -> HmacSha256 {
+pub(crate) fn mac(key: &SigningKey, label: &str, parts: &[&str]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(&key.0).expect("HMAC takes keys of any length");
     mac.update(label.as_bytes());
     for part in parts {

@@ -7,6 +7,7 @@ pub mod link;
 pub mod policy;
 pub mod render;
 pub mod request;
+pub mod sign_in;
 pub mod steps;
 pub mod submit;
 pub mod tally;

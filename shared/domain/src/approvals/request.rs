@@ -14,6 +14,7 @@ use super::link::{
     Decision, LinkClaims, LinkError, LinkKeys, LinkSecret, verify_form_token, verify_link,
 };
 use super::policy::{Approval, PolicyError};
+use super::sign_in::{ApproverSession, SignInError};
 use super::tally::{Tally, Vote, tally};
 use crate::port::PortError;
 use crate::sso::model::Environment;
@@ -63,6 +64,24 @@ pub struct VoteRecord {
     pub user_agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The identity provider's subject for the approver who decided; none when they decided
+    /// by link only ([`SignInMode::LinkOnly`](super::sign_in::SignInMode)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_as: Option<String>,
+}
+
+impl VoteRecord {
+    /// An approver's vote before they decide.
+    pub fn pending() -> Self {
+        VoteRecord {
+            vote: Vote::Pending,
+            decided_at: None,
+            source_ip: None,
+            user_agent: None,
+            comment: None,
+            signed_in_as: None,
+        }
+    }
 }
 
 /// An action waiting for approval (never holds the task token: the store keeps that apart).
@@ -171,6 +190,16 @@ pub struct Ballot {
     pub comment: Option<String>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    pub proof: Proof,
+}
+
+/// How a ballot's approver shows they are the one the link names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The session cookie of their sign-in for this approval, if the browser sent one.
+    Session(Option<String>),
+    /// The link alone ([`SignInMode::LinkOnly`](super::sign_in::SignInMode)).
+    LinkOnly,
 }
 
 /// The approver whose vote decided a request, and what they said.
@@ -201,6 +230,8 @@ pub enum DecideError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
     #[error("no approval {0}")]
     Unknown(String),
     #[error("{approver} is not an approver of this request")]
@@ -243,6 +274,12 @@ pub async fn decide(
         &claims.approver,
         &ballot.form_token,
     )?;
+    let signed_in_as = match &ballot.proof {
+        Proof::Session(cookie) => {
+            Some(ApproverSession::open(keys, cookie.as_deref(), claims, now)?.subject)
+        }
+        Proof::LinkOnly => None,
+    };
     let request = store
         .get(&claims.approval_id)
         .await?
@@ -285,6 +322,7 @@ pub async fn decide(
         source_ip: ballot.source_ip.clone(),
         user_agent: ballot.user_agent.clone(),
         comment: ballot.comment.clone(),
+        signed_in_as,
     };
     let Some(after) = store
         .cast(&claims.approval_id, &claims.approver, &record)
@@ -543,13 +581,7 @@ mod tests {
     const APPROVERS: [&str; 3] = ["alice@example.com", "bob@example.com", "carol@example.com"];
 
     fn store(quorum: usize) -> MemoryStore {
-        let pending = VoteRecord {
-            vote: Vote::Pending,
-            decided_at: None,
-            source_ip: None,
-            user_agent: None,
-            comment: None,
-        };
+        let pending = VoteRecord::pending();
         MemoryStore {
             request: Mutex::new(ApprovalRequest {
                 id: "apr-1".into(),
@@ -579,6 +611,18 @@ mod tests {
         }
     }
 
+    /// `approver`'s session for apr-1, as their sign-in left it in their browser.
+    fn session_of(approver: &str) -> String {
+        ApproverSession {
+            approval_id: "apr-1".into(),
+            approver: approver.into(),
+            subject: format!("sub-{approver}"),
+            expires_at: now() + Duration::minutes(15),
+        }
+        .seal(&approval_keys())
+    }
+
+    /// `approver`'s ballot, posted from the browser they signed in with.
     fn ballot(approver: &str, decision: Decision) -> Ballot {
         let claims = LinkClaims {
             approval_id: "apr-1".into(),
@@ -587,6 +631,7 @@ mod tests {
             expires_at: now() + Duration::hours(1),
         };
         Ballot {
+            proof: Proof::Session(Some(session_of(approver))),
             signature: sign_link(&approval_keys(), &claims),
             form_token: form_token(&approval_keys(), "apr-1", approver),
             claims,
@@ -634,6 +679,86 @@ mod tests {
         let recorded = store.request.lock().unwrap().votes["carol@example.com"].clone();
         assert_eq!(recorded.source_ip.as_deref(), Some("198.51.100.7"));
         assert_eq!(recorded.comment.as_deref(), Some("ok"));
+        assert_eq!(
+            recorded.signed_in_as.as_deref(),
+            Some("sub-carol@example.com"),
+            "the vote records who signed in"
+        );
+    }
+
+    #[tokio::test]
+    async fn whoever_holds_a_link_cannot_decide_without_the_approvers_sign_in() {
+        let store = store(1);
+        let before = store.request.lock().unwrap().clone();
+        let bob = ballot("bob@example.com", Decision::Approve);
+        let refusals = [
+            // A forwarded email, a shared mailbox, a scanner: the link, no sign-in.
+            (Proof::Session(None), "not signed in"),
+            // The requester, signed in as herself, with Bob's link and form.
+            (
+                Proof::Session(Some(session_of("alice@example.com"))),
+                "another approver's session",
+            ),
+            (
+                Proof::Session(Some(session_of("bob@example.com").replace('.', "x."))),
+                "an altered session",
+            ),
+        ];
+        for (proof, case) in refusals {
+            let held = Ballot {
+                proof,
+                ..bob.clone()
+            };
+            let refused = decide(&store, &keys(), &held, now()).await;
+            assert!(
+                matches!(refused, Err(DecideError::SignIn(_))),
+                "{case}: {refused:?}"
+            );
+        }
+        assert_eq!(*store.request.lock().unwrap(), before, "nothing written");
+        // The session of another approval, signed with that approval's keys, is no session here.
+        let elsewhere = ApproverSession {
+            approval_id: "apr-1".into(),
+            approver: "bob@example.com".into(),
+            subject: "sub-bob".into(),
+            expires_at: now() + Duration::minutes(15),
+        }
+        .seal(&keys().for_approval(&LinkSecret::new(vec![5; 32]).unwrap()));
+        let refused = decide(
+            &store,
+            &keys(),
+            &Ballot {
+                proof: Proof::Session(Some(elsewhere)),
+                ..bob.clone()
+            },
+            now(),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(DecideError::SignIn(SignInError::Tampered))),
+            "{refused:?}"
+        );
+        assert!(
+            decide(&store, &keys(), &bob, now()).await.is_ok(),
+            "Bob, signed in"
+        );
+    }
+
+    #[tokio::test]
+    async fn by_link_only_a_vote_records_no_sign_in() {
+        let store = store(2);
+        let held = Ballot {
+            proof: Proof::LinkOnly,
+            ..ballot("bob@example.com", Decision::Approve)
+        };
+        let counted = decide(&store, &keys(), &held, now()).await;
+        assert!(
+            matches!(counted, Ok(Decided::Counted { .. })),
+            "{counted:?}"
+        );
+        let recorded = store.request.lock().unwrap().votes["bob@example.com"].clone();
+        assert_eq!(recorded.vote, Vote::Approve);
+        assert_eq!(recorded.signed_in_as, None);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use super::action::{Action, InvalidAction};
 use super::policy::{Approval, PolicyError};
 use super::request::{ApprovalRequest, Status, VoteRecord};
 use super::submit::validate_reason;
-use super::tally::Vote;
+
 use crate::sso::model::Environment;
 use crate::sso::plan::{HoldReason, PlannedDelete};
 
@@ -155,13 +155,7 @@ pub fn open_request(
     approval: &Approval,
     now: DateTime<Utc>,
 ) -> Result<ApprovalRequest, OpenError> {
-    let pending = VoteRecord {
-        vote: Vote::Pending,
-        decided_at: None,
-        source_ip: None,
-        user_agent: None,
-        comment: None,
-    };
+    let pending = VoteRecord::pending();
     let votes: BTreeMap<String, VoteRecord> = approval
         .approvers
         .iter()
