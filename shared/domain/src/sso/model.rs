@@ -100,6 +100,20 @@ pub struct SsoModelConfig {
     pub protected_environments: BTreeSet<Environment>,
     #[serde(default = "default_delete_threshold")]
     pub delete_threshold: usize,
+    #[serde(default)]
+    pub foreign_assignments: ForeignAssignments,
+}
+
+/// What becomes of an assignment on a managed permission set whose principal the model could
+/// not have made (a user, a group outside the naming convention).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ForeignAssignments {
+    /// Listed as unmanaged and left alone.
+    #[default]
+    Keep,
+    /// Deleted like any assignment the model does not want.
+    Prune,
 }
 
 fn default_separator() -> String {
@@ -172,6 +186,7 @@ pub struct SsoModel {
     pub sandbox_job_function: String,
     pub protected_environments: BTreeSet<Environment>,
     pub delete_threshold: usize,
+    pub foreign_assignments: ForeignAssignments,
 }
 
 impl Default for SsoModel {
@@ -257,6 +272,7 @@ impl SsoModel {
             sandbox_job_function: config.sandbox_job_function,
             protected_environments: config.protected_environments,
             delete_threshold: config.delete_threshold,
+            foreign_assignments: config.foreign_assignments,
         })
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::model::{Environment, SsoModel};
+use super::model::{Environment, ForeignAssignments, SsoModel};
 use super::provisioning::{AccountId, PermissionSetArn, PrincipalId, PrincipalType};
 
 /// An account of the organisation as Organizations describes it.
@@ -125,6 +125,9 @@ pub enum HoldReason {
     /// The account is in a protected environment.
     #[serde(rename_all = "camelCase")]
     ProtectedEnvironment { environment: Environment },
+    /// The account has no workload tag, which the permission set's workloads need: a tag
+    /// removed by mistake would otherwise delete every assignment that depends on it.
+    AccountWithoutWorkload,
 }
 
 /// An existing assignment the model does not manage, and why; it is never touched.
@@ -142,6 +145,10 @@ pub enum UnmanagedReason {
     UnmanagedPermissionSet,
     /// The account is excluded (see [`Plan::excluded_accounts`]) or not in the organisation.
     ExcludedAccount,
+    /// The principal is neither a group the naming convention makes nor a sandbox's owner:
+    /// someone assigned it on purpose (a Control Tower group, a break-glass user). Kept unless
+    /// the model says `"foreignAssignments": "PRUNE"`.
+    ForeignPrincipal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +263,39 @@ pub enum WorkloadSelector {
 const WORKLOAD_ALL: &str = "workload_all";
 const WORKLOAD_MATCH: &str = "workload_match";
 
+/// Whether `token` could be one of the reserved values mistyped (`Workload_All`,
+/// `workload-match`): the same letters once case, `-`, `_` and spaces are set aside.
+fn resembles_reserved(token: &str) -> Option<&'static str> {
+    let letters: String = token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    [WORKLOAD_ALL, WORKLOAD_MATCH]
+        .into_iter()
+        .find(|reserved| reserved.replace('_', "") == letters && token != *reserved)
+}
+
+/// A workload name: letters, digits, `-`, `_` and `.`. sso-admin tag values cannot hold
+/// commas, so operators reach for `:` or `/` to separate names; those stop the run instead
+/// of becoming one name that matches nothing.
+fn check_workload_name(tag: &str, token: &str) -> Result<(), String> {
+    if let Some(reserved) = resembles_reserved(token) {
+        return Err(format!(
+            "{tag:?}: {token:?} looks like {reserved} mistyped; write {reserved} exactly"
+        ));
+    }
+    if let Some(bad) = token
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{tag:?}: {token:?} is not a workload name ({bad:?} is not allowed); separate workloads with spaces"
+        ));
+    }
+    Ok(())
+}
+
 impl WorkloadSelector {
     pub fn parse(tag: Option<&str>) -> Result<Self, String> {
         let tag = tag.ok_or("missing")?;
@@ -264,6 +304,15 @@ impl WorkloadSelector {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .collect();
+        // `workload match` is two valid names, and still the reserved value mistyped.
+        if let Some(reserved) = resembles_reserved(tag.trim()) {
+            return Err(format!(
+                "{tag:?} looks like {reserved} mistyped; write {reserved} exactly"
+            ));
+        }
+        for name in &names {
+            check_workload_name(tag, name)?;
+        }
         match names.as_slice() {
             [] => Err("empty".into()),
             [WORKLOAD_ALL] => Ok(WorkloadSelector::All),
@@ -404,20 +453,15 @@ fn classify<'a>(model: &SsoModel, inputs: &'a PlanInputs) -> Result<Classified<'
             })
         })
         .collect();
+    // A group naming a job-function the model does not know is someone else's (the
+    // identity provider's groups are not ours to police): unmanaged, and the sync goes on.
     let groups = inputs
         .groups
         .iter()
         .map(|group| {
-            let parts = model.group_parts(&group.name)?;
-            if !known(parts.0) {
-                reasons.push(AbortReason::UnknownJobFunction {
-                    source_kind: "group".into(),
-                    name: group.name.clone(),
-                    job_function: parts.0.into(),
-                });
-                return None;
-            }
-            Some(parts)
+            model
+                .group_parts(&group.name)
+                .filter(|parts| known(parts.0))
         })
         .collect();
     let accounts = inputs
@@ -644,6 +688,26 @@ pub fn plan(model: &SsoModel, inputs: &PlanInputs) -> Result<Plan, PlanAborted> 
         .enumerate()
         .map(|(i, u)| (&u.id, i))
         .collect();
+    // The principals the model could have assigned: convention groups (managed) and the
+    // owners named by managed sandboxes.
+    let owners: HashSet<&str> = classified
+        .accounts
+        .iter()
+        .filter_map(|account| account.as_ref().ok())
+        .filter(|account| account.environment == Environment::Sandbox)
+        .filter_map(|account| account.info.tags.get(&model.tag_keys.account_owner))
+        .map(|owner| owner.trim())
+        .collect();
+    let model_made = |assignment: &Assignment, principal: Option<&usize>| match principal {
+        // Gone from the identity store: nobody can use it, whoever made it.
+        None => true,
+        Some(&p) => match assignment.principal_type {
+            PrincipalType::Group => {
+                classified.groups[p].is_some() || owners.contains(inputs.groups[p].name.as_str())
+            }
+            PrincipalType::User => owners.contains(inputs.users[p].name.as_str()),
+        },
+    };
     let mut present: HashSet<Key> = HashSet::with_capacity(inputs.assignments.len());
     for assignment in &inputs.assignments {
         let set = set_at.get(&assignment.permission_set_arn).copied();
@@ -682,11 +746,28 @@ pub fn plan(model: &SsoModel, inputs: &PlanInputs) -> Result<Plan, PlanAborted> 
             Some(key) if desired.contains_key(&key) => {
                 present.insert(key);
             }
-            _ => plan.delete.push(PlannedDelete {
-                assignment: assignment.clone(),
-                environment,
-                held: None,
-            }),
+            _ if !model_made(assignment, principal)
+                && model.foreign_assignments == ForeignAssignments::Keep =>
+            {
+                plan.unmanaged.push(Unmanaged {
+                    assignment: assignment.clone(),
+                    reason: UnmanagedReason::ForeignPrincipal,
+                });
+            }
+            _ => {
+                let needs_workload = classified.sets[set.expect("checked above")]
+                    .as_ref()
+                    .is_some_and(|s| s.selector != WorkloadSelector::All);
+                let without_workload = classified.accounts[a]
+                    .as_ref()
+                    .is_ok_and(|m| m.workload.is_none() && m.environment != Environment::Sandbox);
+                plan.delete.push(PlannedDelete {
+                    assignment: assignment.clone(),
+                    environment,
+                    held: (needs_workload && without_workload)
+                        .then_some(HoldReason::AccountWithoutWorkload),
+                })
+            }
         }
     }
 
@@ -773,7 +854,7 @@ fn guard_deletes(model: &SsoModel, plan: &mut Plan) {
                 environment: delete.environment,
             })
         } else {
-            None
+            delete.held.take()
         };
     }
 }

@@ -369,14 +369,10 @@ fn deletes_over_the_threshold_or_in_production_are_held_and_creates_proceed() {
 
     let mut org = organisation();
     for i in 0..11 {
-        org = org.user(&format!("temp{i}"));
-        let user = org.inputs.users.last().unwrap().id.clone();
-        org.inputs.assignments.push(Assignment {
-            account_id: AccountId::try_from(id_of("checkout-dev")).unwrap(),
-            permission_set_arn: arn("Developer"),
-            principal_type: PrincipalType::User,
-            principal_id: user,
-        });
+        let group = format!("developer_workload_temp{i}");
+        org = org
+            .group(&group)
+            .assigned("checkout-dev", "Developer", &group);
     }
     let plan = org.plan();
     assert_eq!(plan.delete.len(), 11);
@@ -415,10 +411,150 @@ fn partial_or_unknown_inputs_abort_with_every_reason() {
 }
 
 #[test]
-fn a_group_with_an_unknown_job_function_aborts() {
-    let org = organisation().group("marketer_workload_payments");
-    let aborted = plan(&SsoModel::default(), &org.inputs).unwrap_err();
-    assert_eq!(aborted.reasons.len(), 1, "{aborted}");
+fn a_group_with_an_unknown_job_function_is_listed_unmanaged_and_the_sync_goes_on() {
+    // Issue 14, finding 7: one such group in the identity provider stopped every run.
+    let org = organisation().group("marketer_workload_payments").assigned(
+        "payments-dev",
+        "Developer",
+        "marketer_workload_payments",
+    );
+    let plan = org.plan();
+    assert!(
+        plan.unmanaged_groups
+            .contains(&"marketer_workload_payments".to_owned())
+    );
+    assert!(!plan.create.is_empty(), "the rest of the model is applied");
+    assert!(plan.delete.is_empty(), "nor is its assignment deleted");
+    assert_eq!(plan.unmanaged[0].reason, UnmanagedReason::ForeignPrincipal);
+}
+
+#[test]
+fn a_workloads_tag_that_is_not_a_list_of_workload_names_stops_the_run() {
+    // Issue 14, finding 7: each of these became a list that matched nothing, and every
+    // assignment of the set was deleted.
+    for tag in [
+        "Workload_All",
+        "workload-all",
+        "WORKLOAD_MATCH",
+        "workload match",
+        "payments:checkout",
+        "payments/checkout",
+    ] {
+        let org = organisation()
+            .set(
+                "Mistyped",
+                &[("job_function", "developer"), ("workloads", tag)],
+            )
+            .assigned("payments-dev", "Mistyped", "developer_workload_payments");
+        let aborted =
+            plan(&SsoModel::default(), &org.inputs).expect_err(&format!("{tag:?} stops the run"));
+        assert!(
+            aborted.reasons.iter().any(|r| matches!(
+                r,
+                AbortReason::InvalidWorkloads { name, problem } if name == "Mistyped" && problem.contains(tag.split(' ').next().unwrap())
+            )),
+            "{tag:?}: {aborted}"
+        );
+    }
+    assert_eq!(
+        WorkloadSelector::parse(Some("payments app.v2 check-out")),
+        Ok(WorkloadSelector::Listed(vec![
+            "payments".into(),
+            "app.v2".into(),
+            "check-out".into()
+        ]))
+    );
+}
+
+#[test]
+fn removing_an_accounts_workload_tag_holds_its_deletes_for_approval() {
+    // Issue 14, finding 7: the tag removed by mistake deleted the account's assignments.
+    let mut org = organisation()
+        .assigned("payments-dev", "Developer", "developer_workload_payments")
+        .assigned(
+            "payments-dev",
+            "SecurityAudit",
+            "developer_workload_payments",
+        );
+    org.inputs.accounts[0].tags.remove("workload");
+    let plan = org.plan();
+    let held: BTreeMap<PermissionSetArn, Option<HoldReason>> = plan
+        .delete
+        .iter()
+        .map(|d| (d.assignment.permission_set_arn.clone(), d.held.clone()))
+        .collect();
+    assert_eq!(
+        held[&arn("Developer")],
+        Some(HoldReason::AccountWithoutWorkload),
+        "workload_match needs the account's workload"
+    );
+    assert_eq!(
+        held[&arn("SecurityAudit")],
+        None,
+        "workload_all does not: a wrong group there goes at once"
+    );
+}
+
+#[test]
+fn assignments_of_principals_the_model_cannot_make_are_kept_unless_pruned() {
+    // Issue 14, finding 8: tagging a Control Tower set removed AWSControlTowerAdmins.
+    let mut org = organisation()
+        .group("AWSControlTowerAdmins")
+        .user("breakglass")
+        .assigned("payments-dev", "Developer", "AWSControlTowerAdmins")
+        .assigned("checkout-dev", "Developer", "developer_workload_payments");
+    org.inputs.assignments.push(Assignment {
+        account_id: AccountId::try_from(id_of("payments-dev")).unwrap(),
+        permission_set_arn: arn("Developer"),
+        principal_type: PrincipalType::User,
+        principal_id: PrincipalId::try_from(format!("u-{}", id_of("breakglass"))).unwrap(),
+    });
+    // Alice owns a sandbox: her assignment on another account is the model's to remove.
+    org.inputs.assignments.push(Assignment {
+        account_id: AccountId::try_from(id_of("checkout-dev")).unwrap(),
+        permission_set_arn: arn("SandboxOwner"),
+        principal_type: PrincipalType::User,
+        principal_id: PrincipalId::try_from(format!("u-{}", id_of("alice"))).unwrap(),
+    });
+    let plan = org.plan();
+    let foreign: BTreeSet<&str> = plan
+        .unmanaged
+        .iter()
+        .filter(|u| u.reason == UnmanagedReason::ForeignPrincipal)
+        .map(|u| u.assignment.principal_id.as_str())
+        .collect();
+    let control_tower = format!("g-{}", id_of("AWSControlTowerAdmins"));
+    let breakglass = format!("u-{}", id_of("breakglass"));
+    assert_eq!(
+        foreign,
+        BTreeSet::from([control_tower.as_str(), breakglass.as_str()])
+    );
+    let deleted: BTreeSet<String> = plan
+        .delete
+        .iter()
+        .map(|d| d.assignment.principal_id.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        deleted,
+        BTreeSet::from([
+            format!("g-{}", id_of("developer_workload_payments")),
+            format!("u-{}", id_of("alice")),
+        ])
+    );
+
+    let pruning = SsoModel::from_json(r#"{"foreignAssignments": "PRUNE"}"#).unwrap();
+    let pruned = plan_with(&pruning, &org.inputs);
+    assert_eq!(pruned.delete.len(), 4, "{:?}", pruned.delete);
+    assert!(
+        pruned
+            .unmanaged
+            .iter()
+            .all(|u| u.reason != UnmanagedReason::ForeignPrincipal)
+    );
+}
+
+fn plan_with(model: &SsoModel, inputs: &PlanInputs) -> Plan {
+    plan(model, inputs).expect("the inputs are complete")
 }
 
 #[test]
