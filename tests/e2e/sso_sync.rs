@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_localcloud::seed::{self, SampleOrganisation, find};
 use maestro_localcloud::{LocalCloud, Stack};
@@ -544,6 +545,41 @@ fn an_event_replans_only_what_it_touched_and_a_redelivery_is_processed_once() {
         assert_eq!(first["handled"], "REPLANNED", "{first}");
         let second = cloud.invoke(&handler, again).await.expect("handled");
         assert_eq!(second["handled"], "DUPLICATE", "{second}");
+
+        // A delivery that finds the event held by a run that may still be going fails, so
+        // that Lambda retries it, and it ends in the DLQ if that run never finishes (issue 14,
+        // finding 5: it answered "duplicate" and the event vanished)…
+        let claims = stack
+            .reference("MaestroIdempotencyTable")
+            .expect("the idempotency table")
+            .to_owned();
+        let dynamodb = aws_sdk_dynamodb::Client::new(cloud.sdk_config());
+        let hold = |expires_at: i64| {
+            dynamodb
+                .put_item()
+                .table_name(&claims)
+                .item("pk", AttributeValue::S("sso-event#tag-3".into()))
+                .item("status", AttributeValue::S("IN_PROGRESS".into()))
+                .item("expiresAt", AttributeValue::N(expires_at.to_string()))
+                .send()
+        };
+        let now = chrono::Utc::now().timestamp();
+        hold(now + 600).await.expect("a claim in progress");
+        let held = organizations_event("tag-3", "TagResource", json!({"resourceId": account}));
+        let refused = cloud
+            .invoke(&handler, held.clone())
+            .await
+            .expect_err("a claimed event is not taken for done");
+        assert!(
+            refused
+                .error_message
+                .contains("being processed by another delivery"),
+            "{refused:?}"
+        );
+        // …and once the claim of a run that died has run out, the retry takes the event over.
+        hold(now - 1).await.expect("an expired claim");
+        let retried = cloud.invoke(&handler, held).await.expect("handled");
+        assert_eq!(retried["handled"], "REPLANNED", "{retried}");
     });
 }
 

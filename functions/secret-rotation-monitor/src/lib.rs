@@ -80,7 +80,8 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Value, Moni
             continue;
         };
         let key = status.alert_key(now);
-        if deps.once_a_day.claim(&key, now, now + PROCESSING).await? == Claim::Duplicate {
+        // Alerted today already, or being alerted by a run that overlaps this one.
+        if deps.once_a_day.claim(&key, now, now + PROCESSING).await? != Claim::First {
             continue;
         }
         if let Err(e) = deps.alerts.publish(ROTATION_ALERT, &alert).await {

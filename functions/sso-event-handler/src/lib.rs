@@ -10,7 +10,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::idempotency::DynamoIdempotency;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::sso::SsoServices;
-use maestro_domain::idempotency::{Claim, IdempotencyStore, PROCESSING, REMEMBERED};
+use maestro_domain::idempotency::{Claim, IdempotencyStore, REMEMBERED, claim_until};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::events::{ChangeEvent, Touch, UnreadableEvent, touched_by};
 use maestro_domain::sso::reconcile::{Mode, ReconcileError, Run, Trigger, reconcile};
@@ -43,6 +43,10 @@ pub enum HandlerError {
     Run(#[from] ReconcileError),
     #[error("cannot keep track of event {event_id}: {source}")]
     Idempotency { event_id: String, source: PortError },
+    /// Another delivery of the event holds it: fail, so that Lambda retries this one and it
+    /// ends in the DLQ if the other never finishes, rather than vanish as a duplicate.
+    #[error("event {event_id} is being processed by another delivery")]
+    InProgressElsewhere { event_id: String },
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -52,6 +56,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Run(e) if e.is_retryable() => ErrorKind::Transient,
             HandlerError::Run(_) => ErrorKind::Rejected,
             HandlerError::Idempotency { source, .. } => ErrorKind::of_port_error(source),
+            HandlerError::InProgressElsewhere { .. } => ErrorKind::Transient,
         };
         kind.diagnostic(&error)
     }
@@ -72,15 +77,25 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<ChangeEvent>) -> Result<Hand
         event_id: change.id.clone(),
         source,
     };
-    if deps
+    let deadline = i64::try_from(event.context.deadline)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    match deps
         .idempotency
-        .claim(&key, now, now + PROCESSING)
+        .claim(&key, now, claim_until(now, deadline))
         .await
         .map_err(tracked)?
-        == Claim::Duplicate
     {
-        tracing::info!(event_id = %change.id, "duplicate delivery; processed once already");
-        return Ok(Handled::Duplicate);
+        Claim::First => {}
+        Claim::Completed => {
+            tracing::info!(event_id = %change.id, "duplicate delivery; processed once already");
+            return Ok(Handled::Duplicate);
+        }
+        Claim::InProgress => {
+            return Err(HandlerError::InProgressElsewhere {
+                event_id: change.id.clone(),
+            });
+        }
     }
     let run = Run {
         run_id: event.context.request_id,

@@ -49,10 +49,29 @@ impl IdempotencyStore for DynamoIdempotency {
             .expression_attribute_values(":now", epoch(now))
             .send()
             .await;
-        Ok(if written(SERVICE, key, put)? {
-            Claim::First
+        if written(SERVICE, key, put)? {
+            return Ok(Claim::First);
+        }
+        // Taken: done, or still being done (or its holder died before its claim expired).
+        let held = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, key, e))?;
+        let completed = held
+            .item
+            .as_ref()
+            .and_then(|item| item.get("status"))
+            .and_then(|status| status.as_s().ok())
+            .is_some_and(|status| status == "COMPLETED");
+        Ok(if completed {
+            Claim::Completed
         } else {
-            Claim::Duplicate
+            Claim::InProgress
         })
     }
 

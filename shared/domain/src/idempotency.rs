@@ -11,8 +11,11 @@ use crate::port::PortError;
 pub enum Claim {
     /// No one has processed this key: go ahead, then [`IdempotencyStore::complete`].
     First,
-    /// Processed already, or being processed now: skip.
-    Duplicate,
+    /// Processed already: skip.
+    Completed,
+    /// Claimed by a run that may still be going. Not done: a delivery that finds it fails,
+    /// so that it is retried (and ends in the DLQ rather than vanishing).
+    InProgress,
 }
 
 /// Claims keys (DynamoDB, with a conditional put).
@@ -35,3 +38,46 @@ pub trait IdempotencyStore: Send + Sync {
 /// key is remembered (longer than any redelivery).
 pub const PROCESSING: Duration = Duration::minutes(15);
 pub const REMEMBERED: Duration = Duration::days(7);
+
+/// How long a claim outlives the invocation that took it.
+const CLAIM_MARGIN: Duration = Duration::seconds(30);
+
+/// Until when an invocation that must end by `deadline` holds its claim: just past its
+/// deadline, so that Lambda's retry of a timed-out run (a minute later at the earliest) finds
+/// the claim expired and takes it over. Never longer than [`PROCESSING`]; without a usable
+/// deadline, [`PROCESSING`].
+pub fn claim_until(now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    deadline
+        .filter(|deadline| *deadline > now)
+        .map_or(now + PROCESSING, |deadline| deadline + CLAIM_MARGIN)
+        .min(now + PROCESSING)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_claim_ends_just_after_its_invocations_deadline() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap();
+        let deadline = now + Duration::minutes(5);
+        assert_eq!(
+            claim_until(now, Some(deadline)),
+            deadline + Duration::seconds(30)
+        );
+        // Lambda retries a timed-out asynchronous invocation a minute later at the earliest.
+        assert!(claim_until(now, Some(deadline)) < deadline + Duration::minutes(1));
+        assert_eq!(claim_until(now, None), now + PROCESSING);
+        assert_eq!(
+            claim_until(now, Some(now)),
+            now + PROCESSING,
+            "no usable deadline"
+        );
+        assert_eq!(
+            claim_until(now, Some(now + Duration::hours(1))),
+            now + PROCESSING
+        );
+    }
+}
