@@ -277,7 +277,8 @@ fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_not
 
 #[test]
 fn a_hand_made_drift_is_reverted_and_reported() {
-    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
         let organisation = reconciled(cloud).await;
 
         let drift = (
@@ -301,6 +302,32 @@ fn a_hand_made_drift_is_reverted_and_reported() {
             deleted["accountId"],
             find(&organisation.accounts, "account", drift.0).unwrap().id
         );
+
+        // An operator's run through the API reverts the next drift, and the deletes of both
+        // runs count together towards the hour's threshold (issue 14, finding 6).
+        let next = (
+            "payments-development",
+            "Developer",
+            "developer_workload_checkout",
+        );
+        assign_by_hand(cloud, &organisation, next).await;
+        let run = reconcile(cloud, false).await;
+        assert_eq!(run["toDelete"], 1, "{run}");
+        assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+        let counted: i64 = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+            .query()
+            .table_name(stack.output("SsoPlansTableName").expect("the plans table"))
+            .key_condition_expression("pk = :deletes")
+            .expression_attribute_values(":deletes", AttributeValue::S("SSO_DELETES".into()))
+            .send()
+            .await
+            .expect("the budget can be read")
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item.get("deletes")?.as_n().ok()?.parse::<i64>().ok())
+            .sum();
+        assert_eq!(counted, 2, "one delete from each run");
     });
 }
 

@@ -183,7 +183,7 @@ export class Approvals {
         allow(['dynamodb:DeleteItem'], [props.inventoryTable.attrArn], { sid: 'DeleteConnections' }),
         shareTheSsoAdminQuota(sso.quotaTable.attrArn, 'calls'),
         ...readForSsoPlanning(),
-        recordRuns(sso.plansTable.attrArn, 'PutItemAndQuery'),
+        recordRuns(sso.plansTable.attrArn, { countsDeletes: false, readsRuns: true }),
         queueChanges(sso.changesQueue),
         // Only the secrets whose rotation function is Maestro's, and only with that function
         // (a RotateSecret naming another RotationLambdaARN would re-point the secret).

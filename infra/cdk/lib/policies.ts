@@ -96,11 +96,17 @@ export function shareTheSsoAdminQuota(quotaTableArn: string, use: SsoAdminQuotaU
 }
 
 /**
- * A planner writes its run to SsoPlansTable; `PutItemAndQuery` for those that also read runs
- * back (the latest run, or one run by id).
+ * A planner records its runs (PutItem); one that applies counts its deletes against the
+ * window's budget (GetItem and UpdateItem on SSO_DELETES); one that answers about runs reads
+ * them back (Query).
  */
-export function recordRuns(plansTableArn: string, use: 'PutItem' | 'PutItemAndQuery'): iam.PolicyStatement {
-  const actions = use === 'PutItem' ? ['dynamodb:PutItem'] : ['dynamodb:PutItem', 'dynamodb:Query'];
+export function recordRuns(
+  plansTableArn: string,
+  uses: { countsDeletes: boolean; readsRuns: boolean },
+): iam.PolicyStatement {
+  const actions = ['dynamodb:PutItem'];
+  if (uses.countsDeletes) actions.push('dynamodb:GetItem', 'dynamodb:UpdateItem');
+  if (uses.readsRuns) actions.push('dynamodb:Query');
   return allow(actions, [plansTableArn], { sid: 'RecordRuns' });
 }
 

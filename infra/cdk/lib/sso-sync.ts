@@ -110,7 +110,8 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
   const { parameters, stores, approvalStateMachine } = props;
 
   // The planners (reconcile, API, event handler) read the same model, record their runs and
-  // queue their changes; of them only the API reads runs back (RecordRuns with Query).
+  // queue their changes, counting their deletes against the window's budget; of them only
+  // the API reads runs back (RecordRuns with Query).
   const plannerEnvironment = {
     SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
     IDENTITY_STORE_ID: parameters.identityStoreId,
@@ -138,7 +139,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     environment: plannerEnvironment,
     statements: [
       ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, 'PutItem'),
+      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: false }),
       queueChanges(stores.changesQueue),
     ],
   });
@@ -162,7 +163,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     },
     statements: [
       ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, 'PutItemAndQuery'),
+      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: true }),
       queueChanges(stores.changesQueue),
     ],
   });
@@ -180,7 +181,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     environment: { ...plannerEnvironment, IDEMPOTENCY_TABLE: stores.idempotencyTable.ref },
     statements: [
       ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, 'PutItem'),
+      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: false }),
       allow(['dynamodb:PutItem', 'dynamodb:DeleteItem'], [stores.idempotencyTable.attrArn], {
         sid: 'HandleEachEventOnce',
       }),

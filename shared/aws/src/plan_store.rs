@@ -8,6 +8,7 @@
 //! | `SSO_RUNS` | `<startedAt>#<runId>` | the run's id, outcome and chunk count, for listing |
 //! | `SSO_RUN#<runId>` | `CHUNK#<n>` | the n-th piece of the record's JSON |
 //! | `SSO_RUN#<runId>` | `REPORT#<requestId>` | the monitor's final report of one request |
+//! | `SSO_DELETES` | `<window seconds>#<window number>` | the deletes every run made in one window (`deletes`) |
 
 use std::collections::HashMap;
 
@@ -15,13 +16,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_domain::port::PortError;
 use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
-use maestro_domain::sso::reconcile::{PlanStore, RunRecord};
+use maestro_domain::sso::reconcile::{DeleteBudget, PlanStore, RunRecord, Spent};
 
 use crate::SdkConfig;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 
 const SERVICE: &str = "dynamodb";
 const RUNS: &str = "SSO_RUNS";
+const DELETES: &str = "SSO_DELETES";
 /// Well under the 400 KB item limit, leaving room for the keys.
 const CHUNK_BYTES: usize = 300 * 1024;
 /// Runs are kept this long, then DynamoDB's TTL removes them.
@@ -193,6 +195,74 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, Po
         .and_then(|v| v.as_s().ok())
         .cloned()
         .ok_or_else(|| rejected(format!("an item has no {name}")))
+}
+
+impl DynamoPlanStore {
+    /// The deletes counted in one window, read consistently.
+    async fn deletes_in(&self, window: &str) -> Result<usize, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(DELETES))
+            .key("sk", s(window))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?
+            .item;
+        Ok(item
+            .as_ref()
+            .and_then(|item| item.get("deletes"))
+            .and_then(|n| n.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// Fixed windows of `window_minutes`, counted with the one before: what a run may delete is
+/// judged on the last one to two windows, never on less than one.
+#[async_trait]
+impl DeleteBudget for DynamoPlanStore {
+    async fn spend(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        window_minutes: u32,
+        deletes: usize,
+        threshold: usize,
+    ) -> Result<Spent, PortError> {
+        let seconds = i64::from(window_minutes.max(1)) * 60;
+        let number = now.timestamp().div_euclid(seconds);
+        // The window's length is in the key: a changed window starts its count afresh.
+        let window = |n: i64| format!("{seconds}#{n}");
+        let previous = self.deletes_in(&window(number - 1)).await?;
+        let current = window(number);
+        if let Some(room) = threshold.checked_sub(previous + deletes) {
+            // Counted only if the window still holds no more than `room`: runs at the same
+            // moment cannot both squeeze under the threshold.
+            let counted = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(DELETES))
+                .key("sk", s(&current))
+                .update_expression("ADD deletes :n SET expiresAt = :expires")
+                .condition_expression("attribute_not_exists(deletes) OR deletes <= :room")
+                .expression_attribute_values(":n", AttributeValue::N(deletes.to_string()))
+                .expression_attribute_values(":room", AttributeValue::N(room.to_string()))
+                .expression_attribute_values(
+                    ":expires",
+                    AttributeValue::N((now.timestamp() + 3 * seconds).to_string()),
+                )
+                .send()
+                .await;
+            if written(SERVICE, &current, counted)? {
+                return Ok(Spent::Within);
+            }
+        }
+        let recent = previous + self.deletes_in(&current).await?;
+        Ok(Spent::Over { recent })
+    }
 }
 
 #[cfg(test)]

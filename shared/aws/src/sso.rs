@@ -74,6 +74,7 @@ impl SsoServices {
                 Some(starter) => starter,
                 None => &NoApprovalWorkflow,
             },
+            deletes: &self.store,
         }
     }
 }

@@ -199,13 +199,21 @@ pub fn held_deletes_request(run_id: &str, held: &[PlannedDelete]) -> Option<Acti
     assignments.sort();
     let digest = Sha256::digest(assignments.join("\n").as_bytes());
     let key: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    let over_threshold = held
-        .iter()
-        .filter(|d| matches!(d.held, Some(HoldReason::OverThreshold { .. })))
-        .count();
-    let reason = if over_threshold > 0 {
+    let over =
+        |pick: fn(&HoldReason) -> bool| held.iter().any(|d| d.held.as_ref().is_some_and(pick));
+    let reason = if over(|h| matches!(h, HoldReason::OverThreshold { .. })) {
         format!(
             "SSO sync run {run_id} would delete {} assignments, more than its threshold allows at once",
+            held.len()
+        )
+    } else if over(|h| matches!(h, HoldReason::OverThresholdInWindow { .. })) {
+        format!(
+            "SSO sync run {run_id} would delete {} assignments, past the threshold of deletes the recent runs together may make",
+            held.len()
+        )
+    } else if over(|h| matches!(h, HoldReason::AccountWithoutWorkload)) {
+        format!(
+            "SSO sync run {run_id} would delete {} assignments, some of accounts that lost their workload tag",
             held.len()
         )
     } else {

@@ -100,8 +100,14 @@ pub struct SsoModelConfig {
     pub protected_environments: BTreeSet<Environment>,
     #[serde(default = "default_delete_threshold")]
     pub delete_threshold: usize,
+    #[serde(default = "default_delete_window_minutes")]
+    pub delete_window_minutes: u32,
     #[serde(default)]
     pub foreign_assignments: ForeignAssignments,
+}
+
+fn default_delete_window_minutes() -> u32 {
+    60
 }
 
 /// What becomes of an assignment on a managed permission set whose principal the model could
@@ -186,6 +192,8 @@ pub struct SsoModel {
     pub sandbox_job_function: String,
     pub protected_environments: BTreeSet<Environment>,
     pub delete_threshold: usize,
+    /// The window over which the deletes of every run count towards the threshold.
+    pub delete_window_minutes: u32,
     pub foreign_assignments: ForeignAssignments,
 }
 
@@ -261,6 +269,12 @@ impl SsoModel {
             }
             job_functions.insert(name, environments);
         }
+        if config.delete_window_minutes == 0 {
+            return Err(invalid(
+                "deleteWindowMinutes",
+                "must be at least 1: the deletes of recent runs count towards deleteThreshold over it",
+            ));
+        }
         if config.sandbox_job_function.trim().is_empty() {
             return Err(invalid("sandboxJobFunction", "must not be empty"));
         }
@@ -272,6 +286,7 @@ impl SsoModel {
             sandbox_job_function: config.sandbox_job_function,
             protected_environments: config.protected_environments,
             delete_threshold: config.delete_threshold,
+            delete_window_minutes: config.delete_window_minutes,
             foreign_assignments: config.foreign_assignments,
         })
     }

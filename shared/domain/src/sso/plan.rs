@@ -125,6 +125,16 @@ pub enum HoldReason {
     /// The account is in a protected environment.
     #[serde(rename_all = "camelCase")]
     ProtectedEnvironment { environment: Environment },
+    /// The recent runs together already deleted so many that this run's deletes would take
+    /// them past the threshold within the window: a script that retags accounts one by one
+    /// makes many small runs.
+    #[serde(rename_all = "camelCase")]
+    OverThresholdInWindow {
+        recent: usize,
+        deletes: usize,
+        threshold: usize,
+        window_minutes: u32,
+    },
     /// The account has no workload tag, which the permission set's workloads need: a tag
     /// removed by mistake would otherwise delete every assignment that depends on it.
     AccountWithoutWorkload,

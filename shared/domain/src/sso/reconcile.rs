@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::model::SsoModel;
 use super::plan::{
-    AbortReason, Assignment, OrgAccount, PermissionSetInfo, Plan, PlanInputs, PlannedDelete,
-    Principal, plan,
+    AbortReason, Assignment, HoldReason, OrgAccount, PermissionSetInfo, Plan, PlanInputs,
+    PlannedDelete, Principal, plan,
 };
 use super::provisioning::{
     AccountId, AssignmentOperation, InstanceArn, PermissionSetArn, ProvisioningReport,
@@ -55,6 +55,27 @@ pub trait PlanStore: Send + Sync {
 #[async_trait]
 pub trait HeldDeletesApproval: Send + Sync {
     async fn request(&self, run_id: &str, held: &[PlannedDelete]) -> Result<(), PortError>;
+}
+
+/// The deletes every run made over the guardrail's window (DynamoDB counters), so that many
+/// small runs cannot delete more than one large run may.
+#[async_trait]
+pub trait DeleteBudget: Send + Sync {
+    /// Counts `deletes` made at `now` unless, with the deletes of the last `window_minutes`,
+    /// they would exceed `threshold`; then counts nothing and answers how many were made.
+    async fn spend(
+        &self,
+        now: DateTime<Utc>,
+        window_minutes: u32,
+        deletes: usize,
+        threshold: usize,
+    ) -> Result<Spent, PortError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    Within,
+    Over { recent: usize },
 }
 
 /// One change for the assignment worker, as it travels on the changes queue.
@@ -241,6 +262,7 @@ pub struct Ports<'a> {
     pub store: &'a dyn PlanStore,
     pub changes: &'a dyn ChangeQueue,
     pub approvals: &'a dyn HeldDeletesApproval,
+    pub deletes: &'a dyn DeleteBudget,
 }
 
 /// Why a run could not even record itself.
@@ -365,8 +387,9 @@ pub async fn reconcile(
         Err(reasons) => {
             record.outcome = Outcome::Aborted { reasons };
         }
-        Ok(planned) => {
+        Ok(mut planned) => {
             if record.mode == Mode::Apply {
+                hold_past_the_window(model, ports, record.started_at, &mut planned).await?;
                 let changes = changes_of(
                     &record.run_id,
                     ports.identity_center.instance_arn(),
@@ -413,6 +436,41 @@ pub async fn reconcile(
         .await
         .map_err(ReconcileError::Store)?;
     Ok(record)
+}
+
+/// Counts the run's deletes against the window's budget; past it, holds them all for an
+/// approval as the per-run threshold does.
+async fn hold_past_the_window(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    now: DateTime<Utc>,
+    planned: &mut Plan,
+) -> Result<(), ReconcileError> {
+    let deletes = planned.deletes_to_run().count();
+    if deletes == 0 {
+        return Ok(());
+    }
+    let spent = ports
+        .deletes
+        .spend(
+            now,
+            model.delete_window_minutes,
+            deletes,
+            model.delete_threshold,
+        )
+        .await
+        .map_err(ReconcileError::Store)?;
+    if let Spent::Over { recent } = spent {
+        for delete in planned.delete.iter_mut().filter(|d| d.held.is_none()) {
+            delete.held = Some(HoldReason::OverThresholdInWindow {
+                recent,
+                deletes,
+                threshold: model.delete_threshold,
+                window_minutes: model.delete_window_minutes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Why approved deletes could not be queued.
@@ -537,6 +595,8 @@ mod tests {
         saved: Mutex<Vec<RunRecord>>,
         queued: Mutex<Vec<AssignmentChange>>,
         approvals_asked: Mutex<Vec<(String, usize)>>,
+        /// The deletes counted, with when they were made.
+        spent: Mutex<Vec<(DateTime<Utc>, usize)>>,
         instance_arn: InstanceArn,
     }
 
@@ -553,6 +613,7 @@ mod tests {
                 saved: Mutex::new(Vec::new()),
                 queued: Mutex::new(Vec::new()),
                 approvals_asked: Mutex::new(Vec::new()),
+                spent: Mutex::new(Vec::new()),
                 instance_arn: InstanceArn::try_from(
                     "arn:aws:sso:::instance/ssoins-0000000000000000",
                 )
@@ -567,11 +628,16 @@ mod tests {
                 store: self,
                 changes: self,
                 approvals: self,
+                deletes: self,
             }
         }
 
         async fn run(&self, mode: Mode) -> RunRecord {
-            let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+            self.run_at(mode, Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap())
+                .await
+        }
+
+        async fn run_at(&self, mode: Mode, now: DateTime<Utc>) -> RunRecord {
             let run = Run {
                 run_id: "run-1".into(),
                 trigger: Trigger::Cli,
@@ -651,6 +717,30 @@ mod tests {
     }
 
     #[async_trait]
+    impl DeleteBudget for Fakes {
+        async fn spend(
+            &self,
+            now: DateTime<Utc>,
+            window_minutes: u32,
+            deletes: usize,
+            threshold: usize,
+        ) -> Result<Spent, PortError> {
+            let mut spent = self.spent.lock().unwrap();
+            let since = now - chrono::Duration::minutes(i64::from(window_minutes));
+            let recent: usize = spent
+                .iter()
+                .filter(|(at, _)| *at > since)
+                .map(|(_, n)| n)
+                .sum();
+            if recent + deletes > threshold {
+                return Ok(Spent::Over { recent });
+            }
+            spent.push((now, deletes));
+            Ok(Spent::Within)
+        }
+    }
+
+    #[async_trait]
     impl ChangeQueue for Fakes {
         async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
             self.queued.lock().unwrap().extend_from_slice(changes);
@@ -669,6 +759,57 @@ mod tests {
                     .is_some_and(|p| p.ends_with(&["production".to_owned()]))
             })
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn many_small_runs_delete_no_more_within_the_window_than_one_large_run_may() {
+        // Issue 14, finding 6: a script that retags accounts one by one made many runs of
+        // fewer deletes than the threshold each, and none was held.
+        let mut fakes = Fakes::new();
+        // Four convention groups of other workloads on a development account (workload w1).
+        for group in [6, 9, 12, 15] {
+            fakes
+                .inputs
+                .assignments
+                .push(synthetic::group_assignment(3, 3, group));
+        }
+        let noon = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let queued_deletes = |fakes: &Fakes| {
+            fakes
+                .queued
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.operation == AssignmentOperation::Delete)
+                .count()
+        };
+        for minutes in [0, 10] {
+            let record = fakes
+                .run_at(Mode::Apply, noon + chrono::Duration::minutes(minutes))
+                .await;
+            assert_eq!(record.summary().to_delete, 4, "{:?}", record.outcome);
+        }
+        assert_eq!(queued_deletes(&fakes), 8);
+        // The third run would take the hour past 10: its deletes wait for an approval.
+        let third = fakes
+            .run_at(Mode::Apply, noon + chrono::Duration::minutes(20))
+            .await;
+        let held: Vec<_> = third.plan.iter().flat_map(|p| p.held_deletes()).collect();
+        assert_eq!(held.len(), 4);
+        assert!(held.iter().all(|d| d.held
+            == Some(HoldReason::OverThresholdInWindow {
+                recent: 8,
+                deletes: 4,
+                threshold: 10,
+                window_minutes: 60
+            })));
+        assert_eq!(queued_deletes(&fakes), 8, "nothing more was queued");
+        assert_eq!(fakes.approvals_asked.lock().unwrap().len(), 1);
+        // An hour after the first, the window has room again.
+        let later = fakes
+            .run_at(Mode::Apply, noon + chrono::Duration::minutes(61))
+            .await;
+        assert_eq!(later.summary().to_delete, 4, "{:?}", later.outcome);
     }
 
     fn approved(held_run_id: &str) -> Run {
