@@ -2,13 +2,15 @@
 //! `expiresAt` that both bounds a claim and lets DynamoDB's TTL forget old keys.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use maestro_domain::idempotency::{Claim, IdempotencyStore};
 use maestro_domain::port::PortError;
 
 use crate::SdkConfig;
-use crate::sdk_error::{port_error, written};
+use crate::sdk_error::port_error;
 
 const SERVICE: &str = "dynamodb";
 
@@ -46,33 +48,34 @@ impl IdempotencyStore for DynamoIdempotency {
             .item("status", AttributeValue::S("IN_PROGRESS".into()))
             .item("expiresAt", epoch(until))
             .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_values(":now", epoch(now))
             .send()
             .await;
-        if written(SERVICE, key, put)? {
-            return Ok(Claim::First);
+        // A claim that is taken comes back with the refusal: done, or still being done (or
+        // its holder died before the claim expired).
+        let error = match put {
+            Ok(_) => return Ok(Claim::First),
+            Err(error) => error,
+        };
+        let taken = match &error {
+            SdkError::ServiceError(context) => match context.err() {
+                PutItemError::ConditionalCheckFailedException(failed) => Some(
+                    failed
+                        .item()
+                        .and_then(|item| item.get("status"))
+                        .and_then(|status| status.as_s().ok())
+                        .is_some_and(|status| status == "COMPLETED"),
+                ),
+                _ => None,
+            },
+            _ => None,
+        };
+        match taken {
+            Some(true) => Ok(Claim::Completed),
+            Some(false) => Ok(Claim::InProgress),
+            None => Err(port_error(SERVICE, key, error)),
         }
-        // Taken: done, or still being done (or its holder died before its claim expired).
-        let held = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, key, e))?;
-        let completed = held
-            .item
-            .as_ref()
-            .and_then(|item| item.get("status"))
-            .and_then(|status| status.as_s().ok())
-            .is_some_and(|status| status == "COMPLETED");
-        Ok(if completed {
-            Claim::Completed
-        } else {
-            Claim::InProgress
-        })
     }
 
     async fn complete(&self, key: &str, until: DateTime<Utc>) -> Result<(), PortError> {
