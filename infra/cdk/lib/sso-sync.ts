@@ -222,9 +222,9 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
   eventHandler.onEventBridgeRule(
     'GroupChanges',
     {
-      source: ['aws.identitystore', 'aws.sso-directory'],
+      source: ['aws.identitystore', 'aws.sso-directory', 'aws.identitystore-scim'],
       'detail-type': ['AWS API Call via CloudTrail'],
-      detail: { eventName: ['CreateGroup', 'DeleteGroup'] },
+      detail: { eventName: ['CreateGroup', 'DeleteGroup', 'UpdateGroup'] },
     },
     undelivered,
   );

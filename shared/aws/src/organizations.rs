@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_organizations::types::{AccountState, ParentType};
@@ -15,17 +16,39 @@ use crate::sdk_error::port_error;
 
 const SERVICE: &str = "organizations";
 
+/// How long an OU's name is trusted once read. `UpdateOrganizationalUnit` re-plans everything
+/// at once; a container that read the old name a moment before uses it for this long at most.
+const OU_NAME_TTL: Duration = Duration::from_secs(60);
+
 pub struct OrganizationsReader {
     client: aws_sdk_organizations::Client,
-    /// OU id → name: OUs are few and shared by many accounts.
-    ou_names: Mutex<HashMap<String, String>>,
+    /// OU names by id (OUs are few and shared by many accounts).
+    ou_names: Mutex<OuNames>,
+}
+
+/// OU names, each trusted for [`OU_NAME_TTL`] after it was read: a warm container must not
+/// serve a renamed OU's old name (and so the wrong environment) for its whole life.
+#[derive(Default)]
+struct OuNames(HashMap<String, (String, Instant)>);
+
+impl OuNames {
+    fn get(&self, ou_id: &str, now: Instant) -> Option<String> {
+        self.0
+            .get(ou_id)
+            .filter(|(_, read)| now.saturating_duration_since(*read) < OU_NAME_TTL)
+            .map(|(name, _)| name.clone())
+    }
+
+    fn insert(&mut self, ou_id: &str, name: &str, now: Instant) {
+        self.0.insert(ou_id.to_owned(), (name.to_owned(), now));
+    }
 }
 
 impl OrganizationsReader {
     pub fn new(config: &SdkConfig) -> Self {
         OrganizationsReader {
             client: aws_sdk_organizations::Client::new(config),
-            ou_names: Mutex::new(HashMap::new()),
+            ou_names: Mutex::new(OuNames::default()),
         }
     }
 
@@ -78,8 +101,7 @@ impl OrganizationsReader {
             .ou_names
             .lock()
             .expect("the OU cache lock is never poisoned")
-            .get(ou_id)
-            .cloned();
+            .get(ou_id, Instant::now());
         if known.is_some() {
             return known;
         }
@@ -96,7 +118,7 @@ impl OrganizationsReader {
         self.ou_names
             .lock()
             .expect("the OU cache lock is never poisoned")
-            .insert(ou_id.to_owned(), name.clone());
+            .insert(ou_id, &name, Instant::now());
         Some(name)
     }
 }
@@ -173,5 +195,23 @@ fn rejected(detail: String) -> PortError {
     PortError::Rejected {
         service: SERVICE,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ou_name_is_read_again_a_minute_after_it_was_read() {
+        // Issue 14, finding 4: a warm container served a renamed OU's old name for its life.
+        let mut names = OuNames::default();
+        let read = Instant::now();
+        names.insert("ou-ab12-cdef3456", "development", read);
+        assert_eq!(
+            names.get("ou-ab12-cdef3456", read + Duration::from_secs(59)),
+            Some("development".to_owned())
+        );
+        assert_eq!(names.get("ou-ab12-cdef3456", read + OU_NAME_TTL), None);
     }
 }

@@ -56,8 +56,13 @@ pub struct UnreadableEvent {
 ///   (an OU renamed may change the environment of every account below it): everything.
 /// - IAM Identity Center `CreatePermissionSet`, `DeletePermissionSet`, and tag changes on a
 ///   permission set: that permission set.
-/// - Identity store `CreateGroup`, `DeleteGroup` (sources `aws.identitystore` and
-///   `aws.sso-directory`): everything, since a group may match any account.
+/// - Identity store `CreateGroup`, `DeleteGroup` and `UpdateGroup` (sources
+///   `aws.identitystore` and `aws.sso-directory`), and groups provisioned by SCIM
+///   (`aws.identitystore-scim`, CloudTrail's `identitystore-scim.amazonaws.com`)
+///   `CreateGroup` and `DeleteGroup`: everything, since a group may match any account, and a
+///   renamed group parses differently. SCIM's `PatchGroup` hides its body (a rename and a
+///   membership change look alike) and membership changes are frequent: the scheduled
+///   reconcile picks a SCIM rename up.
 pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
     if event.failed() {
         return Ok(Touch::Nothing("the call failed, so nothing changed"));
@@ -112,9 +117,11 @@ pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
             Some(_) => return Ok(Touch::Nothing("the tags of an instance are not read")),
             None => return Err(unreadable("no resourceArn in the event")),
         },
-        ("aws.identitystore" | "aws.sso-directory", "CreateGroup" | "DeleteGroup") => {
-            Scope::Everything
-        }
+        (
+            "aws.identitystore" | "aws.sso-directory",
+            "CreateGroup" | "DeleteGroup" | "UpdateGroup",
+        )
+        | ("aws.identitystore-scim", "CreateGroup" | "DeleteGroup") => Scope::Everything,
         _ => {
             return Ok(Touch::Nothing(
                 "the model does not read what this event changes",
@@ -178,6 +185,26 @@ mod tests {
         assert_eq!(touched_by(&tagged_ou), Ok(Touch::Replan(Scope::Everything)));
         let renamed = event("aws.organizations", "UpdateOrganizationalUnit", json!({}));
         assert_eq!(touched_by(&renamed), Ok(Touch::Replan(Scope::Everything)));
+    }
+
+    #[test]
+    fn group_events_touch_everything_whoever_provisions_the_group() {
+        // Issue 14, finding 4: renames and SCIM-provisioned groups went unnoticed.
+        for (source, name) in [
+            ("aws.identitystore", "CreateGroup"),
+            ("aws.identitystore", "UpdateGroup"),
+            ("aws.sso-directory", "DeleteGroup"),
+            ("aws.identitystore-scim", "CreateGroup"),
+            ("aws.identitystore-scim", "DeleteGroup"),
+        ] {
+            assert_eq!(
+                touched_by(&event(source, name, json!({}))),
+                Ok(Touch::Replan(Scope::Everything)),
+                "{source} {name}"
+            );
+        }
+        let membership = event("aws.identitystore-scim", "PatchGroup", json!({}));
+        assert!(matches!(touched_by(&membership), Ok(Touch::Nothing(_))));
     }
 
     #[test]
