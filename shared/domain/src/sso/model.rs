@@ -186,6 +186,7 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> InvalidModel {
 pub struct SsoModel {
     pub group_separator: String,
     pub tag_keys: TagKeys,
+    /// OU name, lowercase → environment.
     pub environment_ous: BTreeMap<String, Environment>,
     /// Job-function → the environments its groups may be assigned in.
     pub job_functions: BTreeMap<String, BTreeSet<Environment>>,
@@ -227,6 +228,23 @@ impl SsoModel {
         ] {
             if value.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
+            }
+        }
+        // OU names match without regard to case (Control Tower names its OU `Sandbox`);
+        // two spellings of one name must not name two environments.
+        let mut environment_ous: BTreeMap<String, Environment> = BTreeMap::new();
+        for (name, environment) in &config.environment_ous {
+            let key = name.trim().to_lowercase();
+            match environment_ous.insert(key, *environment) {
+                Some(other) if other != *environment => {
+                    return Err(invalid(
+                        format!("environmentOus.{name}"),
+                        format!(
+                            "OU names match without regard to case, and another spelling maps to {other}"
+                        ),
+                    ));
+                }
+                _ => {}
             }
         }
         if config.environment_ous.is_empty() {
@@ -281,7 +299,7 @@ impl SsoModel {
         Ok(SsoModel {
             group_separator: config.group_separator,
             tag_keys: config.tag_keys,
-            environment_ous: config.environment_ous,
+            environment_ous,
             job_functions,
             sandbox_job_function: config.sandbox_job_function,
             protected_environments: config.protected_environments,
@@ -301,16 +319,36 @@ impl SsoModel {
     /// The environment of an account: the nearest ancestor OU (last in `ou_path`, which runs
     /// from the root down) whose name the configuration maps.
     pub fn environment_of(&self, ou_path: &[String]) -> Option<Environment> {
-        ou_path
-            .iter()
-            .rev()
-            .find_map(|name| self.environment_ous.get(name).copied())
+        ou_path.iter().rev().find_map(|name| {
+            self.environment_ous
+                .get(&name.trim().to_lowercase())
+                .copied()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ou_names_match_without_regard_to_case() {
+        // Issue 14, finding 7: Control Tower's `Sandbox` OU matched nothing.
+        let model = SsoModel::default();
+        let path = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            model.environment_of(&path(&["Workloads", "Sandbox"])),
+            Some(Environment::Sandbox)
+        );
+        assert_eq!(
+            model.environment_of(&path(&["PRODUCTION"])),
+            Some(Environment::Production)
+        );
+        let clash =
+            SsoModel::from_json(r#"{"environmentOus": {"Prod": "PRODUCTION", "prod": "STAGING"}}"#)
+                .unwrap_err();
+        assert!(clash.problem.contains("without regard to case"), "{clash}");
+    }
 
     #[test]
     fn the_defaults_follow_the_posts_conventions() {

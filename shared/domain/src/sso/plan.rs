@@ -528,15 +528,49 @@ fn sandbox_owner(
         .map(|o| o.trim())
         .filter(|o| !o.is_empty())
         .ok_or_else(|| format!("no {} tag", model.tag_keys.account_owner))?;
-    if let Some(i) = inputs.groups.iter().position(|g| g.name == owner) {
-        return Ok((PrincipalType::Group, i));
+    // The exact name first; else the one name that differs only in case (an owner tag typed
+    // `Alice` for the user `alice`). Two candidates are ambiguous: no one is assigned.
+    let exact = inputs
+        .groups
+        .iter()
+        .position(|g| g.name == owner)
+        .map(|i| (PrincipalType::Group, i))
+        .or_else(|| {
+            inputs
+                .users
+                .iter()
+                .position(|u| u.name == owner)
+                .map(|i| (PrincipalType::User, i))
+        });
+    if let Some(found) = exact {
+        return Ok(found);
     }
-    if let Some(i) = inputs.users.iter().position(|u| u.name == owner) {
-        return Ok((PrincipalType::User, i));
+    let alike = |name: &str| name.to_lowercase() == owner.to_lowercase();
+    let candidates: Vec<(PrincipalType, usize)> = inputs
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| alike(&g.name))
+        .map(|(i, _)| (PrincipalType::Group, i))
+        .chain(
+            inputs
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| alike(&u.name))
+                .map(|(i, _)| (PrincipalType::User, i)),
+        )
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!(
+            "owner {owner:?} is neither a group nor a user of the identity store"
+        )),
+        _ => Err(format!(
+            "owner {owner:?} matches {} names that differ only in case; write the exact one",
+            candidates.len()
+        )),
     }
-    Err(format!(
-        "owner {owner:?} is neither a group nor a user of the identity store"
-    ))
 }
 
 /// A desired assignment, by position in the inputs: cheap to hash at any scale.
@@ -700,22 +734,23 @@ pub fn plan(model: &SsoModel, inputs: &PlanInputs) -> Result<Plan, PlanAborted> 
         .collect();
     // The principals the model could have assigned: convention groups (managed) and the
     // owners named by managed sandboxes.
-    let owners: HashSet<&str> = classified
+    let owners: HashSet<String> = classified
         .accounts
         .iter()
         .filter_map(|account| account.as_ref().ok())
         .filter(|account| account.environment == Environment::Sandbox)
         .filter_map(|account| account.info.tags.get(&model.tag_keys.account_owner))
-        .map(|owner| owner.trim())
+        .map(|owner| owner.trim().to_lowercase())
         .collect();
     let model_made = |assignment: &Assignment, principal: Option<&usize>| match principal {
         // Gone from the identity store: nobody can use it, whoever made it.
         None => true,
         Some(&p) => match assignment.principal_type {
             PrincipalType::Group => {
-                classified.groups[p].is_some() || owners.contains(inputs.groups[p].name.as_str())
+                classified.groups[p].is_some()
+                    || owners.contains(&inputs.groups[p].name.to_lowercase())
             }
-            PrincipalType::User => owners.contains(inputs.users[p].name.as_str()),
+            PrincipalType::User => owners.contains(&inputs.users[p].name.to_lowercase()),
         },
     };
     let mut present: HashSet<Key> = HashSet::with_capacity(inputs.assignments.len());

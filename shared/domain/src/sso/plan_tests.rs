@@ -250,6 +250,50 @@ fn a_sandbox_gets_exactly_its_owner() {
 }
 
 #[test]
+fn a_sandbox_owner_tag_differing_only_in_case_still_names_its_owner() {
+    // Issue 14, finding 7: `Alice` for the user `alice` deleted the owner's assignment.
+    let mut org = organisation().assigned("sandbox-alice", "SandboxOwner", "alice");
+    org.inputs.assignments.last_mut().unwrap().principal_type = PrincipalType::User;
+    org.inputs.assignments.last_mut().unwrap().principal_id =
+        PrincipalId::try_from(format!("u-{}", id_of("alice"))).unwrap();
+    let sandbox = org
+        .inputs
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "sandbox-alice")
+        .unwrap();
+    sandbox.tags.insert("owner".into(), "Alice".into());
+    let plan = org.plan();
+    assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+    assert!(plan.sandboxes_without_owner.is_empty());
+    assert_eq!(plan.unchanged, 1);
+
+    // Two names that differ only in case are ambiguous: listed, not guessed.
+    let ambiguous = organisation().user("ALICE");
+    let plan = ambiguous.plan();
+    assert!(
+        plan.sandboxes_without_owner.is_empty(),
+        "the exact name wins"
+    );
+    let mut ambiguous = organisation().user("ALICE").user("Alice2");
+    ambiguous
+        .inputs
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "sandbox-alice")
+        .unwrap()
+        .tags
+        .insert("owner".into(), "aLiCe".into());
+    let plan = ambiguous.plan();
+    assert_eq!(plan.sandboxes_without_owner.len(), 1, "{plan:?}");
+    assert!(
+        plan.sandboxes_without_owner[0]
+            .problem
+            .contains("differ only in case")
+    );
+}
+
+#[test]
 fn a_sandbox_without_a_resolvable_owner_is_listed_not_assigned() {
     let org = organisation().account(
         "sandbox-bob",
