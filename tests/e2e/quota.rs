@@ -115,3 +115,94 @@ fn concurrent_callers_never_exceed_twenty_calls_a_second() {
         );
     });
 }
+
+#[test]
+fn a_change_that_finds_every_slot_taken_waits_on_the_queue_not_in_the_dlq() {
+    // Issue 14, finding 3: each refusal spent one of the change's five receives, and large
+    // change sets ended in SsoChangesDLQ.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let quota = DynamoQuota::for_sso_admin(
+            cloud.sdk_config(),
+            stack.reference("MaestroQuotaTable").unwrap().to_owned(),
+        );
+        let now = chrono::Utc::now();
+        for i in 0..SSO_ADMIN_OUTSTANDING_OPERATIONS {
+            assert!(
+                quota
+                    .reserve(
+                        &format!("elsewhere-{i}"),
+                        now,
+                        now + chrono::Duration::hours(1)
+                    )
+                    .await
+                    .expect("the governor answers"),
+                "slot {i} is free"
+            );
+        }
+        let sqs = aws_sdk_sqs::Client::new(cloud.sdk_config());
+        let changes = stack
+            .output("SsoChangesQueueUrl")
+            .expect("the changes queue");
+        let body: serde_json::Value = serde_json::from_str(include_str!(
+            "../../events/sso-assignment-worker/sqs-changes.json"
+        ))
+        .expect("the sample event");
+        sqs.send_message()
+            .queue_url(changes)
+            .message_body(body["Records"][0]["body"].as_str().expect("a change"))
+            .send()
+            .await
+            .expect("the change is queued");
+
+        // The worker takes it, finds no slot, and puts it back delayed: nothing fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let delayed = loop {
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(changes)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .expect("the queue answers")
+                .attributes
+                .unwrap_or_default();
+            let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+                attributes
+                    .get(&name)
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(0)
+            };
+            let delayed =
+                count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed);
+            let visible =
+                count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages);
+            let in_flight = count(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            );
+            if delayed == 1 && visible == 0 && in_flight == 0 {
+                break delayed;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change waits delayed (delayed {delayed}, visible {visible}, in flight {in_flight})"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert_eq!(delayed, 1);
+        let dlq = stack.reference("SsoChangesDLQ").expect("the changes DLQ");
+        let dead = sqs
+            .receive_message()
+            .queue_url(dlq)
+            .send()
+            .await
+            .expect("the DLQ answers")
+            .messages
+            .unwrap_or_default();
+        assert!(dead.is_empty(), "nothing in the DLQ: {dead:?}");
+        assert!(
+            maestro_tests::captured_logs().contains("the change waits on the queue"),
+            "the worker said why it waits"
+        );
+    });
+}

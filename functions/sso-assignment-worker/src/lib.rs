@@ -1,8 +1,10 @@
 //! `SsoAssignmentWorkerFunction`: takes planned changes from `SsoChangesQueue`, asks IAM
 //! Identity Center for each, and hands each accepted request to the provisioning monitor
-//! (`SsoAssignmentRequestsQueue`). A change that fails is reported as a batch item failure:
-//! SQS retries it, and after the queue's `maxReceiveCount` it lands in the DLQ, whose alarm
-//! reports it; nothing is retried forever.
+//! (`SsoAssignmentRequestsQueue`). A change that finds all 15 operation slots taken goes back
+//! on the changes queue as a new, delayed message: a backlog of any size waits its turn
+//! without spending the receives that lead to the DLQ. A change that fails is reported as a
+//! batch item failure: SQS retries it, and after the queue's `maxReceiveCount` it lands in
+//! the DLQ, whose alarm reports it; nothing is retried forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,8 @@ use maestro_aws::queues::JsonQueue;
 use maestro_aws::quota::DynamoQuota;
 use maestro_domain::quota::OutstandingOperations;
 use maestro_domain::sso::apply::{
-    Applier, ApplyError, AssignmentWriter, MonitorQueue, apply_change,
+    Applier, ApplyError, AssignmentWriter, ChangeDeferral, MonitorQueue, WhenBusy, apply_change,
+    when_busy,
 };
 use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::AssignmentChange;
@@ -26,6 +29,8 @@ pub struct Deps {
     pub writer: Arc<dyn AssignmentWriter>,
     pub monitor: Arc<dyn MonitorQueue>,
     pub operations: Arc<dyn OutstandingOperations>,
+    /// Puts changes that found every slot taken back on the changes queue.
+    pub deferral: Arc<dyn ChangeDeferral>,
     /// The first wait before a change that failed for a passing reason is tried again.
     pub backoff: Duration,
 }
@@ -105,6 +110,29 @@ pub async fn handle(
                 operation = ?change.operation,
                 "change accepted and handed to the monitor"
             ),
+            Err(ApplyError::Busy(outstanding)) => match when_busy(&change) {
+                WhenBusy::Wait {
+                    change: later,
+                    delay_seconds,
+                } => match deps.deferral.defer(&later, delay_seconds).await {
+                    Ok(()) => tracing::info!(
+                        %message_id,
+                        run_id = %change.run_id,
+                        outstanding,
+                        deferrals = later.deferrals,
+                        delay_seconds,
+                        "every operation slot is taken; the change waits on the queue"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(%message_id, run_id = %change.run_id, %error, "cannot put the change back to wait; SQS will redeliver it");
+                        response.add_failure(message_id);
+                    }
+                },
+                WhenBusy::GiveUp { deferrals } => {
+                    tracing::error!(%message_id, run_id = %change.run_id, deferrals, "the operation slots stayed taken; the change will end in the DLQ");
+                    response.add_failure(message_id);
+                }
+            },
             Err(error) => {
                 if error.is_retryable() {
                     tracing::warn!(%message_id, run_id = %change.run_id, %error, "change will be retried");
@@ -130,6 +158,7 @@ impl LambdaFunction for Deps {
             .ok();
         let identity_store_id = vars.required("IDENTITY_STORE_ID");
         let monitor_queue_url = vars.required("MONITOR_QUEUE_URL");
+        let changes_queue_url = vars.required("CHANGES_QUEUE_URL");
         let quota_table = vars.required("QUOTA_TABLE");
         vars.finish()?;
         let instance_arn = instance_arn.ok_or_else(|| EnvError {
@@ -143,6 +172,7 @@ impl LambdaFunction for Deps {
             ),
             monitor: Arc::new(JsonQueue::new(config, monitor_queue_url)),
             operations: quota,
+            deferral: Arc::new(JsonQueue::new(config, changes_queue_url)),
             backoff: Duration::from_millis(250),
         })
     }
@@ -237,10 +267,23 @@ mod tests {
         }
     }
 
+    /// The changes queue, as far as deferrals go.
+    #[derive(Default)]
+    struct RecordingDeferral(Mutex<Vec<(AssignmentChange, u32)>>);
+
+    #[async_trait]
+    impl ChangeDeferral for RecordingDeferral {
+        async fn defer(&self, change: &AssignmentChange, delay: u32) -> Result<(), PortError> {
+            self.0.lock().unwrap().push((change.clone(), delay));
+            Ok(())
+        }
+    }
+
     /// What handling the sample batch did.
     struct Outcome {
         response: SqsBatchResponse,
         monitored: Vec<AssignmentRequest>,
+        deferred: Vec<(AssignmentChange, u32)>,
         held_slots: usize,
         calls: usize,
     }
@@ -257,10 +300,12 @@ mod tests {
             capacity,
             held: Mutex::new(Vec::new()),
         });
+        let deferral = Arc::new(RecordingDeferral::default());
         let deps = Deps {
             writer: writer.clone(),
             monitor: monitor.clone(),
             operations: slots.clone(),
+            deferral: deferral.clone(),
             backoff: Duration::ZERO,
         };
         let mut event: SqsEvent = serde_json::from_str(include_str!(
@@ -285,9 +330,11 @@ mod tests {
         .expect("the batch is handled");
         let monitored = monitor.0.lock().unwrap().clone();
         let held_slots = slots.held.lock().unwrap().len();
+        let deferred = deferral.0.lock().unwrap().clone();
         Outcome {
             response,
             monitored,
+            deferred,
             held_slots,
             calls: writer.calls.load(std::sync::atomic::Ordering::SeqCst),
         }
@@ -330,13 +377,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_every_slot_taken_changes_wait_for_a_redelivery() {
+    async fn with_every_slot_taken_a_change_waits_on_the_queue_and_spends_no_receive() {
+        // Issue 14, finding 3: it was a batch item failure, one of five receives towards the
+        // DLQ, and large change sets ended there.
         let outcome = handle_sample(None, 1).await;
         assert_eq!(outcome.monitored.len(), 1, "one slot, one change");
         assert_eq!(
             outcome.held_slots, 1,
             "the accepted change holds its slot until the monitor frees it"
         );
-        assert_eq!(outcome.response.batch_item_failures.len(), 2);
+        assert_eq!(
+            failed(&outcome.response),
+            vec!["malformed"],
+            "the waiting change is no failure"
+        );
+        assert_eq!(outcome.deferred.len(), 1);
+        let (waiting, delay) = &outcome.deferred[0];
+        assert_eq!(waiting.deferrals, 1);
+        assert!(*delay >= 60, "{delay}");
+        assert!(
+            outcome
+                .monitored
+                .iter()
+                .all(|r| r.account_id != waiting.assignment.account_id),
+            "the change that waits is the one that was not applied"
+        );
     }
 }

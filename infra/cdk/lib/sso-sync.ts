@@ -237,6 +237,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
       IDENTITY_STORE_ID: parameters.identityStoreId,
       MONITOR_QUEUE_URL: props.monitorQueue.queueUrl,
+      CHANGES_QUEUE_URL: stores.changesQueue.queueUrl,
       QUOTA_TABLE: stores.quotaTable.ref,
     },
     statements: [
@@ -280,6 +281,9 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
         { sid: 'ProvisionTheSamlProvider' },
       ),
       allow(['sqs:SendMessageBatch'], [props.monitorQueue.queueArn], { sid: 'HandOverToTheMonitor' }),
+      // A change that finds every operation slot taken goes back, delayed, as a new message:
+      // waiting must not spend the receives that lead to the DLQ.
+      allow(['sqs:SendMessageBatch'], [stores.changesQueue.queueArn], { sid: 'WaitForASlot' }),
     ],
   });
   // IAM Identity Center takes at most 15 outstanding operations and 20 calls a second.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use maestro_domain::port::PortError;
-use maestro_domain::sso::apply::MonitorQueue;
+use maestro_domain::sso::apply::{ChangeDeferral, MonitorQueue};
 use maestro_domain::sso::provisioning::AssignmentRequest;
 use maestro_domain::sso::reconcile::{AssignmentChange, ChangeQueue};
 use serde::Serialize;
@@ -30,6 +30,16 @@ impl JsonQueue {
     /// Sends every message, ten to a call; entries SQS refuses are tried once more, and any
     /// still refused fail the whole send.
     pub async fn send_all<T: Serialize>(&self, messages: &[T]) -> Result<(), PortError> {
+        self.send_all_after(messages, 0).await
+    }
+
+    /// [`JsonQueue::send_all`], each message held `delay_seconds` (at most 900) first.
+    pub async fn send_all_after<T: Serialize>(
+        &self,
+        messages: &[T],
+        delay_seconds: u32,
+    ) -> Result<(), PortError> {
+        let delay = i32::try_from(delay_seconds.min(900)).unwrap_or(900);
         let bodies = messages
             .iter()
             .map(serde_json::to_string)
@@ -54,6 +64,7 @@ impl JsonQueue {
                         SendMessageBatchRequestEntry::builder()
                             .id(id)
                             .message_body(*body)
+                            .set_delay_seconds((delay > 0).then_some(delay))
                             .build()
                             .map_err(|e| PortError::Rejected {
                                 service: SERVICE,
@@ -87,6 +98,14 @@ impl JsonQueue {
 impl ChangeQueue for JsonQueue {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
         self.send_all(changes).await
+    }
+}
+
+#[async_trait]
+impl ChangeDeferral for JsonQueue {
+    async fn defer(&self, change: &AssignmentChange, delay_seconds: u32) -> Result<(), PortError> {
+        self.send_all_after(std::slice::from_ref(change), delay_seconds)
+            .await
     }
 }
 

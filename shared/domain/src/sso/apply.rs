@@ -27,6 +27,54 @@ pub trait MonitorQueue: Send + Sync {
     async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError>;
 }
 
+/// Puts a change back on the changes queue, as a new message SQS holds for `delay_seconds`:
+/// waiting for an operation slot must not spend the receives that lead to the DLQ.
+#[async_trait]
+pub trait ChangeDeferral: Send + Sync {
+    async fn defer(&self, change: &AssignmentChange, delay_seconds: u32) -> Result<(), PortError>;
+}
+
+/// How long a change waits for a slot before it is tried again, and how often it may wait:
+/// more than [`OPERATION_SLOT`] in all, so a slot whose holder died has expired before a
+/// change waiting for it gives up.
+pub const SLOT_WAIT_SECONDS: u32 = 60;
+pub const MAX_DEFERRALS: u32 = 180;
+
+/// What becomes of a change that found every slot taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhenBusy {
+    /// Back on the queue, held for `delay_seconds` (60 to 119 s, spread by assignment so
+    /// that a large backlog does not come back all at once).
+    Wait {
+        change: AssignmentChange,
+        delay_seconds: u32,
+    },
+    /// It waited [`MAX_DEFERRALS`] times: something holds the slots for good. It fails, and
+    /// SQS's redrive takes it to the DLQ, whose alarm says so.
+    GiveUp { deferrals: u32 },
+}
+
+pub fn when_busy(change: &AssignmentChange) -> WhenBusy {
+    if change.deferrals >= MAX_DEFERRALS {
+        return WhenBusy::GiveUp {
+            deferrals: change.deferrals,
+        };
+    }
+    let spread = slot_key(&change.assignment)
+        .bytes()
+        .fold(change.deferrals, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u32::from(b))
+        })
+        % SLOT_WAIT_SECONDS;
+    WhenBusy::Wait {
+        change: AssignmentChange {
+            deferrals: change.deferrals + 1,
+            ..change.clone()
+        },
+        delay_seconds: SLOT_WAIT_SECONDS + spread,
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum ApplyError {
     /// Every outstanding-operation slot is taken: try again once some settle.
@@ -120,4 +168,49 @@ pub async fn apply_change(
             source,
         })?;
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sso::synthetic;
+
+    fn change(deferrals: u32) -> AssignmentChange {
+        AssignmentChange {
+            run_id: "run-1".into(),
+            instance_arn: super::super::provisioning::InstanceArn::try_from(
+                "arn:aws:sso:::instance/ssoins-0000000000000000",
+            )
+            .unwrap(),
+            operation: AssignmentOperation::Create,
+            assignment: synthetic::group_assignment(3, 3, 6),
+            deferrals,
+        }
+    }
+
+    #[test]
+    fn a_change_that_finds_every_slot_taken_waits_on_the_queue_then_gives_up() {
+        // Issue 14, finding 3: it burned one of its five receives each time and a large
+        // change set ended in the DLQ.
+        let WhenBusy::Wait {
+            change: again,
+            delay_seconds,
+        } = when_busy(&change(0))
+        else {
+            panic!("a first refusal waits");
+        };
+        assert_eq!(again.deferrals, 1);
+        assert_eq!(again.assignment, change(0).assignment);
+        assert!((SLOT_WAIT_SECONDS..2 * SLOT_WAIT_SECONDS).contains(&delay_seconds));
+        assert!(
+            i64::from(MAX_DEFERRALS * SLOT_WAIT_SECONDS) > OPERATION_SLOT.num_seconds(),
+            "a dead holder's slot expires before a waiting change gives up"
+        );
+        assert_eq!(
+            when_busy(&change(MAX_DEFERRALS)),
+            WhenBusy::GiveUp {
+                deferrals: MAX_DEFERRALS
+            }
+        );
+    }
 }

@@ -86,6 +86,13 @@ pub struct AssignmentChange {
     pub instance_arn: InstanceArn,
     pub operation: AssignmentOperation,
     pub assignment: Assignment,
+    /// How often the worker found every operation slot taken and put it back to wait.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Queues changes for the assignment worker (SQS).
@@ -540,6 +547,7 @@ pub async fn apply_held_deletes(
             instance_arn: ports.identity_center.instance_arn().clone(),
             operation: AssignmentOperation::Delete,
             assignment: d.assignment.clone(),
+            deferrals: 0,
         })
         .collect();
     record.outcome = Outcome::Queued {
@@ -568,6 +576,7 @@ pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<
         instance_arn: instance_arn.clone(),
         operation,
         assignment: assignment.clone(),
+        deferrals: 0,
     };
     plan.create
         .iter()
