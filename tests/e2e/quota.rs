@@ -32,7 +32,7 @@ fn concurrent_workers_never_hold_more_than_fifteen_operations() {
                         let now = chrono::Utc::now();
                         let until = now + chrono::Duration::minutes(5);
                         if quota
-                            .reserve(&key, now, until)
+                            .reserve(&key, "worker", now, until)
                             .await
                             .expect("the governor answers")
                         {
@@ -57,6 +57,39 @@ fn concurrent_workers_never_hold_more_than_fifteen_operations() {
             "{most} held at once"
         );
         assert!(most > 1, "the workers did run concurrently");
+    });
+}
+
+#[test]
+fn a_slot_is_held_for_one_change_at_a_time() {
+    // Issue 14, finding 3: any caller could reserve a key already held, so two runs changing
+    // the same assignment made two outstanding operations in one slot.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let quota = DynamoQuota::for_sso_admin(
+            cloud.sdk_config(),
+            stack
+                .unwrap()
+                .reference("MaestroQuotaTable")
+                .unwrap()
+                .to_owned(),
+        );
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::minutes(5);
+        let reserve = |holder: &'static str| quota.reserve("assignment-1", holder, now, until);
+        assert!(reserve("run-1/Create").await.expect("the governor answers"));
+        assert!(
+            reserve("run-1/Create").await.expect("the governor answers"),
+            "the same change, redelivered"
+        );
+        assert!(
+            !reserve("run-2/Create").await.expect("the governor answers"),
+            "another run's change of the same assignment waits"
+        );
+        quota
+            .release("assignment-1")
+            .await
+            .expect("the slot is freed");
+        assert!(reserve("run-2/Create").await.expect("the governor answers"));
     });
 }
 
@@ -132,6 +165,7 @@ fn a_change_that_finds_every_slot_taken_waits_on_the_queue_not_in_the_dlq() {
                 quota
                     .reserve(
                         &format!("elsewhere-{i}"),
+                        "another run",
                         now,
                         now + chrono::Duration::hours(1)
                     )

@@ -696,3 +696,88 @@ fn a_new_group_is_assigned_where_the_model_wants_it() {
         assert_eq!(settle(cloud, &organisation, &want).await, want);
     });
 }
+
+#[test]
+fn every_sso_admin_request_takes_exactly_one_rate_slot() {
+    // Issue 14, finding 3: the readers spent a slot on each listing's end, which sends no
+    // request, and the worker's writes took none, so together they could exceed 20 a second.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let calls = format!("{}/moto-api/maestro/calls", cloud.moto_endpoint());
+        reqwest::Client::new()
+            .delete(&calls)
+            .send()
+            .await
+            .expect("the call counts reset");
+        reconciled(cloud).await;
+        // The monitor frees each operation's slot once the request settles: wait for all.
+        let dynamodb = aws_sdk_dynamodb::Client::new(cloud.sdk_config());
+        let quota = stack
+            .reference("MaestroQuotaTable")
+            .expect("the quota table");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let held = dynamodb
+                .get_item()
+                .table_name(quota)
+                .key("pk", AttributeValue::S("sso-admin#outstanding".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("the quota table answers")
+                .item
+                .and_then(|item| {
+                    item.get("held")
+                        .and_then(|h| h.as_m().ok())
+                        .map(|m| m.len())
+                })
+                .unwrap_or(0);
+            if held == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{held} operations still outstanding"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let slots: u64 = dynamodb
+            .scan()
+            .table_name(quota)
+            .send()
+            .await
+            .expect("the quota table can be scanned")
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter(|item| {
+                item.get("pk")
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
+            })
+            .filter_map(|item| item.get("calls")?.as_n().ok()?.parse::<u64>().ok())
+            .sum();
+        let counted: Value = reqwest::get(&calls)
+            .await
+            .expect("the emulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        // The functions' own calls: the test's (key `localcloud`) take no slot.
+        let requests: u64 = counted["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["service"] == "sso" && c["accessKey"] != "localcloud")
+            .filter_map(|c| c["count"].as_u64())
+            .sum();
+        assert!(
+            requests > 20,
+            "the run made sso-admin requests ({requests})"
+        );
+        assert_eq!(
+            slots, requests,
+            "one slot per request sent, no more, no less"
+        );
+    });
+}

@@ -174,6 +174,7 @@ mod tests {
         async fn reserve(
             &self,
             _: &str,
+            _: &str,
             _: chrono::DateTime<chrono::Utc>,
             _: chrono::DateTime<chrono::Utc>,
         ) -> Result<bool, PortError> {

@@ -237,10 +237,10 @@ mod tests {
         }
     }
 
-    /// Slots in memory, `capacity` of them.
+    /// Slots in memory, `capacity` of them, each with its holder.
     struct Slots {
         capacity: usize,
-        held: Mutex<Vec<String>>,
+        held: Mutex<Vec<(String, String)>>,
     }
 
     #[async_trait]
@@ -248,21 +248,22 @@ mod tests {
         async fn reserve(
             &self,
             key: &str,
+            holder: &str,
             _: chrono::DateTime<chrono::Utc>,
             _: chrono::DateTime<chrono::Utc>,
         ) -> Result<bool, PortError> {
             let mut held = self.held.lock().unwrap();
-            if held.iter().any(|k| k == key) {
-                return Ok(true);
+            if let Some((_, by)) = held.iter().find(|(k, _)| k == key) {
+                return Ok(by == holder);
             }
             if held.len() >= self.capacity {
                 return Ok(false);
             }
-            held.push(key.to_owned());
+            held.push((key.to_owned(), holder.to_owned()));
             Ok(true)
         }
         async fn release(&self, key: &str) -> Result<(), PortError> {
-            self.held.lock().unwrap().retain(|k| k != key);
+            self.held.lock().unwrap().retain(|(k, _)| k != key);
             Ok(())
         }
     }

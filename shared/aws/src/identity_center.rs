@@ -67,25 +67,42 @@ impl IdentityCenter {
         }
     }
 
-    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, PortError> {
-        let mut tags = BTreeMap::new();
-        let mut pages = self
-            .sso_admin
-            .list_tags_for_resource()
-            .instance_arn(self.instance_arn.as_str())
-            .resource_arn(arn)
-            .into_paginator()
-            .send();
-        while let Some(page) = {
+    /// Every page of an sso-admin listing, one rate slot per request sent: a listing's end
+    /// is known from the last page's token, and costs no slot of its own.
+    async fn every_page<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>, PortError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), PortError>>,
+    {
+        let mut items = Vec::new();
+        let mut token = None;
+        loop {
             self.slot().await?;
-            pages.next().await
-        } {
-            let page = page.map_err(|e| port_error(SERVICE, arn, e))?;
-            for tag in page.tags.unwrap_or_default() {
-                tags.insert(tag.key, tag.value);
+            let (mut found, next) = page(token.take()).await?;
+            items.append(&mut found);
+            match next {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(items),
             }
         }
-        Ok(tags)
+    }
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, PortError> {
+        let tags = self
+            .every_page(|token| async move {
+                let page = self
+                    .sso_admin
+                    .list_tags_for_resource()
+                    .instance_arn(self.instance_arn.as_str())
+                    .resource_arn(arn)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, arn, e))?;
+                Ok((page.tags.unwrap_or_default(), page.next_token))
+            })
+            .await?;
+        Ok(tags.into_iter().map(|tag| (tag.key, tag.value)).collect())
     }
 }
 
@@ -104,6 +121,8 @@ impl AssignmentWriter for IdentityCenter {
             "{operation:?} of {} in {}",
             assignment.permission_set_arn, assignment.account_id
         );
+        // The writes count towards the 20 calls a second like every other sso-admin call.
+        self.slot().await?;
         let status = match operation {
             AssignmentOperation::Create => {
                 self.sso_admin
@@ -155,20 +174,19 @@ impl IdentityCenterReader for IdentityCenter {
     }
 
     async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError> {
-        let mut arns = Vec::new();
-        let mut pages = self
-            .sso_admin
-            .list_permission_sets()
-            .instance_arn(self.instance_arn.as_str())
-            .into_paginator()
-            .send();
-        while let Some(page) = {
-            self.slot().await?;
-            pages.next().await
-        } {
-            let page = page.map_err(|e| port_error(SERVICE, "the permission sets", e))?;
-            arns.extend(page.permission_sets.unwrap_or_default());
-        }
+        let arns = self
+            .every_page(|token| async move {
+                let page = self
+                    .sso_admin
+                    .list_permission_sets()
+                    .instance_arn(self.instance_arn.as_str())
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, "the permission sets", e))?;
+                Ok((page.permission_sets.unwrap_or_default(), page.next_token))
+            })
+            .await?;
         let mut sets = Vec::with_capacity(arns.len());
         for arn in arns {
             self.slot().await?;
@@ -245,28 +263,25 @@ impl IdentityCenterReader for IdentityCenter {
             accounts.iter().map(AccountId::as_str).collect();
         let mut assignments = Vec::new();
         for set in permission_sets {
-            let mut provisioned = Vec::new();
-            let mut pages = self
-                .sso_admin
-                .list_accounts_for_provisioned_permission_set()
-                .instance_arn(self.instance_arn.as_str())
-                .permission_set_arn(set.as_str())
-                .into_paginator()
-                .send();
-            while let Some(page) = {
-                self.slot().await?;
-                pages.next().await
-            } {
-                let page = page.map_err(|e| {
-                    port_error(SERVICE, &format!("the accounts {set} is provisioned to"), e)
-                })?;
-                provisioned.extend(
-                    page.account_ids
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|id| wanted.contains(id.as_str())),
-                );
-            }
+            let provisioned: Vec<String> = self
+                .every_page(|token| async move {
+                    let page = self
+                        .sso_admin
+                        .list_accounts_for_provisioned_permission_set()
+                        .instance_arn(self.instance_arn.as_str())
+                        .permission_set_arn(set.as_str())
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            port_error(SERVICE, &format!("the accounts {set} is provisioned to"), e)
+                        })?;
+                    Ok((page.account_ids.unwrap_or_default(), page.next_token))
+                })
+                .await?
+                .into_iter()
+                .filter(|id| wanted.contains(id.as_str()))
+                .collect();
             for account in provisioned {
                 let account =
                     AccountId::try_from(account).map_err(|e| rejected(SERVICE, e.to_string()))?;
@@ -283,44 +298,48 @@ impl IdentityCenter {
         account: &AccountId,
         set: &PermissionSetArn,
     ) -> Result<Vec<Assignment>, PortError> {
-        let mut assignments = Vec::new();
-        let mut pages = self
-            .sso_admin
-            .list_account_assignments()
-            .instance_arn(self.instance_arn.as_str())
-            .account_id(account.as_str())
-            .permission_set_arn(set.as_str())
-            .into_paginator()
-            .send();
-        while let Some(page) = {
-            self.slot().await?;
-            pages.next().await
-        } {
-            let page = page.map_err(|e| {
-                port_error(
-                    SERVICE,
-                    &format!("the assignments of {set} in {account}"),
-                    e,
-                )
-            })?;
-            for found in page.account_assignments.unwrap_or_default() {
-                let principal_type = match found.principal_type {
-                    Some(SdkPrincipalType::Group) => PrincipalType::Group,
-                    Some(SdkPrincipalType::User) => PrincipalType::User,
-                    other => {
-                        return Err(rejected(
+        let found = self
+            .every_page(|token| async move {
+                let page = self
+                    .sso_admin
+                    .list_account_assignments()
+                    .instance_arn(self.instance_arn.as_str())
+                    .account_id(account.as_str())
+                    .permission_set_arn(set.as_str())
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(
                             SERVICE,
-                            format!("unknown principal type {other:?}"),
-                        ));
-                    }
-                };
-                assignments.push(Assignment {
-                    account_id: account.clone(),
-                    permission_set_arn: set.clone(),
-                    principal_type,
-                    principal_id: parsed::<PrincipalId>(SERVICE, found.principal_id)?,
-                });
-            }
+                            &format!("the assignments of {set} in {account}"),
+                            e,
+                        )
+                    })?;
+                Ok((
+                    page.account_assignments.unwrap_or_default(),
+                    page.next_token,
+                ))
+            })
+            .await?;
+        let mut assignments = Vec::with_capacity(found.len());
+        for found in found {
+            let principal_type = match found.principal_type {
+                Some(SdkPrincipalType::Group) => PrincipalType::Group,
+                Some(SdkPrincipalType::User) => PrincipalType::User,
+                other => {
+                    return Err(rejected(
+                        SERVICE,
+                        format!("unknown principal type {other:?}"),
+                    ));
+                }
+            };
+            assignments.push(Assignment {
+                account_id: account.clone(),
+                permission_set_arn: set.clone(),
+                principal_type,
+                principal_id: parsed::<PrincipalId>(SERVICE, found.principal_id)?,
+            });
         }
         Ok(assignments)
     }

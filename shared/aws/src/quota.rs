@@ -70,7 +70,7 @@ impl DynamoQuota {
     }
 
     /// The map of held keys and the item's version (0 when there is no item yet).
-    async fn held(&self) -> Result<(HashMap<String, i64>, i64), PortError> {
+    async fn held(&self) -> Result<(HashMap<String, Held>, i64), PortError> {
         let item = self
             .client
             .get_item()
@@ -87,7 +87,7 @@ impl DynamoQuota {
             .and_then(|v| v.as_m().ok())
             .map(|m| {
                 m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+                    .filter_map(|(k, v)| Some((k.clone(), Held::read(v)?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -100,11 +100,8 @@ impl DynamoQuota {
     }
 
     /// Writes `held` if the item is still at `version`; `false` when another writer won.
-    async fn write(&self, held: &HashMap<String, i64>, version: i64) -> Result<bool, PortError> {
-        let map = held
-            .iter()
-            .map(|(k, v)| (k.clone(), AttributeValue::N(v.to_string())))
-            .collect();
+    async fn write(&self, held: &HashMap<String, Held>, version: i64) -> Result<bool, PortError> {
+        let map = held.iter().map(|(k, v)| (k.clone(), v.written())).collect();
         let put = self
             .client
             .put_item()
@@ -117,6 +114,41 @@ impl DynamoQuota {
             .send()
             .await;
         written(SERVICE, &self.table, put)
+    }
+}
+
+/// One held slot: until when, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    expires: i64,
+    holder: String,
+}
+
+impl Held {
+    /// `{"expires": N, "holder": S}`; a bare number is a slot held before holders were kept,
+    /// whose holder matches no one.
+    fn read(value: &AttributeValue) -> Option<Held> {
+        if let Ok(expires) = value.as_n() {
+            return Some(Held {
+                expires: expires.parse().ok()?,
+                holder: String::new(),
+            });
+        }
+        let map = value.as_m().ok()?;
+        Some(Held {
+            expires: map.get("expires")?.as_n().ok()?.parse().ok()?,
+            holder: map.get("holder")?.as_s().ok()?.clone(),
+        })
+    }
+
+    fn written(&self) -> AttributeValue {
+        AttributeValue::M(HashMap::from([
+            (
+                "expires".to_owned(),
+                AttributeValue::N(self.expires.to_string()),
+            ),
+            ("holder".to_owned(), AttributeValue::S(self.holder.clone())),
+        ]))
     }
 }
 
@@ -173,16 +205,26 @@ impl OutstandingOperations for DynamoQuota {
     async fn reserve(
         &self,
         key: &str,
+        holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, PortError> {
         for _ in 0..RACES {
             let (mut held, version) = self.held().await?;
-            held.retain(|_, expires| *expires > now.timestamp());
-            if !held.contains_key(key) && held.len() >= self.outstanding {
-                return Ok(false);
+            held.retain(|_, slot| slot.expires > now.timestamp());
+            match held.get(key) {
+                Some(slot) if slot.holder != holder => return Ok(false),
+                Some(_) => {}
+                None if held.len() >= self.outstanding => return Ok(false),
+                None => {}
             }
-            held.insert(key.to_owned(), until.timestamp());
+            held.insert(
+                key.to_owned(),
+                Held {
+                    expires: until.timestamp(),
+                    holder: holder.to_owned(),
+                },
+            );
             if self.write(&held, version).await? {
                 return Ok(true);
             }

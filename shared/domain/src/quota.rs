@@ -22,11 +22,14 @@ pub trait CallRate: Send + Sync {
 /// A shared count of operations in flight.
 #[async_trait]
 pub trait OutstandingOperations: Send + Sync {
-    /// Reserves a slot for `key` until `until` (a holder that dies frees it then); `false`
-    /// when every slot is taken. Reserving a key already held succeeds.
+    /// Reserves a slot for `key` on behalf of `holder` until `until` (a holder that dies
+    /// frees it then); `false` when every slot is taken, or when another holder has `key`
+    /// (two operations on one assignment would be two outstanding operations in one slot).
+    /// The same holder reserving again (a redelivered change) succeeds.
     async fn reserve(
         &self,
         key: &str,
+        holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, PortError>;

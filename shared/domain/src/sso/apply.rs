@@ -129,6 +129,11 @@ pub fn slot_key(assignment: &Assignment) -> String {
     )
 }
 
+/// Who holds a change's slot: its run and operation, the same for every delivery of it.
+fn holder_of(change: &AssignmentChange) -> String {
+    format!("{}/{:?}", change.run_id, change.operation)
+}
+
 /// Reserves an outstanding-operation slot, asks IAM Identity Center for the change, and
 /// hands the accepted request to the monitor, which frees the slot when the request settles.
 pub async fn apply_change(
@@ -139,7 +144,7 @@ pub async fn apply_change(
     let key = slot_key(&change.assignment);
     let reserved = applier
         .operations
-        .reserve(&key, now, now + OPERATION_SLOT)
+        .reserve(&key, &holder_of(change), now, now + OPERATION_SLOT)
         .await
         .map_err(ApplyError::Governor)?;
     if !reserved {
