@@ -136,6 +136,28 @@ fn an_unknown_request_is_reported_as_a_monitor_error_not_lost() {
         let (audit, sso) = monitored_sso(cloud, &stack).await;
         let mut unknown = sso.create_assignment(&sso.member_account).await;
         unknown.request_id = "00000000-0000-0000-0000-000000000000".try_into().unwrap();
+        // The worker reserved the request's operation slot before asking for it.
+        let quota = maestro_aws::quota::DynamoQuota::for_sso_admin(
+            cloud.sdk_config(),
+            stack.reference("MaestroQuotaTable").unwrap().to_owned(),
+        );
+        let slot = maestro_domain::quota::operation_key(
+            unknown.account_id.as_str(),
+            unknown.permission_set_arn.as_str(),
+            unknown.principal_id.as_str(),
+        );
+        let now = chrono::Utc::now();
+        assert!(
+            maestro_domain::quota::OutstandingOperations::reserve(
+                &quota,
+                &slot,
+                "run-1/Create",
+                now,
+                now + chrono::Duration::hours(2),
+            )
+            .await
+            .expect("the governor answers")
+        );
 
         put_on_monitor_queue(cloud, &stack, &[body(&unknown)]).await;
 
@@ -148,6 +170,20 @@ fn an_unknown_request_is_reported_as_a_monitor_error_not_lost() {
         assert!(
             reason.starts_with("NotFound"),
             "the reason names the error type: {reason}"
+        );
+        // The slot is free again at once, not in two hours (issue 14, finding 3): a change
+        // of the same assignment from another run may have it.
+        assert!(
+            maestro_domain::quota::OutstandingOperations::reserve(
+                &quota,
+                &slot,
+                "run-2/Create",
+                now,
+                now + chrono::Duration::hours(2),
+            )
+            .await
+            .expect("the governor answers"),
+            "the MONITOR_ERROR freed the slot"
         );
     });
 }

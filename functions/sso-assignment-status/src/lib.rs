@@ -16,7 +16,8 @@ use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_domain::port::PortError;
 use maestro_domain::quota::{OutstandingOperations, operation_key};
 use maestro_domain::sso::provisioning::{
-    MonitorProgress, PollPolicy, ProvisioningStatusReader, ReportLog, StatusCheck, after_poll,
+    CheckStep, MonitorProgress, PollPolicy, ProvisioningStatusReader, ReportLog, StatusCheck,
+    after_poll,
 };
 use thiserror::Error;
 
@@ -42,14 +43,19 @@ pub enum StatusError {
         request_id: String,
         source: PortError,
     },
+    #[error("cannot free the operation slot of request {request_id}: {source}")]
+    Release {
+        request_id: String,
+        source: PortError,
+    },
 }
 
 impl From<StatusError> for Diagnostic {
     fn from(error: StatusError) -> Diagnostic {
         let kind = match &error {
-            StatusError::Status { source, .. } | StatusError::Record { source, .. } => {
-                ErrorKind::of_port_error(source)
-            }
+            StatusError::Status { source, .. }
+            | StatusError::Record { source, .. }
+            | StatusError::Release { source, .. } => ErrorKind::of_port_error(source),
         };
         kind.diagnostic(&error)
     }
@@ -60,6 +66,23 @@ pub async fn handle(
     event: LambdaEvent<StatusCheck>,
 ) -> Result<MonitorProgress, StatusError> {
     let check = event.payload;
+    let slot = operation_key(
+        check.request.account_id.as_str(),
+        check.request.permission_set_arn.as_str(),
+        check.request.principal_id.as_str(),
+    );
+    if check.step == CheckStep::GiveUp {
+        let request_id = check.request.request_id.to_string();
+        deps.operations
+            .release(&slot)
+            .await
+            .map_err(|source| StatusError::Release {
+                request_id: request_id.clone(),
+                source,
+            })?;
+        tracing::info!(%request_id, "gave up on the request; its operation slot is free");
+        return Ok(MonitorProgress::SlotFreed);
+    }
     let status = deps
         .provisioning
         .provisioning_status(&check.request)
@@ -69,11 +92,6 @@ pub async fn handle(
             source,
         })?;
     let request_id = check.request.request_id.to_string();
-    let slot = operation_key(
-        check.request.account_id.as_str(),
-        check.request.permission_set_arn.as_str(),
-        check.request.principal_id.as_str(),
-    );
     let progress = after_poll(&deps.policy, check, status, chrono::Utc::now());
     if let MonitorProgress::Finished { report } = &progress {
         if let Err(error) = deps.operations.release(&slot).await {
@@ -99,6 +117,7 @@ pub async fn handle(
         MonitorProgress::Finished { report } => {
             tracing::info!(%request_id, polls = report.polls, status = report.status.as_str(), "final")
         }
+        MonitorProgress::SlotFreed => {}
     }
     Ok(progress)
 }
@@ -216,6 +235,23 @@ mod tests {
         waiting.operations = waiting_slots.clone();
         handle(&waiting, event()).await.unwrap();
         assert!(waiting_slots.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn giving_up_on_a_request_frees_its_slot_without_reading_its_status() {
+        // Issue 14, finding 3: a MONITOR_ERROR left the slot taken for two hours.
+        let freed = Arc::new(FreedSlots::default());
+        let unreadable = PortError::NotFound {
+            service: "sso-admin",
+            what: "assignment request x".into(),
+        };
+        let mut gave_up = deps(Err(unreadable));
+        gave_up.operations = freed.clone();
+        let mut check = event();
+        check.payload.step = CheckStep::GiveUp;
+        let progress = handle(&gave_up, check).await.expect("the slot is freed");
+        assert_eq!(progress, MonitorProgress::SlotFreed);
+        assert_eq!(freed.0.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

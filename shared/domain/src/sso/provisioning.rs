@@ -266,6 +266,20 @@ pub struct StatusCheck {
     /// Polls already made for this request.
     #[serde(default)]
     pub polls: u32,
+    #[serde(default)]
+    pub step: CheckStep,
+}
+
+/// What the workflow asks of the status function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckStep {
+    /// Read the request's status.
+    #[default]
+    Poll,
+    /// The status could not be read (a MONITOR_ERROR report goes out): free the request's
+    /// operation slot now rather than when it expires, two hours later.
+    GiveUp,
 }
 
 /// What the workflow does after a poll.
@@ -282,6 +296,8 @@ pub enum MonitorProgress {
     /// The request is final (or the monitor gave up): publish the report.
     #[serde(rename_all = "camelCase")]
     Finished { report: ProvisioningReport },
+    /// The answer to [`CheckStep::GiveUp`]: the request's slot is free.
+    SlotFreed,
 }
 
 /// The final word on one request, published to the audit topic.
@@ -502,6 +518,7 @@ mod tests {
 
     fn check(polls: u32) -> StatusCheck {
         StatusCheck {
+            step: CheckStep::Poll,
             request: request(),
             polls,
         }
