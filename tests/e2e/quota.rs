@@ -8,7 +8,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_aws::quota::DynamoQuota;
 use maestro_domain::quota::{
-    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_PER_SECOND, SSO_ADMIN_OUTSTANDING_OPERATIONS,
+    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_KEPT_FOR_CHANGES, SSO_ADMIN_CALLS_PER_SECOND,
+    SSO_ADMIN_OUTSTANDING_OPERATIONS,
 };
 use maestro_tests::{maestro_template, on_local_cloud};
 
@@ -239,4 +240,60 @@ fn a_change_that_finds_every_slot_taken_waits_on_the_queue_not_in_the_dlq() {
             "the worker said why it waits"
         );
     });
+}
+
+#[test]
+fn readers_leave_a_share_of_every_second_to_the_worker_and_the_monitor() {
+    // Issue 14, finding 3: reconcile runs and events could take all 20 calls of a second,
+    // and the monitor's polls waited until they failed.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let table = stack
+            .unwrap()
+            .reference("MaestroQuotaTable")
+            .unwrap()
+            .to_owned();
+        let readers = Arc::new(DynamoQuota::for_sso_admin_readers(
+            cloud.sdk_config(),
+            table.clone(),
+        ));
+        let reads: Vec<_> = (0..45)
+            .map(|_| {
+                let readers = readers.clone();
+                tokio::spawn(async move { readers.take().await.expect("a call slot comes") })
+            })
+            .collect();
+        for read in reads {
+            read.await.expect("every read gets a slot");
+        }
+        let per_second = calls_per_second(cloud, &table).await;
+        assert_eq!(per_second.iter().sum::<u32>(), 45, "{per_second:?}");
+        let reader_limit = SSO_ADMIN_CALLS_PER_SECOND - SSO_ADMIN_CALLS_KEPT_FOR_CHANGES;
+        assert!(
+            per_second.iter().all(|calls| *calls <= reader_limit),
+            "readers took more than {reader_limit} of a second: {per_second:?}"
+        );
+    });
+}
+
+/// The governor's counters, one per second that had calls.
+async fn calls_per_second(cloud: &maestro_localcloud::LocalCloud, table: &str) -> Vec<u32> {
+    aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("the quota table can be read")
+        .items
+        .unwrap_or_default()
+        .iter()
+        .filter(|item| {
+            item.get("pk")
+                .and_then(|pk| pk.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
+        })
+        .filter_map(|item| match item.get("calls") {
+            Some(AttributeValue::N(n)) => n.parse().ok(),
+            _ => None,
+        })
+        .collect()
 }

@@ -17,7 +17,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use maestro_domain::port::PortError;
 use maestro_domain::quota::{
-    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_PER_SECOND, SSO_ADMIN_OUTSTANDING_OPERATIONS,
+    CallRate, OutstandingOperations, SSO_ADMIN_CALLS_KEPT_FOR_CHANGES, SSO_ADMIN_CALLS_PER_SECOND,
+    SSO_ADMIN_OUTSTANDING_OPERATIONS,
 };
 
 use crate::SdkConfig;
@@ -52,7 +53,16 @@ impl DynamoQuota {
         }
     }
 
-    /// The governor of IAM Identity Center's quotas.
+    /// The governor of IAM Identity Center's quotas, for readers: they leave
+    /// [`SSO_ADMIN_CALLS_KEPT_FOR_CHANGES`] calls of every second to the worker and the monitor.
+    pub fn for_sso_admin_readers(config: &SdkConfig, table: String) -> Self {
+        DynamoQuota {
+            calls_per_second: SSO_ADMIN_CALLS_PER_SECOND - SSO_ADMIN_CALLS_KEPT_FOR_CHANGES,
+            ..DynamoQuota::for_sso_admin(config, table)
+        }
+    }
+
+    /// The governor of IAM Identity Center's quotas, for the worker and the monitor.
     pub fn for_sso_admin(config: &SdkConfig, table: String) -> Self {
         DynamoQuota::new(
             config,

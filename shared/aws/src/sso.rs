@@ -57,7 +57,10 @@ impl SsoServices {
             model,
             organisation: OrganizationsReader::new(config),
             identity_center: IdentityCenter::new(config, instance_arn, identity_store_id)
-                .with_call_rate(Arc::new(DynamoQuota::for_sso_admin(config, quota_table))),
+                .with_call_rate(Arc::new(DynamoQuota::for_sso_admin_readers(
+                    config,
+                    quota_table,
+                ))),
             store: DynamoPlanStore::new(config, table),
             changes: JsonQueue::new(config, queue_url),
             approvals,

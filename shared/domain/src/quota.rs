@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 use crate::port::PortError;
 
 pub const SSO_ADMIN_CALLS_PER_SECOND: u32 = 20;
+/// The calls of each second that readers (reconcile runs, events, explain) may not take: the
+/// worker's writes and the monitor's polls always find room, however much is being read.
+pub const SSO_ADMIN_CALLS_KEPT_FOR_CHANGES: u32 = 5;
 pub const SSO_ADMIN_OUTSTANDING_OPERATIONS: usize = 15;
 
 /// A shared budget of calls per second.
