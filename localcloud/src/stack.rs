@@ -86,7 +86,8 @@ impl Kind {
             | "AWS::SQS::QueuePolicy"
             | "AWS::SNS::TopicPolicy"
             | "AWS::SecretsManager::ResourcePolicy"
-            | "AWS::Lambda::Permission" => Kind::NotEmulated,
+            | "AWS::Lambda::Permission"
+            | "AWS::Events::EventBusPolicy" => Kind::NotEmulated,
             _ => return None,
         })
     }

@@ -119,3 +119,39 @@ fn a_wrong_state_machine_arn_in_the_environment_sends_the_requests_to_the_dlq() 
         );
     });
 }
+
+#[test]
+fn the_management_accounts_organizations_events_reach_maestros_bus() {
+    // Issue 14, finding 4: with Maestro in the delegated administrator account, the forwarder
+    // sent the management account's events to the management account's own bus.
+    let forwarder = Template::load(
+        &maestro_localcloud::moto::repository_root().join("infra/us-east-1-forwarder.yaml"),
+    )
+    .expect("the forwarder template loads");
+    let rule = &forwarder.document["Resources"]["ForwardOrganizationEvents"]["Properties"];
+    let target = rule["Targets"][0]["Arn"]["Fn::Sub"]
+        .as_str()
+        .expect("the target is the bus of a named account and region");
+    assert!(
+        target.contains("${MaestroRegion}:${MaestroAccountId}:event-bus/default"),
+        "{target}"
+    );
+    // Every Organizations event the SSO sync listens for is forwarded.
+    let maestro = maestro_template();
+    let resources = &maestro.document["Resources"];
+    let listened = &resources["SsoEventHandlerFunction"]["Properties"]["Events"]["OrganizationChanges"]
+        ["Properties"]["Pattern"];
+    assert_eq!(
+        rule["EventPattern"]["detail"]["eventName"], listened["detail"]["eventName"],
+        "the forwarder and the handler's rule name the same events"
+    );
+    assert_eq!(rule["EventPattern"]["source"], listened["source"]);
+    // Maestro's bus takes them from the organisation's accounts, and from no one else.
+    let policy = &resources["OrganisationEventsPolicy"]["Properties"];
+    assert_eq!(policy["EventBusName"], "default");
+    assert_eq!(policy["Statement"]["Action"], "events:PutEvents");
+    assert_eq!(
+        policy["Statement"]["Condition"]["StringEquals"]["aws:PrincipalOrgID"],
+        "${aws:ResourceOrgID}"
+    );
+}

@@ -4,6 +4,7 @@
 import { Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { dlqAlarm } from './alarms';
@@ -188,8 +189,19 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       queueChanges(stores.changesQueue),
     ],
   });
-  // Organizations events reach only us-east-1's default bus: deploy
-  // infra/us-east-1-forwarder.yaml there when Maestro runs in another region.
+  // Organizations events reach only the management account's default bus in us-east-1:
+  // infra/us-east-1-forwarder.yaml forwards them here, which the organisation's accounts may.
+  new events.CfnEventBusPolicy(stack, 'OrganisationEventsPolicy', {
+    eventBusName: 'default',
+    statementId: 'maestro-organisation-events',
+    statement: {
+      Effect: 'Allow',
+      Principal: '*',
+      Action: 'events:PutEvents',
+      Resource: Fn.sub('arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default'),
+      Condition: { StringEquals: { 'aws:PrincipalOrgID': '${aws:ResourceOrgID}' } },
+    },
+  });
   // Events EventBridge could not deliver go to the function's DLQ too.
   const undelivered = { deadLetterQueue: stores.eventsDlq };
   eventHandler.onEventBridgeRule(
