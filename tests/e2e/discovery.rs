@@ -806,6 +806,16 @@ fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
         let record = &history(cloud, &refreshed).await[0];
         assert_eq!(record["source"]["kind"], "event-refresh");
         assert_eq!(record["source"]["eventName"], "CreateTags");
+        // Who made the change, as CloudTrail recorded it (issue 15, finding 7).
+        assert_eq!(
+            record["source"]["actor"],
+            json!({
+                "principalType": "AssumedRole",
+                "principalArn": "arn:aws:sts::222222222222:assumed-role/Deployer/ci",
+                "eventTime": "2026-11-22T12:00:00Z",
+            }),
+            "{record}"
+        );
         assert!(
             entity(cloud, &untouched).await["entity"]["environment"].is_null(),
             "only the named resource is refreshed"

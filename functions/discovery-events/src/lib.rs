@@ -17,7 +17,7 @@ use maestro_domain::inventory::crawl::{
     Counts, CrawlError, InventoryStore, Provider, Source, refresh_writes,
 };
 use maestro_domain::inventory::entity::Labels;
-use maestro_domain::inventory::events::named_resources;
+use maestro_domain::inventory::events::{actor_of, named_resources};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,6 +86,7 @@ pub async fn handle(
     let source = Source::EventRefresh {
         event_id: event.id.clone(),
         event_name: event_name.clone(),
+        actor: actor_of(&event.detail),
     };
     // When Maestro saw the change: the event's own time has only seconds, and would sort its
     // record before a crawl's of the same second that it follows.

@@ -119,7 +119,26 @@ pub enum Source {
     EventRefresh {
         event_id: String,
         event_name: String,
+        /// Who made the call, as CloudTrail recorded it; absent for records written before
+        /// Maestro kept it, and for events without a `userIdentity`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<Actor>,
     },
+}
+
+/// The principal behind an event-driven change, from CloudTrail's `userIdentity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    /// `AssumedRole`, `IAMUser`, `Root`, `AWSService`, `IdentityCenterUser`, … as CloudTrail
+    /// names it.
+    pub principal_type: String,
+    /// The principal's ARN, or for an AWS service the service that acted (`invokedBy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_arn: Option<String>,
+    /// When the call was made (CloudTrail's `eventTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,10 +5,11 @@
 //! never makes anything gone: a resource not found on describe waits for the crawls to
 //! conclude, as absence from one call proves little.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::connection::ResourceType;
-use super::crawl::Named;
+use super::crawl::{Actor, Named};
 
 /// The events the EventBridge rule forwards, by the service that emits them.
 pub const REFRESH_EVENTS: &[(&str, &[&str])] = &[
@@ -104,6 +105,26 @@ fn named(resource_type: ResourceType, ids: Vec<String>) -> Vec<Named> {
     } else {
         vec![Named { resource_type, ids }]
     }
+}
+
+/// Who made the call a CloudTrail event's `detail` records; `None` without a `userIdentity`.
+pub fn actor_of(detail: &Value) -> Option<Actor> {
+    let identity = detail.get("userIdentity")?;
+    let principal_type = identity.get("type")?.as_str()?.to_owned();
+    let principal_arn = ["arn", "invokedBy"]
+        .iter()
+        .find_map(|key| identity.get(*key).and_then(Value::as_str))
+        .map(str::to_owned);
+    let event_time = detail
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Some(Actor {
+        principal_type,
+        principal_arn,
+        event_time,
+    })
 }
 
 /// The resources a CloudTrail event's `detail` names, grouped by type. Empty when the event
@@ -236,6 +257,35 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_actor_is_whoever_cloudtrail_says_made_the_call() {
+        // Issue 15, finding 7: event-driven history kept the event, not who made it.
+        let assumed = json!({
+            "eventTime": "2026-11-22T12:00:00Z",
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::222222222222:assumed-role/Deployer/ci"}
+        });
+        assert_eq!(
+            actor_of(&assumed),
+            Some(Actor {
+                principal_type: "AssumedRole".into(),
+                principal_arn: Some("arn:aws:sts::222222222222:assumed-role/Deployer/ci".into()),
+                event_time: Some(
+                    DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+                        .unwrap()
+                        .with_timezone(&Utc)
+                ),
+            })
+        );
+        let service = json!({"userIdentity": {"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"}});
+        let actor = actor_of(&service).unwrap();
+        assert_eq!(
+            actor.principal_arn.as_deref(),
+            Some("autoscaling.amazonaws.com")
+        );
+        assert_eq!(actor.event_time, None);
+        assert_eq!(actor_of(&json!({"eventName": "RunInstances"})), None);
+    }
 
     #[test]
     fn create_tags_names_each_resource_by_its_type() {
