@@ -56,6 +56,10 @@ localcloud/README.md; keep the two in step.
     the field on 2026-09-09 (``retire_account_status``): moto still answers both, so a reader
     of the old field would pass here and find every account unknown on AWS.
 
+15. ``DescribeImages`` leaves disabled AMIs out unless ``IncludeDisabled`` is true, as EC2 does
+    (``hide_disabled_images``): moto lists them always, so a crawl that forgot the flag would
+    pass here and mark every disabled AMI gone on AWS.
+
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
 """
@@ -160,6 +164,7 @@ def main() -> None:
     log_dynamodb_writes()
     deliver_events_with_their_account()
     retire_account_status()
+    hide_disabled_images()
     record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -892,6 +897,25 @@ def retire_account_status() -> None:
         return account
 
     FakeAccount.describe = describe
+
+
+def hide_disabled_images() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.amis import AmisResponse
+
+    def describe_images(self: AmisResponse) -> ActionResult:
+        self.error_on_dryrun()
+        images = self.ec2_backend.describe_images(
+            ami_ids=self._get_param("ImageIds", []),
+            filters=self._filters_from_querystring(),
+            exec_users=self._get_param("ExecutableUsers", []),
+            owners=self._get_param("Owners", []),
+        )
+        if str(self._get_param("IncludeDisabled", "false")).lower() != "true":
+            images = [image for image in images if getattr(image, "state", None) != "disabled"]
+        return ActionResult({"Images": images})
+
+    AmisResponse.describe_images = describe_images
 
 
 def record_calls(path: str | None) -> None:

@@ -1427,3 +1427,62 @@ fn teams_see_and_change_only_what_their_grants_allow() {
         assert_eq!(status, 202, "{answer}");
     });
 }
+
+#[test]
+fn a_disabled_image_stays_in_the_inventory() {
+    // Issue 15, finding 6: DescribeImages leaves disabled AMIs out unless asked, and the crawl
+    // marked them gone.
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let region = cloud.region().to_owned();
+        let ec2_api = ec2_client(cloud, &region);
+        let run = ec2_api
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .expect("an instance runs");
+        let instance = run.instances()[0].instance_id().expect("an id").to_owned();
+        let image_id = ec2_api
+            .create_image()
+            .instance_id(&instance)
+            .name("golden")
+            .send()
+            .await
+            .expect("an image is made")
+            .image_id()
+            .expect("an image id")
+            .to_owned();
+        connect(
+            cloud,
+            connection("own", OWN, &[&region], Some(json!({"images": 15}))),
+        )
+        .await;
+        sync(cloud, &["own"]).await;
+        let image = ec2(&region, OWN, "image", &image_id);
+        assert_eq!(entity(cloud, &image).await["entity"]["active"], true);
+
+        ec2_api
+            .disable_image()
+            .image_id(&image_id)
+            .send()
+            .await
+            .expect("the image is disabled");
+        // More crawls than DiscoveryGoneAfterCrawls (2): a missing image would be gone.
+        for _ in 0..3 {
+            let summaries = sync(cloud, &["own"]).await;
+            assert_eq!(total(&summaries, "gone"), 0, "{summaries:?}");
+        }
+        let answer = entity(cloud, &image).await;
+        assert_eq!(answer["entity"]["active"], true, "{answer}");
+        assert!(
+            history(cloud, &image)
+                .await
+                .iter()
+                .all(|record| record["change"] != "GONE"),
+            "never recorded gone"
+        );
+    });
+}

@@ -275,6 +275,9 @@ pub(crate) async fn images(ctx: &Ctx<'_>, token: Option<String>) -> Result<Liste
     let out = Client::new(&ctx.config)
         .describe_images()
         .owners("self")
+        // A disabled AMI still exists (and can be enabled again): without the flag EC2 leaves
+        // it out, and the crawl would mark it gone.
+        .include_disabled(true)
         .max_results(ctx.page_size(5, 1000))
         .set_next_token(token)
         .send()
@@ -292,7 +295,13 @@ pub(crate) async fn describe_images(
     by_ids(
         ids,
         "ec2:DescribeImages",
-        |ids| client.describe_images().set_image_ids(Some(ids)).send(),
+        |ids| {
+            client
+                .describe_images()
+                .include_disabled(true)
+                .set_image_ids(Some(ids))
+                .send()
+        },
         |out| out.images().iter().filter_map(|i| image(ctx, i)).collect(),
     )
     .await
