@@ -206,6 +206,15 @@ fn holding_an_approvers_link_or_their_form_does_not_decide_in_their_name() {
             assert_eq!(approval["votes"][approver]["vote"], "PENDING", "{approval}");
         }
 
+        // Nor may another site post it from Bob's own browser, session and all (a sibling
+        // subdomain of a custom domain is "same-site" to SameSite cookies).
+        for site in ["same-site", "cross-site"] {
+            let (status, page) = bobs
+                .post_form_from(site, &bob_link, &bob_form, &mut seen)
+                .await;
+            assert_eq!(status, 403, "{site}: {page}");
+        }
+
         // Bob, signed in, decides with the same form.
         let (status, page) = bobs.post_form(&bob_link, &bob_form, &mut seen).await;
         assert_eq!(status, 200, "{page}");

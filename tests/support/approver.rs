@@ -194,6 +194,18 @@ impl Browser {
         fields: &[(String, String)],
         seen: &mut Seen,
     ) -> (u16, String) {
+        self.post_form_from("same-origin", link, fields, seen).await
+    }
+
+    /// [`Browser::post_form`] from a page of another origin: `site` is what the browser says
+    /// in `Sec-Fetch-Site` (`same-site`, `cross-site`).
+    pub async fn post_form_from(
+        &self,
+        site: &str,
+        link: &str,
+        fields: &[(String, String)],
+        seen: &mut Seen,
+    ) -> (u16, String) {
         let target = link.split('?').next().expect("a link has a path");
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
@@ -203,6 +215,7 @@ impl Browser {
                 self.client
                     .post(target)
                     .header("content-type", "application/x-www-form-urlencoded")
+                    .header("sec-fetch-site", site)
                     .body(body),
             )
             .await;

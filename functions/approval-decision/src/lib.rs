@@ -224,6 +224,19 @@ async fn post(
     request: &ApiGatewayV2httpRequest,
     approval_id: &str,
 ) -> ApiGatewayV2httpResponse {
+    // A browser says where a form came from (Fetch Metadata): only the links' own confirm
+    // page may post. SameSite cookies alone would let a sibling subdomain of a custom domain
+    // post; `Origin` would not do, since the page's no-referrer policy makes it `null`.
+    if let Some(site) = header(request, "sec-fetch-site")
+        && site != "same-origin"
+    {
+        tracing::warn!(approval_id, %site, "a decision posted from another site");
+        return refused(
+            403,
+            "This form is not valid",
+            "Open the link from your email again and confirm from that page.",
+        );
+    }
     let body = match body_text(request) {
         Ok(body) => body,
         Err(e) => return refused(400, "Bad request", &e),
@@ -544,7 +557,11 @@ impl LambdaFunction for Deps {
                     .filter(|url| !url.is_empty())
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
-                SignIn::IdentityProvider(Box::new(OidcProvider::new(metadata_url, client_id)))
+                SignIn::IdentityProvider(Box::new(OidcProvider::new(
+                    metadata_url,
+                    issuer,
+                    client_id,
+                )))
             }
             Some(SignInMode::LinkOnly) | None => SignIn::LinkOnly,
         };

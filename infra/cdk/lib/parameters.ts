@@ -264,9 +264,9 @@ export class Parameters {
       new CfnParameter(stack, 'AuthMetadataUrl', {
         type: 'String',
         default: '',
-        allowedPattern: '^(https?://[^\\s]+)?$',
+        allowedPattern: '^(https://[^\\s]+|http://127\\.0\\.0\\.1[:/][^\\s]*)?$',
         description:
-          'Where the identity provider publishes its OpenID configuration; empty for AuthIssuer/.well-known/openid-configuration, right for Cognito, Okta and Entra ID.',
+          'Where the identity provider publishes its OpenID configuration (HTTPS; it must name AuthIssuer as its issuer); empty for AuthIssuer/.well-known/openid-configuration, right for Cognito, Okta and Entra ID.',
       }),
     );
     new CfnRule(stack, 'ApproversSignInWithAClient', {

@@ -26,6 +26,9 @@ struct Metadata {
 /// An OIDC provider and Maestro's client at it.
 pub struct OidcProvider {
     metadata_url: String,
+    /// The issuer the stack trusts (`AuthIssuer`): the discovery document must name it, so
+    /// that a document served from elsewhere cannot bring its own issuer and keys.
+    issuer: String,
     client_id: String,
     http: reqwest::Client,
     /// Read once per cold start.
@@ -37,9 +40,10 @@ pub struct OidcProvider {
 impl OidcProvider {
     /// `metadata_url` is the discovery document (`{issuer}/.well-known/openid-configuration`
     /// for most providers).
-    pub fn new(metadata_url: String, client_id: String) -> Self {
+    pub fn new(metadata_url: String, issuer: String, client_id: String) -> Self {
         OidcProvider {
             metadata_url,
+            issuer: issuer.trim_end_matches('/').to_owned(),
             client_id,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -55,6 +59,15 @@ impl OidcProvider {
             return Ok(metadata);
         }
         let metadata: Metadata = self.get_json(&self.metadata_url).await?;
+        if metadata.issuer.trim_end_matches('/') != self.issuer {
+            return Err(PortError::Rejected {
+                service: SERVICE,
+                detail: format!(
+                    "{} names the issuer {}, not {} (AuthIssuer)",
+                    self.metadata_url, metadata.issuer, self.issuer
+                ),
+            });
+        }
         *self.metadata.lock().unwrap_or_else(|e| e.into_inner()) = Some(metadata.clone());
         Ok(metadata)
     }
@@ -109,6 +122,12 @@ fn transient(detail: String) -> PortError {
 #[derive(Deserialize)]
 struct IdClaims {
     sub: String,
+    /// One audience or several; with several, `azp` must be Maestro's client (OIDC Core
+    /// 3.1.3.7).
+    #[serde(default)]
+    aud: Value,
+    #[serde(default)]
+    azp: Option<String>,
     #[serde(default)]
     email: Option<String>,
     /// A boolean, or the string "true" as some providers write it.
@@ -203,6 +222,12 @@ impl IdentityProvider for OidcProvider {
         let claims = decode::<IdClaims>(&answer.id_token, &key, &validation)
             .map_err(|e| IdentifyError::Refused(format!("the ID token does not check out: {e}")))?
             .claims;
+        let audiences = claims.aud.as_array().map_or(1, Vec::len);
+        if audiences > 1 && claims.azp.as_deref() != Some(self.client_id.as_str()) {
+            return Err(IdentifyError::Refused(format!(
+                "the ID token has {audiences} audiences and was not issued to this client (azp)"
+            )));
+        }
         Ok(Identified {
             subject: claims.sub,
             email: claims.email,
