@@ -78,9 +78,17 @@ impl IdentityCenter {
         let mut token = None;
         loop {
             self.slot().await?;
-            let (mut found, next) = page(token.take()).await?;
+            let sent = token.take();
+            let (mut found, next) = page(sent.clone()).await?;
             items.append(&mut found);
             match next {
+                // A service that answers the token it was sent would page forever.
+                Some(next) if Some(&next) == sent.as_ref() => {
+                    return Err(rejected(
+                        SERVICE,
+                        "a listing answered the page token it was sent".to_owned(),
+                    ));
+                }
                 Some(next) if !next.is_empty() => token = Some(next),
                 _ => return Ok(items),
             }

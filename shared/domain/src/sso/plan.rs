@@ -742,17 +742,27 @@ pub fn plan(model: &SsoModel, inputs: &PlanInputs) -> Result<Plan, PlanAborted> 
         .filter_map(|account| account.info.tags.get(&model.tag_keys.account_owner))
         .map(|owner| owner.trim().to_lowercase())
         .collect();
-    let model_made = |assignment: &Assignment, principal: Option<&usize>| match principal {
-        // Gone from the identity store: nobody can use it, whoever made it.
-        None => true,
-        Some(&p) => match assignment.principal_type {
-            PrincipalType::Group => {
-                classified.groups[p].is_some()
-                    || owners.contains(&inputs.groups[p].name.to_lowercase())
+    // The sandbox set is the model's alone: whoever holds it was an owner once (a sandbox
+    // handed to someone else, or moved out of the sandbox OU, must lose its old owner).
+    let model_made =
+        |assignment: &Assignment, set: usize, principal: Option<&usize>| match principal {
+            // Gone from the identity store: nobody can use it, whoever made it.
+            None => true,
+            Some(_)
+                if classified.sets[set]
+                    .as_ref()
+                    .is_some_and(|s| s.job_function == model.sandbox_job_function) =>
+            {
+                true
             }
-            PrincipalType::User => owners.contains(&inputs.users[p].name.to_lowercase()),
-        },
-    };
+            Some(&p) => match assignment.principal_type {
+                PrincipalType::Group => {
+                    classified.groups[p].is_some()
+                        || owners.contains(&inputs.groups[p].name.to_lowercase())
+                }
+                PrincipalType::User => owners.contains(&inputs.users[p].name.to_lowercase()),
+            },
+        };
     let mut present: HashSet<Key> = HashSet::with_capacity(inputs.assignments.len());
     for assignment in &inputs.assignments {
         let set = set_at.get(&assignment.permission_set_arn).copied();
@@ -791,7 +801,7 @@ pub fn plan(model: &SsoModel, inputs: &PlanInputs) -> Result<Plan, PlanAborted> 
             Some(key) if desired.contains_key(&key) => {
                 present.insert(key);
             }
-            _ if !model_made(assignment, principal)
+            _ if !model_made(assignment, set.expect("checked above"), principal)
                 && model.foreign_assignments == ForeignAssignments::Keep =>
             {
                 plan.unmanaged.push(Unmanaged {

@@ -294,6 +294,37 @@ fn a_sandbox_owner_tag_differing_only_in_case_still_names_its_owner() {
 }
 
 #[test]
+fn a_sandbox_handed_to_someone_else_loses_its_old_owner() {
+    // The old owner is no longer named by any sandbox, yet the model made the assignment.
+    let mut org = organisation().user("bob");
+    org.inputs.assignments.push(Assignment {
+        account_id: AccountId::try_from(id_of("sandbox-alice")).unwrap(),
+        permission_set_arn: arn("SandboxOwner"),
+        principal_type: PrincipalType::User,
+        principal_id: PrincipalId::try_from(format!("u-{}", id_of("alice"))).unwrap(),
+    });
+    org.inputs
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "sandbox-alice")
+        .unwrap()
+        .tags
+        .insert("owner".into(), "bob".into());
+    let plan = org.plan();
+    let deleted: Vec<&str> = plan
+        .delete
+        .iter()
+        .map(|d| d.assignment.principal_id.as_str())
+        .collect();
+    assert_eq!(deleted, vec![format!("u-{}", id_of("alice")).as_str()]);
+    assert!(
+        plan.unmanaged
+            .iter()
+            .all(|u| u.reason != UnmanagedReason::ForeignPrincipal)
+    );
+}
+
+#[test]
 fn a_sandbox_without_a_resolvable_owner_is_listed_not_assigned() {
     let org = organisation().account(
         "sandbox-bob",

@@ -277,8 +277,9 @@ pub enum CheckStep {
     /// Read the request's status.
     #[default]
     Poll,
-    /// The status could not be read (a MONITOR_ERROR report goes out): free the request's
-    /// operation slot now rather than when it expires, two hours later.
+    /// IAM Identity Center does not know the request (a MONITOR_ERROR report goes out): no
+    /// operation runs for it, so free its slot now rather than when it expires, two hours
+    /// later.
     GiveUp,
 }
 
