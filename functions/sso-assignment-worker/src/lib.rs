@@ -66,6 +66,10 @@ fn jittered(ceiling: Duration) -> Duration {
     ceiling.mul_f64(fraction)
 }
 
+/// The time left under which no further change is started: a change takes a second or so,
+/// and one that waits the longest for a rate slot (10 s) still finishes.
+const TIME_FOR_A_CHANGE: chrono::Duration = chrono::Duration::seconds(12);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("record {index} of the batch has no messageId")]
@@ -83,6 +87,11 @@ pub async fn handle(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, WorkerError> {
     let mut response = SqsBatchResponse::default();
+    // Lambda always sets the deadline; a context without one (0) has none to keep.
+    let deadline = i64::try_from(event.context.deadline)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .and_then(chrono::DateTime::from_timestamp_millis);
     for (index, record) in event.payload.records.iter().enumerate() {
         let message_id = record
             .message_id
@@ -97,6 +106,22 @@ pub async fn handle(
                     continue;
                 }
             };
+        // A change can take its tries and their waits for rate slots: one that might not
+        // finish before the invocation times out goes back on the queue untouched, rather
+        // than the whole batch being redelivered with some of it done (and without spending
+        // one of its receives).
+        if deadline.is_some_and(|d| d - chrono::Utc::now() < TIME_FOR_A_CHANGE) {
+            match deps.deferral.defer(&change, 0).await {
+                Ok(()) => {
+                    tracing::info!(%message_id, "too little time left in this invocation; the change goes back on the queue")
+                }
+                Err(error) => {
+                    tracing::warn!(%message_id, %error, "cannot put the change back; SQS will redeliver it");
+                    response.add_failure(message_id);
+                }
+            }
+            continue;
+        }
         let applier = Applier {
             writer: deps.writer.as_ref(),
             monitor: deps.monitor.as_ref(),
@@ -347,6 +372,56 @@ mod tests {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_with_too_little_time_left_go_back_on_the_queue_untouched() {
+        let monitor = Arc::new(RecordingMonitor::default());
+        let writer = Arc::new(FakeIdentityCenter {
+            refusal: None,
+            calls: Default::default(),
+        });
+        let deferral = Arc::new(RecordingDeferral::default());
+        let deps = Deps {
+            writer: writer.clone(),
+            monitor: monitor.clone(),
+            operations: Arc::new(Slots {
+                capacity: 15,
+                held: Mutex::new(Vec::new()),
+            }),
+            deferral: deferral.clone(),
+            backoff: Duration::ZERO,
+        };
+        let event: SqsEvent = serde_json::from_str(include_str!(
+            "../../../events/sso-assignment-worker/sqs-changes.json"
+        ))
+        .expect("the sample event parses");
+        let records = event.records.len();
+        let mut context = lambda_runtime::Context::default();
+        context.deadline =
+            u64::try_from((chrono::Utc::now() + chrono::Duration::seconds(5)).timestamp_millis())
+                .unwrap();
+        let response = handle(&deps, LambdaEvent::new(event, context))
+            .await
+            .expect("the batch is handled");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "no receive is spent"
+        );
+        let deferred = deferral.0.lock().unwrap().clone();
+        assert_eq!(deferred.len(), records);
+        assert!(
+            deferred
+                .iter()
+                .all(|(change, delay)| change.deferrals == 0 && *delay == 0),
+            "untouched, and at once"
+        );
+        assert_eq!(
+            writer.calls.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing was asked of IAM Identity Center"
+        );
+        assert!(monitor.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
