@@ -325,7 +325,9 @@ fn a_hand_made_drift_is_reverted_and_reported() {
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|item| item.get("deletes")?.as_n().ok()?.parse::<i64>().ok())
+            .filter_map(|item| item.get("windows")?.as_m().ok())
+            .flat_map(|windows| windows.values())
+            .filter_map(|count| count.as_n().ok()?.parse::<i64>().ok())
             .sum();
         assert_eq!(counted, 2, "one delete from each run");
     });

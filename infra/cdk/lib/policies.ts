@@ -97,7 +97,7 @@ export function shareTheSsoAdminQuota(quotaTableArn: string, use: SsoAdminQuotaU
 
 /**
  * A planner records its runs (PutItem); one that applies counts its deletes against the
- * window's budget (GetItem and UpdateItem on SSO_DELETES); one that answers about runs reads
+ * window's budget (GetItem and a conditional PutItem on SSO_DELETES); one that answers about runs reads
  * them back (Query).
  */
 export function recordRuns(
@@ -105,7 +105,7 @@ export function recordRuns(
   uses: { countsDeletes: boolean; readsRuns: boolean },
 ): iam.PolicyStatement {
   const actions = ['dynamodb:PutItem'];
-  if (uses.countsDeletes) actions.push('dynamodb:GetItem', 'dynamodb:UpdateItem');
+  if (uses.countsDeletes) actions.push('dynamodb:GetItem');
   if (uses.readsRuns) actions.push('dynamodb:Query');
   return allow(actions, [plansTableArn], { sid: 'RecordRuns' });
 }

@@ -8,9 +8,9 @@
 //! | `SSO_RUNS` | `<startedAt>#<runId>` | the run's id, outcome and chunk count, for listing |
 //! | `SSO_RUN#<runId>` | `CHUNK#<n>` | the n-th piece of the record's JSON |
 //! | `SSO_RUN#<runId>` | `REPORT#<requestId>` | the monitor's final report of one request |
-//! | `SSO_DELETES` | `<window seconds>#<window number>` | the deletes every run made in one window (`deletes`) |
+//! | `SSO_DELETES` | `<window seconds>` | the deletes every run made in the current and the previous window (`windows`: number → count), and a `version` |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -197,31 +197,49 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, Po
         .ok_or_else(|| rejected(format!("an item has no {name}")))
 }
 
+/// How often a count lost to a concurrent run is read and tried again.
+const BUDGET_RACES: usize = 20;
+
 impl DynamoPlanStore {
-    /// The deletes counted in one window, read consistently.
-    async fn deletes_in(&self, window: &str) -> Result<usize, PortError> {
+    /// The deletes counted per window (number → count), and the item's version (0 when
+    /// there is none yet).
+    async fn deletes_by_window(&self, key: &str) -> Result<(BTreeMap<i64, usize>, i64), PortError> {
         let item = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("pk", s(DELETES))
-            .key("sk", s(window))
+            .key("sk", s(key))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| port_error(SERVICE, &self.table, e))?
-            .item;
-        Ok(item
-            .as_ref()
-            .and_then(|item| item.get("deletes"))
-            .and_then(|n| n.as_n().ok())
+            .item
+            .unwrap_or_default();
+        let windows = item
+            .get("windows")
+            .and_then(|w| w.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(n, count)| {
+                        Some((n.parse().ok()?, count.as_n().ok()?.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+            .unwrap_or(0);
+        Ok((windows, version))
     }
 }
 
 /// Fixed windows of `window_minutes`, counted with the one before: what a run may delete is
-/// judged on the last one to two windows, never on less than one.
+/// judged on the last one to two windows, never on less than one. Both windows live in one
+/// item written only if no other run wrote it in between, so runs at the same moment, even
+/// on either side of a window's end, cannot both squeeze under the threshold.
 #[async_trait]
 impl DeleteBudget for DynamoPlanStore {
     async fn spend(
@@ -234,34 +252,43 @@ impl DeleteBudget for DynamoPlanStore {
         let seconds = i64::from(window_minutes.max(1)) * 60;
         let number = now.timestamp().div_euclid(seconds);
         // The window's length is in the key: a changed window starts its count afresh.
-        let window = |n: i64| format!("{seconds}#{n}");
-        let previous = self.deletes_in(&window(number - 1)).await?;
-        let current = window(number);
-        if let Some(room) = threshold.checked_sub(previous + deletes) {
-            // Counted only if the window still holds no more than `room`: runs at the same
-            // moment cannot both squeeze under the threshold.
-            let counted = self
+        let key = seconds.to_string();
+        for _ in 0..BUDGET_RACES {
+            let (mut windows, version) = self.deletes_by_window(&key).await?;
+            windows.retain(|n, _| *n >= number - 1);
+            let recent: usize = windows.values().sum();
+            if recent + deletes > threshold {
+                return Ok(Spent::Over { recent });
+            }
+            *windows.entry(number).or_default() += deletes;
+            let map = windows
+                .iter()
+                .map(|(n, count)| (n.to_string(), AttributeValue::N(count.to_string())))
+                .collect();
+            let put = self
                 .client
-                .update_item()
+                .put_item()
                 .table_name(&self.table)
-                .key("pk", s(DELETES))
-                .key("sk", s(&current))
-                .update_expression("ADD deletes :n SET expiresAt = :expires")
-                .condition_expression("attribute_not_exists(deletes) OR deletes <= :room")
-                .expression_attribute_values(":n", AttributeValue::N(deletes.to_string()))
-                .expression_attribute_values(":room", AttributeValue::N(room.to_string()))
-                .expression_attribute_values(
-                    ":expires",
+                .item("pk", s(DELETES))
+                .item("sk", s(&key))
+                .item("windows", AttributeValue::M(map))
+                .item("version", AttributeValue::N((version + 1).to_string()))
+                .item(
+                    "expiresAt",
                     AttributeValue::N((now.timestamp() + 3 * seconds).to_string()),
                 )
+                .condition_expression("attribute_not_exists(pk) OR version = :version")
+                .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
                 .send()
                 .await;
-            if written(SERVICE, &current, counted)? {
+            if written(SERVICE, &key, put)? {
                 return Ok(Spent::Within);
             }
         }
-        let recent = previous + self.deletes_in(&current).await?;
-        Ok(Spent::Over { recent })
+        Err(PortError::Transient {
+            service: SERVICE,
+            detail: "too many runs counted their deletes at once".into(),
+        })
     }
 }
 
