@@ -297,3 +297,43 @@ async fn calls_per_second(cloud: &maestro_localcloud::LocalCloud, table: &str) -
         })
         .collect()
 }
+
+#[test]
+fn runs_at_the_same_moment_cannot_together_delete_past_the_threshold() {
+    // Issue 14, finding 6, and its review: the budget must hold under concurrent runs, even
+    // when they straddle a window's end.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        use maestro_domain::sso::reconcile::{DeleteBudget, Spent};
+        let table = stack
+            .unwrap()
+            .reference("SsoPlansTable")
+            .unwrap()
+            .to_owned();
+        let budget = Arc::new(maestro_aws::plan_store::DynamoPlanStore::new(
+            cloud.sdk_config(),
+            table,
+        ));
+        // Ten runs of two deletes each, half of them one second into the next window.
+        let window_end = chrono::DateTime::from_timestamp(1_800_000_000 / 3600 * 3600 + 3600, 0)
+            .expect("a time");
+        let runs: Vec<_> = (0..10)
+            .map(|i| {
+                let budget = budget.clone();
+                let at = window_end + chrono::Duration::seconds(if i % 2 == 0 { -1 } else { 1 });
+                tokio::spawn(async move {
+                    budget
+                        .spend(at, 60, 2, 10)
+                        .await
+                        .expect("the budget answers")
+                })
+            })
+            .collect();
+        let mut within = 0;
+        for run in runs {
+            if run.await.expect("a run") == Spent::Within {
+                within += 1;
+            }
+        }
+        assert_eq!(within, 5, "ten deletes at most, in one window or two");
+    });
+}
