@@ -116,26 +116,7 @@ fn concurrent_callers_never_exceed_twenty_calls_a_second() {
             caller.await.expect("every caller gets a slot");
         }
         // The counters the governor kept, one per second.
-        let items = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
-            .scan()
-            .table_name(&table)
-            .send()
-            .await
-            .expect("the quota table can be read")
-            .items
-            .unwrap_or_default();
-        let per_second: Vec<u32> = items
-            .iter()
-            .filter(|item| {
-                item.get("pk")
-                    .and_then(|pk| pk.as_s().ok())
-                    .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
-            })
-            .filter_map(|item| match item.get("calls") {
-                Some(AttributeValue::N(n)) => n.parse().ok(),
-                _ => None,
-            })
-            .collect();
+        let per_second = calls_per_second(cloud, &table).await;
         assert_eq!(per_second.iter().sum::<u32>(), 60, "{per_second:?}");
         assert!(
             per_second

@@ -23,6 +23,7 @@ pub mod signing_keys;
 pub mod sso;
 pub mod sso_admin;
 pub mod step_functions;
+mod versioned;
 
 pub use aws_config::SdkConfig;
 

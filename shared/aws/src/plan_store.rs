@@ -19,7 +19,8 @@ use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
 use maestro_domain::sso::reconcile::{DeleteBudget, PlanStore, RunRecord, Spent};
 
 use crate::SdkConfig;
-use crate::sdk_error::{port_error, written};
+use crate::sdk_error::port_error;
+use crate::versioned::VersionedMap;
 
 const SERVICE: &str = "dynamodb";
 const RUNS: &str = "SSO_RUNS";
@@ -201,38 +202,18 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, Po
 const BUDGET_RACES: usize = 20;
 
 impl DynamoPlanStore {
-    /// The deletes counted per window (number → count), and the item's version (0 when
-    /// there is none yet).
-    async fn deletes_by_window(&self, key: &str) -> Result<(BTreeMap<i64, usize>, i64), PortError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(DELETES))
-            .key("sk", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, &self.table, e))?
-            .item
-            .unwrap_or_default();
-        let windows = item
-            .get("windows")
-            .and_then(|w| w.as_m().ok())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(n, count)| {
-                        Some((n.parse().ok()?, count.as_n().ok()?.parse().ok()?))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        Ok((windows, version))
+    /// The item that counts the deletes of windows of `seconds`.
+    fn delete_budget(&self, seconds: i64) -> VersionedMap<'_> {
+        VersionedMap {
+            client: &self.client,
+            table: &self.table,
+            // The window's length is in the key: a changed window starts its count afresh.
+            key: HashMap::from([
+                ("pk".to_owned(), s(DELETES)),
+                ("sk".to_owned(), s(seconds.to_string())),
+            ]),
+            map: "windows",
+        }
     }
 }
 
@@ -252,36 +233,28 @@ impl DeleteBudget for DynamoPlanStore {
         let seconds = i64::from(window_minutes.max(1)) * 60;
         let number = now.timestamp().div_euclid(seconds);
         // The window's length is in the key: a changed window starts its count afresh.
-        let key = seconds.to_string();
+        let budget = self.delete_budget(seconds);
         for _ in 0..BUDGET_RACES {
-            let (mut windows, version) = self.deletes_by_window(&key).await?;
+            let (entries, version) = budget.read().await?;
+            let mut windows: BTreeMap<i64, usize> = entries
+                .iter()
+                .filter_map(|(n, count)| Some((n.parse().ok()?, count.as_n().ok()?.parse().ok()?)))
+                .collect();
             windows.retain(|n, _| *n >= number - 1);
             let recent: usize = windows.values().sum();
             if recent + deletes > threshold {
                 return Ok(Spent::Over { recent });
             }
             *windows.entry(number).or_default() += deletes;
-            let map = windows
+            let entries = windows
                 .iter()
                 .map(|(n, count)| (n.to_string(), AttributeValue::N(count.to_string())))
                 .collect();
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(DELETES))
-                .item("sk", s(&key))
-                .item("windows", AttributeValue::M(map))
-                .item("version", AttributeValue::N((version + 1).to_string()))
-                .item(
-                    "expiresAt",
-                    AttributeValue::N((now.timestamp() + 3 * seconds).to_string()),
-                )
-                .condition_expression("attribute_not_exists(pk) OR version = :version")
-                .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-                .send()
-                .await;
-            if written(SERVICE, &key, put)? {
+            let expires = AttributeValue::N((now.timestamp() + 3 * seconds).to_string());
+            if budget
+                .write(entries, version, &[("expiresAt", expires)])
+                .await?
+            {
                 return Ok(Spent::Within);
             }
         }

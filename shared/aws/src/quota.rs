@@ -22,7 +22,8 @@ use maestro_domain::quota::{
 };
 
 use crate::SdkConfig;
-use crate::sdk_error::{port_error, written};
+use crate::sdk_error::port_error;
+use crate::versioned::VersionedMap;
 
 const SERVICE: &str = "dynamodb";
 const OUTSTANDING: &str = "sso-admin#outstanding";
@@ -79,51 +80,30 @@ impl DynamoQuota {
         }
     }
 
+    /// The item that holds the operation slots.
+    fn slots(&self) -> VersionedMap<'_> {
+        VersionedMap {
+            client: &self.client,
+            table: &self.table,
+            key: HashMap::from([("pk".to_owned(), AttributeValue::S(OUTSTANDING.into()))]),
+            map: "held",
+        }
+    }
+
     /// The map of held keys and the item's version (0 when there is no item yet).
     async fn held(&self) -> Result<(HashMap<String, Held>, i64), PortError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(OUTSTANDING.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, &self.table, e))?
-            .item
-            .unwrap_or_default();
-        let held = item
-            .get("held")
-            .and_then(|v| v.as_m().ok())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), Held::read(v)?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let (entries, version) = self.slots().read().await?;
+        let held = entries
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), Held::read(v)?)))
+            .collect();
         Ok((held, version))
     }
 
     /// Writes `held` if the item is still at `version`; `false` when another writer won.
     async fn write(&self, held: &HashMap<String, Held>, version: i64) -> Result<bool, PortError> {
         let map = held.iter().map(|(k, v)| (k.clone(), v.written())).collect();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(OUTSTANDING.into()))
-            .item("held", AttributeValue::M(map))
-            .item("version", AttributeValue::N((version + 1).to_string()))
-            .condition_expression("attribute_not_exists(pk) OR version = :version")
-            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-            .send()
-            .await;
-        written(SERVICE, &self.table, put)
+        self.slots().write(map, version, &[]).await
     }
 }
 
