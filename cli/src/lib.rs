@@ -14,7 +14,7 @@ use maestro_aws::organizations::OrganizationsReader;
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::plan::{Plan, PlanInputs, Rule, explain, plan};
 use maestro_domain::sso::provisioning::InstanceArn;
-use maestro_domain::sso::reconcile::{Scope, read_inputs};
+use maestro_domain::sso::snapshot::{Readers, read_in_full};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,9 +140,14 @@ async fn load(source: &Source, config: &SdkConfig) -> Result<(SsoModel, PlanInpu
     let (instance_arn, identity_store_id) = instance(source, config).await?;
     let organisation = OrganizationsReader::new(config);
     let identity_center = IdentityCenter::new(config, instance_arn, identity_store_id);
-    let inputs = read_inputs(&organisation, &identity_center, &Scope::Everything)
+    let readers = Readers {
+        organisation: &organisation,
+        identity_center: &identity_center,
+        clock: &maestro_aws::sso::SystemClock,
+    };
+    let inputs = read_in_full(&readers)
         .await
-        .map_err(CliError::Inputs)?;
+        .map_err(|e| CliError::Inputs(vec![format!("cannot read the inputs: {e}")]))?;
     Ok((model, inputs))
 }
 

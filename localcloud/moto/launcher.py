@@ -27,7 +27,8 @@ localcloud/README.md; keep the two in step.
    pass the same condition. The writes of its DynamoDB backend are serialised by one lock.
 7. A permission set is provisioned to every account it is assigned in, as IAM Identity Center
    does on CreateAccountAssignment, and stays provisioned after its assignments go:
-   ``ListAccountsForProvisionedPermissionSet`` answers those accounts (moto answers only the
+   ``ListAccountsForProvisionedPermissionSet`` answers those accounts and
+   ``ListPermissionSetsProvisionedToAccount`` those permission sets (moto answers only the
    caller's account, and only after ProvisionPermissionSet).
 8. SES v2 ``SendEmail`` is kept whole and served at ``GET /moto-api/maestro/sent-email``
    (``capture_sent_email``).
@@ -388,9 +389,18 @@ def make_sso_provisioning_asynchronous(polls_in_progress: int) -> None:
             accounts = sorted(provisioned.get(permission_set_arn, set()))
         return json.dumps({"AccountIds": accounts})
 
+    def list_permission_sets_provisioned_to_account(self: SSOAdminResponse) -> str:
+        account_id = self._get_param("AccountId")
+        with lock:
+            sets = sorted(arn for arn, accounts in provisioned.items() if account_id in accounts)
+        return json.dumps({"PermissionSets": sets})
+
     forget_on_reset(creations, deletions, provisioned)
     SSOAdminResponse.list_accounts_for_provisioned_permission_set = (
         list_accounts_for_provisioned_permission_set
+    )
+    SSOAdminResponse.list_permission_sets_provisioned_to_account = (
+        list_permission_sets_provisioned_to_account
     )
     SSOAdminResponse.create_account_assignment = create_account_assignment
     SSOAdminResponse.delete_account_assignment = delete_account_assignment

@@ -64,6 +64,11 @@ const UNOBSERVED: &[Unobserved] = &[
         why: "held deletes of an event's run",
     },
     Unobserved {
+        function: "SsoApiFunction",
+        actions: &["dynamodb:DeleteItem"],
+        why: "a full run whose workflow cannot be started frees the one-run lease it took (maestro_domain::sso::reconcile::begin_full_run); the tests' workflows start",
+    },
+    Unobserved {
         function: "SsoEventHandlerFunction",
         actions: &["dynamodb:DeleteItem"],
         why: "an event's claim (maestro_aws::idempotency) is released when handling it fails, so the redelivery runs; the tests deliver events that succeed",

@@ -150,6 +150,7 @@ async fn settle(
     }
 }
 
+/// Begins a full run through the API and answers its summary once its workflow is done.
 async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
     let response = operator(cloud)
         .await
@@ -158,8 +159,36 @@ async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
         .send()
         .await
         .expect("the HTTP API answers");
-    assert_eq!(response.status(), 200, "POST /sso/reconcile succeeds");
-    response.json().await.expect("a run summary")
+    assert_eq!(response.status(), 202, "POST /sso/reconcile begins a run");
+    let begun: Value = response.json().await.expect("a run summary");
+    assert_eq!(begun["outcome"]["outcome"], "RUNNING", "{begun}");
+    finished(cloud, &begun).await
+}
+
+/// The summary of the run `begun` names once its workflow has planned and queued.
+async fn finished(cloud: &LocalCloud, begun: &Value) -> Value {
+    let run_id = begun["runId"].as_str().expect("the run has an id");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let run: Value = operator(cloud)
+            .await
+            .get(format!("{}/sso/runs/{run_id}", cloud.http_endpoint()))
+            .send()
+            .await
+            .expect("GET /sso/runs answers")
+            .json()
+            .await
+            .expect("a run summary");
+        let outcome = run["outcome"]["outcome"].as_str().unwrap_or_default();
+        if !matches!(outcome, "RUNNING" | "APPLYING") {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} never finished: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 async fn latest_run(cloud: &LocalCloud) -> Value {
@@ -174,11 +203,29 @@ async fn latest_run(cloud: &LocalCloud) -> Value {
         .expect("a run")
 }
 
-/// The sample organisation, reconciled once and settled at the model's assignments.
+/// The final reports of the latest run, `run`, once there are `count` (or the patience ran
+/// out). The monitor writes each change that succeeded into the snapshot as it reports it.
+async fn reported(cloud: &LocalCloud, run: &Value, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let latest = latest_run(cloud).await;
+        let reports = latest["reports"].as_array().cloned().unwrap_or_default();
+        if reports.len() == count || Instant::now() > deadline {
+            assert_eq!(latest["runId"], run["runId"]);
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The sample organisation, reconciled once and settled at the model's assignments, and
+/// every request's monitor has reported, so each operation slot is free again (a change to
+/// an assignment whose create is still being monitored waits a minute for its slot).
 async fn reconciled(cloud: &LocalCloud) -> SampleOrganisation {
     let organisation = seeded(cloud).await;
-    reconcile(cloud, false).await;
+    let run = reconcile(cloud, false).await;
     assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+    assert_eq!(reported(cloud, &run, 13).await.len(), 13);
     organisation
 }
 
@@ -234,16 +281,7 @@ fn a_reconcile_makes_the_assignments_exactly_the_models_and_a_second_changes_not
         assert_eq!(run["outcome"]["creates"], 13);
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
         // The monitor records each request's final status with the run.
-        let deadline = Instant::now() + PATIENCE;
-        let reports = loop {
-            let latest = latest_run(cloud).await;
-            let reports = latest["reports"].as_array().cloned().unwrap_or_default();
-            if reports.len() == 13 || Instant::now() > deadline {
-                assert_eq!(latest["runId"], run["runId"]);
-                break reports;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let reports = reported(cloud, &run, 13).await;
         assert_eq!(reports.len(), 13, "{reports:?}");
         assert!(reports.iter().all(|r| r["status"] == "SUCCEEDED"));
 
@@ -288,10 +326,12 @@ fn a_hand_made_drift_is_reverted_and_reported() {
         );
         assign_by_hand(cloud, &organisation, drift).await;
         // The hourly schedule finds and reverts it.
-        let run = cloud
+        let begun = cloud
             .fire_schedule("SsoReconcileFunction", "Reconcile")
             .await
-            .expect("the scheduled reconcile runs");
+            .expect("the scheduled reconcile begins");
+        assert_eq!(begun["answer"], "BEGAN", "{begun}");
+        let run = finished(cloud, &begun).await;
         assert_eq!(run["toDelete"], 1, "{run}");
         assert_eq!(run["toCreate"], 0);
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
@@ -398,8 +438,8 @@ fn a_partial_input_aborts_the_run_and_changes_nothing() {
     let mut template = maestro_template();
     // An identity store that lists no group looks like a failed listing.
     template
-        .resource_mut("SsoApiFunction")
-        .expect("the API function")["Properties"]["Environment"]["Variables"]["IDENTITY_STORE_ID"] =
+        .resource_mut("SsoReconcileFunction")
+        .expect("the reconcile function")["Properties"]["Environment"]["Variables"]["IDENTITY_STORE_ID"] =
         json!("d-0000000000");
     on_local_cloud(Some(&template), |cloud, stack| async move {
         let stack = stack.expect("the stack");
@@ -426,6 +466,24 @@ fn explain_says_why_an_assignment_is_or_is_not_desired() {
                 cloud.http_endpoint()
             )
         };
+        // Explain answers from the snapshot a full run reads; before the first, it says so.
+        let before = get(ask(
+            "tester_workload_payments",
+            "payments-staging",
+            "Tester",
+        ))
+        .await
+        .unwrap();
+        assert_eq!(before.status(), 409);
+        let before: Value = before.json().await.unwrap();
+        assert!(
+            before["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no snapshot yet"),
+            "{before}"
+        );
+        reconcile(cloud, true).await;
         let yes: Value = get(ask(
             "tester_workload_payments",
             "payments-staging",
@@ -668,9 +726,69 @@ fn a_permission_set_event_replans_only_that_set() {
 }
 
 #[test]
-fn a_new_group_is_assigned_where_the_model_wants_it() {
+fn a_renamed_ou_is_read_again_as_a_tree_and_its_accounts_replanned() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
         let organisation = reconciled(cloud).await;
+        let organizations = aws_sdk_organizations::Client::new(cloud.sdk_config());
+        let account = &find(&organisation.accounts, "account", "payments-staging")
+            .unwrap()
+            .id;
+        let parent = organizations
+            .list_parents()
+            .child_id(account)
+            .send()
+            .await
+            .expect("the account's parent")
+            .parents
+            .unwrap_or_default()
+            .remove(0)
+            .id
+            .expect("an OU id");
+        // The staging OU becomes "qa", which maps to no environment.
+        organizations
+            .update_organizational_unit()
+            .organizational_unit_id(&parent)
+            .name("qa")
+            .send()
+            .await
+            .expect("the OU is renamed");
+        let event = organizations_event(
+            "ou-1",
+            "UpdateOrganizationalUnit",
+            json!({"organizationalUnitId": parent, "name": "qa"}),
+        );
+        put_cloudtrail_event(cloud, "aws.organizations", &event["detail"]).await;
+
+        let deadline = Instant::now() + PATIENCE;
+        let latest = loop {
+            let latest = latest_run(cloud).await;
+            if latest["trigger"]["kind"] == "EVENT" && latest["outcome"]["outcome"] == "QUEUED" {
+                break latest;
+            }
+            assert!(Instant::now() < deadline, "no event run: {latest}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let excluded = latest["plan"]["excludedAccounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            excluded.iter().any(
+                |e| e["id"] == account.as_str() && e["reason"]["exclusion"] == "NO_ENVIRONMENT"
+            ),
+            "{excluded:?}"
+        );
+        // An account without an environment is left alone, its assignments kept.
+        assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+    });
+}
+
+#[test]
+fn a_new_group_is_assigned_where_the_model_wants_it() {
+    on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
+        let organisation = seeded(cloud).await;
+        let run = reconcile(cloud, false).await;
+        assert_eq!(reported(cloud, &run, 13).await.len(), 13);
 
         let group_id = aws_sdk_identitystore::Client::new(cloud.sdk_config())
             .create_group()
@@ -696,6 +814,16 @@ fn a_new_group_is_assigned_where_the_model_wants_it() {
             group_id.clone(),
         ));
         assert_eq!(settle(cloud, &organisation, &want).await, want);
+        // The event's run planned from the snapshot, which learned of the full run's 13
+        // creates as they succeeded: it asked for the new group's one, not all 14 again.
+        let latest = latest_run(cloud).await;
+        assert_eq!(latest["trigger"]["kind"], "EVENT", "{latest}");
+        assert_eq!(
+            latest["plan"]["create"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            latest["plan"]["create"]
+        );
     });
 }
 

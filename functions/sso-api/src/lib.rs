@@ -1,10 +1,12 @@
 //! `SsoApiFunction`: the SSO sync over HTTP, for Maestro's operators only (403 for anyone else).
 //!
 //! - `GET /sso/plan`: the latest run, with its plan.
-//! - `POST /sso/reconcile`: plan now; body `{"dryRun": false}` applies (a missing body or
-//!   `dryRun` means a dry run, so that no change happens by accident).
+//! - `GET /sso/runs/{runId}`: a run in a few numbers (its summary), to follow one begun here.
+//! - `POST /sso/reconcile`: begin a full run (202 with the run, RUNNING; 409 naming the run
+//!   under way); body `{"dryRun": false}` applies (a missing body or `dryRun` means a dry run,
+//!   so that no change happens by accident). `GET /sso/plan` shows how it went.
 //! - `GET /sso/explain?group=&account=&permissionSet=` (names or ids): why that assignment is
-//!   or is not desired.
+//!   or is not desired, from the snapshot the last full run read (and events patched).
 
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::LambdaEvent;
@@ -14,9 +16,8 @@ use maestro_aws::http::{ApiFailure, Teams, answer, problem, route, to_json};
 use maestro_aws::lambda::LambdaFunction;
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::plan::{ExplainError, explain};
-use maestro_domain::sso::reconcile::{
-    Mode, PlanStore, Run, Scope, Trigger, read_inputs, reconcile,
-};
+use maestro_domain::sso::reconcile::{Began, Mode, PlanStore, Run, Scope, Trigger, begin_full_run};
+use maestro_domain::sso::snapshot::SnapshotStore;
 use serde::Deserialize;
 
 pub struct Deps {
@@ -64,6 +65,25 @@ pub async fn handle(
             Ok(None) => problem(404, "no reconcile run yet"),
             Err(e) => problem(503, format!("cannot read the runs: {e}")),
         },
+        ("GET", path) if path.starts_with("/sso/runs/") => {
+            let run_id = path.trim_start_matches("/sso/runs/");
+            if run_id.is_empty()
+                || run_id.len() > 80
+                || !run_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Ok(problem(
+                    400,
+                    "runId: give a run's id (letters, digits, '-' and '_')",
+                ));
+            }
+            match deps.sso.store.get(run_id).await {
+                Ok(Some(run)) => answer(200, to_json(&run.summary())?),
+                Ok(None) => problem(404, format!("no run {run_id}")),
+                Err(e) => problem(503, format!("cannot read the runs: {e}")),
+            }
+        }
         ("POST", "/sso/reconcile") => {
             let body = request.body.as_deref().unwrap_or("").trim();
             let body: ReconcileBody = if body.is_empty() {
@@ -93,9 +113,12 @@ pub async fn handle(
                 mode,
                 now: chrono::Utc::now(),
             };
-            let run = reconcile(&deps.sso.model, &deps.sso.ports(), run).await;
-            match run {
-                Ok(record) => answer(200, to_json(&record.summary())?),
+            match begin_full_run(&deps.sso.ports(), run).await {
+                Ok(Began::Started(record)) => answer(202, to_json(&record.summary())?),
+                Ok(Began::AlreadyRunning { run_id }) => problem(
+                    409,
+                    format!("full run {run_id} is under way; GET /sso/plan shows how it goes"),
+                ),
                 Err(e) => problem(503, e.to_string()),
             }
         }
@@ -121,19 +144,25 @@ pub async fn handle(
             {
                 return Ok(problem(400, format!("{name}: give a name or an id")));
             }
-            match read_inputs(
-                &deps.sso.organisation,
-                &deps.sso.identity_center,
-                &Scope::Everything,
-            )
-            .await
-            {
-                Err(reasons) => problem(503, reasons.join("; ")),
-                Ok(inputs) => match explain(&deps.sso.model, &inputs, group, account, set) {
-                    Ok(explanation) => answer(200, to_json(&explanation)?),
-                    Err(e @ ExplainError::NotFound { .. }) => problem(404, e.to_string()),
-                    Err(e @ ExplainError::Aborted(_)) => problem(409, e.to_string()),
-                },
+            let snapshot = match deps.sso.snapshot.current().await {
+                Ok(Some(current)) => deps.sso.snapshot.read(&current.generation).await,
+                Ok(None) => {
+                    return Ok(problem(
+                        409,
+                        "no snapshot yet: run a full reconcile (POST /sso/reconcile) first",
+                    ));
+                }
+                Err(e) => Err(e),
+            };
+            match snapshot {
+                Err(e) => problem(503, format!("cannot read the snapshot: {e}")),
+                Ok(snapshot) => {
+                    match explain(&deps.sso.model, &snapshot.inputs, group, account, set) {
+                        Ok(explanation) => answer(200, to_json(&explanation)?),
+                        Err(e @ ExplainError::NotFound { .. }) => problem(404, e.to_string()),
+                        Err(e @ ExplainError::Aborted(_)) => problem(409, e.to_string()),
+                    }
+                }
             }
         }
         _ => problem(404, format!("no route {method} {path}")),

@@ -12,6 +12,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::plan_store::DynamoPlanStore;
 use maestro_aws::quota::DynamoQuota;
+use maestro_aws::snapshot::DynamoSnapshotStore;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_domain::port::PortError;
 use maestro_domain::quota::{OutstandingOperations, operation_key};
@@ -19,6 +20,7 @@ use maestro_domain::sso::provisioning::{
     CheckStep, MonitorProgress, PollPolicy, ProvisioningStatusReader, ReportLog, StatusCheck,
     after_poll,
 };
+use maestro_domain::sso::snapshot::{SnapshotStore, patch_current, settled};
 use thiserror::Error;
 
 pub struct Deps {
@@ -29,6 +31,9 @@ pub struct Deps {
     /// Records final reports with the SSO sync run that asked for the request, when the stack
     /// has the sync (`SSO_PLANS_TABLE`).
     pub reports: Option<Arc<dyn ReportLog>>,
+    /// The SSO sync's snapshot, which learns of each change that succeeded, in the same
+    /// stacks.
+    pub snapshot: Option<Arc<dyn SnapshotStore>>,
 }
 
 #[derive(Debug, Error)]
@@ -40,6 +45,11 @@ pub enum StatusError {
     },
     #[error("cannot record the report of request {request_id} with its run: {source}")]
     Record {
+        request_id: String,
+        source: PortError,
+    },
+    #[error("cannot write the outcome of request {request_id} into the snapshot: {source}")]
+    Snapshot {
         request_id: String,
         source: PortError,
     },
@@ -55,6 +65,7 @@ impl From<StatusError> for Diagnostic {
         let kind = match &error {
             StatusError::Status { source, .. }
             | StatusError::Record { source, .. }
+            | StatusError::Snapshot { source, .. }
             | StatusError::Release { source, .. } => ErrorKind::of_port_error(source),
         };
         kind.diagnostic(&error)
@@ -107,6 +118,15 @@ pub async fn handle(
                     source,
                 })?;
         }
+        if let Some(snapshot) = &deps.snapshot {
+            let parts: Vec<_> = settled(report).into_iter().collect();
+            patch_current(snapshot.as_ref(), &parts)
+                .await
+                .map_err(|source| StatusError::Snapshot {
+                    request_id: request_id.clone(),
+                    source,
+                })?;
+        }
     }
     match &progress {
         MonitorProgress::InProgress {
@@ -144,17 +164,21 @@ impl LambdaFunction for Deps {
             problems: vec!["the poll policy is incomplete".to_owned()],
         })?;
         let quota = Arc::new(DynamoQuota::for_sso_admin(config, quota_table));
-        let reports = env
+        let plans_table = env
             .get("SSO_PLANS_TABLE")
-            .filter(|table| !table.trim().is_empty())
-            .map(|table| {
-                Arc::new(DynamoPlanStore::new(config, table.to_owned())) as Arc<dyn ReportLog>
-            });
+            .filter(|table| !table.trim().is_empty());
+        let reports = plans_table.map(|table| {
+            Arc::new(DynamoPlanStore::new(config, table.to_owned())) as Arc<dyn ReportLog>
+        });
+        let snapshot = plans_table.map(|table| {
+            Arc::new(DynamoSnapshotStore::new(config, table.to_owned())) as Arc<dyn SnapshotStore>
+        });
         Ok(Deps {
             provisioning: Arc::new(SsoAdminProvisioning::new(config).with_call_rate(quota.clone())),
             policy,
             operations: quota,
             reports,
+            snapshot,
         })
     }
 
@@ -211,6 +235,7 @@ mod tests {
             policy: PollPolicy::new(1, 4, 3).unwrap(),
             operations: Arc::new(FreedSlots::default()),
             reports: None,
+            snapshot: None,
         }
     }
 
@@ -252,6 +277,50 @@ mod tests {
         let progress = handle(&gave_up, check).await.expect("the slot is freed");
         assert_eq!(progress, MonitorProgress::SlotFreed);
         assert_eq!(freed.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_change_that_succeeded_is_written_into_the_current_snapshot() {
+        use maestro_domain::sso::snapshot::{CurrentSnapshot, InMemorySnapshots};
+        let snapshots = Arc::new(InMemorySnapshots::default());
+        snapshots
+            .make_current(&CurrentSnapshot {
+                generation: "run-1".into(),
+                read_from: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let mut succeeded = deps(Ok(ProvisioningStatus::Succeeded));
+        succeeded.snapshot = Some(snapshots.clone());
+        handle(&succeeded, event()).await.unwrap();
+        let request = event().payload.request;
+        let held = snapshots.read("run-1").await.unwrap().inputs.assignments;
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].account_id, request.account_id);
+        assert_eq!(held[0].principal_id, request.principal_id);
+
+        let failed = Arc::new(InMemorySnapshots::default());
+        failed
+            .make_current(&CurrentSnapshot {
+                generation: "run-1".into(),
+                read_from: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let mut refused = deps(Ok(ProvisioningStatus::Failed {
+            reason: "the account is not a member".into(),
+        }));
+        refused.snapshot = Some(failed.clone());
+        handle(&refused, event()).await.unwrap();
+        assert!(
+            failed
+                .read("run-1")
+                .await
+                .unwrap()
+                .inputs
+                .assignments
+                .is_empty()
+        );
     }
 
     #[tokio::test]

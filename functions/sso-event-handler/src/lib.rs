@@ -1,6 +1,6 @@
 //! `SsoEventHandlerFunction` (flow A): EventBridge delivers the CloudTrail events that change
-//! what the SSO model reads; each is processed once (keyed on its id) by re-planning only the
-//! scope it touched and queueing those changes. An event that cannot be read, or a run that
+//! what the SSO model reads; each is processed once (keyed on its id) by reading again only
+//! what it touched into the snapshot, re-planning its scope and queueing those changes. An event that cannot be read, or a run that
 //! cannot be recorded, fails the invocation: Lambda retries it, then sends it to the
 //! function's DLQ.
 
@@ -13,7 +13,7 @@ use maestro_aws::sso::SsoServices;
 use maestro_domain::idempotency::{Claim, IdempotencyStore, REMEMBERED, claim_until};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::events::{ChangeEvent, Touch, UnreadableEvent, touched_by};
-use maestro_domain::sso::reconcile::{Mode, ReconcileError, Run, Trigger, reconcile};
+use maestro_domain::sso::reconcile::{Mode, ReconcileError, Run, Trigger, replan};
 use serde::Serialize;
 
 pub struct Deps {
@@ -64,12 +64,12 @@ impl From<HandlerError> for Diagnostic {
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<ChangeEvent>) -> Result<Handled, HandlerError> {
     let change = event.payload;
-    let scope = match touched_by(&change)? {
+    let (scope, refresh) = match touched_by(&change)? {
         Touch::Nothing(why) => {
             tracing::info!(event_id = %change.id, event_name = change.event_name(), why, "ignored");
             return Ok(Handled::Ignored { why: why.into() });
         }
-        Touch::Replan(scope) => scope,
+        Touch::Replan { scope, refresh } => (scope, refresh),
     };
     let key = format!("sso-event#{}", change.id);
     let now = chrono::Utc::now();
@@ -107,7 +107,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<ChangeEvent>) -> Result<Hand
         mode: Mode::Apply,
         now,
     };
-    match reconcile(&deps.sso.model, &deps.sso.ports(), run).await {
+    match replan(&deps.sso.model, &deps.sso.ports(), run, &refresh).await {
         Ok(record) => {
             deps.idempotency
                 .complete(&key, now + REMEMBERED)
@@ -188,7 +188,7 @@ mod tests {
         );
         for (name, event) in samples {
             let touch = touched_by(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let Touch::Replan(scope) = touch else {
+            let Touch::Replan { scope, .. } = touch else {
                 panic!("{name} must be re-planned, got {touch:?}");
             };
             let expected = if name.starts_with("sso-directory")

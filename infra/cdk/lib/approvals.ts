@@ -19,7 +19,7 @@ import {
   onlyItems,
   lambdaInvoke,
   queueChanges,
-  readForSsoPlanning,
+  readTheHeldAccounts,
   recordRuns,
   shareTheSsoAdminQuota,
   stackArn,
@@ -182,8 +182,8 @@ export class Approvals {
       statements: [
         allow(['dynamodb:DeleteItem'], [props.inventoryTable.attrArn], { sid: 'DeleteConnections' }),
         shareTheSsoAdminQuota(sso.quotaTable.attrArn, 'calls'),
-        ...readForSsoPlanning(),
-        recordRuns(sso.plansTable.attrArn, { countsDeletes: false, readsRuns: true }),
+        ...readTheHeldAccounts(),
+        recordRuns(sso.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'BatchWriteItem']),
         queueChanges(sso.changesQueue),
         // Only the secrets whose rotation function is Maestro's, and only with that function
         // (a RotateSecret naming another RotationLambdaARN would re-point the secret).

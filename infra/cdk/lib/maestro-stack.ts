@@ -42,6 +42,7 @@ export class MaestroStack extends Stack {
       api,
       monitorQueue: monitor.requestsQueue,
       approvalStateMachine: approvals.stateMachine,
+      alertsTopicArn,
     });
     addSecretRotation(this, {
       parameters,

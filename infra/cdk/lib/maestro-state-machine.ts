@@ -10,6 +10,8 @@ import { REPO_ROOT, awsManagedPolicy, sameLogicalId } from './naming';
 export interface MaestroStateMachineProps {
   /** The file under statemachines/ that the template's DefinitionUri names. */
   readonly definitionFile: string;
+  /** The template's explicit Name, when other resources name the state machine by it. */
+  readonly name?: string;
   readonly substitutions: Record<string, string>;
   readonly logGroup: logs.CfnLogGroup;
   /** The template's Policies; the log delivery statement is added by CDK, as SAM's template spells it. */
@@ -29,6 +31,7 @@ export function maestroStateMachine(stack: Stack, logicalId: string, props: Maes
   // substitutions `sam package` leaves to CloudFormation.
   const definition = fs.readFileSync(path.join(REPO_ROOT, 'statemachines', props.definitionFile), 'utf8');
   const stateMachine = new sfn.StateMachine(stack, logicalId, {
+    stateMachineName: props.name,
     stateMachineType: sfn.StateMachineType.STANDARD,
     definitionBody: sfn.DefinitionBody.fromString(definition),
     definitionSubstitutions: props.substitutions,

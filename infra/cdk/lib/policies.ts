@@ -96,34 +96,37 @@ export function shareTheSsoAdminQuota(quotaTableArn: string, use: SsoAdminQuotaU
 }
 
 /**
- * A planner records its runs (PutItem); one that applies counts its deletes against the
- * window's budget (GetItem and a conditional PutItem on SSO_DELETES); one that answers about runs reads
- * them back (Query).
+ * What a function does with SsoPlansTable: records runs (PutItem), reads them back and the
+ * snapshot (Query), counts deletes against the window's budget or reads the snapshot's pointer
+ * (GetItem), frees the one-run lease (DeleteItem), writes the snapshot (BatchWriteItem).
  */
-export function recordRuns(
-  plansTableArn: string,
-  uses: { countsDeletes: boolean; readsRuns: boolean },
-): iam.PolicyStatement {
-  const actions = ['dynamodb:PutItem'];
-  if (uses.countsDeletes) actions.push('dynamodb:GetItem');
-  if (uses.readsRuns) actions.push('dynamodb:Query');
-  return allow(actions, [plansTableArn], { sid: 'RecordRuns' });
+export function recordRuns(plansTableArn: string, actions: string[]): iam.PolicyStatement {
+  return allow(
+    actions.map((action) => `dynamodb:${action}`),
+    [plansTableArn],
+    { sid: 'RecordRuns' },
+  );
 }
 
-/** A planner sends the changes it planned to SsoChangesQueue in batches. */
-export function queueChanges(changesQueue: sqs.IQueue): iam.PolicyStatement {
-  return allow(['sqs:SendMessageBatch'], [changesQueue.queueArn], { sid: 'QueueChanges' });
+/**
+ * A planner sends the changes it planned to SsoChangesQueue in batches; a full run feeds them
+ * as fast as the worker drains the queue, and reads its backlog.
+ */
+export function queueChanges(changesQueue: sqs.IQueue, uses = { readsBacklog: false }): iam.PolicyStatement {
+  const actions = ['sqs:SendMessageBatch'];
+  if (uses.readsBacklog) actions.push('sqs:GetQueueAttributes');
+  return allow(actions, [changesQueue.queueArn], { sid: 'QueueChanges' });
 }
 
-/** What planning the SSO model reads (the organisation, IAM Identity Center, the identity store). */
-export function readForSsoPlanning(): iam.PolicyStatement[] {
+/** What a full reconcile reads: the organisation as a tree, then IAM Identity Center. */
+export function readForFullRun(): iam.PolicyStatement[] {
   return [
     allow(
       [
         'organizations:DescribeOrganization',
-        'organizations:ListAccounts',
-        'organizations:ListParents',
-        'organizations:DescribeOrganizationalUnit',
+        'organizations:ListRoots',
+        'organizations:ListOrganizationalUnitsForParent',
+        'organizations:ListAccountsForParent',
         'organizations:ListTagsForResource',
       ],
       ['*'],
@@ -139,6 +142,65 @@ export function readForSsoPlanning(): iam.PolicyStatement[] {
         'identitystore:ListGroups',
         'identitystore:ListUsers',
       ],
+      ['*'],
+      { sid: 'ReadIdentityCenter' },
+    ),
+  ];
+}
+
+/**
+ * What an event touched, read again: one account (its OU path walked up), one permission set,
+ * the tree, or the principals.
+ */
+export function readWhatAnEventTouched(): iam.PolicyStatement[] {
+  return [
+    allow(
+      [
+        'organizations:DescribeAccount',
+        'organizations:ListParents',
+        'organizations:DescribeOrganizationalUnit',
+        'organizations:ListTagsForResource',
+        'organizations:ListRoots',
+        'organizations:ListOrganizationalUnitsForParent',
+        'organizations:ListAccountsForParent',
+      ],
+      ['*'],
+      { sid: 'ReadTheOrganisation' },
+    ),
+    allow(
+      [
+        'sso:DescribePermissionSet',
+        'sso:ListTagsForResource',
+        'sso:ListAccountsForProvisionedPermissionSet',
+        'sso:ListPermissionSetsProvisionedToAccount',
+        'sso:ListAccountAssignments',
+        'identitystore:ListGroups',
+        'identitystore:ListUsers',
+      ],
+      ['*'],
+      { sid: 'ReadIdentityCenter' },
+    ),
+  ];
+}
+
+/**
+ * The held accounts, read again before their deletes are applied: each account's tags and OU
+ * path walked up, and its assignments.
+ */
+export function readTheHeldAccounts(): iam.PolicyStatement[] {
+  return [
+    allow(
+      [
+        'organizations:DescribeAccount',
+        'organizations:ListParents',
+        'organizations:DescribeOrganizationalUnit',
+        'organizations:ListTagsForResource',
+      ],
+      ['*'],
+      { sid: 'ReadTheOrganisation' },
+    ),
+    allow(
+      ['sso:ListPermissionSetsProvisionedToAccount', 'sso:ListAccountAssignments'],
       ['*'],
       { sid: 'ReadIdentityCenter' },
     ),

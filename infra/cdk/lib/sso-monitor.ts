@@ -60,7 +60,10 @@ export class SsoMonitor {
         SSO_PLANS_TABLE: props.plansTable.ref,
       },
       statements: [
-        allow(['dynamodb:PutItem'], [props.plansTable.attrArn], { sid: 'RecordReportsWithTheirRun' }),
+        // Reports with their run; each change that succeeded into the SSO sync's snapshot.
+        allow(['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:BatchWriteItem'], [props.plansTable.attrArn], {
+          sid: 'RecordReportsWithTheirRun',
+        }),
         shareTheSsoAdminQuota(props.quotaTable.attrArn, 'callsAndOperations'),
         allow(
           ['sso:DescribeAccountAssignmentCreationStatus', 'sso:DescribeAccountAssignmentDeletionStatus'],

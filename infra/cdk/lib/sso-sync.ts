@@ -1,24 +1,29 @@
-// SSO assignment sync (flows A and B): SsoReconcileFunction and SsoApiFunction plan and record
-// runs in SsoPlansTable and queue changes on SsoChangesQueue -> SsoAssignmentWorkerFunction
-// -> IAM Identity Center -> SsoAssignmentRequestsQueue (the monitor, sso-monitor.ts)
+// SSO assignment sync (flows A and B): SsoReconcileFunction begins full runs that
+// SsoReconcileStateMachine reads, plans and queues in steps, SsoEventHandlerFunction re-plans
+// what an event touched; runs and the snapshot are in SsoPlansTable, changes go on
+// SsoChangesQueue -> SsoAssignmentWorkerFunction -> IAM Identity Center ->
+// SsoAssignmentRequestsQueue (the monitor, sso-monitor.ts)
 import { Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { dlqAlarm } from './alarms';
+import { dlqAlarm, sumOfProblemsAlarm } from './alarms';
 import { MaestroFunction } from './maestro-function';
+import { maestroStateMachine } from './maestro-state-machine';
 import { Parameters } from './parameters';
 import {
   allow,
+  lambdaInvoke,
   queueChanges,
-  readForSsoPlanning,
+  readForFullRun,
+  readWhatAnEventTouched,
   recordRuns,
   shareTheSsoAdminQuota,
   stepFunctionsExecution,
 } from './policies';
-import { TICK_RETRY_POLICY, deadLetterQueue, undeliveredEventsPolicy, workQueue } from './stores';
+import { TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy, workQueue } from './stores';
 import { table } from './tables';
 
 /**
@@ -105,14 +110,13 @@ export interface SsoSyncFunctionsProps {
   readonly api: apigwv2.HttpApi;
   readonly monitorQueue: sqs.IQueue;
   readonly approvalStateMachine: sfn.IStateMachine;
+  readonly alertsTopicArn: string;
 }
 
 export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps): void {
   const { parameters, stores, approvalStateMachine } = props;
 
-  // The planners (reconcile, API, event handler) read the same model, record their runs and
-  // queue their changes, counting their deletes against the window's budget; of them only
-  // the API reads runs back (RecordRuns with Query).
+  // The planners (reconcile, API, event handler) read the same model and record their runs.
   const plannerEnvironment = {
     SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
     IDENTITY_STORE_ID: parameters.identityStoreId,
@@ -120,28 +124,40 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     SSO_PLANS_TABLE: stores.plansTable.ref,
     SSO_CHANGES_QUEUE_URL: stores.changesQueue.queueUrl,
     QUOTA_TABLE: stores.quotaTable.ref,
-    APPROVAL_STATE_MACHINE_ARN: approvalStateMachine.stateMachineArn,
   };
-  const plannerStatements = () => [
+  // Those that queue changes hold deletes for an approval, and share the sso-admin quota.
+  const queueingStatements = () => [
     // Held deletes go to the approval workflow.
     stepFunctionsExecution(approvalStateMachine),
     shareTheSsoAdminQuota(stores.quotaTable.attrArn, 'calls'),
-    ...readForSsoPlanning(),
   ];
+  // By name: the state machine invokes SsoReconcileFunction, so a reference would be a cycle.
+  const reconcileStateMachineArn = Fn.sub(
+    'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-sso-reconcile',
+  );
 
   const reconcile = new MaestroFunction(stack, 'SsoReconcileFunction', {
     crate: 'sso-reconcile',
     description:
-      'Re-plans the whole SSO model against the actual assignments and queues the changes (flow B).',
+      'Begins full SSO reconcile runs (flow B) and does each step of SsoReconcileStateMachine - read a piece of the snapshot, plan, queue a piece of the changes.',
     memorySize: 256,
     timeoutSeconds: 900,
     // A tick that fails every retry is kept for an operator; the next tick runs anyway.
     deadLetterQueue: stores.scheduledRunsDlq,
-    environment: plannerEnvironment,
+    environment: {
+      ...plannerEnvironment,
+      APPROVAL_STATE_MACHINE_ARN: approvalStateMachine.stateMachineArn,
+      SSO_RECONCILE_STATE_MACHINE_ARN: reconcileStateMachineArn,
+    },
     statements: [
-      ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: false }),
-      queueChanges(stores.changesQueue),
+      ...queueingStatements(),
+      ...readForFullRun(),
+      // Runs, the one-run lease, the snapshot, and the deletes every run made in the
+      // guardrail's window (SSO_DELETES).
+      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'DeleteItem', 'BatchWriteItem']),
+      allow(['states:StartExecution'], [reconcileStateMachineArn], { sid: 'StartFullRuns' }),
+      // Changes go on the queue as fast as the worker drains it: its backlog is read.
+      queueChanges(stores.changesQueue, { readsBacklog: true }),
     ],
   });
   reconcile.onSchedule('Reconcile', parameters.ssoReconcileSchedule, {
@@ -150,39 +166,80 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     retryPolicy: TICK_RETRY_POLICY,
   });
 
+  // A full reconcile run (flow B): statemachines/sso-reconcile.asl.json.
+  const reconcileLogs = logGroup(stack, 'SsoReconcileLogGroup');
+  const reconcileStateMachine = maestroStateMachine(stack, 'SsoReconcileStateMachine', {
+    definitionFile: 'sso-reconcile.asl.json',
+    name: Fn.sub('${AWS::StackName}-sso-reconcile'),
+    substitutions: { SsoReconcileFunctionArn: reconcile.fn.functionArn },
+    logGroup: reconcileLogs,
+    statements: [lambdaInvoke(reconcile.fn)],
+  });
+  sumOfProblemsAlarm(
+    stack,
+    'SsoReconcileFailedAlarm',
+    "A full SSO reconcile run aborted, failed or timed out; its record (GET /sso/plan) says why.",
+    [
+      {
+        id: 'failed',
+        namespace: 'AWS/States',
+        metricName: 'ExecutionsFailed',
+        dimension: { name: 'StateMachineArn', value: reconcileStateMachine.stateMachineArn },
+      },
+      {
+        id: 'timedout',
+        namespace: 'AWS/States',
+        metricName: 'ExecutionsTimedOut',
+        dimension: { name: 'StateMachineArn', value: reconcileStateMachine.stateMachineArn },
+      },
+    ],
+    'Failed or timed-out executions',
+    props.alertsTopicArn,
+  );
+
   const api = new MaestroFunction(stack, 'SsoApiFunction', {
     crate: 'sso-api',
     description:
-      'The SSO sync over HTTP (the latest plan, reconcile now with a dry run by default, and explain).',
+      'The SSO sync over HTTP (the latest plan, begin a full run with a dry run by default, and explain from the snapshot).',
     memorySize: 256,
     timeoutSeconds: 29,
     // Every route is the operators' alone.
     environment: {
       ...plannerEnvironment,
+      SSO_RECONCILE_STATE_MACHINE_ARN: reconcileStateMachine.stateMachineArn,
       TEAMS_CLAIM: parameters.authTeamsClaim,
       OPERATORS_TEAM: parameters.operatorsTeam,
     },
     statements: [
-      ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: true }),
-      queueChanges(stores.changesQueue),
+      // A full run begins here: its workflow reads, plans and queues.
+      stepFunctionsExecution(reconcileStateMachine),
+      // Runs, the one-run lease, and the snapshot explain reads.
+      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'DeleteItem']),
     ],
   });
   api.onHttp('LatestPlan', props.api, apigwv2.HttpMethod.GET, '/sso/plan');
+  api.onHttp('RunSummary', props.api, apigwv2.HttpMethod.GET, '/sso/runs/{runId}');
   api.onHttp('Reconcile', props.api, apigwv2.HttpMethod.POST, '/sso/reconcile');
   api.onHttp('Explain', props.api, apigwv2.HttpMethod.GET, '/sso/explain');
 
   const eventHandler = new MaestroFunction(stack, 'SsoEventHandlerFunction', {
     crate: 'sso-event-handler',
     description:
-      'Re-plans what one Organizations, IAM Identity Center or identity-store event touched (flow A).',
+      'Reads again what one Organizations, IAM Identity Center or identity-store event touched into the snapshot and re-plans it (flow A).',
     memorySize: 256,
     timeoutSeconds: 300,
     deadLetterQueue: stores.eventsDlq,
-    environment: { ...plannerEnvironment, IDEMPOTENCY_TABLE: stores.idempotencyTable.ref },
+    environment: {
+      ...plannerEnvironment,
+      APPROVAL_STATE_MACHINE_ARN: approvalStateMachine.stateMachineArn,
+      IDEMPOTENCY_TABLE: stores.idempotencyTable.ref,
+    },
     statements: [
-      ...plannerStatements(),
-      recordRuns(stores.plansTable.attrArn, { countsDeletes: true, readsRuns: false }),
+      ...queueingStatements(),
+      ...readWhatAnEventTouched(),
+      // Runs, the snapshot it patches, and the deletes every run made in the guardrail's
+      // window (SSO_DELETES).
+      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'BatchWriteItem']),
       allow(['dynamodb:PutItem', 'dynamodb:DeleteItem'], [stores.idempotencyTable.attrArn], {
         sid: 'HandleEachEventOnce',
       }),

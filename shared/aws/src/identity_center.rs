@@ -14,7 +14,7 @@ use maestro_domain::sso::provisioning::{
     AccountId, AssignmentOperation, AssignmentRequest, InstanceArn, PermissionSetArn, PrincipalId,
     PrincipalType, RequestId,
 };
-use maestro_domain::sso::reconcile::IdentityCenterReader;
+use maestro_domain::sso::snapshot::IdentityCenterReader;
 
 use crate::SdkConfig;
 use crate::sdk_error::port_error;
@@ -181,7 +181,7 @@ impl IdentityCenterReader for IdentityCenter {
         &self.instance_arn
     }
 
-    async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError> {
+    async fn permission_set_arns(&self) -> Result<Vec<PermissionSetArn>, PortError> {
         let arns = self
             .every_page(|token| async move {
                 let page = self
@@ -195,28 +195,39 @@ impl IdentityCenterReader for IdentityCenter {
                 Ok((page.permission_sets.unwrap_or_default(), page.next_token))
             })
             .await?;
-        let mut sets = Vec::with_capacity(arns.len());
-        for arn in arns {
-            self.slot().await?;
-            let name = self
-                .sso_admin
-                .describe_permission_set()
-                .instance_arn(self.instance_arn.as_str())
-                .permission_set_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, &arn, e))?
+        arns.into_iter()
+            .map(|arn| parsed(SERVICE, Some(arn)))
+            .collect()
+    }
+
+    async fn permission_set(
+        &self,
+        arn: &PermissionSetArn,
+    ) -> Result<Option<PermissionSetInfo>, PortError> {
+        self.slot().await?;
+        let described = self
+            .sso_admin
+            .describe_permission_set()
+            .instance_arn(self.instance_arn.as_str())
+            .permission_set_arn(arn.as_str())
+            .send()
+            .await;
+        let name = match described {
+            Ok(output) => output
                 .permission_set
                 .and_then(|p| p.name)
-                .unwrap_or_default();
-            let tags = self.tags(&arn).await?;
-            sets.push(PermissionSetInfo {
-                arn: parsed(SERVICE, Some(arn))?,
-                name,
-                tags,
-            });
-        }
-        Ok(sets)
+                .unwrap_or_default(),
+            Err(e) => match port_error(SERVICE, arn.as_str(), e) {
+                PortError::NotFound { .. } => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        let tags = self.tags(arn.as_str()).await?;
+        Ok(Some(PermissionSetInfo {
+            arn: arn.clone(),
+            name,
+            tags,
+        }))
     }
 
     async fn groups(&self) -> Result<Vec<Principal>, PortError> {
@@ -259,49 +270,74 @@ impl IdentityCenterReader for IdentityCenter {
         Ok(users)
     }
 
-    /// Lists assignments only where they can be: IAM Identity Center provisions a permission
-    /// set to every account it assigns it in, so the pairs to list are the set's provisioned
-    /// accounts (one call per set), not every account times every set.
-    async fn assignments(
+    /// IAM Identity Center provisions a permission set to every account it assigns it in, so
+    /// the pairs to list are the set's provisioned accounts, not every account times every
+    /// set.
+    async fn accounts_provisioned(
         &self,
-        accounts: &[AccountId],
-        permission_sets: &[PermissionSetArn],
+        set: &PermissionSetArn,
+    ) -> Result<Vec<AccountId>, PortError> {
+        let ids = self
+            .every_page(|token| async move {
+                let page = self
+                    .sso_admin
+                    .list_accounts_for_provisioned_permission_set()
+                    .instance_arn(self.instance_arn.as_str())
+                    .permission_set_arn(set.as_str())
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(SERVICE, &format!("the accounts {set} is provisioned to"), e)
+                    })?;
+                Ok((page.account_ids.unwrap_or_default(), page.next_token))
+            })
+            .await?;
+        ids.into_iter()
+            .map(|id| AccountId::try_from(id).map_err(|e| rejected(SERVICE, e.to_string())))
+            .collect()
+    }
+
+    async fn sets_provisioned_to(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<PermissionSetArn>, PortError> {
+        let arns = self
+            .every_page(|token| async move {
+                let page = self
+                    .sso_admin
+                    .list_permission_sets_provisioned_to_account()
+                    .instance_arn(self.instance_arn.as_str())
+                    .account_id(account.as_str())
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(
+                            SERVICE,
+                            &format!("the permission sets provisioned to {account}"),
+                            e,
+                        )
+                    })?;
+                Ok((page.permission_sets.unwrap_or_default(), page.next_token))
+            })
+            .await?;
+        arns.into_iter()
+            .map(|arn| parsed(SERVICE, Some(arn)))
+            .collect()
+    }
+
+    async fn assignments_of(
+        &self,
+        account: &AccountId,
+        set: &PermissionSetArn,
     ) -> Result<Vec<Assignment>, PortError> {
-        let wanted: std::collections::HashSet<&str> =
-            accounts.iter().map(AccountId::as_str).collect();
-        let mut assignments = Vec::new();
-        for set in permission_sets {
-            let provisioned: Vec<String> = self
-                .every_page(|token| async move {
-                    let page = self
-                        .sso_admin
-                        .list_accounts_for_provisioned_permission_set()
-                        .instance_arn(self.instance_arn.as_str())
-                        .permission_set_arn(set.as_str())
-                        .set_next_token(token)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            port_error(SERVICE, &format!("the accounts {set} is provisioned to"), e)
-                        })?;
-                    Ok((page.account_ids.unwrap_or_default(), page.next_token))
-                })
-                .await?
-                .into_iter()
-                .filter(|id| wanted.contains(id.as_str()))
-                .collect();
-            for account in provisioned {
-                let account =
-                    AccountId::try_from(account).map_err(|e| rejected(SERVICE, e.to_string()))?;
-                assignments.extend(self.assignments_of(&account, set).await?);
-            }
-        }
-        Ok(assignments)
+        self.listed_assignments(account, set).await
     }
 }
 
 impl IdentityCenter {
-    async fn assignments_of(
+    async fn listed_assignments(
         &self,
         account: &AccountId,
         set: &PermissionSetArn,

@@ -20,6 +20,7 @@ pub mod sdk_error;
 pub mod secrets;
 pub mod sign_in;
 pub mod signing_keys;
+pub mod snapshot;
 pub mod sso;
 pub mod sso_admin;
 pub mod step_functions;

@@ -9,7 +9,7 @@ use aws_sdk_organizations::types::{AccountState, ParentType};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::plan::{AccountStatus, OrgAccount};
 use maestro_domain::sso::provisioning::AccountId;
-use maestro_domain::sso::reconcile::OrganisationReader;
+use maestro_domain::sso::snapshot::OrganisationReader;
 
 use crate::SdkConfig;
 use crate::sdk_error::port_error;
@@ -52,7 +52,7 @@ impl OrganizationsReader {
         }
     }
 
-    async fn tags(&self, account_id: &str) -> Result<BTreeMap<String, String>, PortError> {
+    async fn tags_of(&self, account_id: &str) -> Result<BTreeMap<String, String>, PortError> {
         let mut tags = BTreeMap::new();
         let mut pages = self
             .client
@@ -143,6 +143,81 @@ impl OrganizationsReader {
     }
 }
 
+fn status_of(state: Option<&AccountState>) -> AccountStatus {
+    // `State`: Organizations retired `Status` on 2026-09-09.
+    match state {
+        Some(AccountState::PendingActivation) => AccountStatus::PendingActivation,
+        Some(AccountState::Active) => AccountStatus::Active,
+        Some(AccountState::Suspended) => AccountStatus::Suspended,
+        Some(AccountState::PendingClosure) => AccountStatus::PendingClosure,
+        Some(AccountState::Closed) => AccountStatus::Closed,
+        other => AccountStatus::Other(format!("{other:?}")),
+    }
+}
+
+fn org_account(
+    account: aws_sdk_organizations::types::Account,
+    ou_path: Option<Vec<String>>,
+) -> Result<OrgAccount, PortError> {
+    let id = account
+        .id
+        .clone()
+        .ok_or_else(|| rejected("an account without id".into()))?;
+    Ok(OrgAccount {
+        status: status_of(account.state()),
+        id: AccountId::try_from(id).map_err(|e| rejected(e.to_string()))?,
+        name: account.name.unwrap_or_default(),
+        tags: BTreeMap::new(),
+        ou_path,
+    })
+}
+
+impl OrganizationsReader {
+    /// The OUs directly under `parent`, id and name.
+    async fn ous_under(&self, parent: &str) -> Result<Vec<(String, String)>, PortError> {
+        let mut ous = Vec::new();
+        let mut pages = self
+            .client
+            .list_organizational_units_for_parent()
+            .parent_id(parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, parent, e))?;
+            for ou in page.organizational_units.unwrap_or_default() {
+                let id = ou.id.ok_or_else(|| rejected("an OU without id".into()))?;
+                ous.push((id, ou.name.unwrap_or_default()));
+            }
+        }
+        Ok(ous)
+    }
+
+    /// The accounts directly under `parent`.
+    async fn accounts_under(
+        &self,
+        parent: &str,
+        path: &[String],
+    ) -> Result<Vec<OrgAccount>, PortError> {
+        let mut accounts = Vec::new();
+        let mut pages = self
+            .client
+            .list_accounts_for_parent()
+            .parent_id(parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, parent, e))?;
+            for account in page.accounts.unwrap_or_default() {
+                accounts.push(org_account(account, Some(path.to_vec()))?);
+            }
+        }
+        Ok(accounts)
+    }
+}
+
+/// Organizations nests OUs at most five levels below the root.
+const MAX_OU_DEPTH: usize = 5;
+
 #[async_trait]
 impl OrganisationReader for OrganizationsReader {
     async fn management_account(&self) -> Result<Option<AccountId>, PortError> {
@@ -159,35 +234,63 @@ impl OrganisationReader for OrganizationsReader {
             .transpose()
     }
 
-    async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError> {
+    /// Walks the tree from the root: per parent, its OUs and its accounts (two listings), so
+    /// a 2,000-account organisation in 200 OUs costs about 400 calls, not a `ListParents`
+    /// walk per account.
+    async fn tree(&self) -> Result<Vec<OrgAccount>, PortError> {
+        let roots = self
+            .client
+            .list_roots()
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "the roots", e))?
+            .roots
+            .unwrap_or_default();
         let mut accounts = Vec::new();
-        let mut pages = self.client.list_accounts().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error(SERVICE, "the accounts", e))?;
-            for account in page.accounts.unwrap_or_default() {
-                let id = account
-                    .id
-                    .clone()
-                    .ok_or_else(|| rejected("an account without id".into()))?;
-                // `State`: Organizations retired `Status` on 2026-09-09.
-                let status = match account.state() {
-                    Some(AccountState::PendingActivation) => AccountStatus::PendingActivation,
-                    Some(AccountState::Active) => AccountStatus::Active,
-                    Some(AccountState::Suspended) => AccountStatus::Suspended,
-                    Some(AccountState::PendingClosure) => AccountStatus::PendingClosure,
-                    Some(AccountState::Closed) => AccountStatus::Closed,
-                    other => AccountStatus::Other(format!("{other:?}")),
-                };
-                accounts.push(OrgAccount {
-                    tags: self.tags(&id).await?,
-                    ou_path: self.ou_path(&id).await,
-                    id: AccountId::try_from(id).map_err(|e| rejected(e.to_string()))?,
-                    name: account.name.unwrap_or_default(),
-                    status,
-                });
+        let mut parents: Vec<(String, Vec<String>)> = roots
+            .into_iter()
+            .filter_map(|root| root.id)
+            .map(|id| (id, Vec::new()))
+            .collect();
+        while let Some((parent, path)) = parents.pop() {
+            accounts.extend(self.accounts_under(&parent, &path).await?);
+            if path.len() >= MAX_OU_DEPTH {
+                continue;
+            }
+            for (id, name) in self.ous_under(&parent).await? {
+                let mut below = path.clone();
+                below.push(name);
+                parents.push((id, below));
             }
         }
         Ok(accounts)
+    }
+
+    async fn tags(&self, account: &AccountId) -> Result<BTreeMap<String, String>, PortError> {
+        self.tags_of(account.as_str()).await
+    }
+
+    async fn account(&self, account: &AccountId) -> Result<Option<OrgAccount>, PortError> {
+        let described = self
+            .client
+            .describe_account()
+            .account_id(account.as_str())
+            .send()
+            .await;
+        let described = match described {
+            Ok(output) => output.account,
+            Err(e) => match port_error(SERVICE, account.as_str(), e) {
+                PortError::NotFound { .. } => None,
+                other => return Err(other),
+            },
+        };
+        let Some(described) = described else {
+            return Ok(None);
+        };
+        let ou_path = self.ou_path(account.as_str()).await;
+        let mut found = org_account(described, ou_path)?;
+        found.tags = self.tags_of(account.as_str()).await?;
+        Ok(Some(found))
     }
 }
 

@@ -7,19 +7,24 @@
 //! | --- | --- | --- |
 //! | `SSO_RUNS` | `<startedAt>#<runId>` | the run's id, outcome and chunk count, for listing |
 //! | `SSO_RUN#<runId>` | `CHUNK#<n>` | the n-th piece of the record's JSON |
+//! | `SSO_RUN#<runId>` | `OUTCOME` | the run's outcome as last recorded, over the chunks' (a run feeding the queue records its progress without writing its plan again) |
 //! | `SSO_RUN#<runId>` | `REPORT#<requestId>` | the monitor's final report of one request |
+//! | `SSO_FULL_RUN` | `LEASE` | the full run under way (`holder`) and until when it may hold the lease (`until`) |
 //! | `SSO_DELETES` | `<window seconds>` | the deletes every run made in the current and the previous window (`windows`: number → count), and a `version` |
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use maestro_domain::port::PortError;
 use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
-use maestro_domain::sso::reconcile::{DeleteBudget, PlanStore, RunRecord, Spent};
+use maestro_domain::sso::reconcile::{DeleteBudget, FullRunLease, PlanStore, RunRecord, Spent};
 
 use crate::SdkConfig;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 use crate::versioned::VersionedMap;
 
 const SERVICE: &str = "dynamodb";
@@ -90,6 +95,7 @@ impl PlanStore for DynamoPlanStore {
                 .await
                 .map_err(|e| port_error(SERVICE, &self.table, e))?;
         }
+        self.save_outcome(run).await?;
         let outcome = serde_json::to_string(&run.outcome).map_err(|e| rejected(e.to_string()))?;
         self.client
             .put_item()
@@ -102,6 +108,22 @@ impl PlanStore for DynamoPlanStore {
             .item("runId", s(&run.run_id))
             .item("outcome", s(outcome))
             .item("chunks", AttributeValue::N(pieces.len().to_string()))
+            .item("expiresAt", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?;
+        Ok(())
+    }
+
+    async fn save_outcome(&self, run: &RunRecord) -> Result<(), PortError> {
+        let outcome = serde_json::to_string(&run.outcome).map_err(|e| rejected(e.to_string()))?;
+        let expires = (run.started_at + chrono::Duration::days(RETENTION_DAYS)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("SSO_RUN#{}", run.run_id)))
+            .item("sk", s("OUTCOME"))
+            .item("json", s(outcome))
             .item("expiresAt", AttributeValue::N(expires.to_string()))
             .send()
             .await
@@ -134,6 +156,7 @@ impl PlanStore for DynamoPlanStore {
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError> {
         let mut json = String::new();
+        let mut outcome = None;
         let mut reports = Vec::new();
         let mut pages = self
             .client
@@ -146,10 +169,16 @@ impl PlanStore for DynamoPlanStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
             for item in page.items.unwrap_or_default() {
-                // Items come sorted by sk: the CHUNK#s in order, then the REPORT#s.
+                // Items come sorted by sk: the CHUNK#s in order, the OUTCOME, the REPORT#s.
                 let sk = text(&item, "sk")?;
                 if sk.starts_with("CHUNK#") {
                     json.push_str(&text(&item, "json")?);
+                } else if sk == "OUTCOME" {
+                    outcome = Some(serde_json::from_str(&text(&item, "json")?).map_err(|e| {
+                        rejected(format!(
+                            "the outcome of run {run_id} does not read back: {e}"
+                        ))
+                    })?);
                 } else if sk.starts_with("REPORT#") {
                     let report: ProvisioningReport = serde_json::from_str(&text(&item, "json")?)
                         .map_err(|e| {
@@ -165,6 +194,9 @@ impl PlanStore for DynamoPlanStore {
         let mut run: RunRecord = serde_json::from_str(&json)
             .map_err(|e| rejected(format!("run {run_id} does not read back: {e}")))?;
         run.reports = reports;
+        if let Some(outcome) = outcome {
+            run.outcome = outcome;
+        }
         Ok(Some(run))
     }
 }
@@ -262,6 +294,72 @@ impl DeleteBudget for DynamoPlanStore {
             service: SERVICE,
             detail: "too many runs counted their deletes at once".into(),
         })
+    }
+}
+
+const LEASE: &str = "SSO_FULL_RUN";
+
+fn epoch(at: chrono::DateTime<chrono::Utc>) -> AttributeValue {
+    AttributeValue::N(at.timestamp().to_string())
+}
+
+/// One item names the full run under way; a run takes it only if it is free, expired, or
+/// its own, in one conditional write.
+#[async_trait]
+impl FullRunLease for DynamoPlanStore {
+    async fn take(
+        &self,
+        run_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, PortError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(LEASE))
+            .item("sk", s("LEASE"))
+            .item("holder", s(run_id))
+            .item("until", epoch(until))
+            .item("expiresAt", epoch(until + chrono::Duration::days(1)))
+            .condition_expression("attribute_not_exists(pk) OR holder = :me OR #until < :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":me", s(run_id))
+            .expression_attribute_values(":now", epoch(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match put {
+            Ok(_) => return Ok(None),
+            Err(error) => error,
+        };
+        if let SdkError::ServiceError(context) = &error
+            && let PutItemError::ConditionalCheckFailedException(failed) = context.err()
+        {
+            let holder = failed
+                .item()
+                .and_then(|item| item.get("holder"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_else(|| "another run".to_owned());
+            return Ok(Some(holder));
+        }
+        Err(port_error(SERVICE, &self.table, error))
+    }
+
+    async fn release(&self, run_id: &str) -> Result<(), PortError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(LEASE))
+            .key("sk", s("LEASE"))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", s(run_id))
+            .send()
+            .await;
+        // Not held by this run (any more): nothing to free.
+        written(SERVICE, &self.table, deleted).map(|_| ())
     }
 }
 

@@ -1,7 +1,7 @@
 //! SQS: the SSO changes queue and the provisioning monitor queue.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::apply::{ChangeDeferral, MonitorQueue};
 use maestro_domain::sso::provisioning::AssignmentRequest;
@@ -98,6 +98,26 @@ impl JsonQueue {
 impl ChangeQueue for JsonQueue {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
         self.send_all(changes).await
+    }
+
+    /// The visible, in-flight and delayed messages, as SQS approximates them.
+    async fn backlog(&self) -> Result<usize, PortError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.url, e))?
+            .attributes
+            .unwrap_or_default();
+        Ok(attributes
+            .values()
+            .filter_map(|count| count.parse::<usize>().ok())
+            .sum())
     }
 }
 

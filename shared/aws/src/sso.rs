@@ -6,6 +6,7 @@ use std::sync::Arc;
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::Ports;
+use maestro_domain::sso::snapshot::Clock;
 
 use crate::SdkConfig;
 use crate::env::{EnvError, FunctionEnv};
@@ -14,14 +15,21 @@ use crate::organizations::OrganizationsReader;
 use crate::plan_store::DynamoPlanStore;
 use crate::queues::JsonQueue;
 use crate::quota::DynamoQuota;
-use crate::step_functions::{ApprovalWorkflowStarter, NoApprovalWorkflow};
+use crate::snapshot::DynamoSnapshotStore;
+use crate::step_functions::{
+    ApprovalWorkflowStarter, NoApprovalWorkflow, NoReconcileWorkflow, ReconcileWorkflowStarter,
+};
 
 pub struct SsoServices {
     pub model: SsoModel,
     pub organisation: OrganizationsReader,
     pub identity_center: IdentityCenter,
     pub store: DynamoPlanStore,
+    pub snapshot: DynamoSnapshotStore,
     pub changes: JsonQueue,
+    /// The full runs' state machine (`SSO_RECONCILE_STATE_MACHINE_ARN`), for the functions
+    /// that begin full runs.
+    pub workflow: Option<ReconcileWorkflowStarter>,
     /// The approval workflow held deletes go to (`APPROVAL_STATE_MACHINE_ARN`, optional for
     /// functions that never hold deletes).
     pub approvals: Option<ApprovalWorkflowStarter>,
@@ -30,7 +38,7 @@ pub struct SsoServices {
 impl SsoServices {
     /// Reads `SSO_MODEL_CONFIG` (JSON; empty means the defaults), `SSO_INSTANCE_ARN`,
     /// `IDENTITY_STORE_ID`, `SSO_PLANS_TABLE`, `SSO_CHANGES_QUEUE_URL`, `QUOTA_TABLE`, and
-    /// `APPROVAL_STATE_MACHINE_ARN` if it is set.
+    /// `APPROVAL_STATE_MACHINE_ARN` and `SSO_RECONCILE_STATE_MACHINE_ARN` if they are set.
     pub fn from_parts(config: &SdkConfig, env: &FunctionEnv) -> Result<Self, EnvError> {
         let mut vars = env.reader();
         let model = SsoModel::from_json(env.get("SSO_MODEL_CONFIG").unwrap_or_default())
@@ -47,6 +55,10 @@ impl SsoServices {
             .get("APPROVAL_STATE_MACHINE_ARN")
             .filter(|arn| !arn.is_empty())
             .map(|arn| ApprovalWorkflowStarter::new(config, arn.to_owned()));
+        let workflow = env
+            .get("SSO_RECONCILE_STATE_MACHINE_ARN")
+            .filter(|arn| !arn.is_empty())
+            .map(|arn| ReconcileWorkflowStarter::new(config, arn.to_owned()));
         vars.finish()?;
         let (Some(model), Some(instance_arn)) = (model, instance_arn) else {
             return Err(EnvError {
@@ -61,8 +73,10 @@ impl SsoServices {
                     config,
                     quota_table,
                 ))),
-            store: DynamoPlanStore::new(config, table),
+            store: DynamoPlanStore::new(config, table.clone()),
+            snapshot: DynamoSnapshotStore::new(config, table),
             changes: JsonQueue::new(config, queue_url),
+            workflow,
             approvals,
         })
     }
@@ -71,7 +85,14 @@ impl SsoServices {
         Ports {
             organisation: &self.organisation,
             identity_center: &self.identity_center,
+            clock: &SystemClock,
+            snapshot: &self.snapshot,
             store: &self.store,
+            lease: &self.store,
+            workflow: match &self.workflow {
+                Some(starter) => starter,
+                None => &NoReconcileWorkflow,
+            },
             changes: &self.changes,
             approvals: match &self.approvals {
                 Some(starter) => starter,
@@ -79,5 +100,14 @@ impl SsoServices {
             },
             deletes: &self.store,
         }
+    }
+}
+
+/// The time as the machine tells it.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 }

@@ -9,7 +9,7 @@ use maestro_domain::approvals::workflow::{ActionRequest, held_deletes_request};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::plan::PlannedDelete;
 use maestro_domain::sso::provisioning::{MonitorBatch, MonitorLauncher, MonitorStart};
-use maestro_domain::sso::reconcile::HeldDeletesApproval;
+use maestro_domain::sso::reconcile::{HeldDeletesApproval, ReconcileWorkflow};
 
 use crate::SdkConfig;
 use crate::sdk_error::port_error;
@@ -235,6 +235,52 @@ impl HeldDeletesApproval for NoApprovalWorkflow {
             detail:
                 "APPROVAL_STATE_MACHINE_ARN is not set: held deletes cannot be sent for approval"
                     .into(),
+        })
+    }
+}
+
+/// Starts a full reconcile run's workflow (`statemachines/sso-reconcile.asl.json`), the
+/// execution named after the run.
+pub struct ReconcileWorkflowStarter {
+    client: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl ReconcileWorkflowStarter {
+    pub fn new(config: &SdkConfig, state_machine_arn: String) -> Self {
+        ReconcileWorkflowStarter {
+            client: aws_sdk_sfn::Client::new(config),
+            state_machine_arn,
+        }
+    }
+}
+
+#[async_trait]
+impl ReconcileWorkflow for ReconcileWorkflowStarter {
+    async fn start(&self, run_id: &str) -> Result<(), PortError> {
+        self.client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(run_id)
+            .input(serde_json::json!({ "runId": run_id }).to_string())
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &format!("run {run_id}"), e))?;
+        Ok(())
+    }
+}
+
+/// Where full runs are not begun (the event handler, the action runner): beginning one is an
+/// error that says so.
+pub struct NoReconcileWorkflow;
+
+#[async_trait]
+impl ReconcileWorkflow for NoReconcileWorkflow {
+    async fn start(&self, _: &str) -> Result<(), PortError> {
+        Err(PortError::Rejected {
+            service: SERVICE,
+            detail: "SSO_RECONCILE_STATE_MACHINE_ARN is not set: this function begins no full run"
+                .into(),
         })
     }
 }

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::provisioning::{AccountId, PermissionSetArn};
 use super::reconcile::Scope;
+use super::snapshot::Refresh;
 
 /// The parts of an EventBridge event that the SSO sync reads; `detail` is CloudTrail's record.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,8 +34,8 @@ impl ChangeEvent {
 /// What an event means for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Touch {
-    /// Re-plan this scope.
-    Replan(Scope),
+    /// Read `refresh` again into the snapshot, then re-plan `scope`.
+    Replan { scope: Scope, refresh: Refresh },
     /// Nothing the model reads changed (a failed call, a tag on an OU we do not read…).
     Nothing(&'static str),
 }
@@ -53,14 +54,15 @@ pub struct UnreadableEvent {
 ///
 /// - Organizations `MoveAccount`, `CloseAccount`, `CreateAccountResult`, and tag changes on an
 ///   account: that account. A tag change on an OU or the root, and `UpdateOrganizationalUnit`
-///   (an OU renamed may change the environment of every account below it): everything.
+///   (an OU renamed may change the environment of every account below it): everything, after
+///   the organisation's tree is read again.
 /// - IAM Identity Center `CreatePermissionSet`, `DeletePermissionSet`, and tag changes on a
 ///   permission set: that permission set.
 /// - Identity store `CreateGroup`, `DeleteGroup` and `UpdateGroup` (sources
 ///   `aws.identitystore` and `aws.sso-directory`), and groups provisioned by SCIM
 ///   (`aws.identitystore-scim`, CloudTrail's `identitystore-scim.amazonaws.com`)
-///   `CreateGroup` and `DeleteGroup`: everything, since a group may match any account, and a
-///   renamed group parses differently. SCIM's `PatchGroup` hides its body (a rename and a
+///   `CreateGroup` and `DeleteGroup`: everything, after the groups are read again, since a
+///   group may match any account, and a renamed group parses differently. SCIM's `PatchGroup` hides its body (a rename and a
 ///   membership change look alike) and membership changes are frequent: the scheduled
 ///   reconcile picks a SCIM rename up.
 pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
@@ -73,25 +75,39 @@ pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
         event_name: event.event_name().to_owned(),
         problem: problem.to_owned(),
     };
-    let account = |value: &Value| -> Result<Scope, UnreadableEvent> {
+    let account = |value: &Value| -> Result<Touch, UnreadableEvent> {
         let id = value
             .as_str()
             .ok_or_else(|| unreadable("no account id in the event"))?;
         AccountId::try_from(id)
-            .map(|account_id| Scope::Account { account_id })
+            .map(|account_id| Touch::Replan {
+                scope: Scope::Account {
+                    account_id: account_id.clone(),
+                },
+                refresh: Refresh::Account { account_id },
+            })
             .map_err(|e| unreadable(&e.to_string()))
     };
-    let permission_set = |value: &Value| -> Result<Scope, UnreadableEvent> {
+    let permission_set = |value: &Value| -> Result<Touch, UnreadableEvent> {
         let arn = value
             .as_str()
             .ok_or_else(|| unreadable("no permission set ARN in the event"))?;
         PermissionSetArn::try_from(arn)
-            .map(|permission_set_arn| Scope::PermissionSet { permission_set_arn })
+            .map(|permission_set_arn| Touch::Replan {
+                scope: Scope::PermissionSet {
+                    permission_set_arn: permission_set_arn.clone(),
+                },
+                refresh: Refresh::PermissionSet { permission_set_arn },
+            })
             .map_err(|e| unreadable(&e.to_string()))
+    };
+    let everything = |refresh| Touch::Replan {
+        scope: Scope::Everything,
+        refresh,
     };
     let request = &event.detail["requestParameters"];
     let response = &event.detail["responseElements"];
-    let scope = match (event.source.as_str(), event.event_name()) {
+    let touch = match (event.source.as_str(), event.event_name()) {
         ("aws.organizations", "MoveAccount" | "CloseAccount") => account(&request["accountId"])?,
         ("aws.organizations", "CreateAccountResult") => {
             account(&event.detail["serviceEventDetails"]["createAccountStatus"]["accountId"])?
@@ -101,11 +117,11 @@ pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
                 Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => {
                     account(&request["resourceId"])?
                 }
-                Some(_) => Scope::Everything,
+                Some(_) => everything(Refresh::OrganisationTree),
                 None => return Err(unreadable("no resourceId in the event")),
             }
         }
-        ("aws.organizations", "UpdateOrganizationalUnit") => Scope::Everything,
+        ("aws.organizations", "UpdateOrganizationalUnit") => everything(Refresh::OrganisationTree),
         ("aws.sso", "CreatePermissionSet") => {
             permission_set(&response["permissionSet"]["permissionSetArn"])?
         }
@@ -121,14 +137,16 @@ pub fn touched_by(event: &ChangeEvent) -> Result<Touch, UnreadableEvent> {
             "aws.identitystore" | "aws.sso-directory",
             "CreateGroup" | "DeleteGroup" | "UpdateGroup",
         )
-        | ("aws.identitystore-scim", "CreateGroup" | "DeleteGroup") => Scope::Everything,
+        | ("aws.identitystore-scim", "CreateGroup" | "DeleteGroup") => {
+            everything(Refresh::Principals)
+        }
         _ => {
             return Ok(Touch::Nothing(
                 "the model does not read what this event changes",
             ));
         }
     };
-    Ok(Touch::Replan(scope))
+    Ok(touch)
 }
 
 #[cfg(test)]
@@ -148,9 +166,20 @@ mod tests {
     }
 
     fn account_scope(id: &str) -> Touch {
-        Touch::Replan(Scope::Account {
-            account_id: AccountId::try_from(id).unwrap(),
-        })
+        let account_id = AccountId::try_from(id).unwrap();
+        Touch::Replan {
+            scope: Scope::Account {
+                account_id: account_id.clone(),
+            },
+            refresh: Refresh::Account { account_id },
+        }
+    }
+
+    fn everything(refresh: Refresh) -> Touch {
+        Touch::Replan {
+            scope: Scope::Everything,
+            refresh,
+        }
     }
 
     #[test]
@@ -182,9 +211,15 @@ mod tests {
             "TagResource",
             json!({"requestParameters": {"resourceId": "ou-ab12-cdef3456"}}),
         );
-        assert_eq!(touched_by(&tagged_ou), Ok(Touch::Replan(Scope::Everything)));
+        assert_eq!(
+            touched_by(&tagged_ou),
+            Ok(everything(Refresh::OrganisationTree))
+        );
         let renamed = event("aws.organizations", "UpdateOrganizationalUnit", json!({}));
-        assert_eq!(touched_by(&renamed), Ok(Touch::Replan(Scope::Everything)));
+        assert_eq!(
+            touched_by(&renamed),
+            Ok(everything(Refresh::OrganisationTree))
+        );
     }
 
     #[test]
@@ -199,7 +234,7 @@ mod tests {
         ] {
             assert_eq!(
                 touched_by(&event(source, name, json!({}))),
-                Ok(Touch::Replan(Scope::Everything)),
+                Ok(everything(Refresh::Principals)),
                 "{source} {name}"
             );
         }
@@ -215,7 +250,10 @@ mod tests {
             "TagResource",
             json!({"requestParameters": {"resourceArn": arn}}),
         );
-        let Ok(Touch::Replan(Scope::PermissionSet { permission_set_arn })) = touched_by(&tagged)
+        let Ok(Touch::Replan {
+            scope: Scope::PermissionSet { permission_set_arn },
+            refresh: Refresh::PermissionSet { .. },
+        }) = touched_by(&tagged)
         else {
             panic!("a permission set's tags touch that set");
         };

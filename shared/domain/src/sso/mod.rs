@@ -6,4 +6,5 @@ pub mod model;
 pub mod plan;
 pub mod provisioning;
 pub mod reconcile;
+pub mod snapshot;
 pub mod synthetic;

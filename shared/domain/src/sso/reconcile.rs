@@ -1,51 +1,49 @@
-//! A reconcile run (flows A and B): read everything, plan, record the plan, and queue the
-//! changes for the assignment worker. Nothing is changed when any input cannot be read in
-//! full or looks partial.
+//! Reconcile runs (flows A and B). A full run (flow B) is a workflow: it begins (one at a
+//! time, recorded as RUNNING), reads a fresh snapshot in pieces, plans from it, and queues
+//! the changes in pieces, each step one invocation well inside its timeout. An event run
+//! (flow A) re-reads only what its event touched, patches the current snapshot and re-plans
+//! its scope. Nothing is changed when any input cannot be read in full or looks partial.
 
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::model::SsoModel;
-use super::plan::{
-    AbortReason, Assignment, HoldReason, OrgAccount, PermissionSetInfo, Plan, PlanInputs,
-    PlannedDelete, Principal, plan,
-};
+use super::plan::{AbortReason, Assignment, HoldReason, Plan, PlannedDelete, plan};
 use super::provisioning::{
     AccountId, AssignmentOperation, InstanceArn, PermissionSetArn, ProvisioningReport,
 };
+use super::snapshot::{
+    Clock, CurrentSnapshot, IdentityCenterReader, OrganisationReader, ReadCursor, Readers, Refresh,
+    SnapshotStore, read_piece, refreshed,
+};
 use crate::port::PortError;
 
-/// Reads the organisation (AWS Organizations).
-#[async_trait]
-pub trait OrganisationReader: Send + Sync {
-    /// The management account, if the caller can tell.
-    async fn management_account(&self) -> Result<Option<AccountId>, PortError>;
-    /// Every account with its tags and OU path, in full.
-    async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError>;
-}
+/// How long a full run holds the lease after each of its steps took or renewed it: a run
+/// whose workflow died without ending frees it within this.
+pub const FULL_RUN_LEASE: Duration = Duration::hours(1);
 
-/// Reads IAM Identity Center and its identity store.
-#[async_trait]
-pub trait IdentityCenterReader: Send + Sync {
-    fn instance_arn(&self) -> &InstanceArn;
-    async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError>;
-    async fn groups(&self) -> Result<Vec<Principal>, PortError>;
-    async fn users(&self) -> Result<Vec<Principal>, PortError>;
-    /// The assignments of the given permission sets in the given accounts, in full.
-    async fn assignments(
-        &self,
-        accounts: &[AccountId],
-        permission_sets: &[PermissionSetArn],
-    ) -> Result<Vec<Assignment>, PortError>;
-}
+/// How many changes may wait on the changes queue while a full run feeds it: about two
+/// minutes of IAM Identity Center's pace (15 outstanding operations), so that a freed slot is
+/// taken at once and no change waits long for one, however large the run.
+pub const QUEUE_BACKLOG: usize = 300;
+
+/// How long a full run's workflow waits between two feeds of the changes queue.
+pub const FEED_WAIT_SECONDS: u32 = 60;
+
+/// An event run refuses to plan from a snapshot whose full read started longer ago than this:
+/// the scheduled reconcile has been failing, and it is alarmed on.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::hours(24);
 
 /// Where every run's record is kept (DynamoDB).
 #[async_trait]
 pub trait PlanStore: Send + Sync {
     async fn save(&self, run: &RunRecord) -> Result<(), PortError>;
+    /// Records only the run's new outcome, its plan as last saved: what a run feeding the
+    /// queue writes after each piece, without writing its plan again.
+    async fn save_outcome(&self, run: &RunRecord) -> Result<(), PortError>;
     async fn latest(&self) -> Result<Option<RunRecord>, PortError>;
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError>;
 }
@@ -99,6 +97,8 @@ fn is_zero(n: &u32) -> bool {
 #[async_trait]
 pub trait ChangeQueue: Send + Sync {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError>;
+    /// About how many changes wait on the queue, delayed and in flight included.
+    async fn backlog(&self) -> Result<usize, PortError>;
 }
 
 /// What a run looks at and may change: everything (flow B), or what one event touched
@@ -176,8 +176,18 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Outcome {
+    /// A full run that began and is reading or planning.
+    Running,
     /// A dry run: the plan is recorded, nothing queued.
     Planned,
+    /// The plan is recorded and its changes are being queued; `queued` are on the queue.
+    #[serde(rename_all = "camelCase")]
+    Applying {
+        creates: usize,
+        deletes: usize,
+        held: usize,
+        queued: usize,
+    },
     /// The changes were queued; held deletes wait for an approval.
     #[serde(rename_all = "camelCase")]
     Queued {
@@ -227,7 +237,7 @@ pub struct RunSummary {
 }
 
 impl RunRecord {
-    /// A run about to plan: nothing planned or reported yet.
+    /// A run that begins: nothing planned or reported yet.
     fn starting(run: Run) -> RunRecord {
         RunRecord {
             run_id: run.run_id,
@@ -235,7 +245,7 @@ impl RunRecord {
             trigger: run.trigger,
             scope: run.scope,
             mode: run.mode,
-            outcome: Outcome::Planned,
+            outcome: Outcome::Running,
             plan: None,
             reports: Vec::new(),
         }
@@ -266,17 +276,40 @@ impl RunRecord {
 pub struct Ports<'a> {
     pub organisation: &'a dyn OrganisationReader,
     pub identity_center: &'a dyn IdentityCenterReader,
+    pub clock: &'a dyn Clock,
+    pub snapshot: &'a dyn SnapshotStore,
     pub store: &'a dyn PlanStore,
+    pub lease: &'a dyn FullRunLease,
+    pub workflow: &'a dyn ReconcileWorkflow,
     pub changes: &'a dyn ChangeQueue,
     pub approvals: &'a dyn HeldDeletesApproval,
     pub deletes: &'a dyn DeleteBudget,
 }
 
-/// Why a run could not even record itself.
+impl Ports<'_> {
+    fn readers(&self) -> Readers<'_> {
+        Readers {
+            organisation: self.organisation,
+            identity_center: self.identity_center,
+            clock: self.clock,
+        }
+    }
+}
+
+/// Why a run could not even record itself, or a step of it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("cannot record the run: {0}")]
     Store(PortError),
+    #[error("no reconcile run {0} is recorded")]
+    UnknownRun(String),
+    #[error("cannot read into the snapshot: {0}")]
+    Read(PortError),
+    #[error("cannot start the run's workflow: {0}")]
+    Workflow(PortError),
+    /// The run's lease expired and another full run took it: this one must stop.
+    #[error("full run {0} holds the lease now")]
+    LeaseLost(String),
     #[error("cannot queue the changes: {0}")]
     Queue(PortError),
     #[error("the changes are queued, but the held deletes could not be sent for approval: {0}")]
@@ -286,73 +319,14 @@ pub enum ReconcileError {
 impl ReconcileError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            ReconcileError::Store(e) | ReconcileError::Queue(e) | ReconcileError::Approval(e) => {
-                e.is_retryable()
-            }
+            ReconcileError::Store(e)
+            | ReconcileError::Read(e)
+            | ReconcileError::Workflow(e)
+            | ReconcileError::Queue(e)
+            | ReconcileError::Approval(e) => e.is_retryable(),
+            ReconcileError::UnknownRun(_) | ReconcileError::LeaseLost(_) => false,
         }
     }
-}
-
-/// Reads every input in full (the assignments only within `scope`); any failure becomes an
-/// abort reason.
-pub async fn read_inputs(
-    organisation: &dyn OrganisationReader,
-    identity_center: &dyn IdentityCenterReader,
-    scope: &Scope,
-) -> Result<PlanInputs, Vec<String>> {
-    let management = organisation.management_account().await;
-    let accounts = organisation.accounts().await;
-    let permission_sets = identity_center.permission_sets().await;
-    let groups = identity_center.groups().await;
-    let users = identity_center.users().await;
-    let mut reasons = Vec::new();
-    let management = management.unwrap_or_else(|e| {
-        reasons.push(read_failure("the management account", e));
-        None
-    });
-    let accounts = in_full(&mut reasons, "the accounts", accounts);
-    let permission_sets = in_full(&mut reasons, "the permission sets", permission_sets);
-    let groups = in_full(&mut reasons, "the groups", groups);
-    let users = in_full(&mut reasons, "the users", users);
-    if !reasons.is_empty() {
-        return Err(reasons);
-    }
-    let account_ids: Vec<AccountId> = match scope {
-        Scope::Account { account_id } => vec![account_id.clone()],
-        _ => accounts.iter().map(|a| a.id.clone()).collect(),
-    };
-    let set_arns: Vec<PermissionSetArn> = match scope {
-        Scope::PermissionSet { permission_set_arn } => permission_sets
-            .iter()
-            .filter(|s| s.arn == *permission_set_arn)
-            .map(|s| s.arn.clone())
-            .collect(),
-        _ => permission_sets.iter().map(|s| s.arn.clone()).collect(),
-    };
-    let assignments = identity_center
-        .assignments(&account_ids, &set_arns)
-        .await
-        .map_err(|e| vec![read_failure("the assignments", e)])?;
-    Ok(PlanInputs {
-        management_account_id: management,
-        accounts,
-        permission_sets,
-        groups,
-        users,
-        assignments,
-    })
-}
-
-fn read_failure(what: &str, error: PortError) -> String {
-    format!("cannot read {what}: {error}")
-}
-
-/// A listing, or nothing with the reason recorded.
-fn in_full<T>(reasons: &mut Vec<String>, what: &str, listing: Result<Vec<T>, PortError>) -> Vec<T> {
-    listing.unwrap_or_else(|e| {
-        reasons.push(read_failure(what, e));
-        Vec::new()
-    })
 }
 
 /// What to run: its id, what started it, what it looks at, and whether it applies.
@@ -365,84 +339,445 @@ pub struct Run {
     pub now: DateTime<Utc>,
 }
 
-/// The plan of `scope` from inputs read now, or every reason not to trust one.
-async fn plan_scope(
-    model: &SsoModel,
-    ports: &Ports<'_>,
-    scope: &Scope,
-) -> Result<Plan, Vec<String>> {
-    let inputs = read_inputs(ports.organisation, ports.identity_center, scope).await?;
-    let mut planned = plan(model, &inputs).map_err(|aborted| {
-        aborted
-            .reasons
-            .iter()
-            .map(AbortReason::to_string)
-            .collect::<Vec<_>>()
-    })?;
-    scope.restrict(&mut planned);
-    Ok(planned)
+/// At most one full run at a time (DynamoDB): two would read, plan and queue the same
+/// changes, and share IAM Identity Center's quota between them.
+#[async_trait]
+pub trait FullRunLease: Send + Sync {
+    /// Takes the lease for `run_id` until `until`, or keeps it if `run_id` has it; answers the
+    /// run that holds it when another does.
+    async fn take(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, PortError>;
+    /// Frees the lease if `run_id` holds it.
+    async fn release(&self, run_id: &str) -> Result<(), PortError>;
 }
 
-/// One reconcile run, recorded whatever its outcome.
-pub async fn reconcile(
-    model: &SsoModel,
-    ports: &Ports<'_>,
-    run: Run,
-) -> Result<RunRecord, ReconcileError> {
-    let mut record = RunRecord::starting(run);
-    match plan_scope(model, ports, &record.scope).await {
-        Err(reasons) => {
-            record.outcome = Outcome::Aborted { reasons };
-        }
-        Ok(mut planned) => {
-            if record.mode == Mode::Apply {
-                hold_past_the_window(model, ports, record.started_at, &mut planned).await?;
-                let changes = changes_of(
-                    &record.run_id,
-                    ports.identity_center.instance_arn(),
-                    &planned,
-                );
-                // The record says what is being queued before anything is, so a failure
-                // between the two leaves a record that explains the queue's contents.
-                record.outcome = Outcome::Queued {
-                    creates: planned.create.len(),
-                    deletes: planned.deletes_to_run().count(),
-                    held: planned.held_deletes().count(),
-                };
-                record.plan = Some(planned);
-                ports
-                    .store
-                    .save(&record)
-                    .await
-                    .map_err(ReconcileError::Store)?;
-                ports
-                    .changes
-                    .enqueue(&changes)
-                    .await
-                    .map_err(ReconcileError::Queue)?;
-                let held: Vec<PlannedDelete> = record
-                    .plan
-                    .iter()
-                    .flat_map(|p| p.held_deletes().cloned())
-                    .collect();
-                if !held.is_empty() {
-                    ports
-                        .approvals
-                        .request(&record.run_id, &held)
-                        .await
-                        .map_err(ReconcileError::Approval)?;
-                }
-                return Ok(record);
+/// The lease kept in memory: for tests and the simulation.
+#[derive(Default)]
+pub struct InMemoryLease(std::sync::Mutex<Option<(String, DateTime<Utc>)>>);
+
+impl InMemoryLease {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(String, DateTime<Utc>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The run holding the lease, if any.
+    pub fn holder(&self) -> Option<String> {
+        self.held().as_ref().map(|(holder, _)| holder.clone())
+    }
+
+    /// Gives the lease to `run_id` until `until`, whoever held it.
+    pub fn hand_to(&self, run_id: &str, until: DateTime<Utc>) {
+        *self.held() = Some((run_id.to_owned(), until));
+    }
+}
+
+#[async_trait]
+impl FullRunLease for InMemoryLease {
+    async fn take(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, PortError> {
+        let mut held = self.held();
+        match &*held {
+            Some((holder, expires)) if holder != run_id && *expires > now => {
+                Ok(Some(holder.clone()))
             }
-            record.plan = Some(planned);
+            _ => {
+                *held = Some((run_id.to_owned(), until));
+                Ok(None)
+            }
         }
     }
+
+    async fn release(&self, run_id: &str) -> Result<(), PortError> {
+        let mut held = self.held();
+        if held.as_ref().is_some_and(|(holder, _)| holder == run_id) {
+            *held = None;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a full run's workflow (the `SsoReconcileStateMachine`), named after the run.
+#[async_trait]
+pub trait ReconcileWorkflow: Send + Sync {
+    async fn start(&self, run_id: &str) -> Result<(), PortError>;
+}
+
+/// How a full run's beginning went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Began {
+    /// Recorded as RUNNING, its workflow started.
+    Started(Box<RunRecord>),
+    /// Another full run holds the lease: nothing was recorded or started.
+    AlreadyRunning { run_id: String },
+}
+
+/// Begins a full run: takes the lease, records the run as RUNNING, and starts its workflow.
+/// A workflow that cannot be started leaves the run recorded as aborted and the lease free.
+pub async fn begin_full_run(ports: &Ports<'_>, run: Run) -> Result<Began, ReconcileError> {
+    let (run_id, now) = (run.run_id.clone(), run.now);
+    if let Some(holder) = ports
+        .lease
+        .take(&run_id, now, now + FULL_RUN_LEASE)
+        .await
+        .map_err(ReconcileError::Store)?
+    {
+        return Ok(Began::AlreadyRunning { run_id: holder });
+    }
+    let mut record = RunRecord::starting(Run {
+        scope: Scope::Everything,
+        ..run
+    });
+    if let Err(e) = ports.store.save(&record).await {
+        let _ = ports.lease.release(&run_id).await;
+        return Err(ReconcileError::Store(e));
+    }
+    if let Err(e) = ports.workflow.start(&run_id).await {
+        record.outcome = Outcome::Aborted {
+            reasons: vec![format!("cannot start the run's workflow: {e}")],
+        };
+        ports
+            .store
+            .save(&record)
+            .await
+            .map_err(ReconcileError::Store)?;
+        ports
+            .lease
+            .release(&run_id)
+            .await
+            .map_err(ReconcileError::Store)?;
+        return Err(ReconcileError::Workflow(e));
+    }
+    Ok(Began::Started(Box::new(record)))
+}
+
+async fn recorded(ports: &Ports<'_>, run_id: &str) -> Result<RunRecord, ReconcileError> {
+    ports
+        .store
+        .get(run_id)
+        .await
+        .map_err(ReconcileError::Store)?
+        .ok_or_else(|| ReconcileError::UnknownRun(run_id.to_owned()))
+}
+
+/// One piece of a full run's read: into the run's own generation of the snapshot, from
+/// `cursor` until `until`.
+pub async fn read_step(
+    ports: &Ports<'_>,
+    run_id: &str,
+    cursor: ReadCursor,
+    until: DateTime<Utc>,
+) -> Result<ReadCursor, ReconcileError> {
+    renew(ports, run_id).await?;
+    read_piece(&ports.readers(), ports.snapshot, run_id, cursor, until)
+        .await
+        .map_err(ReconcileError::Read)
+}
+
+/// A full run whose read is done: its generation becomes the current snapshot, and the plan
+/// made from it is recorded (PLANNED for a dry run, APPLYING for one that applies, ABORTED
+/// when the inputs look partial).
+pub async fn plan_step(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    run_id: &str,
+) -> Result<RunRecord, ReconcileError> {
+    let mut record = recorded(ports, run_id).await?;
+    if record.outcome != Outcome::Running {
+        // A retried step: the plan is recorded already.
+        return Ok(record);
+    }
+    let snapshot = ports
+        .snapshot
+        .read(run_id)
+        .await
+        .map_err(ReconcileError::Read)?;
+    ports
+        .snapshot
+        .make_current(&CurrentSnapshot {
+            generation: run_id.to_owned(),
+            read_from: record.started_at,
+        })
+        .await
+        .map_err(ReconcileError::Store)?;
+    record_plan(model, ports, &mut record, &snapshot.inputs).await?;
+    if !matches!(record.outcome, Outcome::Applying { .. }) {
+        release(ports, run_id).await?;
+    }
+    Ok(record)
+}
+
+/// Feeds an applying run's changes to the queue: as many as keep its backlog at
+/// [`QUEUE_BACKLOG`], `max` at most. The workflow calls it every [`FEED_WAIT_SECONDS`] until
+/// every change is queued, so that a run of any size drains at IAM Identity Center's pace
+/// and no change waits on the queue long enough to end in the DLQ. Where it starts is the
+/// record's count, not the step's input, so a retried step does not queue a piece twice.
+pub async fn queue_step(
+    ports: &Ports<'_>,
+    run_id: &str,
+    max: usize,
+) -> Result<RunRecord, ReconcileError> {
+    let mut record = recorded(ports, run_id).await?;
+    renew(ports, run_id).await?;
+    let backlog = ports
+        .changes
+        .backlog()
+        .await
+        .map_err(ReconcileError::Queue)?;
+    let room = QUEUE_BACKLOG.saturating_sub(backlog).min(max);
+    queue_piece(ports, &mut record, room).await?;
+    if !matches!(record.outcome, Outcome::Applying { .. }) {
+        release(ports, run_id).await?;
+    }
+    Ok(record)
+}
+
+/// Keeps the lease for another [`FULL_RUN_LEASE`]; a run that lost it stops.
+async fn renew(ports: &Ports<'_>, run_id: &str) -> Result<(), ReconcileError> {
+    let now = ports.clock.now();
+    match ports
+        .lease
+        .take(run_id, now, now + FULL_RUN_LEASE)
+        .await
+        .map_err(ReconcileError::Store)?
+    {
+        None => Ok(()),
+        Some(holder) => Err(ReconcileError::LeaseLost(holder)),
+    }
+}
+
+/// A full run whose workflow failed: recorded as aborted with the reason (what it had
+/// queued stays queued, and says so), and the lease freed.
+pub async fn abort_step(
+    ports: &Ports<'_>,
+    run_id: &str,
+    reason: String,
+) -> Result<RunRecord, ReconcileError> {
+    let mut record = recorded(ports, run_id).await?;
+    let mut reasons = vec![reason];
+    if let Outcome::Applying { queued, .. } = record.outcome
+        && queued > 0
+    {
+        reasons.push(format!("{queued} changes were queued before it stopped"));
+    }
+    record.outcome = Outcome::Aborted { reasons };
     ports
         .store
         .save(&record)
         .await
         .map_err(ReconcileError::Store)?;
+    release(ports, run_id).await?;
     Ok(record)
+}
+
+async fn release(ports: &Ports<'_>, run_id: &str) -> Result<(), ReconcileError> {
+    ports
+        .lease
+        .release(run_id)
+        .await
+        .map_err(ReconcileError::Store)
+}
+
+/// One event run (flow A), recorded whatever its outcome: re-reads what the event touched
+/// (`refresh`), patches the current snapshot with it, re-plans `run.scope` from the snapshot
+/// and queues the changes.
+pub async fn replan(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    run: Run,
+    refresh: &Refresh,
+) -> Result<RunRecord, ReconcileError> {
+    let mut record = RunRecord::starting(run);
+    match patched_snapshot(ports, record.started_at, std::slice::from_ref(refresh)).await {
+        Err(reasons) => {
+            record.outcome = Outcome::Aborted { reasons };
+            ports
+                .store
+                .save(&record)
+                .await
+                .map_err(ReconcileError::Store)?;
+        }
+        Ok(inputs) => {
+            record_plan(model, ports, &mut record, &inputs).await?;
+            queue_piece(ports, &mut record, usize::MAX).await?;
+        }
+    }
+    Ok(record)
+}
+
+/// The current snapshot, patched with what `refreshes` re-read; every reason not to trust
+/// it otherwise.
+async fn patched_snapshot(
+    ports: &Ports<'_>,
+    now: DateTime<Utc>,
+    refreshes: &[Refresh],
+) -> Result<super::plan::PlanInputs, Vec<String>> {
+    let current = match ports.snapshot.current().await {
+        Err(e) => return Err(vec![format!("cannot read the snapshot: {e}")]),
+        Ok(None) => {
+            return Err(vec![
+                "no snapshot yet: a full reconcile reads one first".to_owned(),
+            ]);
+        }
+        Ok(Some(current)) => current,
+    };
+    if now - current.read_from > SNAPSHOT_MAX_AGE {
+        return Err(vec![format!(
+            "the snapshot was read from {} and is older than {} hours: the scheduled reconcile is failing",
+            current.read_from,
+            SNAPSHOT_MAX_AGE.num_hours()
+        )]);
+    }
+    let mut snapshot = ports
+        .snapshot
+        .read(&current.generation)
+        .await
+        .map_err(|e| vec![format!("cannot read the snapshot: {e}")])?;
+    for refresh in refreshes {
+        let parts = refreshed(&ports.readers(), &snapshot, refresh)
+            .await
+            .map_err(|e| vec![format!("cannot read again what changed: {e}")])?;
+        ports
+            .snapshot
+            .write(&current.generation, &parts)
+            .await
+            .map_err(|e| vec![format!("cannot patch the snapshot: {e}")])?;
+        snapshot.apply(&parts);
+    }
+    Ok(snapshot.inputs)
+}
+
+/// Plans from `inputs`, keeps the plan to the run's scope, applies the guardrails, and
+/// records the run.
+async fn record_plan(
+    model: &SsoModel,
+    ports: &Ports<'_>,
+    record: &mut RunRecord,
+    inputs: &super::plan::PlanInputs,
+) -> Result<(), ReconcileError> {
+    match plan(model, inputs) {
+        Err(aborted) => {
+            record.outcome = Outcome::Aborted {
+                reasons: aborted.reasons.iter().map(AbortReason::to_string).collect(),
+            };
+        }
+        Ok(mut planned) => {
+            record.scope.restrict(&mut planned);
+            record.outcome = match record.mode {
+                Mode::DryRun => Outcome::Planned,
+                Mode::Apply => {
+                    hold_past_the_window(model, ports, record.started_at, &mut planned).await?;
+                    Outcome::Applying {
+                        creates: planned.create.len(),
+                        deletes: planned.deletes_to_run().count(),
+                        held: planned.held_deletes().count(),
+                        queued: 0,
+                    }
+                }
+            };
+            record.plan = Some(planned);
+        }
+    }
+    ports
+        .store
+        .save(record)
+        .await
+        .map_err(ReconcileError::Store)
+}
+
+/// Queues up to `max` of an applying run's changes after those already queued; once all are,
+/// sends the held deletes for approval and records the run as QUEUED. The record says how
+/// many are queued after each piece, so that a run stopped midway explains the queue.
+async fn queue_piece(
+    ports: &Ports<'_>,
+    record: &mut RunRecord,
+    max: usize,
+) -> Result<(), ReconcileError> {
+    let Outcome::Applying {
+        creates,
+        deletes,
+        held,
+        queued,
+    } = record.outcome
+    else {
+        return Ok(());
+    };
+    let Some(planned) = record.plan.as_ref() else {
+        return Err(ReconcileError::UnknownRun(format!(
+            "{} (its plan is missing)",
+            record.run_id
+        )));
+    };
+    let changes = changes_of(
+        &record.run_id,
+        ports.identity_center.instance_arn(),
+        planned,
+    );
+    let to = queued.saturating_add(max).min(changes.len());
+    if to == queued && to < changes.len() {
+        // No room on the queue this time: nothing to queue or record.
+        return Ok(());
+    }
+    if let Some(piece) = changes.get(queued..to)
+        && !piece.is_empty()
+    {
+        ports
+            .changes
+            .enqueue(piece)
+            .await
+            .map_err(ReconcileError::Queue)?;
+    }
+    if to < changes.len() {
+        record.outcome = Outcome::Applying {
+            creates,
+            deletes,
+            held,
+            queued: to,
+        };
+        return ports
+            .store
+            .save_outcome(record)
+            .await
+            .map_err(ReconcileError::Store);
+    }
+    let held_deletes: Vec<PlannedDelete> = planned.held_deletes().cloned().collect();
+    if !held_deletes.is_empty() {
+        record.outcome = Outcome::Applying {
+            creates,
+            deletes,
+            held,
+            queued: to,
+        };
+        ports
+            .store
+            .save_outcome(record)
+            .await
+            .map_err(ReconcileError::Store)?;
+        ports
+            .approvals
+            .request(&record.run_id, &held_deletes)
+            .await
+            .map_err(ReconcileError::Approval)?;
+    }
+    record.outcome = Outcome::Queued {
+        creates,
+        deletes,
+        held,
+    };
+    ports
+        .store
+        .save_outcome(record)
+        .await
+        .map_err(ReconcileError::Store)
 }
 
 /// Counts the run's deletes against the window's budget; past it, holds them all for an
@@ -526,7 +861,20 @@ pub async fn apply_held_deletes(
         mode: Mode::Apply,
         ..run
     });
-    let planned = match plan_scope(model, ports, &record.scope).await {
+    // The held accounts are read again: what the approval releases is judged on now.
+    let accounts: BTreeSet<&AccountId> = held.iter().map(|a| &a.account_id).collect();
+    let refreshes: Vec<Refresh> = accounts
+        .into_iter()
+        .map(|account_id| Refresh::Account {
+            account_id: account_id.clone(),
+        })
+        .collect();
+    let planned = match patched_snapshot(ports, record.started_at, &refreshes)
+        .await
+        .and_then(|inputs| {
+            plan(model, &inputs)
+                .map_err(|aborted| aborted.reasons.iter().map(AbortReason::to_string).collect())
+        }) {
         Err(reasons) => {
             record.outcome = Outcome::Aborted { reasons };
             ports
@@ -590,23 +938,40 @@ pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     use chrono::TimeZone;
 
     use super::*;
+    use crate::sso::plan::{OrgAccount, PermissionSetInfo, PlanInputs, Principal};
+    use crate::sso::snapshot::InMemorySnapshots;
+    use crate::sso::snapshot::{ReadCursor, Refresh};
     use crate::sso::synthetic;
 
-    /// The organisation, IAM Identity Center, the store and the queue, all in memory.
+    /// The organisation, IAM Identity Center, the snapshot, the store and the queue, all in
+    /// memory; every read costs 50 ms of a virtual clock and is counted.
     struct Fakes {
         inputs: PlanInputs,
         fail_groups: bool,
+        clock: Mutex<DateTime<Utc>>,
+        calls: Mutex<BTreeMap<&'static str, usize>>,
+        snapshots: InMemorySnapshots,
+        lease: InMemoryLease,
+        started: Mutex<Vec<String>>,
         saved: Mutex<Vec<RunRecord>>,
         queued: Mutex<Vec<AssignmentChange>>,
+        fail_queue_after: Mutex<Option<usize>>,
+        /// What the queue says waits on it.
+        backlog: Mutex<usize>,
         approvals_asked: Mutex<Vec<(String, usize)>>,
         /// The deletes counted, with when they were made.
         spent: Mutex<Vec<(DateTime<Utc>, usize)>>,
         instance_arn: InstanceArn,
+    }
+
+    fn noon() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
     }
 
     impl Fakes {
@@ -619,8 +984,15 @@ mod tests {
                     workloads: 5,
                 }),
                 fail_groups: false,
+                clock: Mutex::new(noon()),
+                calls: Mutex::new(BTreeMap::new()),
+                snapshots: InMemorySnapshots::default(),
+                lease: InMemoryLease::default(),
+                started: Mutex::new(Vec::new()),
                 saved: Mutex::new(Vec::new()),
                 queued: Mutex::new(Vec::new()),
+                fail_queue_after: Mutex::new(None),
+                backlog: Mutex::new(0),
                 approvals_asked: Mutex::new(Vec::new()),
                 spent: Mutex::new(Vec::new()),
                 instance_arn: InstanceArn::try_from(
@@ -634,39 +1006,153 @@ mod tests {
             Ports {
                 organisation: self,
                 identity_center: self,
+                clock: self,
+                snapshot: &self.snapshots,
                 store: self,
+                lease: &self.lease,
+                workflow: self,
                 changes: self,
                 approvals: self,
                 deletes: self,
             }
         }
 
-        async fn run(&self, mode: Mode) -> RunRecord {
-            self.run_at(mode, Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap())
-                .await
+        fn call(&self, api: &'static str) {
+            *self.calls.lock().unwrap().entry(api).or_default() += 1;
+            *self.clock.lock().unwrap() += Duration::milliseconds(50);
         }
 
+        fn calls(&self) -> usize {
+            self.calls.lock().unwrap().values().sum()
+        }
+
+        fn set_clock(&self, now: DateTime<Utc>) {
+            *self.clock.lock().unwrap() = now;
+        }
+
+        async fn run(&self, mode: Mode) -> RunRecord {
+            self.run_at(mode, noon()).await
+        }
+
+        /// A full run through its workflow, as the state machine drives it: reads of at most
+        /// `piece` of virtual time, and queue steps of at most 7 changes.
         async fn run_at(&self, mode: Mode, now: DateTime<Utc>) -> RunRecord {
+            self.full_run(mode, now, Duration::seconds(60)).await.0
+        }
+
+        async fn full_run(
+            &self,
+            mode: Mode,
+            now: DateTime<Utc>,
+            piece: Duration,
+        ) -> (RunRecord, Vec<usize>) {
+            self.set_clock(now);
+            let run_id = format!("run-{}", self.saved.lock().unwrap().len() + 1);
             let run = Run {
-                run_id: "run-1".into(),
+                run_id: run_id.clone(),
                 trigger: Trigger::Cli,
                 scope: Scope::Everything,
                 mode,
                 now,
             };
-            reconcile(&SsoModel::default(), &self.ports(), run)
+            let ports = self.ports();
+            let Began::Started(_) = begin_full_run(&ports, run).await.unwrap() else {
+                panic!("another run holds the lease");
+            };
+            let mut cursor = ReadCursor::Organisation;
+            let mut pieces = Vec::new();
+            while cursor != ReadCursor::Done {
+                let until = self.now() + piece;
+                let before = self.calls();
+                let read = read_step(&ports, &run_id, cursor.clone(), until).await;
+                pieces.push(self.calls() - before);
+                match read {
+                    Ok(next) => cursor = next,
+                    Err(e) => {
+                        return (
+                            abort_step(&ports, &run_id, e.to_string()).await.unwrap(),
+                            pieces,
+                        );
+                    }
+                }
+            }
+            let mut record = plan_step(&SsoModel::default(), &ports, &run_id)
                 .await
-                .expect("the run is recorded")
+                .unwrap();
+            while matches!(record.outcome, Outcome::Applying { .. }) {
+                record = match queue_step(&ports, &run_id, 7).await {
+                    Ok(record) => record,
+                    Err(e) => abort_step(&ports, &run_id, e.to_string()).await.unwrap(),
+                };
+            }
+            (record, pieces)
+        }
+    }
+
+    impl Fakes {
+        /// A full run begun at noon and read in full, its plan recorded: what the state
+        /// machine has done by its first QUEUE step.
+        async fn planned(&self, run_id: &str, mode: Mode) -> RunRecord {
+            let ports = self.ports();
+            let run = Run {
+                run_id: run_id.into(),
+                trigger: Trigger::Schedule,
+                scope: Scope::Everything,
+                mode,
+                now: noon(),
+            };
+            let Began::Started(_) = begin_full_run(&ports, run).await.unwrap() else {
+                panic!("another run holds the lease");
+            };
+            let mut cursor = ReadCursor::Organisation;
+            while cursor != ReadCursor::Done {
+                cursor = read_step(&ports, run_id, cursor, noon() + Duration::hours(1))
+                    .await
+                    .unwrap();
+            }
+            plan_step(&SsoModel::default(), &ports, run_id)
+                .await
+                .unwrap()
+        }
+    }
+
+    impl Clock for Fakes {
+        fn now(&self) -> DateTime<Utc> {
+            *self.clock.lock().unwrap()
         }
     }
 
     #[async_trait]
     impl OrganisationReader for Fakes {
         async fn management_account(&self) -> Result<Option<AccountId>, PortError> {
+            self.call("DescribeOrganization");
             Ok(self.inputs.management_account_id.clone())
         }
-        async fn accounts(&self) -> Result<Vec<OrgAccount>, PortError> {
-            Ok(self.inputs.accounts.clone())
+        async fn tree(&self) -> Result<Vec<OrgAccount>, PortError> {
+            self.call("ListAccountsForParent");
+            Ok(self
+                .inputs
+                .accounts
+                .iter()
+                .map(|a| OrgAccount {
+                    tags: BTreeMap::new(),
+                    ..a.clone()
+                })
+                .collect())
+        }
+        async fn tags(&self, account: &AccountId) -> Result<BTreeMap<String, String>, PortError> {
+            self.call("organizations:ListTagsForResource");
+            let found = self.inputs.accounts.iter().find(|a| a.id == *account);
+            Ok(found.map(|a| a.tags.clone()).unwrap_or_default())
+        }
+        async fn account(&self, account: &AccountId) -> Result<Option<OrgAccount>, PortError> {
+            self.call("DescribeAccount");
+            Ok(self
+                .inputs
+                .accounts
+                .iter()
+                .find(|a| a.id == *account)
+                .cloned())
         }
     }
 
@@ -675,10 +1161,29 @@ mod tests {
         fn instance_arn(&self) -> &InstanceArn {
             &self.instance_arn
         }
-        async fn permission_sets(&self) -> Result<Vec<PermissionSetInfo>, PortError> {
-            Ok(self.inputs.permission_sets.clone())
+        async fn permission_set_arns(&self) -> Result<Vec<PermissionSetArn>, PortError> {
+            self.call("ListPermissionSets");
+            Ok(self
+                .inputs
+                .permission_sets
+                .iter()
+                .map(|s| s.arn.clone())
+                .collect())
+        }
+        async fn permission_set(
+            &self,
+            arn: &PermissionSetArn,
+        ) -> Result<Option<PermissionSetInfo>, PortError> {
+            self.call("DescribePermissionSet");
+            Ok(self
+                .inputs
+                .permission_sets
+                .iter()
+                .find(|s| s.arn == *arn)
+                .cloned())
         }
         async fn groups(&self) -> Result<Vec<Principal>, PortError> {
+            self.call("ListGroups");
             if self.fail_groups {
                 return Err(PortError::Transient {
                     service: "identitystore",
@@ -688,21 +1193,78 @@ mod tests {
             Ok(self.inputs.groups.clone())
         }
         async fn users(&self) -> Result<Vec<Principal>, PortError> {
+            self.call("ListUsers");
             Ok(self.inputs.users.clone())
         }
-        async fn assignments(
+        async fn accounts_provisioned(
             &self,
-            _: &[AccountId],
-            _: &[PermissionSetArn],
+            set: &PermissionSetArn,
+        ) -> Result<Vec<AccountId>, PortError> {
+            self.call("ListAccountsForProvisionedPermissionSet");
+            let accounts: BTreeSet<AccountId> = self
+                .inputs
+                .assignments
+                .iter()
+                .filter(|a| a.permission_set_arn == *set)
+                .map(|a| a.account_id.clone())
+                .collect();
+            Ok(accounts.into_iter().collect())
+        }
+        async fn sets_provisioned_to(
+            &self,
+            account: &AccountId,
+        ) -> Result<Vec<PermissionSetArn>, PortError> {
+            self.call("ListPermissionSetsProvisionedToAccount");
+            let sets: BTreeSet<PermissionSetArn> = self
+                .inputs
+                .assignments
+                .iter()
+                .filter(|a| a.account_id == *account)
+                .map(|a| a.permission_set_arn.clone())
+                .collect();
+            Ok(sets.into_iter().collect())
+        }
+        async fn assignments_of(
+            &self,
+            account: &AccountId,
+            set: &PermissionSetArn,
         ) -> Result<Vec<Assignment>, PortError> {
-            Ok(self.inputs.assignments.clone())
+            self.call("ListAccountAssignments");
+            Ok(self
+                .inputs
+                .assignments
+                .iter()
+                .filter(|a| a.account_id == *account && a.permission_set_arn == *set)
+                .cloned()
+                .collect())
+        }
+    }
+
+    #[async_trait]
+    impl ReconcileWorkflow for Fakes {
+        async fn start(&self, run_id: &str) -> Result<(), PortError> {
+            self.started.lock().unwrap().push(run_id.to_owned());
+            Ok(())
         }
     }
 
     #[async_trait]
     impl PlanStore for Fakes {
         async fn save(&self, run: &RunRecord) -> Result<(), PortError> {
-            self.saved.lock().unwrap().push(run.clone());
+            let mut saved = self.saved.lock().unwrap();
+            saved.retain(|r| r.run_id != run.run_id);
+            saved.push(run.clone());
+            Ok(())
+        }
+        async fn save_outcome(&self, run: &RunRecord) -> Result<(), PortError> {
+            let mut saved = self.saved.lock().unwrap();
+            let Some(stored) = saved.iter_mut().find(|r| r.run_id == run.run_id) else {
+                return Err(PortError::NotFound {
+                    service: "dynamodb",
+                    what: run.run_id.clone(),
+                });
+            };
+            stored.outcome = run.outcome.clone();
             Ok(())
         }
         async fn latest(&self) -> Result<Option<RunRecord>, PortError> {
@@ -752,8 +1314,20 @@ mod tests {
     #[async_trait]
     impl ChangeQueue for Fakes {
         async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError> {
-            self.queued.lock().unwrap().extend_from_slice(changes);
+            let mut queued = self.queued.lock().unwrap();
+            if let Some(limit) = *self.fail_queue_after.lock().unwrap()
+                && queued.len() + changes.len() > limit
+            {
+                return Err(PortError::Transient {
+                    service: "sqs",
+                    detail: "the queue is unavailable".into(),
+                });
+            }
+            queued.extend_from_slice(changes);
             Ok(())
+        }
+        async fn backlog(&self) -> Result<usize, PortError> {
+            Ok(*self.backlog.lock().unwrap())
         }
     }
 
@@ -954,13 +1528,292 @@ mod tests {
         let Outcome::Aborted { reasons } = &record.outcome else {
             panic!("expected an abort, got {:?}", record.outcome);
         };
-        assert!(reasons[0].contains("cannot read the groups"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("cannot read into the snapshot")
+                && reasons[0].contains("ThrottlingException on page 3"),
+            "{reasons:?}"
+        );
         assert!(record.plan.is_none());
         assert_eq!(
             fakes.saved.lock().unwrap().len(),
             1,
             "the abort is recorded"
         );
+        assert!(fakes.queued.lock().unwrap().is_empty());
+        assert!(
+            fakes.snapshots.current().await.unwrap().is_none(),
+            "no partial snapshot is current"
+        );
+        assert!(fakes.lease.holder().is_none(), "the lease is freed");
+    }
+
+    #[tokio::test]
+    async fn a_full_run_reads_in_pieces_that_each_stop_at_their_budget_and_plans_the_same() {
+        // Issue 14, finding 2: one invocation read everything and could not finish.
+        let fakes = Fakes::new();
+        let reference = plan(&SsoModel::default(), &fakes.inputs).unwrap();
+        let (record, pieces) = fakes
+            .full_run(Mode::DryRun, noon(), Duration::seconds(1))
+            .await;
+        // A call costs 50 ms: a piece of one second makes 20 calls, and may finish the unit of
+        // work it is in (at most two calls here), so this organisation's ~60 reads take
+        // several pieces, none of them longer than its budget by more than one unit.
+        assert!(pieces.len() >= 3, "{pieces:?}");
+        assert!(pieces.iter().all(|&calls| calls <= 22), "{pieces:?}");
+        assert_eq!(record.outcome, Outcome::Planned);
+        assert_eq!(record.plan, Some(reference), "pieces plan as one read does");
+        assert_eq!(
+            fakes
+                .snapshots
+                .current()
+                .await
+                .unwrap()
+                .map(|c| c.generation),
+            Some(record.run_id.clone())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_run_is_recorded_from_its_start_and_never_overlaps_another() {
+        let fakes = Fakes::new();
+        let ports = fakes.ports();
+        let run = |run_id: &str| Run {
+            run_id: run_id.into(),
+            trigger: Trigger::Schedule,
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now: noon(),
+        };
+        let Began::Started(first) = begin_full_run(&ports, run("run-a")).await.unwrap() else {
+            panic!("the first run begins");
+        };
+        assert_eq!(first.outcome, Outcome::Running);
+        assert_eq!(
+            fakes.saved.lock().unwrap().len(),
+            1,
+            "recorded before it reads"
+        );
+        assert_eq!(*fakes.started.lock().unwrap(), ["run-a"]);
+        assert_eq!(
+            begin_full_run(&ports, run("run-b")).await.unwrap(),
+            Began::AlreadyRunning {
+                run_id: "run-a".into()
+            }
+        );
+        assert_eq!(fakes.saved.lock().unwrap().len(), 1, "nothing recorded");
+        assert_eq!(*fakes.started.lock().unwrap(), ["run-a"], "nothing started");
+        abort_step(&ports, "run-a", "stopped by hand".into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            begin_full_run(&ports, run("run-b")).await.unwrap(),
+            Began::Started(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_while_queueing_says_what_it_queued_and_a_retry_queues_the_rest_once() {
+        // Issue 14, finding 2: a run killed while enqueuing left a QUEUED record that claimed
+        // changes it never queued.
+        let fakes = Fakes::new();
+        *fakes.fail_queue_after.lock().unwrap() = Some(10);
+        let (record, _) = fakes
+            .full_run(Mode::Apply, noon(), Duration::seconds(60))
+            .await;
+        let Outcome::Aborted { reasons } = &record.outcome else {
+            panic!("expected an abort, got {:?}", record.outcome);
+        };
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r == "7 changes were queued before it stopped"),
+            "{reasons:?}"
+        );
+        assert_eq!(fakes.queued.lock().unwrap().len(), 7);
+
+        // A step retried after a failure starts from the record's count, not from its input.
+        let fakes = Fakes::new();
+        let ports = fakes.ports();
+        let planned = fakes.planned("run-r", Mode::Apply).await;
+        let Outcome::Applying { creates, .. } = planned.outcome else {
+            panic!("applying, got {:?}", planned.outcome);
+        };
+        *fakes.fail_queue_after.lock().unwrap() = Some(10);
+        queue_step(&ports, "run-r", 7).await.unwrap();
+        assert!(queue_step(&ports, "run-r", 7).await.is_err());
+        *fakes.fail_queue_after.lock().unwrap() = None;
+        let mut record = queue_step(&ports, "run-r", 7).await.unwrap();
+        while matches!(record.outcome, Outcome::Applying { .. }) {
+            record = queue_step(&ports, "run-r", 7).await.unwrap();
+        }
+        let queued = fakes.queued.lock().unwrap().clone();
+        let distinct: BTreeSet<&Assignment> = queued.iter().map(|c| &c.assignment).collect();
+        assert_eq!(queued.len(), creates, "every change queued once");
+        assert_eq!(distinct.len(), creates);
+        assert!(matches!(record.outcome, Outcome::Queued { .. }));
+        assert!(fakes.lease.holder().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_run_feeds_the_queue_no_faster_than_it_drains() {
+        // Issue 14, finding 3: a first run put all its changes on the queue at once, and
+        // most waited their way to the DLQ.
+        let fakes = Fakes::new();
+        let ports = fakes.ports();
+        fakes.planned("run-f", Mode::Apply).await;
+        let queued = |fakes: &Fakes| fakes.queued.lock().unwrap().len();
+        *fakes.backlog.lock().unwrap() = QUEUE_BACKLOG - 4;
+        let record = queue_step(&ports, "run-f", usize::MAX).await.unwrap();
+        assert_eq!(queued(&fakes), 4, "only the room the backlog leaves");
+        assert!(matches!(
+            record.outcome,
+            Outcome::Applying { queued: 4, .. }
+        ));
+        *fakes.backlog.lock().unwrap() = QUEUE_BACKLOG + 30;
+        queue_step(&ports, "run-f", usize::MAX).await.unwrap();
+        assert_eq!(queued(&fakes), 4, "a full queue takes nothing more");
+        // The worker drains 100 between two feeds; each feed fills the backlog again, no more.
+        let mut record = record;
+        let mut feeds = 1;
+        while matches!(record.outcome, Outcome::Applying { .. }) {
+            *fakes.backlog.lock().unwrap() = QUEUE_BACKLOG - 100;
+            let before = queued(&fakes);
+            record = queue_step(&ports, "run-f", usize::MAX).await.unwrap();
+            assert!(queued(&fakes) - before <= 100);
+            feeds += 1;
+        }
+        let Outcome::Queued { creates, .. } = record.outcome else {
+            panic!("every change queued, got {:?}", record.outcome);
+        };
+        assert_eq!(queued(&fakes), creates);
+        assert!(feeds >= 3, "the run needed several feeds: {feeds}");
+        assert!(fakes.lease.holder().is_none(), "done, the lease is free");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_lost_its_lease_stops() {
+        let fakes = Fakes::new();
+        let ports = fakes.ports();
+        fakes.planned("run-old", Mode::Apply).await;
+        // Its workflow stalled past the lease, and a new run took it.
+        fakes.lease.hand_to("run-new", noon() + Duration::hours(3));
+        let stalled = queue_step(&ports, "run-old", usize::MAX).await;
+        assert!(matches!(stalled, Err(ReconcileError::LeaseLost(holder)) if holder == "run-new"));
+        assert!(fakes.queued.lock().unwrap().is_empty(), "it queued nothing");
+    }
+
+    #[tokio::test]
+    async fn an_event_run_reads_only_what_its_event_touched() {
+        // Issue 14, finding 2: a one-account event read every account and permission set.
+        let mut fakes = Fakes::new();
+        fakes.run(Mode::Apply).await;
+        let full_read = fakes.calls();
+        // The account moves to another workload.
+        let account = 3;
+        let id = synthetic::account_id(account);
+        fakes.inputs.accounts[account]
+            .tags
+            .insert("workload".into(), "w4".into());
+        for change in fakes.queued.lock().unwrap().iter() {
+            fakes.inputs.assignments.push(change.assignment.clone());
+        }
+        fakes.queued.lock().unwrap().clear();
+        fakes.calls.lock().unwrap().clear();
+        let record = replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            Run {
+                run_id: "run-event".into(),
+                trigger: Trigger::Event {
+                    event_id: "e-1".into(),
+                    event_name: "TagResource".into(),
+                },
+                scope: Scope::Account {
+                    account_id: id.clone(),
+                },
+                mode: Mode::Apply,
+                now: noon() + Duration::minutes(5),
+            },
+            &Refresh::Account {
+                account_id: id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let calls = fakes.calls.lock().unwrap().clone();
+        let provisioned = fakes
+            .inputs
+            .assignments
+            .iter()
+            .filter(|a| a.account_id == id)
+            .map(|a| &a.permission_set_arn)
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert_eq!(
+            calls.values().sum::<usize>(),
+            2 + provisioned,
+            "one account, its provisioned sets and their assignments: {calls:?} (a full read made {full_read})"
+        );
+        assert!(
+            matches!(record.outcome, Outcome::Queued { .. }),
+            "{:?}",
+            record.outcome
+        );
+        let queued = fakes.queued.lock().unwrap().clone();
+        assert!(!queued.is_empty());
+        assert!(queued.iter().all(|c| c.assignment.account_id == id));
+        // The patch is in the snapshot: the account's new workload is what explain reads.
+        let generation = fakes.snapshots.current().await.unwrap().unwrap().generation;
+        let snapshot = fakes.snapshots.read(&generation).await.unwrap();
+        let patched = snapshot
+            .inputs
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .unwrap();
+        assert_eq!(patched.tags.get("workload").map(String::as_str), Some("w4"));
+    }
+
+    #[tokio::test]
+    async fn an_event_run_without_a_fresh_snapshot_changes_nothing_and_says_why() {
+        let fakes = Fakes::new();
+        let event_run = |now| Run {
+            run_id: "run-event".into(),
+            trigger: Trigger::Event {
+                event_id: "e-1".into(),
+                event_name: "CreateGroup".into(),
+            },
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now,
+        };
+        let record = replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            event_run(noon()),
+            &Refresh::Principals,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            record.outcome,
+            Outcome::Aborted {
+                reasons: vec!["no snapshot yet: a full reconcile reads one first".into()]
+            }
+        );
+        fakes.run(Mode::DryRun).await;
+        let stale = replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            event_run(noon() + Duration::hours(25)),
+            &Refresh::Principals,
+        )
+        .await
+        .unwrap();
+        let Outcome::Aborted { reasons } = &stale.outcome else {
+            panic!("a stale snapshot is refused, got {:?}", stale.outcome);
+        };
+        assert!(reasons[0].contains("older than 24 hours"), "{reasons:?}");
         assert!(fakes.queued.lock().unwrap().is_empty());
     }
 }

@@ -1,0 +1,600 @@
+//! The snapshot: what the sync has read of the organisation and of IAM Identity Center, kept
+//! between invocations. A full run reads a fresh generation in pieces, each well inside one
+//! invocation's time, and makes it current once it is whole; an event re-reads only what it
+//! touched and patches the current generation; plans, event runs and explanations read it.
+//! No piece of work is ever proportional to the organisation unless it is the full read.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Assignment, OrgAccount, PermissionSetInfo, PlanInputs, Principal};
+use super::provisioning::{AccountId, InstanceArn, PermissionSetArn};
+use crate::port::PortError;
+
+/// Reads the organisation (AWS Organizations).
+#[async_trait]
+pub trait OrganisationReader: Send + Sync {
+    /// The management account, if the caller can tell.
+    async fn management_account(&self) -> Result<Option<AccountId>, PortError>;
+    /// Every account with its state and OU path, its tags not read (empty): the organisation
+    /// read as a tree, OUs per parent and accounts per OU, at a few calls per OU.
+    async fn tree(&self) -> Result<Vec<OrgAccount>, PortError>;
+    async fn tags(&self, account: &AccountId) -> Result<BTreeMap<String, String>, PortError>;
+    /// One account with its tags and OU path; `None` when it is not in the organisation.
+    async fn account(&self, account: &AccountId) -> Result<Option<OrgAccount>, PortError>;
+}
+
+/// Reads IAM Identity Center and its identity store.
+#[async_trait]
+pub trait IdentityCenterReader: Send + Sync {
+    fn instance_arn(&self) -> &InstanceArn;
+    async fn permission_set_arns(&self) -> Result<Vec<PermissionSetArn>, PortError>;
+    /// A permission set's name and tags; `None` when it no longer exists.
+    async fn permission_set(
+        &self,
+        arn: &PermissionSetArn,
+    ) -> Result<Option<PermissionSetInfo>, PortError>;
+    async fn groups(&self) -> Result<Vec<Principal>, PortError>;
+    async fn users(&self) -> Result<Vec<Principal>, PortError>;
+    /// The accounts a permission set is provisioned to: the only accounts where it can be
+    /// assigned.
+    async fn accounts_provisioned(
+        &self,
+        set: &PermissionSetArn,
+    ) -> Result<Vec<AccountId>, PortError>;
+    /// The permission sets provisioned to an account.
+    async fn sets_provisioned_to(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<PermissionSetArn>, PortError>;
+    /// Every assignment of `set` in `account`.
+    async fn assignments_of(
+        &self,
+        account: &AccountId,
+        set: &PermissionSetArn,
+    ) -> Result<Vec<Assignment>, PortError>;
+}
+
+/// The time, so that a piece of work knows when to stop (a virtual one in the simulation).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// One thing the snapshot holds, as a reader writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "part", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SnapshotPart {
+    #[serde(rename_all = "camelCase")]
+    ManagementAccount { account_id: Option<AccountId> },
+    #[serde(rename_all = "camelCase")]
+    Account { account: OrgAccount },
+    #[serde(rename_all = "camelCase")]
+    AccountGone { account_id: AccountId },
+    /// The permission sets of the instance, before each is described.
+    #[serde(rename_all = "camelCase")]
+    PermissionSetsListed { arns: Vec<PermissionSetArn> },
+    #[serde(rename_all = "camelCase")]
+    PermissionSet { permission_set: PermissionSetInfo },
+    #[serde(rename_all = "camelCase")]
+    PermissionSetGone { arn: PermissionSetArn },
+    /// Every group, replacing those held.
+    #[serde(rename_all = "camelCase")]
+    Groups { groups: Vec<Principal> },
+    /// Every user, replacing those held.
+    #[serde(rename_all = "camelCase")]
+    Users { users: Vec<Principal> },
+    #[serde(rename_all = "camelCase")]
+    Assigned { assignment: Assignment },
+    #[serde(rename_all = "camelCase")]
+    Unassigned { assignment: Assignment },
+}
+
+/// A generation of the snapshot as read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub inputs: PlanInputs,
+    pub permission_sets_listed: Vec<PermissionSetArn>,
+}
+
+impl Snapshot {
+    /// Applies parts as the store does: what an event run plans from after its patch.
+    pub fn apply(&mut self, parts: &[SnapshotPart]) {
+        let inputs = &mut self.inputs;
+        let mut assigned = Vec::new();
+        let mut unassigned = HashSet::new();
+        for part in parts {
+            match part {
+                SnapshotPart::ManagementAccount { account_id } => {
+                    inputs.management_account_id = account_id.clone();
+                }
+                SnapshotPart::Account { account } => {
+                    inputs.accounts.retain(|a| a.id != account.id);
+                    inputs.accounts.push(account.clone());
+                }
+                SnapshotPart::AccountGone { account_id } => {
+                    inputs.accounts.retain(|a| a.id != *account_id);
+                }
+                SnapshotPart::PermissionSetsListed { arns } => {
+                    self.permission_sets_listed = arns.clone();
+                }
+                SnapshotPart::PermissionSet { permission_set } => {
+                    inputs
+                        .permission_sets
+                        .retain(|s| s.arn != permission_set.arn);
+                    inputs.permission_sets.push(permission_set.clone());
+                }
+                SnapshotPart::PermissionSetGone { arn } => {
+                    inputs.permission_sets.retain(|s| s.arn != *arn);
+                }
+                SnapshotPart::Groups { groups } => inputs.groups = groups.clone(),
+                SnapshotPart::Users { users } => inputs.users = users.clone(),
+                SnapshotPart::Assigned { assignment } => {
+                    unassigned.remove(assignment);
+                    assigned.push(assignment.clone());
+                }
+                SnapshotPart::Unassigned { assignment } => {
+                    assigned.retain(|a| a != assignment);
+                    unassigned.insert(assignment.clone());
+                }
+            }
+        }
+        if assigned.is_empty() && unassigned.is_empty() {
+            return;
+        }
+        inputs.assignments.retain(|a| !unassigned.contains(a));
+        let held: HashSet<Assignment> = inputs.assignments.iter().cloned().collect();
+        inputs
+            .assignments
+            .extend(assigned.into_iter().filter(|a| !held.contains(a)));
+    }
+}
+
+/// Which generation plans read, and when its read started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentSnapshot {
+    pub generation: String,
+    pub read_from: DateTime<Utc>,
+}
+
+/// Where the snapshot is kept (DynamoDB).
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// The generation of the last full read that completed, if any.
+    async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError>;
+    async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError>;
+    async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError>;
+    async fn read(&self, generation: &str) -> Result<Snapshot, PortError>;
+}
+
+/// How far a full read has got: each piece starts where the last one stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReadCursor {
+    /// The management account, and the accounts with their OU paths.
+    Organisation,
+    /// The tags of the accounts, from the `next`-th (by id).
+    #[serde(rename_all = "camelCase")]
+    AccountTags { next: usize },
+    /// The permission sets, listed.
+    PermissionSetList,
+    /// Each listed permission set described, from the `next`-th.
+    #[serde(rename_all = "camelCase")]
+    PermissionSets { next: usize },
+    /// The groups and the users.
+    Principals,
+    /// The assignments of the `set`-th listed permission set, in each account it is
+    /// provisioned to (`accounts`, once listed) from the `next`-th.
+    #[serde(rename_all = "camelCase")]
+    Assignments {
+        set: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accounts: Option<Vec<AccountId>>,
+        next: usize,
+    },
+    /// Everything is read.
+    Done,
+}
+
+/// What a full read calls.
+pub struct Readers<'a> {
+    pub organisation: &'a dyn OrganisationReader,
+    pub identity_center: &'a dyn IdentityCenterReader,
+    pub clock: &'a dyn Clock,
+}
+
+/// Reads from `cursor` into `generation` until the read is done or `until` has passed, and
+/// answers where it stopped. Every piece makes progress (at least one call), and writes what
+/// it read before it returns, so that a piece that fails is simply read again.
+pub async fn read_piece(
+    readers: &Readers<'_>,
+    store: &dyn SnapshotStore,
+    generation: &str,
+    mut cursor: ReadCursor,
+    until: DateTime<Utc>,
+) -> Result<ReadCursor, PortError> {
+    let (organisation, identity_center) = (readers.organisation, readers.identity_center);
+    let time_left = || readers.clock.now() < until;
+    let mut read: Option<Snapshot> = None;
+    loop {
+        let mut parts = Vec::new();
+        let phase = std::mem::discriminant(&cursor);
+        let next = match cursor {
+            ReadCursor::Done => return Ok(ReadCursor::Done),
+            ReadCursor::Organisation => {
+                parts.push(SnapshotPart::ManagementAccount {
+                    account_id: organisation.management_account().await?,
+                });
+                parts.extend(
+                    organisation
+                        .tree()
+                        .await?
+                        .into_iter()
+                        .map(|account| SnapshotPart::Account { account }),
+                );
+                ReadCursor::AccountTags { next: 0 }
+            }
+            ReadCursor::AccountTags { next } => {
+                let snapshot = loaded(&mut read, store, generation).await?;
+                let mut accounts = snapshot.inputs.accounts.clone();
+                accounts.sort_by(|a, b| a.id.cmp(&b.id));
+                let mut at = next;
+                while let Some(account) = accounts.get(at) {
+                    let mut account = account.clone();
+                    account.tags = organisation.tags(&account.id).await?;
+                    parts.push(SnapshotPart::Account { account });
+                    at += 1;
+                    if !time_left() {
+                        break;
+                    }
+                }
+                if at >= accounts.len() {
+                    ReadCursor::PermissionSetList
+                } else {
+                    ReadCursor::AccountTags { next: at }
+                }
+            }
+            ReadCursor::PermissionSetList => {
+                parts.push(SnapshotPart::PermissionSetsListed {
+                    arns: identity_center.permission_set_arns().await?,
+                });
+                ReadCursor::PermissionSets { next: 0 }
+            }
+            ReadCursor::PermissionSets { next } => {
+                let listed = loaded(&mut read, store, generation)
+                    .await?
+                    .permission_sets_listed
+                    .clone();
+                let mut at = next;
+                while let Some(arn) = listed.get(at) {
+                    // A set deleted since it was listed is simply not there.
+                    if let Some(permission_set) = identity_center.permission_set(arn).await? {
+                        parts.push(SnapshotPart::PermissionSet { permission_set });
+                    }
+                    at += 1;
+                    if !time_left() {
+                        break;
+                    }
+                }
+                if at >= listed.len() {
+                    ReadCursor::Principals
+                } else {
+                    ReadCursor::PermissionSets { next: at }
+                }
+            }
+            ReadCursor::Principals => {
+                parts.push(SnapshotPart::Groups {
+                    groups: identity_center.groups().await?,
+                });
+                parts.push(SnapshotPart::Users {
+                    users: identity_center.users().await?,
+                });
+                ReadCursor::Assignments {
+                    set: 0,
+                    accounts: None,
+                    next: 0,
+                }
+            }
+            ReadCursor::Assignments {
+                set,
+                accounts,
+                next,
+            } => {
+                let listed = loaded(&mut read, store, generation)
+                    .await?
+                    .permission_sets_listed
+                    .clone();
+                match listed.get(set) {
+                    None => ReadCursor::Done,
+                    Some(arn) => {
+                        let accounts = match accounts {
+                            Some(accounts) => accounts,
+                            None => identity_center.accounts_provisioned(arn).await?,
+                        };
+                        let mut at = next;
+                        while time_left()
+                            && let Some(account) = accounts.get(at)
+                        {
+                            parts.extend(
+                                identity_center
+                                    .assignments_of(account, arn)
+                                    .await?
+                                    .into_iter()
+                                    .map(|assignment| SnapshotPart::Assigned { assignment }),
+                            );
+                            at += 1;
+                        }
+                        if at >= accounts.len() {
+                            ReadCursor::Assignments {
+                                set: set + 1,
+                                accounts: None,
+                                next: 0,
+                            }
+                        } else {
+                            ReadCursor::Assignments {
+                                set,
+                                accounts: Some(accounts),
+                                next: at,
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        store.write(generation, &parts).await?;
+        // A phase that starts reads the lists the last one wrote.
+        if std::mem::discriminant(&next) != phase {
+            read = None;
+        }
+        cursor = next;
+        if cursor == ReadCursor::Done || !time_left() {
+            return Ok(cursor);
+        }
+    }
+}
+
+async fn loaded<'s>(
+    read: &'s mut Option<Snapshot>,
+    store: &dyn SnapshotStore,
+    generation: &str,
+) -> Result<&'s Snapshot, PortError> {
+    if read.is_none() {
+        *read = Some(store.read(generation).await?);
+    }
+    Ok(read.as_ref().expect("loaded just above"))
+}
+
+/// What an event makes the sync read again before it re-plans: never the whole organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "refresh", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Refresh {
+    /// The account (tags, OU, state) and its assignments.
+    #[serde(rename_all = "camelCase")]
+    Account { account_id: AccountId },
+    /// The permission set (name, tags) and its assignments.
+    #[serde(rename_all = "camelCase")]
+    PermissionSet {
+        permission_set_arn: PermissionSetArn,
+    },
+    /// The OU paths and states of every account (an OU renamed or moved); tags are kept.
+    OrganisationTree,
+    /// The groups and users (a group created, deleted or renamed).
+    Principals,
+}
+
+/// Re-reads what `refresh` names and answers the parts that bring `snapshot` up to date with
+/// it, removals included.
+pub async fn refreshed(
+    readers: &Readers<'_>,
+    snapshot: &Snapshot,
+    refresh: &Refresh,
+) -> Result<Vec<SnapshotPart>, PortError> {
+    let (organisation, identity_center) = (readers.organisation, readers.identity_center);
+    let held = &snapshot.inputs.assignments;
+    let mut parts = Vec::new();
+    match refresh {
+        Refresh::Account { account_id } => {
+            let now_held: BTreeSet<Assignment> = match organisation.account(account_id).await? {
+                None => {
+                    parts.push(SnapshotPart::AccountGone {
+                        account_id: account_id.clone(),
+                    });
+                    BTreeSet::new()
+                }
+                Some(account) => {
+                    parts.push(SnapshotPart::Account { account });
+                    let mut found = BTreeSet::new();
+                    for set in identity_center.sets_provisioned_to(account_id).await? {
+                        found.extend(identity_center.assignments_of(account_id, &set).await?);
+                    }
+                    found
+                }
+            };
+            let before = held.iter().filter(|a| a.account_id == *account_id);
+            parts.extend(replaced(before, now_held));
+        }
+        Refresh::PermissionSet { permission_set_arn } => {
+            let now_held: BTreeSet<Assignment> =
+                match identity_center.permission_set(permission_set_arn).await? {
+                    None => {
+                        parts.push(SnapshotPart::PermissionSetGone {
+                            arn: permission_set_arn.clone(),
+                        });
+                        BTreeSet::new()
+                    }
+                    Some(permission_set) => {
+                        parts.push(SnapshotPart::PermissionSet { permission_set });
+                        let mut found = BTreeSet::new();
+                        for account in identity_center
+                            .accounts_provisioned(permission_set_arn)
+                            .await?
+                        {
+                            found.extend(
+                                identity_center
+                                    .assignments_of(&account, permission_set_arn)
+                                    .await?,
+                            );
+                        }
+                        found
+                    }
+                };
+            let before = held
+                .iter()
+                .filter(|a| a.permission_set_arn == *permission_set_arn);
+            parts.extend(replaced(before, now_held));
+        }
+        Refresh::OrganisationTree => {
+            let tags: BTreeMap<&AccountId, &BTreeMap<String, String>> = snapshot
+                .inputs
+                .accounts
+                .iter()
+                .map(|a| (&a.id, &a.tags))
+                .collect();
+            let tree = organisation.tree().await?;
+            let present: BTreeSet<&AccountId> = tree.iter().map(|a| &a.id).collect();
+            for gone in snapshot
+                .inputs
+                .accounts
+                .iter()
+                .filter(|a| !present.contains(&a.id))
+            {
+                parts.push(SnapshotPart::AccountGone {
+                    account_id: gone.id.clone(),
+                });
+            }
+            for mut account in tree {
+                match tags.get(&account.id) {
+                    Some(known) => account.tags = (*known).clone(),
+                    // An account the snapshot has not seen yet: its tags are read now.
+                    None => account.tags = organisation.tags(&account.id).await?,
+                }
+                parts.push(SnapshotPart::Account { account });
+            }
+        }
+        Refresh::Principals => {
+            parts.push(SnapshotPart::Groups {
+                groups: identity_center.groups().await?,
+            });
+            parts.push(SnapshotPart::Users {
+                users: identity_center.users().await?,
+            });
+        }
+    }
+    Ok(parts)
+}
+
+/// The parts that turn the assignments held (`before`) into those read (`now`).
+fn replaced<'a>(
+    before: impl Iterator<Item = &'a Assignment>,
+    now: BTreeSet<Assignment>,
+) -> Vec<SnapshotPart> {
+    let before: BTreeSet<&Assignment> = before.collect();
+    let mut parts: Vec<SnapshotPart> = before
+        .iter()
+        .filter(|a| !now.contains(**a))
+        .map(|a| SnapshotPart::Unassigned {
+            assignment: (*a).clone(),
+        })
+        .collect();
+    parts.extend(
+        now.into_iter()
+            .filter(|a| !before.contains(a))
+            .map(|assignment| SnapshotPart::Assigned { assignment }),
+    );
+    parts
+}
+
+/// Snapshots kept in memory: for a one-off read (the CLI), tests and the simulation.
+#[derive(Default)]
+pub struct InMemorySnapshots {
+    generations: std::sync::Mutex<std::collections::HashMap<String, Snapshot>>,
+    current: std::sync::Mutex<Option<CurrentSnapshot>>,
+}
+
+impl InMemorySnapshots {
+    fn generations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Snapshot>> {
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for InMemorySnapshots {
+    async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(current.clone())
+    }
+    async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError> {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.clone());
+        Ok(())
+    }
+    async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError> {
+        self.generations()
+            .entry(generation.to_owned())
+            .or_default()
+            .apply(parts);
+        Ok(())
+    }
+    async fn read(&self, generation: &str) -> Result<Snapshot, PortError> {
+        Ok(self
+            .generations()
+            .get(generation)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Everything, read at once with no time limit: for a caller with no timeout to respect (the
+/// CLI). The same pieces as a full run's, one after the other.
+pub async fn read_in_full(readers: &Readers<'_>) -> Result<PlanInputs, PortError> {
+    let store = InMemorySnapshots::default();
+    let mut cursor = ReadCursor::Organisation;
+    while cursor != ReadCursor::Done {
+        cursor = read_piece(readers, &store, "in-full", cursor, DateTime::<Utc>::MAX_UTC).await?;
+    }
+    Ok(store.read("in-full").await?.inputs)
+}
+
+/// What a settled request changed, for the current snapshot: one that succeeded made or
+/// removed its assignment; one that failed or timed out is left for the next read to find.
+pub fn settled(report: &super::provisioning::ProvisioningReport) -> Option<SnapshotPart> {
+    use super::provisioning::{AssignmentOperation, FinalStatus};
+    if report.status != FinalStatus::Succeeded {
+        return None;
+    }
+    let request = &report.request;
+    let assignment = Assignment {
+        account_id: request.account_id.clone(),
+        permission_set_arn: request.permission_set_arn.clone(),
+        principal_type: request.principal_type,
+        principal_id: request.principal_id.clone(),
+    };
+    Some(match request.operation {
+        AssignmentOperation::Create => SnapshotPart::Assigned { assignment },
+        AssignmentOperation::Delete => SnapshotPart::Unassigned { assignment },
+    })
+}
+
+/// Writes `parts` into the current snapshot, if there is one: the sync's own changes, so that
+/// a plan made from the snapshot before the next full read does not ask for them again.
+pub async fn patch_current(
+    store: &dyn SnapshotStore,
+    parts: &[SnapshotPart],
+) -> Result<(), PortError> {
+    match store.current().await? {
+        Some(current) if !parts.is_empty() => store.write(&current.generation, parts).await,
+        _ => Ok(()),
+    }
+}
