@@ -61,6 +61,11 @@ localcloud/README.md; keep the two in step.
     (``hide_disabled_images``): moto lists them always, so a crawl that forgot the flag would
     pass here and mark every disabled AMI gone on AWS.
 
+16. sso-admin takes at most ``--sso-admin-calls-per-second`` calls a second per region (20, IAM
+    Identity Center's quota) and answers ``ThrottlingException`` past it
+    (``limit_sso_admin_rate``): moto takes any number, so code that ignored the quota would
+    pass here and be throttled on AWS. The harness's own calls are not counted.
+
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
 """
@@ -134,6 +139,12 @@ def main() -> None:
         help="the local host's Lambda Invoke API, e.g. http://127.0.0.1:9001",
     )
     parser.add_argument(
+        "--sso-admin-calls-per-second",
+        type=int,
+        default=20,
+        help="IAM Identity Center's quota for the region; past it, ThrottlingException (0: no limit)",
+    )
+    parser.add_argument(
         "--sso-polls-in-progress",
         type=int,
         default=1,
@@ -162,6 +173,7 @@ def main() -> None:
     capture_sent_email()
     rotate_secrets_through(args.lambda_endpoint)
     inject_faults()
+    limit_sso_admin_rate(args.sso_admin_calls_per_second)
     log_dynamodb_writes()
     deliver_events_with_their_account()
     retire_account_status()
@@ -579,6 +591,98 @@ PAGINATION_TOKENS = (
 )
 
 
+def aws_error(response: Any, code: str, message: str, status: int) -> tuple[int, dict[str, str], str]:
+    """An AWS error in the protocol of ``response``'s service (ec2, query, rest-xml, rest-json,
+    json), as the SDKs read AWS's."""
+    import uuid
+    from xml.sax.saxutils import escape
+
+    from moto.core.utils import get_service_model
+
+    request_id = str(uuid.uuid4())
+    try:
+        service_model = get_service_model(response.boto3_service_name)
+        try:
+            protocol = response.determine_response_protocol(service_model)
+        except NotImplementedError:
+            protocol = str(service_model.protocol)
+        json_version = service_model.metadata.get("jsonVersion", "1.0")
+    except Exception:
+        protocol, json_version = "json", "1.0"
+    headers = {"x-amzn-RequestId": request_id}
+    if protocol == "ec2":
+        headers["Content-Type"] = "text/xml"
+        body = (
+            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+    elif protocol == "rest-xml" and response.boto3_service_name == "s3":
+        headers["Content-Type"] = "application/xml"
+        headers["x-amz-request-id"] = request_id
+        body = (
+            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{escape(code)}</Code>"
+            f"<Message>{escape(message)}</Message><RequestId>{request_id}</RequestId></Error>"
+        )
+    elif protocol in ("query", "rest-xml"):
+        headers["Content-Type"] = "text/xml"
+        kind = "Sender" if status < 500 else "Receiver"
+        body = (
+            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error>"
+            f"<Type>{kind}</Type><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+    elif protocol == "rest-json":
+        headers["Content-Type"] = "application/json"
+        headers["x-amzn-ErrorType"] = code
+        body = json.dumps({"message": message})
+    else:  # json (awsJson1_0, awsJson1_1), and anything newer
+        headers["Content-Type"] = f"application/x-amz-json-{json_version}"
+        headers["x-amzn-ErrorType"] = code
+        body = json.dumps({"__type": code, "message": message})
+    return status, headers, body
+
+
+# The access key the local cloud's own clients sign with (`maestro_localcloud`'s SDK config).
+HARNESS_ACCESS_KEY = "localcloud"
+
+
+def limit_sso_admin_rate(calls_per_second: int) -> None:
+    """IAM Identity Center takes at most ``calls_per_second`` sso-admin calls a second for a
+    region (20, a quota that cannot be raised) and answers ThrottlingException past it; moto
+    takes any number. A bucket per region holds a second's calls and refills continuously, as
+    AWS's token buckets do. ``0`` turns the limit off. The harness's own calls (access key
+    ``localcloud``: seeding, and tests watching what the functions did) are not counted: they
+    observe the emulator and must not spend the functions' quota.
+    """
+    import time
+
+    if calls_per_second <= 0:
+        return
+    buckets: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def throttled(response: Any, request: Any) -> Any:
+        access_key, signing_region, signing_name = signed_by(response.headers)
+        if "sso-admin" not in (response.boto3_service_name, signing_name) and signing_name != "sso":
+            return None
+        if access_key == HARNESS_ACCESS_KEY:
+            return None
+        region = signing_region or response.region
+        now = time.monotonic()
+        with lock:
+            tokens, last = buckets.get(region, [float(calls_per_second), now])
+            tokens = min(float(calls_per_second), tokens + (now - last) * calls_per_second)
+            allowed = tokens >= 1.0
+            buckets[region] = [tokens - 1.0 if allowed else tokens, now]
+        if allowed:
+            return None
+        return aws_error(response, "ThrottlingException", "Rate exceeded", 400)
+
+    before_each_request(throttled)
+    forget_on_reset(buckets)
+
+
 def inject_faults() -> None:
     """Makes matching requests answer an AWS error instead of reaching moto.
 
@@ -591,12 +695,9 @@ def inject_faults() -> None:
     The error is written in the service's protocol (ec2, query, rest-xml, rest-json, json), so
     the SDKs read it as they would AWS's.
     """
-    import uuid
     from urllib.parse import parse_qs
-    from xml.sax.saxutils import escape
 
     from moto.core.responses import BaseResponse
-    from moto.core.utils import get_service_model
     from moto.moto_api._internal import urls as moto_api_urls
 
     faults: list[dict[str, Any]] = []
@@ -698,54 +799,11 @@ def inject_faults() -> None:
                 return dict(fault)
         return None
 
-    def error_response(response: BaseResponse, fault: dict[str, Any]) -> tuple[int, dict[str, str], str]:
-        request_id = str(uuid.uuid4())
-        code, message, status = fault["code"], fault["message"], fault["status"]
-        try:
-            service_model = get_service_model(response.boto3_service_name)
-            try:
-                protocol = response.determine_response_protocol(service_model)
-            except NotImplementedError:
-                protocol = str(service_model.protocol)
-            json_version = service_model.metadata.get("jsonVersion", "1.0")
-        except Exception:
-            protocol, json_version = "json", "1.0"
-        headers = {"x-amzn-RequestId": request_id}
-        if protocol == "ec2":
-            headers["Content-Type"] = "text/xml"
-            body = (
-                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>"
-                f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
-            )
-        elif protocol == "rest-xml" and response.boto3_service_name == "s3":
-            headers["Content-Type"] = "application/xml"
-            headers["x-amz-request-id"] = request_id
-            body = (
-                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{escape(code)}</Code>"
-                f"<Message>{escape(message)}</Message><RequestId>{request_id}</RequestId></Error>"
-            )
-        elif protocol in ("query", "rest-xml"):
-            headers["Content-Type"] = "text/xml"
-            kind = "Sender" if status < 500 else "Receiver"
-            body = (
-                f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error>"
-                f"<Type>{kind}</Type><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-            )
-        elif protocol == "rest-json":
-            headers["Content-Type"] = "application/json"
-            headers["x-amzn-ErrorType"] = code
-            body = json.dumps({"message": message})
-        else:  # json (awsJson1_0, awsJson1_1), and anything newer
-            headers["Content-Type"] = f"application/x-amz-json-{json_version}"
-            headers["x-amzn-ErrorType"] = code
-            body = json.dumps({"__type": code, "message": message})
-        return status, headers, body
-
     def answer_faults(response: BaseResponse, request: Any) -> Any:
         fault = matching_fault(response)
-        return error_response(response, fault) if fault is not None else None
+        if fault is None:
+            return None
+        return aws_error(response, fault["code"], fault["message"], fault["status"])
 
     before_each_request(answer_faults)
     moto_api_urls.url_paths["{0}/moto-api/maestro/faults"] = faults_api

@@ -89,3 +89,70 @@ fn permission_set_tags_can_be_added_replaced_listed_and_removed() {
         assert!(unknown.is_err(), "an unknown resource has no tags to list");
     });
 }
+
+#[test]
+fn sso_admin_answers_throttling_past_twenty_calls_a_second() {
+    // Issue 14: moto took any number of calls, so nothing here could show the sync keeping
+    // to IAM Identity Center's 20 calls a second.
+    on_local_cloud(None, |cloud, _| async move {
+        // A caller of its own, as a function is (the harness's own calls are not counted).
+        let config = aws_sdk_ssoadmin::config::Builder::from(cloud.sdk_config())
+            .credentials_provider(aws_sdk_ssoadmin::config::Credentials::new(
+                "AKIAEMULATORTEST0001",
+                "emulator-test",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_sdk_ssoadmin::config::retry::RetryConfig::disabled())
+            .build();
+        let sso_admin = aws_sdk_ssoadmin::Client::from_conf(config);
+        let instance_arn = identity_center_instance(&sso_admin)
+            .await
+            .instance_arn
+            .expect("an instance ARN");
+        // Let the bucket fill again after the call above.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let started = std::time::Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let call = sso_admin.list_permission_sets().instance_arn(&instance_arn);
+            calls.spawn(call.send());
+        }
+        let answers = calls.join_all().await;
+        let seconds = started.elapsed().as_secs_f64();
+        let throttled = answers
+            .iter()
+            .filter(|answer| {
+                answer
+                    .as_ref()
+                    .err()
+                    .and_then(|e| e.as_service_error())
+                    .is_some_and(|e| {
+                        aws_sdk_ssoadmin::error::ProvideErrorMetadata::code(e)
+                            == Some("ThrottlingException")
+                    })
+            })
+            .count();
+        let answered = answers.iter().filter(|answer| answer.is_ok()).count();
+        assert_eq!(
+            answered + throttled,
+            40,
+            "every call is answered or throttled"
+        );
+        // A full bucket of 20, and 20 more for every second the burst lasted.
+        let allowed = 20.0 + 20.0 * seconds;
+        assert!(
+            throttled > 0 && answered as f64 <= allowed + 1.0,
+            "{answered} passed and {throttled} were throttled in {seconds:.2} s"
+        );
+        // A second later the quota is there again.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        sso_admin
+            .list_permission_sets()
+            .instance_arn(&instance_arn)
+            .send()
+            .await
+            .expect("a call a second later passes");
+    });
+}

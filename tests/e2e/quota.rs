@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use maestro_aws::quota::DynamoQuota;
 use maestro_domain::quota::{
     CallRate, OutstandingOperations, SSO_ADMIN_CALLS_KEPT_FOR_CHANGES, SSO_ADMIN_CALLS_PER_SECOND,
@@ -256,9 +255,10 @@ fn readers_leave_a_share_of_every_second_to_the_worker_and_the_monitor() {
     });
 }
 
-/// The governor's counters, one per second that had calls.
+/// The calls the governor let through in each second that had calls, from its counters of a
+/// fifth of a second each (none of which may hold more than a fifth of the second's calls).
 async fn calls_per_second(cloud: &maestro_localcloud::LocalCloud, table: &str) -> Vec<u32> {
-    aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+    let windows: Vec<(i64, u32)> = aws_sdk_dynamodb::Client::new(cloud.sdk_config())
         .scan()
         .table_name(table)
         .send()
@@ -267,16 +267,29 @@ async fn calls_per_second(cloud: &maestro_localcloud::LocalCloud, table: &str) -
         .items
         .unwrap_or_default()
         .iter()
-        .filter(|item| {
-            item.get("pk")
-                .and_then(|pk| pk.as_s().ok())
-                .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
+        .filter_map(|item| {
+            let window = item
+                .get("pk")?
+                .as_s()
+                .ok()?
+                .strip_prefix("sso-admin#window#")?
+                .parse()
+                .ok()?;
+            let calls = item.get("calls")?.as_n().ok()?.parse().ok()?;
+            Some((window, calls))
         })
-        .filter_map(|item| match item.get("calls") {
-            Some(AttributeValue::N(n)) => n.parse().ok(),
-            _ => None,
-        })
-        .collect()
+        .collect();
+    assert!(
+        windows
+            .iter()
+            .all(|(_, calls)| *calls <= SSO_ADMIN_CALLS_PER_SECOND / 5),
+        "no fifth of a second holds more than its share: {windows:?}"
+    );
+    let mut seconds: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
+    for (window, calls) in windows {
+        *seconds.entry(window.div_euclid(5)).or_default() += calls;
+    }
+    seconds.into_values().collect()
 }
 
 #[test]

@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_localcloud::seed::{self, SampleOrganisation, find};
 use maestro_localcloud::{LocalCloud, Stack};
-use maestro_tests::{approver, maestro_template, on_local_cloud, operator, receive_bodies};
+use maestro_tests::{
+    approver, maestro_template, on_local_cloud, on_local_cloud_with, operator, receive_bodies,
+};
 use serde_json::{Value, json};
 
 /// (account, permission set, principal) by the sample organisation's names.
@@ -152,6 +154,12 @@ async fn settle(
 
 /// Begins a full run through the API and answers its summary once its workflow is done.
 async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
+    let begun = begin(cloud, dry_run).await;
+    finished(cloud, &begun).await
+}
+
+/// Begins a full run through the API and answers its summary as it begins.
+async fn begin(cloud: &LocalCloud, dry_run: bool) -> Value {
     let response = operator(cloud)
         .await
         .post(format!("{}/sso/reconcile", cloud.http_endpoint()))
@@ -162,7 +170,7 @@ async fn reconcile(cloud: &LocalCloud, dry_run: bool) -> Value {
     assert_eq!(response.status(), 202, "POST /sso/reconcile begins a run");
     let begun: Value = response.json().await.expect("a run summary");
     assert_eq!(begun["outcome"]["outcome"], "RUNNING", "{begun}");
-    finished(cloud, &begun).await
+    begun
 }
 
 /// The summary of the run `begun` names once its workflow has planned and queued.
@@ -839,6 +847,8 @@ fn every_sso_admin_request_takes_exactly_one_rate_slot() {
             .send()
             .await
             .expect("the call counts reset");
+        // The emulator throttles past 20 sso-admin calls a second, as AWS does: a throttled
+        // call retried would be a request without a slot of its own.
         reconciled(cloud).await;
         // The monitor frees each operation's slot once the request settles: wait for all.
         let dynamodb = aws_sdk_dynamodb::Client::new(cloud.sdk_config());
@@ -883,7 +893,7 @@ fn every_sso_admin_request_takes_exactly_one_rate_slot() {
             .filter(|item| {
                 item.get("pk")
                     .and_then(|pk| pk.as_s().ok())
-                    .is_some_and(|pk| pk.starts_with("sso-admin#second#"))
+                    .is_some_and(|pk| pk.starts_with("sso-admin#window#"))
             })
             .filter_map(|item| item.get("calls")?.as_n().ok()?.parse::<u64>().ok())
             .sum();
@@ -910,4 +920,289 @@ fn every_sso_admin_request_takes_exactly_one_rate_slot() {
             "one slot per request sent, no more, no less"
         );
     });
+}
+
+/// The large organisation: accounts in three environments and 30 workloads, the convention's
+/// groups for two job-functions among hundreds of others, and two managed permission sets
+/// among many unmanaged ones.
+const LARGE_ACCOUNTS: usize = 300;
+const LARGE_WORKLOADS: usize = 30;
+const LARGE_PERMISSION_SETS: usize = 60;
+const LARGE_GROUPS: usize = 600;
+const ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
+
+fn large_account(i: usize) -> (String, &'static str, String) {
+    (
+        format!("acct-{i:03}"),
+        ENVIRONMENTS[i % 3],
+        format!("w{:02}", i % LARGE_WORKLOADS),
+    )
+}
+
+/// Seeds the large organisation through the AWS APIs and answers the desired assignments,
+/// derived from its shape alone: every account gets its workload's developer group on
+/// Developer (developers work everywhere), and in development and staging its workload's
+/// tester group on Tester. Ids: (account id, permission set ARN, group id).
+async fn large_organisation(cloud: &LocalCloud) -> BTreeSet<(String, String, String)> {
+    let config = cloud.sdk_config();
+    let organizations = aws_sdk_organizations::Client::new(config);
+    let identity_store = aws_sdk_identitystore::Client::new(config);
+    let sso_admin = aws_sdk_ssoadmin::Client::new(config);
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("an organisation");
+    let root = organizations
+        .list_roots()
+        .send()
+        .await
+        .unwrap()
+        .roots
+        .unwrap()[0]
+        .id
+        .clone()
+        .unwrap();
+    let ou = |parent: String, name: &'static str| {
+        let organizations = organizations.clone();
+        async move {
+            organizations
+                .create_organizational_unit()
+                .parent_id(parent)
+                .name(name)
+                .send()
+                .await
+                .expect("an OU")
+                .organizational_unit
+                .and_then(|ou| ou.id)
+                .expect("an OU id")
+        }
+    };
+    let workloads = ou(root.clone(), "Workloads").await;
+    let mut environment_ous = Vec::new();
+    for environment in ENVIRONMENTS {
+        environment_ous.push(ou(workloads.clone(), environment).await);
+    }
+    let mut accounts = Vec::new();
+    for i in 0..LARGE_ACCOUNTS {
+        let (name, _, workload) = large_account(i);
+        let id = organizations
+            .create_account()
+            .account_name(&name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .expect("an account")
+            .create_account_status
+            .and_then(|s| s.account_id)
+            .expect("an account id");
+        organizations
+            .move_account()
+            .account_id(&id)
+            .source_parent_id(&root)
+            .destination_parent_id(&environment_ous[i % 3])
+            .send()
+            .await
+            .expect("the account moves");
+        organizations
+            .tag_resource()
+            .resource_id(&id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key("workload")
+                    .value(workload)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("the account is tagged");
+        accounts.push(id);
+    }
+    let instance = sso_admin
+        .list_instances()
+        .send()
+        .await
+        .unwrap()
+        .instances
+        .unwrap()[0]
+        .clone();
+    let instance_arn = instance.instance_arn.unwrap();
+    let store = instance.identity_store_id.unwrap();
+    let mut developers = Vec::new();
+    let mut testers = Vec::new();
+    for i in 0..LARGE_GROUPS {
+        let name = match i {
+            i if i < LARGE_WORKLOADS => format!("developer_workload_w{i:02}"),
+            i if i < 2 * LARGE_WORKLOADS => {
+                format!("tester_workload_w{:02}", i - LARGE_WORKLOADS)
+            }
+            i => format!("team-{i:03}"),
+        };
+        let id = identity_store
+            .create_group()
+            .identity_store_id(&store)
+            .display_name(&name)
+            .send()
+            .await
+            .expect("a group")
+            .group_id;
+        match i {
+            i if i < LARGE_WORKLOADS => developers.push(id),
+            i if i < 2 * LARGE_WORKLOADS => testers.push(id),
+            _ => {}
+        }
+    }
+    let mut managed = Vec::new();
+    for i in 0..LARGE_PERMISSION_SETS {
+        let tag = |key: &str, value: &str| {
+            aws_sdk_ssoadmin::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .unwrap()
+        };
+        let (name, job_function) = match i {
+            0 => ("Developer".to_owned(), Some("developer")),
+            1 => ("Tester".to_owned(), Some("tester")),
+            i => (format!("Custom{i:02}"), None),
+        };
+        let mut request = sso_admin
+            .create_permission_set()
+            .instance_arn(&instance_arn)
+            .name(&name);
+        if let Some(job_function) = job_function {
+            request = request
+                .tags(tag("job_function", job_function))
+                .tags(tag("workloads", "workload_match"));
+        }
+        let arn = request
+            .send()
+            .await
+            .expect("a permission set")
+            .permission_set
+            .and_then(|s| s.permission_set_arn)
+            .unwrap();
+        if job_function.is_some() {
+            managed.push(arn);
+        }
+    }
+    let mut desired = BTreeSet::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let (_, environment, _) = large_account(i);
+        let workload = i % LARGE_WORKLOADS;
+        desired.insert((
+            account.clone(),
+            managed[0].clone(),
+            developers[workload].clone(),
+        ));
+        if environment != "production" {
+            desired.insert((
+                account.clone(),
+                managed[1].clone(),
+                testers[workload].clone(),
+            ));
+        }
+    }
+    desired
+}
+
+/// Every assignment of every permission set, as (account id, permission set ARN, principal id).
+async fn all_assignments(cloud: &LocalCloud) -> BTreeSet<(String, String, String)> {
+    let sso_admin = aws_sdk_ssoadmin::Client::new(cloud.sdk_config());
+    let instance_arn = sso_admin
+        .list_instances()
+        .send()
+        .await
+        .unwrap()
+        .instances
+        .unwrap()[0]
+        .instance_arn
+        .clone()
+        .unwrap();
+    let mut found = BTreeSet::new();
+    let sets = sso_admin
+        .list_permission_sets()
+        .instance_arn(&instance_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("the permission sets");
+    for set in sets {
+        let accounts = sso_admin
+            .list_accounts_for_provisioned_permission_set()
+            .instance_arn(&instance_arn)
+            .permission_set_arn(&set)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect("the provisioned accounts");
+        for account in accounts {
+            let assignments = sso_admin
+                .list_account_assignments()
+                .instance_arn(&instance_arn)
+                .account_id(&account)
+                .permission_set_arn(&set)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .expect("the assignments");
+            for assignment in assignments {
+                found.insert((
+                    account.clone(),
+                    set.clone(),
+                    assignment.principal_id.unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_large_organisation_reconciles_to_exactly_the_desired_set_within_the_quota() {
+    // Issue 14, acceptance: 300 accounts x 60 permission sets x 600 groups, through the
+    // template's wiring, with the emulator throttling sso-admin past 20 calls a second.
+    on_local_cloud_with(
+        Some(&maestro_template()),
+        &[("MonitorPollFirstWaitSeconds", "1")],
+        |cloud, stack| async move {
+            let stack = stack.expect("the stack");
+            let desired = large_organisation(cloud).await;
+            assert_eq!(desired.len(), 500);
+            // The run feeds its changes as the worker drains them: it is done once the
+            // assignments are.
+            let begun = begin(cloud, false).await;
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut found = all_assignments(cloud).await;
+            while found != desired && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                found = all_assignments(cloud).await;
+            }
+            assert_eq!(
+                found.len(),
+                desired.len(),
+                "{} missing, {} not desired",
+                desired.difference(&found).count(),
+                found.difference(&desired).count()
+            );
+            assert_eq!(found, desired);
+            let run = finished(cloud, &begun).await;
+            assert_eq!(run["outcome"]["outcome"], "QUEUED", "{run}");
+            assert_eq!(run["toCreate"], 500, "{run}");
+            let dlq = stack.reference("SsoChangesDLQ").expect("the changes DLQ");
+            let lost = receive_bodies(cloud, dlq, 10, Duration::from_secs(1)).await;
+            assert!(
+                lost.is_empty(),
+                "nothing waited its way to the DLQ: {lost:?}"
+            );
+        },
+    );
 }

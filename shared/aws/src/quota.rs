@@ -1,8 +1,11 @@
 //! The quota governor in DynamoDB (`MaestroQuotaTable`, key `pk`).
 //!
-//! - Calls per second: one counter item per second (`sso-admin#second#<epoch>`), raised with
-//!   a conditional update that fails at the limit; a caller that finds the second full waits
-//!   for the next. Items expire a minute later.
+//! - Calls per second: one counter item per fifth of a second
+//!   (`sso-admin#window#<epoch milliseconds / 200>`), raised with a conditional update that
+//!   fails at a fifth of the limit; a caller that finds the window full waits for the next.
+//!   Windows this short keep the calls even: per-second windows let a second's calls granted
+//!   at its end and the next second's at its start reach IAM Identity Center together, twice
+//!   the rate for a moment, which its throttling refuses. Items expire a minute later.
 //! - Outstanding operations: one item (`sso-admin#outstanding`) holding a map of key →
 //!   expiry and a version; reservations and releases are conditional on the version, so
 //!   concurrent workers never both take the last slot.
@@ -31,6 +34,9 @@ const OUTSTANDING: &str = "sso-admin#outstanding";
 const PATIENCE: Duration = Duration::from_secs(10);
 /// Optimistic writes that lose a race are tried again this often at most.
 const RACES: usize = 50;
+/// The governor's windows: a fifth of a second, so that 20 and 15 calls a second divide evenly.
+const WINDOWS_PER_SECOND: u32 = 5;
+const WINDOW_MILLIS: i64 = 1_000 / WINDOWS_PER_SECOND as i64;
 
 pub struct DynamoQuota {
     client: aws_sdk_dynamodb::Client,
@@ -146,27 +152,26 @@ impl Held {
 impl CallRate for DynamoQuota {
     async fn take(&self) -> Result<(), PortError> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
+        let per_window = (self.calls_per_second / WINDOWS_PER_SECOND).max(1);
         loop {
             let now = Utc::now();
-            let second = now.timestamp();
+            let millis = now.timestamp_millis();
+            let window = millis.div_euclid(WINDOW_MILLIS);
             let taken = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key(
                     "pk",
-                    AttributeValue::S(format!("sso-admin#second#{second}")),
+                    AttributeValue::S(format!("sso-admin#window#{window}")),
                 )
                 .update_expression("ADD calls :one SET expiresAt = :expires")
                 .condition_expression("attribute_not_exists(calls) OR calls < :limit")
                 .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(
-                    ":limit",
-                    AttributeValue::N(self.calls_per_second.to_string()),
-                )
+                .expression_attribute_values(":limit", AttributeValue::N(per_window.to_string()))
                 .expression_attribute_values(
                     ":expires",
-                    AttributeValue::N((second + 60).to_string()),
+                    AttributeValue::N((now.timestamp() + 60).to_string()),
                 )
                 .send()
                 .await;
@@ -181,8 +186,9 @@ impl CallRate for DynamoQuota {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(Self::busy("no sso-admin call slot within 10 s"));
                     }
-                    let into_second = u64::from(now.timestamp_subsec_millis());
-                    tokio::time::sleep(Duration::from_millis(1000 - into_second.min(999))).await;
+                    let into_window = millis.rem_euclid(WINDOW_MILLIS);
+                    let left = u64::try_from(WINDOW_MILLIS - into_window).unwrap_or(1);
+                    tokio::time::sleep(Duration::from_millis(left)).await;
                 }
                 Err(e) => return Err(port_error(SERVICE, &self.table, e)),
             }
