@@ -65,6 +65,10 @@ localcloud/README.md; keep the two in step.
     Identity Center's quota) and answers ``ThrottlingException`` past it
     (``limit_sso_admin_rate``): moto takes any number, so code that ignored the quota would
     pass here and be throttled on AWS. The harness's own calls are not counted.
+17. An execution that ends puts a ``Step Functions Execution Status Change`` event on the
+    default bus, as Step Functions does (``announce_execution_status_changes``): moto sends
+    none, so a rule that reacts to a failed, timed-out or stopped execution would never fire.
+    A stopped execution ends ABORTED, as StopExecution's do (moto may say FAILED).
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -178,6 +182,7 @@ def main() -> None:
     deliver_events_with_their_account()
     retire_account_status()
     hide_disabled_images()
+    announce_execution_status_changes()
     record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -984,6 +989,64 @@ def hide_disabled_images() -> None:
         return ActionResult({"Images": images})
 
     AmisResponse.describe_images = describe_images
+
+
+def announce_execution_status_changes() -> None:
+    """Puts Step Functions' event for each execution that ends (SUCCEEDED, FAILED, TIMED_OUT,
+    ABORTED) on the default bus of its account and region, with the fields Step Functions
+    gives: times in epoch milliseconds, input and output as JSON text, error and cause."""
+    from moto.events.models import events_backends
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import (
+        BaseExecutionWorkerCommunication,
+        Execution,
+    )
+
+    original = BaseExecutionWorkerCommunication._reflect_execution_status
+    original_stop = Execution.stop
+
+    def stop(self: Execution, stop_date: Any, error: str | None, cause: str | None) -> None:
+        self.stopped_by = (error, cause)
+        original_stop(self, stop_date, error, cause)
+
+    def millis(moment: Any) -> int | None:
+        return int(moment.timestamp() * 1000) if moment is not None else None
+
+    def reflect_and_announce(self: BaseExecutionWorkerCommunication) -> None:
+        original(self)
+        execution = self.execution
+        # StopExecution always ends an execution ABORTED, with the error and cause it was
+        # given; moto may end it FAILED with the error of the task it interrupted.
+        if getattr(execution, "stopped_by", None) is not None:
+            execution.exec_status = ExecutionStatus.ABORTED
+            execution.error, execution.cause = execution.stopped_by
+        status = getattr(execution.exec_status, "value", execution.exec_status)
+        detail = {
+            "executionArn": execution.exec_arn,
+            "stateMachineArn": execution.state_machine.arn,
+            "name": execution.name,
+            "status": status,
+            "startDate": millis(execution.start_date),
+            "stopDate": millis(execution.stop_date),
+            "input": json.dumps(execution.input_data),
+            "output": json.dumps(execution.output) if status == "SUCCEEDED" else None,
+            "error": execution.error,
+            "cause": execution.cause,
+        }
+        events_backends[execution.account_id][execution.region_name].put_events(
+            [
+                {
+                    "Source": "aws.states",
+                    "DetailType": "Step Functions Execution Status Change",
+                    "EventBusName": "default",
+                    "Resources": [execution.exec_arn],
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect_and_announce
+    Execution.stop = stop
 
 
 def record_calls(path: str | None) -> None:

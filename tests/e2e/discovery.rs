@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use maestro_localcloud::{LocalCloud, Stack, moto, seed};
 use maestro_tests::iam::granted;
 use maestro_tests::{
-    OPERATORS, call_as, listen_to_topic, maestro_template, on_local_cloud, on_local_cloud_with,
-    operator, receive_bodies, signed_in,
+    OPERATORS, call_as, clear_faults, inject_fault, listen_to_topic, maestro_template,
+    on_local_cloud, on_local_cloud_with, operator, receive_bodies, signed_in,
 };
 use serde_json::{Value, json};
 
@@ -276,24 +276,6 @@ async fn forget_writes(cloud: &LocalCloud) {
 
 fn entity_or_history((_, sk): &(String, String)) -> bool {
     sk == "ENTITY" || sk.starts_with("H#")
-}
-
-async fn inject_fault(cloud: &LocalCloud, fault: Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
-        .body(fault.to_string())
-        .send()
-        .await
-        .expect("the fault is set");
-    assert_eq!(response.status(), 200);
-}
-
-async fn clear_faults(cloud: &LocalCloud) {
-    reqwest::Client::new()
-        .delete(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
-        .send()
-        .await
-        .expect("the faults are cleared");
 }
 
 fn ec2_client(cloud: &LocalCloud, region: &str) -> aws_sdk_ec2::Client {

@@ -7,7 +7,8 @@ use aws_sdk_secretsmanager::types::RotationRulesType;
 use maestro_localcloud::{LocalCloud, Stack};
 use maestro_tests::postgres::Postgres;
 use maestro_tests::{
-    listen_to_topic, maestro_template, on_local_cloud, operator, receive_bodies, signed_in,
+    clear_faults, inject_fault, listen_to_topic, maestro_template, on_local_cloud, operator,
+    receive_bodies, signed_in,
 };
 use serde_json::{Value, json};
 
@@ -459,21 +460,14 @@ fn a_secret_rotated_by_hand_is_alerted_before_and_after_its_deadline_once_a_day(
         );
 
         // An alert that cannot be published is not counted as sent: the day's next run sends it.
-        let faults = format!("{}/moto-api/maestro/faults", cloud.moto_endpoint());
-        let http = reqwest::Client::new();
-        let set = http
-            .post(&faults)
-            .body(json!({"service": "sns", "action": "Publish", "code": "InternalError", "status": 500}).to_string())
-            .send()
-            .await
-            .expect("the fault is set");
-        assert_eq!(set.status(), 200);
+        inject_fault(
+            cloud,
+            json!({"service": "sns", "action": "Publish", "code": "InternalError", "status": 500}),
+        )
+        .await;
         let failed = run_monitor_at(cloud, day(97, 0)).await;
         assert!(failed.is_err(), "the run fails while SNS does: {failed:?}");
-        http.delete(&faults)
-            .send()
-            .await
-            .expect("the fault is lifted");
+        clear_faults(cloud).await;
         monitor_at(cloud, day(97, 1)).await;
         assert_eq!(
             problems(&heard(5).await, "partner-api-key"),

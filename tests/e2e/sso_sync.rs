@@ -10,7 +10,8 @@ use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_localcloud::seed::{self, SampleOrganisation, find};
 use maestro_localcloud::{LocalCloud, Stack};
 use maestro_tests::{
-    approver, maestro_template, on_local_cloud, on_local_cloud_with, operator, receive_bodies,
+    approver, clear_faults, inject_fault, maestro_template, on_local_cloud, on_local_cloud_with,
+    operator, receive_bodies,
 };
 use serde_json::{Value, json};
 
@@ -438,6 +439,45 @@ fn deletes_over_the_threshold_are_held_and_creates_proceed() {
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("Approved"), "{page}");
         assert_eq!(settle(cloud, &organisation, &expected()).await, expected());
+    });
+}
+
+#[test]
+fn a_run_whose_workflow_is_stopped_is_recorded_as_aborted_and_frees_the_lease() {
+    // Review of issue 14: a workflow that ended outside its own Abort state (stopped by hand,
+    // timed out) left its run RUNNING for ever and the lease held for an hour.
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        seeded(cloud).await;
+        // The organisation does not answer: the first read piece waits in its retries.
+        inject_fault(
+            cloud,
+            json!({"service": "organizations", "code": "ServiceException", "status": 500}),
+        )
+        .await;
+        let begun = begin(cloud, true).await;
+        let run_id = begun["runId"].as_str().expect("a run id");
+        let execution = stack
+            .reference("SsoReconcileStateMachine")
+            .expect("the state machine")
+            .replacen(":stateMachine:", ":execution:", 1)
+            + ":"
+            + run_id;
+        aws_sdk_sfn::Client::new(cloud.sdk_config())
+            .stop_execution()
+            .execution_arn(&execution)
+            .send()
+            .await
+            .expect("the execution is stopped");
+
+        let run = finished(cloud, &begun).await;
+        assert_eq!(run["outcome"]["outcome"], "ABORTED", "{run}");
+        let reasons = run["outcome"]["reasons"].to_string();
+        assert!(reasons.contains("ABORTED"), "{reasons}");
+        // The lease is free: the next run begins and runs to its end.
+        clear_faults(cloud).await;
+        let next = finished(cloud, &begin(cloud, true).await).await;
+        assert_eq!(next["outcome"]["outcome"], "PLANNED", "{next}");
     });
 }
 

@@ -259,6 +259,26 @@ impl LambdaFunction for Recorder {
     }
 }
 
+/// Makes every request the emulator matches with `fault` answer an AWS error
+/// (localcloud/README.md, fault injection) until [`clear_faults`].
+pub async fn inject_fault(cloud: &LocalCloud, fault: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
+        .body(fault.to_string())
+        .send()
+        .await
+        .expect("the fault is set");
+    assert_eq!(response.status(), 200);
+}
+
+pub async fn clear_faults(cloud: &LocalCloud) {
+    reqwest::Client::new()
+        .delete(format!("{}/moto-api/maestro/faults", cloud.moto_endpoint()))
+        .send()
+        .await
+        .expect("the faults are cleared");
+}
+
 /// The template every deployment uses.
 pub fn maestro_template() -> Template {
     Template::load(&moto::repository_root().join("infra/template.yaml"))

@@ -2,7 +2,9 @@
 //! begins a full run: takes the one-run lease, records the run as RUNNING and starts
 //! `SsoReconcileStateMachine`, which then calls it for each step (`{"step": …}`): READ a piece
 //! of the snapshot, PLAN from it, QUEUE as many changes for `SsoAssignmentWorkerFunction` as
-//! the queue's backlog leaves room for, or ABORT with the failure.
+//! the queue's backlog leaves room for, or ABORT with the failure. Its `WorkflowEnded` rule
+//! sends the same ABORT when an execution ends outside the workflow's own Abort state (timed
+//! out, stopped), so that no run stays RUNNING with the lease held.
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -11,8 +13,8 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::sso::SsoServices;
 use maestro_domain::sso::reconcile::{
-    Began, FEED_WAIT_SECONDS, Mode, Outcome, ReconcileError, Run, RunSummary, Scope, Trigger,
-    abort_step, begin_full_run, plan_step, queue_step, read_step,
+    Began, FEED_WAIT_SECONDS, Mode, ReconcileError, Run, RunSummary, Scope, Trigger, abort_step,
+    begin_full_run, plan_step, queue_step, read_step,
 };
 use maestro_domain::sso::snapshot::ReadCursor;
 use serde::{Deserialize, Serialize};
@@ -119,10 +121,6 @@ fn piece_until(now: DateTime<Utc>, deadline_ms: u64) -> DateTime<Utc> {
     now + (deadline - now).max(chrono::Duration::zero()) / 3
 }
 
-fn done(outcome: &Outcome) -> bool {
-    !matches!(outcome, Outcome::Applying { .. })
-}
-
 pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Answer, ReconcileFailure> {
     let ports = deps.sso.ports();
     let now = Utc::now();
@@ -173,7 +171,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Answer, Re
             metrics(&summary);
             Answer::Planned {
                 run_id,
-                done: done(&record.outcome),
+                done: record.outcome.is_final(),
                 summary,
             }
         }
@@ -181,7 +179,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Answer, Re
             let record = queue_step(&ports, &run_id, CHANGES_PER_STEP).await?;
             Answer::Queued {
                 run_id,
-                done: done(&record.outcome),
+                done: record.outcome.is_final(),
                 wait_seconds: FEED_WAIT_SECONDS,
                 summary: record.summary(),
             }
@@ -266,7 +264,8 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
         }
-        assert_eq!(steps, 4, "one sample per step");
+        // One per step, and the ABORT the WorkflowEnded rule sends for an execution that ended.
+        assert_eq!(steps, 5, "one sample per step and per rule");
     }
 
     #[test]

@@ -23,7 +23,7 @@ import {
   stepFunctionsExecution,
   useNotificationsKey,
 } from './policies';
-import { TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy } from './stores';
+import { EVENT_RETRY_POLICY, TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy } from './stores';
 import { index, table } from './tables';
 
 const LISTING_ATTRIBUTES = ['summary', 'entityType', 'active', 'nameLower', 'tagKeys', 'firstSeen', 'lastChanged'];
@@ -254,7 +254,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         ],
       },
     },
-    { deadLetterQueue: eventsDlq, retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: 86400 } },
+    { deadLetterQueue: eventsDlq, retryPolicy: EVENT_RETRY_POLICY },
   );
 
   const connections = new MaestroFunction(stack, 'ConnectionsApiFunction', {

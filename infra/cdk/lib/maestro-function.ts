@@ -37,6 +37,8 @@ export interface RuleEventProps {
   /** Where EventBridge puts what it could not deliver to the function. */
   readonly deadLetterQueue?: sqs.IQueue;
   readonly retryPolicy?: events.CfnRule.RetryPolicyProperty;
+  /** What the function receives, built from the event's fields (SAM `InputTransformer`). */
+  readonly inputTransformer?: events.CfnRule.InputTransformerProperty;
 }
 
 export interface ScheduleEventProps extends RuleEventProps {
@@ -137,6 +139,7 @@ export class MaestroFunction {
           id: `${id}LambdaTarget`,
           arn: this.fn.functionArn,
           input: props.input,
+          inputTransformer: props.inputTransformer,
           deadLetterConfig: props.deadLetterQueue ? { arn: props.deadLetterQueue.queueArn } : undefined,
           retryPolicy: props.retryPolicy,
         },

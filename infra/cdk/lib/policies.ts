@@ -118,7 +118,8 @@ export function queueChanges(changesQueue: sqs.IQueue, uses = { readsBacklog: fa
   return allow(actions, [changesQueue.queueArn], { sid: 'QueueChanges' });
 }
 
-/** What a full reconcile reads: the organisation as a tree, then IAM Identity Center. */
+/** What a full reconcile reads: the organisation as a tree, then IAM Identity Center; last, what
+ * events touched while it ran, read again. */
 export function readForFullRun(): iam.PolicyStatement[] {
   return [
     allow(
@@ -128,6 +129,9 @@ export function readForFullRun(): iam.PolicyStatement[] {
         'organizations:ListOrganizationalUnitsForParent',
         'organizations:ListAccountsForParent',
         'organizations:ListTagsForResource',
+        'organizations:DescribeAccount',
+        'organizations:ListParents',
+        'organizations:DescribeOrganizationalUnit',
       ],
       ['*'],
       { sid: 'ReadTheOrganisation' },
@@ -138,6 +142,7 @@ export function readForFullRun(): iam.PolicyStatement[] {
         'sso:DescribePermissionSet',
         'sso:ListTagsForResource',
         'sso:ListAccountsForProvisionedPermissionSet',
+        'sso:ListPermissionSetsProvisionedToAccount',
         'sso:ListAccountAssignments',
         'identitystore:ListGroups',
         'identitystore:ListUsers',

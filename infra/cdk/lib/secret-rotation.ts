@@ -20,7 +20,7 @@ import {
   stepFunctionsExecution,
   useNotificationsKey,
 } from './policies';
-import { TICK_RETRY_POLICY, deadLetterQueue, undeliveredEventsPolicy } from './stores';
+import { EVENT_RETRY_POLICY, TICK_RETRY_POLICY, deadLetterQueue, undeliveredEventsPolicy } from './stores';
 
 export interface SecretRotationProps {
   readonly parameters: Parameters;
@@ -113,7 +113,7 @@ export function addSecretRotation(stack: Stack, props: SecretRotationProps): voi
       detail: { eventName: ['RotationFailed', 'RotationAbandoned'] },
     },
     // Events EventBridge could not deliver to the function land here too.
-    { deadLetterQueue: alertsDlq, retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: 86400 } },
+    { deadLetterQueue: alertsDlq, retryPolicy: EVENT_RETRY_POLICY },
   );
 
   const monitor = new MaestroFunction(stack, 'SecretRotationMonitorFunction', {

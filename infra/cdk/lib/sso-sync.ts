@@ -23,7 +23,7 @@ import {
   shareTheSsoAdminQuota,
   stepFunctionsExecution,
 } from './policies';
-import { TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy, workQueue } from './stores';
+import { EVENT_RETRY_POLICY, TICK_RETRY_POLICY, deadLetterQueue, logGroup, undeliveredEventsPolicy, workQueue } from './stores';
 import { table } from './tables';
 
 /**
@@ -165,6 +165,29 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
     deadLetterQueue: stores.scheduledRunsDlq,
     retryPolicy: TICK_RETRY_POLICY,
   });
+  // A workflow that ends without its own Abort state (timed out, stopped by hand, or failed in
+  // Abort itself) still ends its run: recorded as aborted, the lease freed. A run already over
+  // keeps its outcome.
+  reconcile.onEventBridgeRule(
+    'WorkflowEnded',
+    {
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: {
+        status: ['FAILED', 'TIMED_OUT', 'ABORTED'],
+        stateMachineArn: [reconcileStateMachineArn],
+      },
+    },
+    {
+      inputTransformer: {
+        inputPathsMap: { runId: '$.detail.name', status: '$.detail.status' },
+        inputTemplate:
+          '{"step": "ABORT", "runId": "<runId>", "failure": {"Error": "<status>", "Cause": "the execution ended before the run did"}}',
+      },
+      deadLetterQueue: stores.scheduledRunsDlq,
+      retryPolicy: EVENT_RETRY_POLICY,
+    },
+  );
 
   // A full reconcile run (flow B): statemachines/sso-reconcile.asl.json.
   const reconcileLogs = logGroup(stack, 'SsoReconcileLogGroup');

@@ -36,6 +36,8 @@ export function workQueue(stack: Stack, logicalId: string, props: WorkQueueProps
 
 /** How EventBridge retries a schedule it cannot deliver before it keeps the tick for an operator. */
 export const TICK_RETRY_POLICY = { maximumRetryAttempts: 2, maximumEventAgeInSeconds: 3600 };
+/** An event that must not be lost: retried for a day, then kept in its DLQ. */
+export const EVENT_RETRY_POLICY = { maximumRetryAttempts: 10, maximumEventAgeInSeconds: 86400 };
 
 /** Access and state machine logs: a year, with the default encryption (they hold no request data). */
 export function logGroup(stack: Stack, logicalId: string): logs.CfnLogGroup {

@@ -164,6 +164,8 @@ impl PlanStore for DynamoPlanStore {
             .table_name(&self.table)
             .key_condition_expression("pk = :run")
             .expression_attribute_values(":run", s(format!("SSO_RUN#{run_id}")))
+            // The workflow's next step reads what its last one wrote, milliseconds later.
+            .consistent_read(true)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {

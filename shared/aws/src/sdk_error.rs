@@ -11,7 +11,11 @@ const TRANSIENT_CODES: &[&str] = &[
     "TooManyRequestsException",
     "RequestLimitExceeded",
     "InternalServerException",
+    "InternalServerError",
+    "InternalError",
     "InternalFailure",
+    // Organizations' and Lambda's internal error: "try again later".
+    "ServiceException",
     "ServiceUnavailable",
     "ServiceUnavailableException",
     "ConflictException",

@@ -7,11 +7,20 @@
 //! | `SSO_SNAPSHOT#<generation>` | `ACCOUNT#<id>` | an account, its tags and OU path |
 //! | `SSO_SNAPSHOT#<generation>` | `LISTED` | the permission sets listed |
 //! | `SSO_SNAPSHOT#<generation>` | `SET#<arn>` | a permission set, its name and tags |
-//! | `SSO_SNAPSHOT#<generation>` | `GROUPS#<n>`, `USERS#<n>`, and `GROUPS`, `USERS` | the principals in chunks, and how many chunks are whole |
+//! | `SSO_SNAPSHOT#<generation>` | `GROUPS#<version>#<n>`, `USERS#<version>#<n>` | the principals, in chunks of one version |
+//! | `SSO_SNAPSHOT#<generation>` | `GROUPS`, `USERS` | which version readers read, and how many chunks it has |
 //! | `SSO_SNAPSHOT#<generation>` | `ASSIGNMENT#<account>#<set>#<principal>` | one assignment |
+//!
+//! | `SSO_SNAPSHOT_TOUCHED` | `<time>#<refresh>` | what an event run re-read, for a full read under way to read again |
 //!
 //! A generation is written by one full run (its run id) and patched by events; its items
 //! expire two weeks after they were last written, long after a newer generation replaced it.
+//! What events touched expires after two days: a full read lasts hours.
+//!
+//! The principals are rewritten whole (a group event reads them again), in several items. A
+//! new version's chunks are written first, then the pointer is switched with one PutItem, then
+//! the old version's chunks are deleted: a reader sees one version or the other, never a mix,
+//! and a read that raced the deletion finds chunks missing and fails, to be read again.
 
 use std::collections::HashMap;
 
@@ -21,7 +30,9 @@ use chrono::Utc;
 use maestro_domain::port::PortError;
 use maestro_domain::sso::plan::{Assignment, OrgAccount, PermissionSetInfo, Principal};
 use maestro_domain::sso::provisioning::{AccountId, PermissionSetArn};
-use maestro_domain::sso::snapshot::{CurrentSnapshot, Snapshot, SnapshotPart, SnapshotStore};
+use maestro_domain::sso::snapshot::{
+    CurrentSnapshot, Refresh, Snapshot, SnapshotPart, SnapshotStore,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,6 +48,13 @@ const BATCH: usize = 25;
 /// How often unprocessed writes are sent again before the write fails as throttled.
 const BATCH_RETRIES: u32 = 8;
 const RETENTION_DAYS: i64 = 14;
+const TOUCHED: &str = "SSO_SNAPSHOT_TOUCHED";
+const TOUCHED_RETENTION_DAYS: i64 = 2;
+
+/// A time as a sort key: fixed width, so that keys sort as times do.
+fn sortable(at: chrono::DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
 
 pub struct DynamoSnapshotStore {
     client: aws_sdk_dynamodb::Client,
@@ -87,21 +105,51 @@ fn assignment_key(a: &Assignment) -> String {
     )
 }
 
-/// What one part does to the table: items put (sort key, attributes) and sort keys deleted.
+/// Which version of a kind of principals readers read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum PrincipalsPointer {
+    #[serde(rename_all = "camelCase")]
+    Versioned { version: String, chunks: usize },
+    /// Before versions: the chunks `<kind>#<n>`, rewritten in place.
+    Legacy(usize),
+}
+
+impl PrincipalsPointer {
+    fn chunk_keys(&self, kind: &str) -> Vec<String> {
+        match self {
+            PrincipalsPointer::Versioned { version, chunks } => (0..*chunks)
+                .map(|n| format!("{kind}#{version}#{n:05}"))
+                .collect(),
+            PrincipalsPointer::Legacy(chunks) => {
+                (0..*chunks).map(|n| format!("{kind}#{n:05}")).collect()
+            }
+        }
+    }
+}
+
+/// What one part does to the table: items put (sort key, attributes), sort keys deleted, and
+/// a kind of principals' pointer switched once its chunks are written.
 enum Write {
     Put(String, AttributeValue),
     Delete(String),
+    Point(&'static str, PrincipalsPointer),
 }
 
-fn writes(parts: &[SnapshotPart]) -> Result<Vec<Write>, PortError> {
+fn writes(parts: &[SnapshotPart], version: &str) -> Result<Vec<Write>, PortError> {
     let mut writes = Vec::new();
-    let principals = |writes: &mut Vec<Write>, kind: &str, all: &[Principal]| {
+    let principals = |writes: &mut Vec<Write>, kind: &'static str, all: &[Principal]| {
         let chunks: Vec<&[Principal]> = all.chunks(PRINCIPALS_PER_CHUNK).collect();
         for (n, chunk) in chunks.iter().enumerate() {
-            writes.push(Write::Put(format!("{kind}#{n:05}"), json(chunk)?));
+            writes.push(Write::Put(format!("{kind}#{version}#{n:05}"), json(chunk)?));
         }
-        // The count goes last: a read sees the new chunks only once they are all written.
-        writes.push(Write::Put(kind.to_owned(), json(&chunks.len())?));
+        writes.push(Write::Point(
+            kind,
+            PrincipalsPointer::Versioned {
+                version: version.to_owned(),
+                chunks: chunks.len(),
+            },
+        ));
         Ok::<(), PortError>(())
     };
     for part in parts {
@@ -142,6 +190,65 @@ fn writes(parts: &[SnapshotPart]) -> Result<Vec<Write>, PortError> {
 }
 
 impl DynamoSnapshotStore {
+    fn delete_request(&self, pk: &str, sk: &str) -> Result<WriteRequest, PortError> {
+        let key = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
+        let delete = DeleteRequest::builder()
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| rejected(e.to_string()))?;
+        Ok(WriteRequest::builder().delete_request(delete).build())
+    }
+
+    /// Points readers at a new version of a kind of principals whose chunks are all written,
+    /// then deletes the chunks of the version it replaces.
+    async fn switch_principals(
+        &self,
+        pk: &str,
+        kind: &str,
+        pointer: &PrincipalsPointer,
+        expires: &AttributeValue,
+    ) -> Result<(), PortError> {
+        let replaced = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(kind))
+            .item("json", json(pointer)?)
+            .item("expiresAt", expires.clone())
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?
+            .attributes;
+        let Some(replaced) = replaced else {
+            return Ok(());
+        };
+        let old: PrincipalsPointer = parsed(&replaced, kind)?;
+        if old == *pointer {
+            return Ok(());
+        }
+        self.delete_chunks(pk, kind, &old).await
+    }
+
+    async fn delete_chunks(
+        &self,
+        pk: &str,
+        kind: &str,
+        pointer: &PrincipalsPointer,
+    ) -> Result<(), PortError> {
+        let mut deletes = pointer
+            .chunk_keys(kind)
+            .iter()
+            .map(|sk| self.delete_request(pk, sk))
+            .collect::<Result<Vec<_>, _>>()?;
+        while !deletes.is_empty() {
+            let rest = deletes.split_off(deletes.len().min(BATCH));
+            self.batch(std::mem::replace(&mut deletes, rest)).await?;
+        }
+        Ok(())
+    }
+
     async fn batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), PortError> {
         for attempt in 0..=BATCH_RETRIES {
             if requests.is_empty() {
@@ -206,10 +313,12 @@ impl SnapshotStore for DynamoSnapshotStore {
                 .timestamp()
                 .to_string(),
         );
+        let version = Utc::now().format("%Y%m%d%H%M%S%f").to_string();
         // One request per key, the last part winning, as a batch may not name a key twice.
         let mut order = Vec::new();
         let mut last: HashMap<String, WriteRequest> = HashMap::new();
-        for write in writes(parts)? {
+        let mut pointers: Vec<(&'static str, PrincipalsPointer)> = Vec::new();
+        for write in writes(parts, &version)? {
             let (sk, request) = match write {
                 Write::Put(sk, value) => {
                     let item = HashMap::from([
@@ -224,40 +333,116 @@ impl SnapshotStore for DynamoSnapshotStore {
                         .map_err(|e| rejected(e.to_string()))?;
                     (sk, WriteRequest::builder().put_request(put).build())
                 }
-                Write::Delete(sk) => {
-                    let key = HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(&sk))]);
-                    let delete = DeleteRequest::builder()
-                        .set_key(Some(key))
-                        .build()
-                        .map_err(|e| rejected(e.to_string()))?;
-                    (sk, WriteRequest::builder().delete_request(delete).build())
+                Write::Delete(sk) => (sk.clone(), self.delete_request(&pk, &sk)?),
+                Write::Point(kind, pointer) => {
+                    pointers.retain(|(k, _)| *k != kind);
+                    pointers.push((kind, pointer));
+                    continue;
                 }
             };
             if last.insert(sk.clone(), request).is_none() {
                 order.push(sk);
             }
         }
-        // The principals' counts go in a batch after their chunks.
-        let (mut requests, mut counts) = (Vec::new(), Vec::new());
-        for sk in &order {
-            if let Some(request) = last.remove(sk) {
-                match sk.as_str() {
-                    "GROUPS" | "USERS" => counts.push(request),
-                    _ => requests.push(request),
-                }
-            }
-        }
+        let mut requests: Vec<WriteRequest> =
+            order.iter().filter_map(|sk| last.remove(sk)).collect();
         while !requests.is_empty() {
             let rest = requests.split_off(requests.len().min(BATCH));
             self.batch(std::mem::replace(&mut requests, rest)).await?;
         }
-        self.batch(counts).await
+        for (kind, pointer) in pointers {
+            if let Err(e) = self.switch_principals(&pk, kind, &pointer, &expires).await {
+                // Nobody reads the chunks of a version never pointed at; they would only
+                // wait for their expiry.
+                let _ = self.delete_chunks(&pk, kind, &pointer).await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
+        let mut accounts = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :accounts)")
+            .expression_attribute_values(":pk", s(format!("{POINTER}#{generation}")))
+            .expression_attribute_values(":accounts", s("ACCOUNT#"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
+            for item in page.items.unwrap_or_default() {
+                accounts.push(parsed::<OrgAccount>(&item, "ACCOUNT")?);
+            }
+        }
+        Ok(accounts)
+    }
+
+    async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{POINTER}#{generation}")))
+            .key("sk", s("LISTED"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?
+            .item;
+        item.map(|item| parsed(&item, "LISTED"))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn touched(&self, at: chrono::DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
+        let refresh = json(refresh)?;
+        let text = refresh
+            .as_s()
+            .map_err(|_| rejected("a refresh as text".into()))?;
+        let expires = (at + chrono::Duration::days(TOUCHED_RETENTION_DAYS)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(TOUCHED))
+            .item("sk", s(format!("{}#{text}", sortable(at))))
+            .item("json", refresh.clone())
+            .item("expiresAt", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?;
+        Ok(())
+    }
+
+    async fn touched_since(&self, since: chrono::DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
+        let mut touched = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk >= :since")
+            .expression_attribute_values(":pk", s(TOUCHED))
+            .expression_attribute_values(":since", s(sortable(since)))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
+            for item in page.items.unwrap_or_default() {
+                touched.push(parsed::<Refresh>(&item, TOUCHED)?);
+            }
+        }
+        Ok(touched)
     }
 
     async fn read(&self, generation: &str) -> Result<Snapshot, PortError> {
         let mut snapshot = Snapshot::default();
-        let mut chunks: HashMap<&'static str, Vec<Vec<Principal>>> = HashMap::new();
-        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        let mut chunks: HashMap<String, Vec<Principal>> = HashMap::new();
+        let mut pointers: Vec<(&'static str, PrincipalsPointer)> = Vec::new();
         let mut pages = self
             .client
             .query()
@@ -294,29 +479,29 @@ impl SnapshotStore for DynamoSnapshotStore {
                     ("ASSIGNMENT", _) => inputs.assignments.push(parsed::<Assignment>(&item, &sk)?),
                     (kind @ ("GROUPS" | "USERS"), "") => {
                         let kind = if kind == "GROUPS" { "GROUPS" } else { "USERS" };
-                        counts.insert(kind, parsed::<usize>(&item, &sk)?);
+                        pointers.push((kind, parsed::<PrincipalsPointer>(&item, &sk)?));
                     }
-                    (kind @ ("GROUPS" | "USERS"), _) => {
-                        let kind = if kind == "GROUPS" { "GROUPS" } else { "USERS" };
-                        chunks
-                            .entry(kind)
-                            .or_default()
-                            .push(parsed::<Vec<Principal>>(&item, &sk)?);
+                    ("GROUPS" | "USERS", _) => {
+                        let chunk = parsed::<Vec<Principal>>(&item, &sk)?;
+                        chunks.insert(sk, chunk);
                     }
                     _ => {}
                 }
             }
         }
-        // Chunks come in order; only as many as the count says are whole (a longer list
-        // written before may have left more behind).
-        for (kind, count) in counts {
-            let principals: Vec<Principal> = chunks
-                .remove(kind)
-                .unwrap_or_default()
-                .into_iter()
-                .take(count)
-                .flatten()
-                .collect();
+        // Only the chunks of the version the pointer names, and all of them: the query may
+        // have met the pointer before a newer version replaced it and its chunks went.
+        for (kind, pointer) in pointers {
+            let mut principals = Vec::new();
+            for key in pointer.chunk_keys(kind) {
+                let chunk = chunks.remove(&key).ok_or_else(|| PortError::Transient {
+                    service: SERVICE,
+                    detail: format!(
+                        "the snapshot's {kind} were rewritten while read ({key} is gone)"
+                    ),
+                })?;
+                principals.extend(chunk);
+            }
             match kind {
                 "GROUPS" => snapshot.inputs.groups = principals,
                 _ => snapshot.inputs.users = principals,

@@ -429,6 +429,27 @@ impl SnapshotStore for World {
         );
         Ok(snapshot)
     }
+    async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
+        let accounts = self.snapshots.accounts(generation).await?;
+        self.meter.charge(
+            Service::DynamoDb,
+            "Query",
+            pages(accounts.len(), ITEMS_PER_QUERY_PAGE),
+        );
+        Ok(accounts)
+    }
+    async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
+        self.meter.charge(Service::DynamoDb, "GetItem", 1);
+        self.snapshots.listed(generation).await
+    }
+    async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
+        self.meter.charge(Service::DynamoDb, "PutItem", 1);
+        self.snapshots.touched(at, refresh).await
+    }
+    async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
+        self.meter.charge(Service::DynamoDb, "Query", 1);
+        self.snapshots.touched_since(since).await
+    }
 }
 
 #[async_trait]

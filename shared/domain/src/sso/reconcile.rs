@@ -200,6 +200,16 @@ pub enum Outcome {
     Aborted { reasons: Vec<String> },
 }
 
+impl Outcome {
+    /// Whether the run is over: nothing of it runs any more.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Outcome::Planned | Outcome::Queued { .. } | Outcome::Aborted { .. } => true,
+            Outcome::Running | Outcome::Applying { .. } => false,
+        }
+    }
+}
+
 /// A run as recorded: what started it, what it saw and planned, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -312,6 +322,13 @@ pub enum ReconcileError {
     LeaseLost(String),
     #[error("cannot queue the changes: {0}")]
     Queue(PortError),
+    /// A step of a run that ended (aborted because its workflow stopped): nothing more of it
+    /// runs, and the lease it no longer holds is not taken again.
+    #[error("run {0} has ended")]
+    Ended(String),
+    /// A step read the run as an earlier step left it: it is read again.
+    #[error("run {0} is not planned yet as this step reads it")]
+    NotPlanned(String),
     #[error("the changes are queued, but the held deletes could not be sent for approval: {0}")]
     Approval(PortError),
 }
@@ -324,7 +341,10 @@ impl ReconcileError {
             | ReconcileError::Workflow(e)
             | ReconcileError::Queue(e)
             | ReconcileError::Approval(e) => e.is_retryable(),
-            ReconcileError::UnknownRun(_) | ReconcileError::LeaseLost(_) => false,
+            ReconcileError::NotPlanned(_) => true,
+            ReconcileError::UnknownRun(_)
+            | ReconcileError::LeaseLost(_)
+            | ReconcileError::Ended(_) => false,
         }
     }
 }
@@ -445,16 +465,14 @@ pub async fn begin_full_run(ports: &Ports<'_>, run: Run) -> Result<Began, Reconc
         record.outcome = Outcome::Aborted {
             reasons: vec![format!("cannot start the run's workflow: {e}")],
         };
-        ports
-            .store
-            .save(&record)
-            .await
-            .map_err(ReconcileError::Store)?;
+        let saved = ports.store.save(&record).await;
+        // The lease is freed whatever the record says: no workflow runs to free it.
         ports
             .lease
             .release(&run_id)
             .await
             .map_err(ReconcileError::Store)?;
+        saved.map_err(ReconcileError::Store)?;
         return Err(ReconcileError::Workflow(e));
     }
     Ok(Began::Started(Box::new(record)))
@@ -477,10 +495,22 @@ pub async fn read_step(
     cursor: ReadCursor,
     until: DateTime<Utc>,
 ) -> Result<ReadCursor, ReconcileError> {
+    let record = recorded(ports, run_id).await?;
+    if record.outcome != Outcome::Running {
+        return Err(ReconcileError::Ended(run_id.to_owned()));
+    }
     renew(ports, run_id).await?;
-    read_piece(&ports.readers(), ports.snapshot, run_id, cursor, until)
-        .await
-        .map_err(ReconcileError::Read)
+    let read_from = record.started_at;
+    read_piece(
+        &ports.readers(),
+        ports.snapshot,
+        run_id,
+        read_from,
+        cursor,
+        until,
+    )
+    .await
+    .map_err(ReconcileError::Read)
 }
 
 /// A full run whose read is done: its generation becomes the current snapshot, and the plan
@@ -493,7 +523,10 @@ pub async fn plan_step(
 ) -> Result<RunRecord, ReconcileError> {
     let mut record = recorded(ports, run_id).await?;
     if record.outcome != Outcome::Running {
-        // A retried step: the plan is recorded already.
+        // A retried step: the plan is recorded already; the lease may not be freed yet.
+        if record.outcome.is_final() {
+            release(ports, run_id).await?;
+        }
         return Ok(record);
     }
     let snapshot = ports
@@ -510,7 +543,7 @@ pub async fn plan_step(
         .await
         .map_err(ReconcileError::Store)?;
     record_plan(model, ports, &mut record, &snapshot.inputs).await?;
-    if !matches!(record.outcome, Outcome::Applying { .. }) {
+    if record.outcome.is_final() {
         release(ports, run_id).await?;
     }
     Ok(record)
@@ -527,6 +560,14 @@ pub async fn queue_step(
     max: usize,
 ) -> Result<RunRecord, ReconcileError> {
     let mut record = recorded(ports, run_id).await?;
+    if record.outcome == Outcome::Running {
+        return Err(ReconcileError::NotPlanned(run_id.to_owned()));
+    }
+    if record.outcome.is_final() {
+        // A retried step: every change is queued already.
+        release(ports, run_id).await?;
+        return Ok(record);
+    }
     renew(ports, run_id).await?;
     let backlog = ports
         .changes
@@ -535,7 +576,7 @@ pub async fn queue_step(
         .map_err(ReconcileError::Queue)?;
     let room = QUEUE_BACKLOG.saturating_sub(backlog).min(max);
     queue_piece(ports, &mut record, room).await?;
-    if !matches!(record.outcome, Outcome::Applying { .. }) {
+    if record.outcome.is_final() {
         release(ports, run_id).await?;
     }
     Ok(record)
@@ -556,13 +597,18 @@ async fn renew(ports: &Ports<'_>, run_id: &str) -> Result<(), ReconcileError> {
 }
 
 /// A full run whose workflow failed: recorded as aborted with the reason (what it had
-/// queued stays queued, and says so), and the lease freed.
+/// queued stays queued, and says so), and the lease freed. A run already over keeps its
+/// outcome: the workflow's own catch and the notice of its failed execution both abort it.
 pub async fn abort_step(
     ports: &Ports<'_>,
     run_id: &str,
     reason: String,
 ) -> Result<RunRecord, ReconcileError> {
     let mut record = recorded(ports, run_id).await?;
+    if record.outcome.is_final() {
+        release(ports, run_id).await?;
+        return Ok(record);
+    }
     let mut reasons = vec![reason];
     if let Outcome::Applying { queued, .. } = record.outcome
         && queued > 0
@@ -621,6 +667,15 @@ async fn patched_snapshot(
     now: DateTime<Utc>,
     refreshes: &[Refresh],
 ) -> Result<super::plan::PlanInputs, Vec<String>> {
+    // Noted first, snapshot or not: a full read under way reads the change again into the
+    // generation that replaces the one patched here.
+    for refresh in refreshes {
+        ports
+            .snapshot
+            .touched(now, refresh)
+            .await
+            .map_err(|e| vec![format!("cannot note what changed: {e}")])?;
+    }
     let current = match ports.snapshot.current().await {
         Err(e) => return Err(vec![format!("cannot read the snapshot: {e}")]),
         Ok(None) => {
@@ -945,8 +1000,10 @@ mod tests {
 
     use super::*;
     use crate::sso::plan::{OrgAccount, PermissionSetInfo, PlanInputs, Principal};
-    use crate::sso::snapshot::InMemorySnapshots;
-    use crate::sso::snapshot::{ReadCursor, Refresh};
+    use crate::sso::snapshot::{
+        CurrentSnapshot, InMemorySnapshots, ReadCursor, Refresh, Snapshot, SnapshotPart,
+        SnapshotStore,
+    };
     use crate::sso::synthetic;
 
     /// The organisation, IAM Identity Center, the snapshot, the store and the queue, all in
@@ -954,6 +1011,9 @@ mod tests {
     struct Fakes {
         inputs: PlanInputs,
         fail_groups: bool,
+        /// A record the next `get` answers instead of the stored one: a read that does not
+        /// yet see the last write.
+        stale: Mutex<Option<RunRecord>>,
         clock: Mutex<DateTime<Utc>>,
         calls: Mutex<BTreeMap<&'static str, usize>>,
         snapshots: InMemorySnapshots,
@@ -970,6 +1030,20 @@ mod tests {
         instance_arn: InstanceArn,
     }
 
+    /// An event run that applies, over everything.
+    fn event_run(now: DateTime<Utc>) -> Run {
+        Run {
+            run_id: "run-event".into(),
+            trigger: Trigger::Event {
+                event_id: "e-1".into(),
+                event_name: "CreateGroup".into(),
+            },
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now,
+        }
+    }
+
     fn noon() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
     }
@@ -984,6 +1058,7 @@ mod tests {
                     workloads: 5,
                 }),
                 fail_groups: false,
+                stale: Mutex::new(None),
                 clock: Mutex::new(noon()),
                 calls: Mutex::new(BTreeMap::new()),
                 snapshots: InMemorySnapshots::default(),
@@ -1020,6 +1095,17 @@ mod tests {
         fn call(&self, api: &'static str) {
             *self.calls.lock().unwrap().entry(api).or_default() += 1;
             *self.clock.lock().unwrap() += Duration::milliseconds(50);
+        }
+
+        /// As IAM Identity Center answers for a permission set that is not there.
+        fn set_exists(&self, set: &PermissionSetArn) -> Result<(), PortError> {
+            if self.inputs.permission_sets.iter().any(|s| s.arn == *set) {
+                return Ok(());
+            }
+            Err(PortError::NotFound {
+                service: "sso-admin",
+                what: set.to_string(),
+            })
         }
 
         fn calls(&self) -> usize {
@@ -1143,7 +1229,12 @@ mod tests {
         async fn tags(&self, account: &AccountId) -> Result<BTreeMap<String, String>, PortError> {
             self.call("organizations:ListTagsForResource");
             let found = self.inputs.accounts.iter().find(|a| a.id == *account);
-            Ok(found.map(|a| a.tags.clone()).unwrap_or_default())
+            found
+                .map(|a| a.tags.clone())
+                .ok_or_else(|| PortError::NotFound {
+                    service: "organizations",
+                    what: account.to_string(),
+                })
         }
         async fn account(&self, account: &AccountId) -> Result<Option<OrgAccount>, PortError> {
             self.call("DescribeAccount");
@@ -1201,6 +1292,7 @@ mod tests {
             set: &PermissionSetArn,
         ) -> Result<Vec<AccountId>, PortError> {
             self.call("ListAccountsForProvisionedPermissionSet");
+            self.set_exists(set)?;
             let accounts: BTreeSet<AccountId> = self
                 .inputs
                 .assignments
@@ -1230,6 +1322,7 @@ mod tests {
             set: &PermissionSetArn,
         ) -> Result<Vec<Assignment>, PortError> {
             self.call("ListAccountAssignments");
+            self.set_exists(set)?;
             Ok(self
                 .inputs
                 .assignments
@@ -1271,6 +1364,9 @@ mod tests {
             Ok(self.saved.lock().unwrap().last().cloned())
         }
         async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, PortError> {
+            if let Some(stale) = self.stale.lock().unwrap().take() {
+                return Ok(Some(stale));
+            }
             let saved = self.saved.lock().unwrap();
             Ok(saved.iter().find(|r| r.run_id == run_id).cloned())
         }
@@ -1777,16 +1873,6 @@ mod tests {
     #[tokio::test]
     async fn an_event_run_without_a_fresh_snapshot_changes_nothing_and_says_why() {
         let fakes = Fakes::new();
-        let event_run = |now| Run {
-            run_id: "run-event".into(),
-            trigger: Trigger::Event {
-                event_id: "e-1".into(),
-                event_name: "CreateGroup".into(),
-            },
-            scope: Scope::Everything,
-            mode: Mode::Apply,
-            now,
-        };
         let record = replan(
             &SsoModel::default(),
             &fakes.ports(),
@@ -1815,5 +1901,373 @@ mod tests {
         };
         assert!(reasons[0].contains("older than 24 hours"), "{reasons:?}");
         assert!(fakes.queued.lock().unwrap().is_empty());
+    }
+
+    /// Begins a full run at noon and reads until `stop` says the cursor is far enough.
+    async fn read_until(
+        fakes: &Fakes,
+        run_id: &str,
+        stop: impl Fn(&ReadCursor) -> bool,
+    ) -> ReadCursor {
+        let run = Run {
+            run_id: run_id.into(),
+            trigger: Trigger::Schedule,
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now: noon(),
+        };
+        let Began::Started(_) = begin_full_run(&fakes.ports(), run).await.unwrap() else {
+            panic!("another run holds the lease");
+        };
+        let mut cursor = ReadCursor::Organisation;
+        while !stop(&cursor) && cursor != ReadCursor::Done {
+            // Pieces of one call each, so that `stop` sees every phase.
+            let until = fakes.now();
+            cursor = read_step(&fakes.ports(), run_id, cursor, until)
+                .await
+                .unwrap();
+        }
+        cursor
+    }
+
+    /// Reads on from `cursor` to the end, and plans.
+    async fn read_on_and_plan(fakes: &Fakes, run_id: &str, mut cursor: ReadCursor) -> RunRecord {
+        while cursor != ReadCursor::Done {
+            let until = fakes.now() + Duration::minutes(5);
+            cursor = read_step(&fakes.ports(), run_id, cursor, until)
+                .await
+                .unwrap();
+        }
+        plan_step(&SsoModel::default(), &fakes.ports(), run_id)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_group_created_while_the_read_runs_keeps_the_assignments_made_for_it() {
+        // Review of issue 14: the principals were read before the assignments, so a group
+        // created meanwhile (its event assigning it) was unknown to the snapshot, and its
+        // assignments were planned as those of a deleted group: deleted.
+        let mut fakes = Fakes::new();
+        let group = fakes.inputs.groups.pop().unwrap();
+        let made: Vec<Assignment> = fakes
+            .inputs
+            .assignments
+            .iter()
+            .filter(|a| a.principal_id == group.id)
+            .cloned()
+            .collect();
+        fakes
+            .inputs
+            .assignments
+            .retain(|a| a.principal_id != group.id);
+        let cursor = read_until(&fakes, "run-1", |c| {
+            matches!(c, ReadCursor::Assignments { .. })
+        })
+        .await;
+        fakes.inputs.groups.push(group.clone());
+        let mut with_group = fakes.inputs.clone();
+        with_group.assignments.clear();
+        let desired = plan(&SsoModel::default(), &with_group).unwrap().create;
+        let made: Vec<Assignment> = made
+            .into_iter()
+            .chain(
+                desired
+                    .into_iter()
+                    .map(|c| c.assignment)
+                    .filter(|a| a.principal_id == group.id),
+            )
+            .collect();
+        assert!(!made.is_empty(), "the new group is given assignments");
+        fakes.inputs.assignments.extend(made.iter().cloned());
+
+        let record = read_on_and_plan(&fakes, "run-1", cursor).await;
+        let planned = record.plan.unwrap();
+        let deleted: Vec<&Assignment> = planned
+            .delete
+            .iter()
+            .map(|d| &d.assignment)
+            .filter(|a| a.principal_id == group.id)
+            .collect();
+        assert!(deleted.is_empty(), "deleted {deleted:?}");
+    }
+
+    #[tokio::test]
+    async fn an_event_that_reads_an_assignment_of_an_unknown_group_reads_the_groups_again() {
+        let mut fakes = Fakes::new();
+        let group = fakes.inputs.groups.pop().unwrap();
+        fakes
+            .inputs
+            .assignments
+            .retain(|a| a.principal_id != group.id);
+        fakes.run(Mode::DryRun).await;
+        // The group is created and assigned; the account's event comes before the group's.
+        fakes.inputs.groups.push(group.clone());
+        let assignment = plan(&SsoModel::default(), &fakes.inputs)
+            .unwrap()
+            .create
+            .into_iter()
+            .map(|c| c.assignment)
+            .find(|a| a.principal_id == group.id)
+            .expect("the model wants the group assigned");
+        let account = assignment.account_id.clone();
+        fakes.inputs.assignments.push(assignment.clone());
+        let record = replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            event_run(noon()),
+            &Refresh::Account {
+                account_id: account,
+            },
+        )
+        .await
+        .unwrap();
+        let planned = record.plan.expect("a plan");
+        assert!(
+            !planned.delete.iter().any(|d| d.assignment == assignment),
+            "the new group's assignment is planned for deletion"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_is_deleted_while_the_read_runs_is_read_as_gone() {
+        // Review of issue 14: a read takes hours at scale; an account that left or a set
+        // deleted meanwhile answered NotFound and aborted the whole run.
+        let mut fakes = Fakes::new();
+        let cursor = read_until(&fakes, "run-1", |c| {
+            matches!(c, ReadCursor::AccountTags { .. })
+        })
+        .await;
+        let left = fakes.inputs.accounts.pop().unwrap();
+        let cursor = {
+            let fakes = &fakes;
+            let mut cursor = cursor;
+            while !matches!(cursor, ReadCursor::Assignments { .. }) {
+                cursor = read_step(&fakes.ports(), "run-1", cursor, fakes.now())
+                    .await
+                    .unwrap();
+            }
+            cursor
+        };
+        let deleted = fakes.inputs.permission_sets.pop().unwrap();
+        fakes
+            .inputs
+            .assignments
+            .retain(|a| a.permission_set_arn != deleted.arn && a.account_id != left.id);
+        let record = read_on_and_plan(&fakes, "run-1", cursor).await;
+        assert!(
+            matches!(record.outcome, Outcome::Applying { .. }),
+            "{:?}",
+            record.outcome
+        );
+        let snapshot = fakes.snapshots.read("run-1").await.unwrap();
+        assert!(!snapshot.inputs.accounts.iter().any(|a| a.id == left.id));
+        assert!(
+            !snapshot
+                .inputs
+                .permission_sets
+                .iter()
+                .any(|s| s.arn == deleted.arn)
+        );
+    }
+
+    /// A snapshot store whose whole-generation read fails: what a read piece must not use.
+    struct NoWholeRead<'a>(&'a InMemorySnapshots);
+
+    #[async_trait]
+    impl SnapshotStore for NoWholeRead<'_> {
+        async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError> {
+            self.0.current().await
+        }
+        async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError> {
+            self.0.make_current(current).await
+        }
+        async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError> {
+            self.0.write(generation, parts).await
+        }
+        async fn read(&self, generation: &str) -> Result<Snapshot, PortError> {
+            Err(PortError::Rejected {
+                service: "test",
+                detail: format!("a read piece read all of {generation}"),
+            })
+        }
+        async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
+            self.0.accounts(generation).await
+        }
+        async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
+            self.0.listed(generation).await
+        }
+        async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
+            self.0.touched(at, refresh).await
+        }
+        async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
+            self.0.touched_since(since).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_piece_reads_only_the_lists_it_walks_and_always_gets_on() {
+        // Review of issue 14: each piece loaded the whole generation (every assignment read
+        // so far) to walk a list, and the assignments' loop checked the time before its
+        // first call, so a piece begun with no time left made no progress.
+        let fakes = Fakes::new();
+        let store = NoWholeRead(&fakes.snapshots);
+        let ports = Ports {
+            snapshot: &store,
+            ..fakes.ports()
+        };
+        let run = Run {
+            run_id: "run-1".into(),
+            trigger: Trigger::Schedule,
+            scope: Scope::Everything,
+            mode: Mode::Apply,
+            now: noon(),
+        };
+        begin_full_run(&ports, run).await.unwrap();
+        let mut cursor = ReadCursor::Organisation;
+        let mut pieces = 0;
+        while cursor != ReadCursor::Done {
+            // Every piece begins with its time already spent.
+            let next = read_step(
+                &ports,
+                "run-1",
+                cursor.clone(),
+                fakes.now() - Duration::seconds(1),
+            )
+            .await
+            .unwrap();
+            assert_ne!(next, cursor, "a piece made no progress");
+            cursor = next;
+            pieces += 1;
+            assert!(pieces < 10_000, "the read does not end");
+        }
+        let record = plan_step(&SsoModel::default(), &fakes.ports(), "run-1")
+            .await
+            .unwrap();
+        assert!(matches!(record.outcome, Outcome::Applying { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_queue_step_that_reads_the_run_before_its_plan_is_retried_not_ended() {
+        // Review of issue 14: the run's record was read without a consistent read; a QUEUE
+        // step that saw it RUNNING queued nothing, freed the lease and answered done, and
+        // the run stayed APPLYING for ever.
+        let fakes = Fakes::new();
+        let planned = fakes.planned("run-1", Mode::Apply).await;
+        *fakes.stale.lock().unwrap() = Some(RunRecord {
+            outcome: Outcome::Running,
+            plan: None,
+            ..planned
+        });
+        let stale = queue_step(&fakes.ports(), "run-1", usize::MAX).await;
+        assert!(
+            matches!(&stale, Err(e @ ReconcileError::NotPlanned(_)) if e.is_retryable()),
+            "{stale:?}"
+        );
+        assert_eq!(fakes.lease.holder().as_deref(), Some("run-1"));
+        let record = queue_step(&fakes.ports(), "run-1", usize::MAX)
+            .await
+            .unwrap();
+        assert!(matches!(record.outcome, Outcome::Queued { .. }));
+        assert!(!fakes.queued.lock().unwrap().is_empty());
+        assert_eq!(fakes.lease.holder(), None);
+    }
+
+    #[test]
+    fn only_planned_queued_and_aborted_runs_are_over() {
+        let applying = Outcome::Applying {
+            creates: 1,
+            deletes: 0,
+            held: 0,
+            queued: 0,
+        };
+        assert!(!Outcome::Running.is_final());
+        assert!(!applying.is_final());
+        assert!(Outcome::Planned.is_final());
+        assert!(Outcome::Aborted { reasons: vec![] }.is_final());
+    }
+
+    #[tokio::test]
+    async fn an_abort_after_the_run_is_over_keeps_its_outcome_and_frees_the_lease() {
+        // The workflow's catch aborts a run, and the notice of its failed execution aborts
+        // it again; a run that timed out after it queued everything stays QUEUED.
+        let fakes = Fakes::new();
+        let record = fakes.run(Mode::Apply).await;
+        assert!(matches!(record.outcome, Outcome::Queued { .. }));
+        fakes
+            .lease
+            .hand_to(&record.run_id, noon() + Duration::hours(1));
+        let again = abort_step(&fakes.ports(), &record.run_id, "TIMED_OUT".into())
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, record.outcome);
+        assert_eq!(fakes.lease.holder(), None);
+    }
+
+    #[tokio::test]
+    async fn a_step_of_a_run_that_was_aborted_neither_reads_nor_takes_the_lease_again() {
+        // The execution was stopped and its notice aborted the run, but a piece already
+        // under way hands its cursor on: the next step must not take the freed lease.
+        let fakes = Fakes::new();
+        let cursor = read_until(&fakes, "run-1", |c| {
+            matches!(c, ReadCursor::PermissionSetList)
+        })
+        .await;
+        abort_step(&fakes.ports(), "run-1", "ABORTED".into())
+            .await
+            .unwrap();
+        let calls = fakes.calls();
+        let zombie = read_step(&fakes.ports(), "run-1", cursor, fakes.now()).await;
+        assert!(
+            matches!(zombie, Err(ReconcileError::Ended(_))),
+            "{zombie:?}"
+        );
+        assert_eq!(fakes.calls(), calls, "it read nothing");
+        assert_eq!(fakes.lease.holder(), None);
+    }
+
+    #[tokio::test]
+    async fn a_change_an_event_run_read_while_a_full_read_ran_is_in_the_new_snapshot() {
+        // Review of issue 14: event runs patch the current generation; a full read that had
+        // passed the account already made its own generation current without the change.
+        let mut fakes = Fakes::new();
+        let made = plan(&SsoModel::default(), &fakes.inputs).unwrap().create[0]
+            .assignment
+            .clone();
+        fakes.inputs.assignments.push(made);
+        fakes.run(Mode::DryRun).await;
+        let cursor = read_until(&fakes, "run-2", |c| matches!(c, ReadCursor::Principals)).await;
+        let removed = fakes.inputs.assignments.pop().expect("the assignment made");
+        replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            event_run(fakes.now()),
+            &Refresh::Account {
+                account_id: removed.account_id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        read_on_and_plan(&fakes, "run-2", cursor).await;
+        let current = fakes.snapshots.current().await.unwrap().unwrap();
+        assert_eq!(current.generation, "run-2");
+        let snapshot = fakes.snapshots.read("run-2").await.unwrap();
+        assert!(
+            !snapshot.inputs.assignments.contains(&removed),
+            "the assignment removed while the read ran is still in the snapshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_plan_step_frees_the_lease_its_first_attempt_kept() {
+        let fakes = Fakes::new();
+        let record = fakes.planned("run-1", Mode::DryRun).await;
+        assert_eq!(record.outcome, Outcome::Planned);
+        // The first attempt recorded the plan, then failed to free the lease.
+        fakes.lease.hand_to("run-1", noon() + Duration::hours(1));
+        plan_step(&SsoModel::default(), &fakes.ports(), "run-1")
+            .await
+            .unwrap();
+        assert_eq!(fakes.lease.holder(), None);
     }
 }

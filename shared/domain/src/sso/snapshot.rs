@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Assignment, OrgAccount, PermissionSetInfo, PlanInputs, Principal};
-use super::provisioning::{AccountId, InstanceArn, PermissionSetArn};
+use super::provisioning::{AccountId, InstanceArn, PermissionSetArn, PrincipalId};
 use crate::port::PortError;
 
 /// Reads the organisation (AWS Organizations).
@@ -168,6 +168,15 @@ pub trait SnapshotStore: Send + Sync {
     async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError>;
     async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError>;
     async fn read(&self, generation: &str) -> Result<Snapshot, PortError>;
+    /// The accounts of a generation, without the rest: what a read piece walks.
+    async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError>;
+    /// The permission sets a generation listed: what a read piece walks.
+    async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError>;
+    /// Notes that an event run re-read `refresh` at `at`: a full read under way then reads it
+    /// again into its own generation, which would otherwise miss the change.
+    async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError>;
+    /// What was noted since `since`, oldest first.
+    async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError>;
 }
 
 /// How far a full read has got: each piece starts where the last one stopped.
@@ -184,8 +193,6 @@ pub enum ReadCursor {
     /// Each listed permission set described, from the `next`-th.
     #[serde(rename_all = "camelCase")]
     PermissionSets { next: usize },
-    /// The groups and the users.
-    Principals,
     /// The assignments of the `set`-th listed permission set, in each account it is
     /// provisioned to (`accounts`, once listed) from the `next`-th.
     #[serde(rename_all = "camelCase")]
@@ -195,6 +202,14 @@ pub enum ReadCursor {
         accounts: Option<Vec<AccountId>>,
         next: usize,
     },
+    /// The groups and the users, read after the assignments: a group created while the
+    /// assignments were read is then known, and its assignments are never taken for those
+    /// of a group that no longer exists (which the plan deletes).
+    Principals,
+    /// What events touched since the read began, read again from the `next`-th: their runs
+    /// patched the generation plans read then, which this one replaces.
+    #[serde(rename_all = "camelCase")]
+    Touched { next: usize },
     /// Everything is read.
     Done,
 }
@@ -208,20 +223,23 @@ pub struct Readers<'a> {
 
 /// Reads from `cursor` into `generation` until the read is done or `until` has passed, and
 /// answers where it stopped. Every piece makes progress (at least one call), and writes what
-/// it read before it returns, so that a piece that fails is simply read again.
+/// it read before it returns, so that a piece that fails is simply read again. What was
+/// deleted while the read ran (an account that left, a permission set deleted) is read as
+/// gone, not as a failure: a read of a large organisation takes hours.
 pub async fn read_piece(
     readers: &Readers<'_>,
     store: &dyn SnapshotStore,
     generation: &str,
+    read_from: DateTime<Utc>,
     mut cursor: ReadCursor,
     until: DateTime<Utc>,
 ) -> Result<ReadCursor, PortError> {
     let (organisation, identity_center) = (readers.organisation, readers.identity_center);
     let time_left = || readers.clock.now() < until;
-    let mut read: Option<Snapshot> = None;
+    // The permission sets listed, read once a piece: they do not change after their phase.
+    let mut listed: Option<Vec<PermissionSetArn>> = None;
     loop {
         let mut parts = Vec::new();
-        let phase = std::mem::discriminant(&cursor);
         let next = match cursor {
             ReadCursor::Done => return Ok(ReadCursor::Done),
             ReadCursor::Organisation => {
@@ -238,14 +256,22 @@ pub async fn read_piece(
                 ReadCursor::AccountTags { next: 0 }
             }
             ReadCursor::AccountTags { next } => {
-                let snapshot = loaded(&mut read, store, generation).await?;
-                let mut accounts = snapshot.inputs.accounts.clone();
+                let mut accounts = store.accounts(generation).await?;
                 accounts.sort_by(|a, b| a.id.cmp(&b.id));
                 let mut at = next;
                 while let Some(account) = accounts.get(at) {
                     let mut account = account.clone();
-                    account.tags = organisation.tags(&account.id).await?;
-                    parts.push(SnapshotPart::Account { account });
+                    parts.push(
+                        match gone_if_not_found(organisation.tags(&account.id).await)? {
+                            Some(tags) => {
+                                account.tags = tags;
+                                SnapshotPart::Account { account }
+                            }
+                            None => SnapshotPart::AccountGone {
+                                account_id: account.id,
+                            },
+                        },
+                    );
                     at += 1;
                     if !time_left() {
                         break;
@@ -264,12 +290,9 @@ pub async fn read_piece(
                 ReadCursor::PermissionSets { next: 0 }
             }
             ReadCursor::PermissionSets { next } => {
-                let listed = loaded(&mut read, store, generation)
-                    .await?
-                    .permission_sets_listed
-                    .clone();
+                let arns = listed_once(&mut listed, store, generation).await?;
                 let mut at = next;
-                while let Some(arn) = listed.get(at) {
+                while let Some(arn) = arns.get(at) {
                     // A set deleted since it was listed is simply not there.
                     if let Some(permission_set) = identity_center.permission_set(arn).await? {
                         parts.push(SnapshotPart::PermissionSet { permission_set });
@@ -279,23 +302,14 @@ pub async fn read_piece(
                         break;
                     }
                 }
-                if at >= listed.len() {
-                    ReadCursor::Principals
+                if at >= arns.len() {
+                    ReadCursor::Assignments {
+                        set: 0,
+                        accounts: None,
+                        next: 0,
+                    }
                 } else {
                     ReadCursor::PermissionSets { next: at }
-                }
-            }
-            ReadCursor::Principals => {
-                parts.push(SnapshotPart::Groups {
-                    groups: identity_center.groups().await?,
-                });
-                parts.push(SnapshotPart::Users {
-                    users: identity_center.users().await?,
-                });
-                ReadCursor::Assignments {
-                    set: 0,
-                    accounts: None,
-                    next: 0,
                 }
             }
             ReadCursor::Assignments {
@@ -303,29 +317,36 @@ pub async fn read_piece(
                 accounts,
                 next,
             } => {
-                let listed = loaded(&mut read, store, generation)
-                    .await?
-                    .permission_sets_listed
-                    .clone();
-                match listed.get(set) {
-                    None => ReadCursor::Done,
+                let arns = listed_once(&mut listed, store, generation).await?;
+                match arns.get(set) {
+                    None => ReadCursor::Principals,
                     Some(arn) => {
                         let accounts = match accounts {
                             Some(accounts) => accounts,
-                            None => identity_center.accounts_provisioned(arn).await?,
+                            None => {
+                                gone_if_not_found(identity_center.accounts_provisioned(arn).await)?
+                                    .unwrap_or_else(|| {
+                                        parts.push(SnapshotPart::PermissionSetGone {
+                                            arn: arn.clone(),
+                                        });
+                                        Vec::new()
+                                    })
+                            }
                         };
                         let mut at = next;
-                        while time_left()
-                            && let Some(account) = accounts.get(at)
-                        {
+                        while let Some(account) = accounts.get(at) {
                             parts.extend(
-                                identity_center
-                                    .assignments_of(account, arn)
-                                    .await?
-                                    .into_iter()
-                                    .map(|assignment| SnapshotPart::Assigned { assignment }),
+                                gone_if_not_found(
+                                    identity_center.assignments_of(account, arn).await,
+                                )?
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|assignment| SnapshotPart::Assigned { assignment }),
                             );
                             at += 1;
+                            if !time_left() {
+                                break;
+                            }
                         }
                         if at >= accounts.len() {
                             ReadCursor::Assignments {
@@ -343,12 +364,37 @@ pub async fn read_piece(
                     }
                 }
             }
+            ReadCursor::Principals => {
+                parts.push(SnapshotPart::Groups {
+                    groups: identity_center.groups().await?,
+                });
+                parts.push(SnapshotPart::Users {
+                    users: identity_center.users().await?,
+                });
+                ReadCursor::Touched { next: 0 }
+            }
+            ReadCursor::Touched { next } => {
+                let touched = store.touched_since(read_from).await?;
+                if touched.len() <= next {
+                    ReadCursor::Done
+                } else {
+                    let mut snapshot = store.read(generation).await?;
+                    let mut at = next;
+                    while let Some(refresh) = touched.get(at) {
+                        let found = refreshed(readers, &snapshot, refresh).await?;
+                        snapshot.apply(&found);
+                        parts.extend(found);
+                        at += 1;
+                        if !time_left() {
+                            break;
+                        }
+                    }
+                    // Events noted meanwhile are listed by the next turn.
+                    ReadCursor::Touched { next: at }
+                }
+            }
         };
         store.write(generation, &parts).await?;
-        // A phase that starts reads the lists the last one wrote.
-        if std::mem::discriminant(&next) != phase {
-            read = None;
-        }
         cursor = next;
         if cursor == ReadCursor::Done || !time_left() {
             return Ok(cursor);
@@ -356,15 +402,24 @@ pub async fn read_piece(
     }
 }
 
-async fn loaded<'s>(
-    read: &'s mut Option<Snapshot>,
+async fn listed_once<'l>(
+    listed: &'l mut Option<Vec<PermissionSetArn>>,
     store: &dyn SnapshotStore,
     generation: &str,
-) -> Result<&'s Snapshot, PortError> {
-    if read.is_none() {
-        *read = Some(store.read(generation).await?);
+) -> Result<&'l [PermissionSetArn], PortError> {
+    if listed.is_none() {
+        *listed = Some(store.listed(generation).await?);
     }
-    Ok(read.as_ref().expect("loaded just above"))
+    Ok(listed.as_deref().unwrap_or_default())
+}
+
+/// What a read answered, or `None` when what it named was deleted meanwhile.
+fn gone_if_not_found<T>(read: Result<T, PortError>) -> Result<Option<T>, PortError> {
+    match read {
+        Ok(found) => Ok(Some(found)),
+        Err(PortError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What an event makes the sync read again before it re-plans: never the whole organisation.
@@ -414,6 +469,7 @@ pub async fn refreshed(
                 }
             };
             let before = held.iter().filter(|a| a.account_id == *account_id);
+            parts.extend(principals_if_unknown(identity_center, snapshot, &now_held).await?);
             parts.extend(replaced(before, now_held));
         }
         Refresh::PermissionSet { permission_set_arn } => {
@@ -444,6 +500,7 @@ pub async fn refreshed(
             let before = held
                 .iter()
                 .filter(|a| a.permission_set_arn == *permission_set_arn);
+            parts.extend(principals_if_unknown(identity_center, snapshot, &now_held).await?);
             parts.extend(replaced(before, now_held));
         }
         Refresh::OrganisationTree => {
@@ -486,6 +543,35 @@ pub async fn refreshed(
     Ok(parts)
 }
 
+/// The groups and users read again when an assignment read names a principal the snapshot
+/// does not know: one created since the principals were read (its event may come later).
+/// Planned from the snapshot's principals, its assignments would look like those of a
+/// deleted group, which the plan deletes.
+async fn principals_if_unknown(
+    identity_center: &dyn IdentityCenterReader,
+    snapshot: &Snapshot,
+    read: &BTreeSet<Assignment>,
+) -> Result<Vec<SnapshotPart>, PortError> {
+    let inputs = &snapshot.inputs;
+    let known: HashSet<&PrincipalId> = inputs
+        .groups
+        .iter()
+        .chain(&inputs.users)
+        .map(|p| &p.id)
+        .collect();
+    if read.iter().all(|a| known.contains(&a.principal_id)) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![
+        SnapshotPart::Groups {
+            groups: identity_center.groups().await?,
+        },
+        SnapshotPart::Users {
+            users: identity_center.users().await?,
+        },
+    ])
+}
+
 /// The parts that turn the assignments held (`before`) into those read (`now`).
 fn replaced<'a>(
     before: impl Iterator<Item = &'a Assignment>,
@@ -512,6 +598,7 @@ fn replaced<'a>(
 pub struct InMemorySnapshots {
     generations: std::sync::Mutex<std::collections::HashMap<String, Snapshot>>,
     current: std::sync::Mutex<Option<CurrentSnapshot>>,
+    touched: std::sync::Mutex<Vec<(DateTime<Utc>, Refresh)>>,
 }
 
 impl InMemorySnapshots {
@@ -554,6 +641,39 @@ impl SnapshotStore for InMemorySnapshots {
             .cloned()
             .unwrap_or_default())
     }
+    async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
+        Ok(self
+            .generations()
+            .get(generation)
+            .map(|s| s.inputs.accounts.clone())
+            .unwrap_or_default())
+    }
+    async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
+        Ok(self
+            .generations()
+            .get(generation)
+            .map(|s| s.permission_sets_listed.clone())
+            .unwrap_or_default())
+    }
+    async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
+        self.touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((at, refresh.clone()));
+        Ok(())
+    }
+    async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
+        let mut touched: Vec<(DateTime<Utc>, Refresh)> = self
+            .touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .cloned()
+            .collect();
+        touched.sort_by_key(|(at, _)| *at);
+        Ok(touched.into_iter().map(|(_, refresh)| refresh).collect())
+    }
 }
 
 /// Everything, read at once with no time limit: for a caller with no timeout to respect (the
@@ -562,7 +682,15 @@ pub async fn read_in_full(readers: &Readers<'_>) -> Result<PlanInputs, PortError
     let store = InMemorySnapshots::default();
     let mut cursor = ReadCursor::Organisation;
     while cursor != ReadCursor::Done {
-        cursor = read_piece(readers, &store, "in-full", cursor, DateTime::<Utc>::MAX_UTC).await?;
+        cursor = read_piece(
+            readers,
+            &store,
+            "in-full",
+            readers.clock.now(),
+            cursor,
+            DateTime::<Utc>::MAX_UTC,
+        )
+        .await?;
     }
     Ok(store.read("in-full").await?.inputs)
 }
