@@ -190,6 +190,32 @@ fn writes(parts: &[SnapshotPart], version: &str) -> Result<Vec<Write>, PortError
 }
 
 impl DynamoSnapshotStore {
+    /// Every item of partition `pk` whose sort key `condition` keeps (`:from` names `from`),
+    /// read consistently: a step reads what the last one wrote.
+    async fn items(
+        &self,
+        condition: &str,
+        pk: String,
+        from: String,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":from", s(from))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
+            items.extend(page.items.unwrap_or_default());
+        }
+        Ok(items)
+    }
+
     fn delete_request(&self, pk: &str, sk: &str) -> Result<WriteRequest, PortError> {
         let key = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]);
         let delete = DeleteRequest::builder()
@@ -362,24 +388,15 @@ impl SnapshotStore for DynamoSnapshotStore {
     }
 
     async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
-        let mut accounts = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :accounts)")
-            .expression_attribute_values(":pk", s(format!("{POINTER}#{generation}")))
-            .expression_attribute_values(":accounts", s("ACCOUNT#"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
-            for item in page.items.unwrap_or_default() {
-                accounts.push(parsed::<OrgAccount>(&item, "ACCOUNT")?);
-            }
-        }
-        Ok(accounts)
+        self.items(
+            "pk = :pk AND begins_with(sk, :from)",
+            format!("{POINTER}#{generation}"),
+            "ACCOUNT#".into(),
+        )
+        .await?
+        .iter()
+        .map(|item| parsed::<OrgAccount>(item, "ACCOUNT"))
+        .collect()
     }
 
     async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
@@ -419,24 +436,11 @@ impl SnapshotStore for DynamoSnapshotStore {
     }
 
     async fn touched_since(&self, since: chrono::DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
-        let mut touched = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk >= :since")
-            .expression_attribute_values(":pk", s(TOUCHED))
-            .expression_attribute_values(":since", s(sortable(since)))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error(SERVICE, &self.table, e))?;
-            for item in page.items.unwrap_or_default() {
-                touched.push(parsed::<Refresh>(&item, TOUCHED)?);
-            }
-        }
-        Ok(touched)
+        self.items("pk = :pk AND sk >= :from", TOUCHED.into(), sortable(since))
+            .await?
+            .iter()
+            .map(|item| parsed::<Refresh>(item, TOUCHED))
+            .collect()
     }
 
     async fn read(&self, generation: &str) -> Result<Snapshot, PortError> {

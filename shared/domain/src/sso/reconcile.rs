@@ -534,14 +534,18 @@ pub async fn plan_step(
         .read(run_id)
         .await
         .map_err(ReconcileError::Read)?;
-    ports
-        .snapshot
-        .make_current(&CurrentSnapshot {
-            generation: run_id.to_owned(),
-            read_from: record.started_at,
-        })
-        .await
-        .map_err(ReconcileError::Store)?;
+    // A read whose inputs look partial must not become what event runs and explain read: the
+    // generation before it stays current.
+    if plan(model, &snapshot.inputs).is_ok() {
+        ports
+            .snapshot
+            .make_current(&CurrentSnapshot {
+                generation: run_id.to_owned(),
+                read_from: record.started_at,
+            })
+            .await
+            .map_err(ReconcileError::Store)?;
+    }
     record_plan(model, ports, &mut record, &snapshot.inputs).await?;
     if record.outcome.is_final() {
         release(ports, run_id).await?;
@@ -2255,6 +2259,25 @@ mod tests {
         assert!(
             !snapshot.inputs.assignments.contains(&removed),
             "the assignment removed while the read ran is still in the snapshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_looks_partial_leaves_the_last_whole_snapshot_current() {
+        let mut fakes = Fakes::new();
+        fakes.run(Mode::DryRun).await;
+        // No group listed: the plan takes the listing for a failed one.
+        fakes.inputs.groups.clear();
+        let partial = fakes.run(Mode::Apply).await;
+        assert!(
+            matches!(partial.outcome, Outcome::Aborted { .. }),
+            "{:?}",
+            partial.outcome
+        );
+        let current = fakes.snapshots.current().await.unwrap().unwrap();
+        assert_eq!(
+            current.generation, "run-1",
+            "the partial read is not current"
         );
     }
 
