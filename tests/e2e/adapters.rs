@@ -1,6 +1,8 @@
 //! The AWS adapters against the emulator: the real Rust SDK on the wire.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{TimeZone, Utc};
+use maestro_aws::plan_store::DynamoPlanStore;
 use maestro_aws::snapshot::DynamoSnapshotStore;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_aws::step_functions::StepFunctionsMonitorLauncher;
@@ -10,7 +12,9 @@ use maestro_domain::sso::provisioning::{
     MonitorBatch, MonitorLauncher, MonitorStart, PrincipalId, ProvisioningStatus,
     ProvisioningStatusReader,
 };
+use maestro_domain::sso::reconcile::{LatestPlans, Scope};
 use maestro_domain::sso::snapshot::{SnapshotPart, SnapshotStore};
+use maestro_domain::sso::synthetic;
 use maestro_localcloud::LocalCloud;
 use maestro_tests::{clear_faults, inject_fault, maestro_template, on_local_cloud};
 use serde_json::json;
@@ -182,5 +186,43 @@ fn the_snapshot_never_shows_a_mix_of_two_versions_of_the_principals() {
             "{:?}",
             torn.map(|s| s.inputs.groups.len())
         );
+    });
+}
+
+#[test]
+fn the_latest_plan_of_an_assignment_is_the_newest_of_its_scopes() {
+    on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
+        let stack = stack.expect("the stack");
+        let table = stack.reference("SsoPlansTable").expect("the runs' table");
+        let plans = DynamoPlanStore::new(cloud.sdk_config(), table.to_owned());
+        let at = |minute: u32| Utc.with_ymd_and_hms(2026, 11, 22, 12, minute, 0).unwrap();
+        let in_a = synthetic::group_assignment(1, 2, 3);
+        let in_b = synthetic::group_assignment(4, 5, 6);
+        assert_eq!(plans.latest_covering(&in_a).await.unwrap(), None);
+
+        plans.planned(&Scope::Everything, at(10)).await.unwrap();
+        // A run that records late keeps nothing older than what is there.
+        plans.planned(&Scope::Everything, at(5)).await.unwrap();
+        plans
+            .planned(
+                &Scope::Account {
+                    account_id: in_a.account_id.clone(),
+                },
+                at(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(plans.latest_covering(&in_a).await.unwrap(), Some(at(20)));
+        assert_eq!(plans.latest_covering(&in_b).await.unwrap(), Some(at(10)));
+        plans
+            .planned(
+                &Scope::PermissionSet {
+                    permission_set_arn: in_b.permission_set_arn.clone(),
+                },
+                at(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(plans.latest_covering(&in_b).await.unwrap(), Some(at(30)));
     });
 }

@@ -15,20 +15,23 @@ use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::identity_center::IdentityCenter;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
+use maestro_aws::plan_store::DynamoPlanStore;
 use maestro_aws::queues::JsonQueue;
 use maestro_aws::quota::DynamoQuota;
 use maestro_domain::quota::OutstandingOperations;
 use maestro_domain::sso::apply::{
-    Applier, ApplyError, AssignmentWriter, ChangeDeferral, MonitorQueue, WhenBusy, apply_change,
-    when_busy,
+    Applied, Applier, ApplyError, AssignmentWriter, ChangeDeferral, MonitorQueue, WhenBusy,
+    apply_change, when_busy,
 };
 use maestro_domain::sso::provisioning::InstanceArn;
-use maestro_domain::sso::reconcile::AssignmentChange;
+use maestro_domain::sso::reconcile::{AssignmentChange, LatestPlans};
 
 pub struct Deps {
     pub writer: Arc<dyn AssignmentWriter>,
     pub monitor: Arc<dyn MonitorQueue>,
     pub operations: Arc<dyn OutstandingOperations>,
+    /// When each scope was last planned: a change a newer plan superseded is dropped.
+    pub latest_plans: Arc<dyn LatestPlans>,
     /// Puts changes that found every slot taken back on the changes queue.
     pub deferral: Arc<dyn ChangeDeferral>,
     /// The first wait before a change that failed for a passing reason is tried again.
@@ -42,7 +45,7 @@ async fn apply_with_backoff(
     applier: &Applier<'_>,
     change: &AssignmentChange,
     first_wait: Duration,
-) -> Result<maestro_domain::sso::provisioning::AssignmentRequest, ApplyError> {
+) -> Result<Applied, ApplyError> {
     const TRIES: u32 = 3;
     let mut wait = first_wait;
     for _ in 1..TRIES {
@@ -126,14 +129,23 @@ pub async fn handle(
             writer: deps.writer.as_ref(),
             monitor: deps.monitor.as_ref(),
             operations: deps.operations.as_ref(),
+            latest_plans: deps.latest_plans.as_ref(),
         };
         match apply_with_backoff(&applier, &change, deps.backoff).await {
-            Ok(request) => tracing::info!(
+            Ok(Applied::Requested(request)) => tracing::info!(
                 %message_id,
                 run_id = %change.run_id,
                 request_id = %request.request_id,
                 operation = ?change.operation,
                 "change accepted and handed to the monitor"
+            ),
+            Ok(Applied::Superseded { planned_at, latest }) => tracing::info!(
+                %message_id,
+                run_id = %change.run_id,
+                operation = ?change.operation,
+                %planned_at,
+                %latest,
+                "a newer plan of the assignment was made while the change waited; dropped"
             ),
             Err(ApplyError::Busy(outstanding)) => match when_busy(&change) {
                 WhenBusy::Wait {
@@ -185,6 +197,7 @@ impl LambdaFunction for Deps {
         let monitor_queue_url = vars.required("MONITOR_QUEUE_URL");
         let changes_queue_url = vars.required("CHANGES_QUEUE_URL");
         let quota_table = vars.required("QUOTA_TABLE");
+        let plans_table = vars.required("SSO_PLANS_TABLE");
         vars.finish()?;
         let instance_arn = instance_arn.ok_or_else(|| EnvError {
             problems: vec!["SSO_INSTANCE_ARN is unusable".into()],
@@ -197,6 +210,7 @@ impl LambdaFunction for Deps {
             ),
             monitor: Arc::new(JsonQueue::new(config, monitor_queue_url)),
             operations: quota,
+            latest_plans: Arc::new(DynamoPlanStore::new(config, plans_table)),
             deferral: Arc::new(JsonQueue::new(config, changes_queue_url)),
             backoff: Duration::from_millis(250),
         })
@@ -215,6 +229,7 @@ mod tests {
     use maestro_domain::port::PortError;
     use maestro_domain::sso::plan::Assignment;
     use maestro_domain::sso::provisioning::{AssignmentOperation, AssignmentRequest, RequestId};
+    use maestro_domain::sso::reconcile::InMemoryLatestPlans;
 
     use super::*;
 
@@ -331,6 +346,7 @@ mod tests {
             writer: writer.clone(),
             monitor: monitor.clone(),
             operations: slots.clone(),
+            latest_plans: Arc::new(InMemoryLatestPlans::default()),
             deferral: deferral.clone(),
             backoff: Duration::ZERO,
         };
@@ -389,6 +405,7 @@ mod tests {
                 capacity: 15,
                 held: Mutex::new(Vec::new()),
             }),
+            latest_plans: Arc::new(InMemoryLatestPlans::default()),
             deferral: deferral.clone(),
             backoff: Duration::ZERO,
         };

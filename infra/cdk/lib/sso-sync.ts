@@ -331,9 +331,12 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       MONITOR_QUEUE_URL: props.monitorQueue.queueUrl,
       CHANGES_QUEUE_URL: stores.changesQueue.queueUrl,
       QUOTA_TABLE: stores.quotaTable.ref,
+      SSO_PLANS_TABLE: stores.plansTable.ref,
     },
     statements: [
       shareTheSsoAdminQuota(stores.quotaTable.attrArn, 'callsAndOperations'),
+      // A change that waited past a newer plan of its assignment is dropped.
+      allow(['dynamodb:BatchGetItem'], [stores.plansTable.attrArn], { sid: 'ReadTheLatestPlans' }),
       // An assignment names three resources, each of which the caller must be allowed (Service
       // Authorization Reference, IAM Identity Center): the instance, the permission set and the
       // account. Only Maestro's instance and its permission sets.

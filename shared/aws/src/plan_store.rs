@@ -11,6 +11,7 @@
 //! | `SSO_RUN#<runId>` | `REPORT#<requestId>` | the monitor's final report of one request |
 //! | `SSO_FULL_RUN` | `LEASE` | the full run under way (`holder`) and until when it may hold the lease (`until`) |
 //! | `SSO_DELETES` | `<window seconds>` | the deletes every run made in the current and the previous window (`windows`: number → count), and a `version` |
+//! | `SSO_LATEST_PLAN` | `EVERYTHING`, `ACCOUNT#<id>`, `SET#<arn>` | when the latest run that applies began that planned the scope (`plannedAt`, epoch milliseconds) |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,8 +21,11 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::plan::Assignment;
 use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
-use maestro_domain::sso::reconcile::{DeleteBudget, FullRunLease, PlanStore, RunRecord, Spent};
+use maestro_domain::sso::reconcile::{
+    DeleteBudget, FullRunLease, LatestPlans, PlanStore, RunRecord, Scope, Spent,
+};
 
 use crate::SdkConfig;
 use crate::sdk_error::{port_error, written};
@@ -362,6 +366,107 @@ impl FullRunLease for DynamoPlanStore {
             .await;
         // Not held by this run (any more): nothing to free.
         written(SERVICE, &self.table, deleted).map(|_| ())
+    }
+}
+
+const LATEST_PLAN: &str = "SSO_LATEST_PLAN";
+
+fn scope_key(scope: &Scope) -> String {
+    match scope {
+        Scope::Everything => "EVERYTHING".to_owned(),
+        Scope::Account { account_id } => format!("ACCOUNT#{account_id}"),
+        Scope::PermissionSet { permission_set_arn } => format!("SET#{permission_set_arn}"),
+    }
+}
+
+/// One item per scope; a write lands only if it is newer than what it replaces, so runs that
+/// record out of order keep the latest.
+#[async_trait]
+impl LatestPlans for DynamoPlanStore {
+    async fn planned(
+        &self,
+        scope: &Scope,
+        planned_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        let at = AttributeValue::N(planned_at.timestamp_millis().to_string());
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(LATEST_PLAN))
+            .item("sk", s(scope_key(scope)))
+            .item("plannedAt", at.clone())
+            .item(
+                "expiresAt",
+                epoch(planned_at + chrono::Duration::days(RETENTION_DAYS)),
+            )
+            .condition_expression("attribute_not_exists(pk) OR plannedAt < :at")
+            .expression_attribute_values(":at", at)
+            .send()
+            .await;
+        // A newer plan is recorded already: it stays.
+        written(SERVICE, &self.table, put).map(|_| ())
+    }
+
+    async fn latest_covering(
+        &self,
+        assignment: &Assignment,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PortError> {
+        let scopes = [
+            Scope::Everything,
+            Scope::Account {
+                account_id: assignment.account_id.clone(),
+            },
+            Scope::PermissionSet {
+                permission_set_arn: assignment.permission_set_arn.clone(),
+            },
+        ];
+        let keys = scopes
+            .iter()
+            .map(|scope| {
+                HashMap::from([
+                    ("pk".to_owned(), s(LATEST_PLAN)),
+                    ("sk".to_owned(), s(scope_key(scope))),
+                ])
+            })
+            .collect::<Vec<_>>();
+        let wanted = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| rejected(e.to_string()))?;
+        let answer = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, wanted)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &self.table, e))?;
+        if answer
+            .unprocessed_keys
+            .as_ref()
+            .is_some_and(|left| !left.is_empty())
+        {
+            return Err(PortError::Transient {
+                service: SERVICE,
+                detail: "the latest plans were not all read".into(),
+            });
+        }
+        let mut latest = None;
+        for item in answer
+            .responses
+            .and_then(|mut tables| tables.remove(&self.table))
+            .unwrap_or_default()
+        {
+            let millis = item
+                .get("plannedAt")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .ok_or_else(|| rejected("a latest plan without plannedAt".into()))?;
+            latest = latest.max(Some(millis));
+        }
+        Ok(latest)
     }
 }
 

@@ -99,6 +99,7 @@ impl SsoServices {
                 None => &NoApprovalWorkflow,
             },
             deletes: &self.store,
+            latest_plans: &self.store,
         }
     }
 }

@@ -24,7 +24,7 @@ use maestro_domain::quota::{
     SSO_ADMIN_OUTSTANDING_OPERATIONS,
 };
 use maestro_domain::sso::apply::{
-    Applier, ApplyError, AssignmentWriter, MonitorQueue, WhenBusy, apply_change, slot_key,
+    Applied, Applier, ApplyError, AssignmentWriter, MonitorQueue, WhenBusy, apply_change, slot_key,
     when_busy,
 };
 use maestro_domain::sso::model::SsoModel;
@@ -36,9 +36,9 @@ use maestro_domain::sso::provisioning::{
     PermissionSetArn, PollPolicy, ProvisioningStatus, RequestId, StatusCheck, after_poll,
 };
 use maestro_domain::sso::reconcile::{
-    AssignmentChange, Began, ChangeQueue, DeleteBudget, HeldDeletesApproval, InMemoryLease, Mode,
-    Outcome, PlanStore, Ports, ReconcileWorkflow, Run, RunRecord, Scope, Spent, Trigger,
-    begin_full_run, plan_step, queue_step, read_step, replan,
+    AssignmentChange, Began, ChangeQueue, DeleteBudget, HeldDeletesApproval, InMemoryLatestPlans,
+    InMemoryLease, LatestPlans, Mode, Outcome, PlanStore, Ports, ReconcileWorkflow, Run, RunRecord,
+    Scope, Spent, Trigger, begin_full_run, plan_step, queue_step, read_step, replan,
 };
 use maestro_domain::sso::snapshot::{
     Clock, CurrentSnapshot, IdentityCenterReader, InMemorySnapshots, OrganisationReader,
@@ -155,6 +155,7 @@ struct World {
     snapshots: InMemorySnapshots,
     runs: Mutex<HashMap<String, RunRecord>>,
     lease: InMemoryLease,
+    latest_plans: InMemoryLatestPlans,
     queue: Mutex<Vec<Message>>,
     /// The queue answers an empty backlog whatever waits on it: how the first run queued
     /// every change at once before the workflow fed the queue.
@@ -177,6 +178,7 @@ impl World {
             snapshots: InMemorySnapshots::default(),
             runs: Mutex::new(HashMap::new()),
             lease: InMemoryLease::default(),
+            latest_plans: InMemoryLatestPlans::default(),
             queue: Mutex::new(Vec::new()),
             blind_backlog: false,
             instance_arn: InstanceArn::try_from("arn:aws:sso:::instance/ssoins-0000000000000000")
@@ -196,6 +198,7 @@ impl World {
             changes: self,
             approvals: self,
             deletes: self,
+            latest_plans: self,
         }
     }
 
@@ -449,6 +452,21 @@ impl SnapshotStore for World {
     async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
         self.meter.charge(Service::DynamoDb, "Query", 1);
         self.snapshots.touched_since(since).await
+    }
+}
+
+#[async_trait]
+impl LatestPlans for World {
+    async fn planned(&self, scope: &Scope, planned_at: DateTime<Utc>) -> Result<(), PortError> {
+        self.meter.charge(Service::DynamoDb, "PutItem", 1);
+        self.latest_plans.planned(scope, planned_at).await
+    }
+    async fn latest_covering(
+        &self,
+        assignment: &Assignment,
+    ) -> Result<Option<DateTime<Utc>>, PortError> {
+        self.meter.charge(Service::DynamoDb, "BatchGetItem", 1);
+        self.latest_plans.latest_covering(assignment).await
     }
 }
 
@@ -725,6 +743,41 @@ enum Happening {
     Poll { request_id: String, polls: u32 },
 }
 
+/// The worker's and the monitor's share of the sso-admin governor (maestro_aws::quota): 4
+/// requests in each fifth of a second.
+#[derive(Default)]
+struct Governor(HashMap<i64, u32>);
+
+impl Governor {
+    const PER_WINDOW: u32 = 4;
+    const WINDOW_MS: i64 = 200;
+
+    /// The first window from `at` with a slot free.
+    fn free_window(&self, at: DateTime<Utc>) -> i64 {
+        let mut window = at.timestamp_millis() / Self::WINDOW_MS;
+        while self.0.get(&window).copied().unwrap_or(0) >= Self::PER_WINDOW {
+            window += 1;
+        }
+        window
+    }
+
+    /// The first moment from `at` at which a request may be sent.
+    fn first_free(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let start = DateTime::from_timestamp_millis(self.free_window(at) * Self::WINDOW_MS)
+            .expect("a time in range");
+        at.max(start)
+    }
+
+    /// The first moment from `at` at which a request may be sent, its slot taken.
+    fn slot(&mut self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let window = self.free_window(at);
+        *self.0.entry(window).or_default() += 1;
+        let start =
+            DateTime::from_timestamp_millis(window * Self::WINDOW_MS).expect("a time in range");
+        at.max(start)
+    }
+}
+
 struct Drained {
     minutes: f64,
     applied: usize,
@@ -755,6 +808,7 @@ async fn drain(world: &World, run_id: &str, seconds: (u32, u32), longest: &mut L
         writer: &provisioning,
         monitor: &provisioning,
         operations: &provisioning,
+        latest_plans: world,
     };
     let policy = PollPolicy::new(5, 60, 40).expect("the template's defaults");
     let mut agenda: BinaryHeap<Reverse<(DateTime<Utc>, Happening)>> = BinaryHeap::new();
@@ -766,6 +820,7 @@ async fn drain(world: &World, run_id: &str, seconds: (u32, u32), longest: &mut L
     let mut end = start;
     // sso-admin requests (writes and polls) per virtual second, to check the 20 a second.
     let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut governor = Governor::default();
     while let Some(Reverse((at, happening))) = agenda.pop() {
         world.meter.set(at);
         *provisioning.now.lock().unwrap() = at;
@@ -818,11 +873,18 @@ async fn drain(world: &World, run_id: &str, seconds: (u32, u32), longest: &mut L
                 let mut took = Duration::zero();
                 for message in batch {
                     let result = apply_change(&applier, &message.change, at).await;
-                    took += Service::DynamoDb.latency();
+                    // The latest plans read, then the slot reserved.
+                    took += Service::DynamoDb.latency() + Service::DynamoDb.latency();
                     match result {
-                        Ok(request) => {
-                            took += Service::SsoAdmin.latency() + Service::Sqs.latency();
-                            *per_second.entry(at.timestamp()).or_default() += 1;
+                        Ok(Applied::Superseded { .. }) => {
+                            panic!("one run's changes never supersede each other")
+                        }
+                        Ok(Applied::Requested(request)) => {
+                            // Sent when the governor gives it a slot; the batch's changes go
+                            // one after the other.
+                            let sent = governor.slot(at + took);
+                            *per_second.entry(sent.timestamp()).or_default() += 1;
+                            took = sent - at + Service::SsoAdmin.latency() + Service::Sqs.latency();
                             applied += 1;
                             // The monitor starter batches for up to 5 s, then the first poll.
                             agenda.push(Reverse((
@@ -854,6 +916,12 @@ async fn drain(world: &World, run_id: &str, seconds: (u32, u32), longest: &mut L
                 agenda.push(Reverse((at + took, Happening::WorkerPoll(worker))));
             }
             Happening::Poll { request_id, polls } => {
+                let free = governor.first_free(at);
+                if free > at {
+                    agenda.push(Reverse((free, Happening::Poll { request_id, polls })));
+                    continue;
+                }
+                governor.slot(at);
                 world.meter.charge(
                     Service::SsoAdmin,
                     "DescribeAccountAssignmentCreationStatus",

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::plan::Assignment;
 use super::provisioning::{AssignmentOperation, AssignmentRequest, RunId};
-use super::reconcile::AssignmentChange;
+use super::reconcile::{AssignmentChange, LatestPlans};
 use crate::port::PortError;
 use crate::quota::{OutstandingOperations, SSO_ADMIN_OUTSTANDING_OPERATIONS, operation_key};
 
@@ -82,6 +82,8 @@ pub enum ApplyError {
     Busy(usize),
     #[error("cannot reserve an outstanding-operation slot: {0}")]
     Governor(PortError),
+    #[error("cannot read when the assignment was last planned: {0}")]
+    LatestPlan(PortError),
     /// IAM Identity Center refused or could not take the change now.
     #[error("IAM Identity Center did not take the {operation:?}: {source}")]
     Change {
@@ -102,9 +104,9 @@ impl ApplyError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApplyError::Busy(_) | ApplyError::Monitor { .. } => true,
-            ApplyError::Governor(source) | ApplyError::Change { source, .. } => {
-                source.is_retryable()
-            }
+            ApplyError::Governor(source)
+            | ApplyError::LatestPlan(source)
+            | ApplyError::Change { source, .. } => source.is_retryable(),
         }
     }
 }
@@ -118,6 +120,20 @@ pub struct Applier<'a> {
     pub writer: &'a dyn AssignmentWriter,
     pub monitor: &'a dyn MonitorQueue,
     pub operations: &'a dyn OutstandingOperations,
+    pub latest_plans: &'a dyn LatestPlans,
+}
+
+/// What became of a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// IAM Identity Center accepted it; the monitor follows the request.
+    Requested(AssignmentRequest),
+    /// A plan covering the assignment was made after this change's (`planned_at`) and
+    /// decided anew: the change is dropped, nothing is asked.
+    Superseded {
+        planned_at: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    },
 }
 
 /// The key under which an assignment's operation holds its slot.
@@ -134,13 +150,24 @@ fn holder_of(change: &AssignmentChange) -> String {
     format!("{}/{:?}", change.run_id, change.operation)
 }
 
-/// Reserves an outstanding-operation slot, asks IAM Identity Center for the change, and
-/// hands the accepted request to the monitor, which frees the slot when the request settles.
+/// Drops a change a newer plan superseded; otherwise reserves an outstanding-operation slot,
+/// asks IAM Identity Center for the change, and hands the accepted request to the monitor,
+/// which frees the slot when the request settles.
 pub async fn apply_change(
     applier: &Applier<'_>,
     change: &AssignmentChange,
     now: DateTime<Utc>,
-) -> Result<AssignmentRequest, ApplyError> {
+) -> Result<Applied, ApplyError> {
+    if let Some(planned_at) = change.planned_at {
+        let latest = applier
+            .latest_plans
+            .latest_covering(&change.assignment)
+            .await
+            .map_err(ApplyError::LatestPlan)?;
+        if let Some(latest) = latest.filter(|latest| *latest > planned_at) {
+            return Ok(Applied::Superseded { planned_at, latest });
+        }
+    }
     let key = slot_key(&change.assignment);
     let reserved = applier
         .operations
@@ -172,7 +199,7 @@ pub async fn apply_change(
             request_id: request.request_id.to_string(),
             source,
         })?;
-    Ok(request)
+    Ok(Applied::Requested(request))
 }
 
 #[cfg(test)]
@@ -190,6 +217,7 @@ mod tests {
             operation: AssignmentOperation::Create,
             assignment: synthetic::group_assignment(3, 3, 6),
             deferrals,
+            planned_at: None,
         }
     }
 
@@ -217,5 +245,120 @@ mod tests {
                 deferrals: MAX_DEFERRALS
             }
         );
+    }
+
+    /// IAM Identity Center and the governor, counting what they are asked.
+    #[derive(Default)]
+    struct Counted {
+        changes: std::sync::Mutex<usize>,
+        reserved: std::sync::Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl AssignmentWriter for Counted {
+        async fn change(
+            &self,
+            operation: AssignmentOperation,
+            assignment: &Assignment,
+        ) -> Result<AssignmentRequest, PortError> {
+            *self.changes.lock().unwrap() += 1;
+            Ok(AssignmentRequest {
+                request_id: "00000000-0000-0000-0000-000000000001".try_into().unwrap(),
+                operation,
+                instance_arn: super::super::provisioning::InstanceArn::try_from(
+                    "arn:aws:sso:::instance/ssoins-0000000000000000",
+                )
+                .unwrap(),
+                account_id: assignment.account_id.clone(),
+                permission_set_arn: assignment.permission_set_arn.clone(),
+                principal_type: assignment.principal_type,
+                principal_id: assignment.principal_id.clone(),
+                run_id: None,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl MonitorQueue for Counted {
+        async fn monitor(&self, _: &AssignmentRequest) -> Result<(), PortError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl OutstandingOperations for Counted {
+        async fn reserve(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<bool, PortError> {
+            *self.reserved.lock().unwrap() += 1;
+            Ok(true)
+        }
+        async fn release(&self, _: &str) -> Result<(), PortError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_that_waited_past_a_newer_plan_of_its_assignment_is_dropped() {
+        // Review of issue 14: a change may wait hours for a slot; a delete planned before an
+        // event made the assignment desired again was applied after it, and took the access
+        // away until the next full run.
+        use super::super::reconcile::{InMemoryLatestPlans, Scope};
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let counted = Counted::default();
+        let latest_plans = InMemoryLatestPlans::default();
+        let applier = Applier {
+            writer: &counted,
+            monitor: &counted,
+            operations: &counted,
+            latest_plans: &latest_plans,
+        };
+        let stale = AssignmentChange {
+            planned_at: Some(t0),
+            operation: AssignmentOperation::Delete,
+            ..change(40)
+        };
+        latest_plans.planned(&Scope::Everything, t0).await.unwrap();
+        let own = apply_change(&applier, &stale, t0).await.unwrap();
+        assert!(
+            matches!(own, Applied::Requested(_)),
+            "its own plan does not supersede it"
+        );
+        let later = t0 + chrono::Duration::minutes(90);
+        latest_plans
+            .planned(
+                &Scope::Account {
+                    account_id: stale.assignment.account_id.clone(),
+                },
+                later,
+            )
+            .await
+            .unwrap();
+        let dropped = apply_change(&applier, &stale, later).await.unwrap();
+        assert_eq!(
+            dropped,
+            Applied::Superseded {
+                planned_at: t0,
+                latest: later
+            }
+        );
+        assert_eq!(
+            *counted.changes.lock().unwrap(),
+            1,
+            "only the first was asked"
+        );
+        assert_eq!(*counted.reserved.lock().unwrap(), 1);
+        // An approved delete carries no plan time: it is applied whatever was planned since.
+        let approved = AssignmentChange {
+            planned_at: None,
+            ..stale
+        };
+        let applied = apply_change(&applier, &approved, later).await.unwrap();
+        assert!(matches!(applied, Applied::Requested(_)));
     }
 }

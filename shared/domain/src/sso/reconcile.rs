@@ -87,6 +87,10 @@ pub struct AssignmentChange {
     /// How often the worker found every operation slot taken and put it back to wait.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deferrals: u32,
+    /// When the plan that asked for it began: a change that waited past a newer plan of the
+    /// same assignment is stale. None for approved deletes, which an approval judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -99,6 +103,56 @@ pub trait ChangeQueue: Send + Sync {
     async fn enqueue(&self, changes: &[AssignmentChange]) -> Result<(), PortError>;
     /// About how many changes wait on the queue, delayed and in flight included.
     async fn backlog(&self) -> Result<usize, PortError>;
+}
+
+/// When each scope was last planned by a run that applies (DynamoDB). A change may wait on
+/// the queue for hours at scale; once a newer plan covering its assignment has been made,
+/// that plan decided anew (and queued its own change if it still wants one), so the waiting
+/// one is dropped instead of undoing a later decision.
+#[async_trait]
+pub trait LatestPlans: Send + Sync {
+    /// Records that a run begun at `planned_at` planned `scope`; an older time never replaces
+    /// a newer one.
+    async fn planned(&self, scope: &Scope, planned_at: DateTime<Utc>) -> Result<(), PortError>;
+    /// The latest plan covering `assignment`: of everything, of its account, or of its
+    /// permission set.
+    async fn latest_covering(
+        &self,
+        assignment: &Assignment,
+    ) -> Result<Option<DateTime<Utc>>, PortError>;
+}
+
+/// The latest plans kept in memory: for tests and the simulation.
+#[derive(Default)]
+pub struct InMemoryLatestPlans(std::sync::Mutex<Vec<(Scope, DateTime<Utc>)>>);
+
+#[async_trait]
+impl LatestPlans for InMemoryLatestPlans {
+    async fn planned(&self, scope: &Scope, planned_at: DateTime<Utc>) -> Result<(), PortError> {
+        let mut plans = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match plans.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, at)) => *at = (*at).max(planned_at),
+            None => plans.push((scope.clone(), planned_at)),
+        }
+        Ok(())
+    }
+    async fn latest_covering(
+        &self,
+        assignment: &Assignment,
+    ) -> Result<Option<DateTime<Utc>>, PortError> {
+        let plans = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(plans
+            .iter()
+            .filter(|(scope, _)| scope.covers(assignment))
+            .map(|(_, at)| *at)
+            .max())
+    }
 }
 
 /// What a run looks at and may change: everything (flow B), or what one event touched
@@ -294,6 +348,7 @@ pub struct Ports<'a> {
     pub changes: &'a dyn ChangeQueue,
     pub approvals: &'a dyn HeldDeletesApproval,
     pub deletes: &'a dyn DeleteBudget,
+    pub latest_plans: &'a dyn LatestPlans,
 }
 
 impl Ports<'_> {
@@ -750,7 +805,16 @@ async fn record_plan(
         .store
         .save(record)
         .await
-        .map_err(ReconcileError::Store)
+        .map_err(ReconcileError::Store)?;
+    // Before its changes are queued: any older change of the scope still waiting is stale.
+    if matches!(record.outcome, Outcome::Applying { .. }) {
+        ports
+            .latest_plans
+            .planned(&record.scope, record.started_at)
+            .await
+            .map_err(ReconcileError::Store)?;
+    }
+    Ok(())
 }
 
 /// Queues up to `max` of an applying run's changes after those already queued; once all are,
@@ -778,6 +842,7 @@ async fn queue_piece(
     };
     let changes = changes_of(
         &record.run_id,
+        record.started_at,
         ports.identity_center.instance_arn(),
         planned,
     );
@@ -955,6 +1020,8 @@ pub async fn apply_held_deletes(
             operation: AssignmentOperation::Delete,
             assignment: d.assignment.clone(),
             deferrals: 0,
+            // Approved: a later plan that would hold it again must not drop it.
+            planned_at: None,
         })
         .collect();
     record.outcome = Outcome::Queued {
@@ -977,13 +1044,19 @@ pub async fn apply_held_deletes(
 }
 
 /// The changes a plan queues: every create, and the deletes no guardrail holds.
-pub fn changes_of(run_id: &str, instance_arn: &InstanceArn, plan: &Plan) -> Vec<AssignmentChange> {
+pub fn changes_of(
+    run_id: &str,
+    planned_at: DateTime<Utc>,
+    instance_arn: &InstanceArn,
+    plan: &Plan,
+) -> Vec<AssignmentChange> {
     let change = |operation, assignment: &Assignment| AssignmentChange {
         run_id: run_id.to_owned(),
         instance_arn: instance_arn.clone(),
         operation,
         assignment: assignment.clone(),
         deferrals: 0,
+        planned_at: Some(planned_at),
     };
     plan.create
         .iter()
@@ -1022,6 +1095,7 @@ mod tests {
         calls: Mutex<BTreeMap<&'static str, usize>>,
         snapshots: InMemorySnapshots,
         lease: InMemoryLease,
+        latest_plans: InMemoryLatestPlans,
         started: Mutex<Vec<String>>,
         saved: Mutex<Vec<RunRecord>>,
         queued: Mutex<Vec<AssignmentChange>>,
@@ -1067,6 +1141,7 @@ mod tests {
                 calls: Mutex::new(BTreeMap::new()),
                 snapshots: InMemorySnapshots::default(),
                 lease: InMemoryLease::default(),
+                latest_plans: InMemoryLatestPlans::default(),
                 started: Mutex::new(Vec::new()),
                 saved: Mutex::new(Vec::new()),
                 queued: Mutex::new(Vec::new()),
@@ -1093,6 +1168,7 @@ mod tests {
                 changes: self,
                 approvals: self,
                 deletes: self,
+                latest_plans: &self.latest_plans,
             }
         }
 
@@ -2278,6 +2354,30 @@ mod tests {
         assert_eq!(
             current.generation, "run-1",
             "the partial read is not current"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_that_applies_marks_its_scope_planned_and_a_dry_run_does_not() {
+        let fakes = Fakes::new();
+        let any = synthetic::group_assignment(1, 1, 1);
+        fakes.run(Mode::DryRun).await;
+        assert_eq!(
+            fakes.latest_plans.latest_covering(&any).await.unwrap(),
+            None
+        );
+        let applied = fakes.run(Mode::Apply).await;
+        assert_eq!(
+            fakes.latest_plans.latest_covering(&any).await.unwrap(),
+            Some(applied.started_at)
+        );
+        let queued = fakes.queued.lock().unwrap();
+        assert!(!queued.is_empty());
+        assert!(
+            queued
+                .iter()
+                .all(|c| c.planned_at == Some(applied.started_at)),
+            "each change says when its plan began"
         );
     }
 
