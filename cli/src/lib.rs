@@ -11,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use maestro_aws::SdkConfig;
 use maestro_aws::identity_center::IdentityCenter;
 use maestro_aws::organizations::OrganizationsReader;
+use maestro_domain::sso::assignment_monitor::InstanceArn;
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::plan::{Plan, PlanInputs, Rule, explain, plan};
-use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::snapshot::{Readers, read_in_full};
 
 #[derive(Debug, Parser)]

@@ -43,8 +43,8 @@ impl Registration {
 
 /// Every Lambda of Maestro, by the `Binary` of its `BuildProperties` in the template.
 pub const REGISTRY: &[Registration] = &[
-    Registration::of::<sso_monitor_starter::Deps>("sso-monitor-starter"),
-    Registration::of::<sso_assignment_status::Deps>("sso-assignment-status"),
+    Registration::of::<sso_assignment_monitor_starter::Deps>("sso-assignment-monitor-starter"),
+    Registration::of::<sso_assignment_monitor::Deps>("sso-assignment-monitor"),
     Registration::of::<sso_reconcile::Deps>("sso-reconcile"),
     Registration::of::<sso_api::Deps>("sso-api"),
     Registration::of::<sso_assignment_worker::Deps>("sso-assignment-worker"),

@@ -1,5 +1,5 @@
 //! Asking the emulated IAM Identity Center for account assignments, as the SSO sync does, and
-//! turning its answer into the request the provisioning monitor watches.
+//! turning its answer into the request the assignment monitor watches.
 
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use maestro_aws::SdkConfig;

@@ -7,11 +7,11 @@ use maestro_aws::snapshot::DynamoSnapshotStore;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_aws::step_functions::StepFunctionsMonitorLauncher;
 use maestro_domain::port::PortError;
-use maestro_domain::sso::plan::Principal;
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     MonitorBatch, MonitorLauncher, MonitorStart, PrincipalId, ProvisioningStatus,
     ProvisioningStatusReader,
 };
+use maestro_domain::sso::plan::Principal;
 use maestro_domain::sso::reconcile::{LatestPlans, Scope};
 use maestro_domain::sso::snapshot::{SnapshotPart, SnapshotStore};
 use maestro_domain::sso::synthetic;

@@ -16,7 +16,7 @@ fn the_invoke_api_answers_as_lambda_does() {
     on_local_cloud(Some(&maestro_template()), |cloud, stack| async move {
         let stack = stack.expect("the stack");
         let arn = stack
-            .attribute("SsoAssignmentStatusFunction", "Arn")
+            .attribute("SsoAssignmentMonitorFunction", "Arn")
             .expect("the status function")
             .to_owned();
         let http = reqwest::Client::new();
@@ -66,7 +66,7 @@ fn the_invoke_api_answers_as_lambda_does() {
 fn a_function_missing_an_environment_variable_fails_every_invocation_with_an_init_error() {
     let mut template = maestro_template();
     template
-        .resource_mut("SsoAssignmentStatusFunction")
+        .resource_mut("SsoAssignmentMonitorFunction")
         .expect("the status function")["Properties"]["Environment"]["Variables"]
         .as_object_mut()
         .expect("variables")
@@ -74,7 +74,7 @@ fn a_function_missing_an_environment_variable_fails_every_invocation_with_an_ini
     on_local_cloud(Some(&template), |cloud, stack| async move {
         let stack = stack.expect("the stack builds, as CloudFormation would");
         let name = stack
-            .reference("SsoAssignmentStatusFunction")
+            .reference("SsoAssignmentMonitorFunction")
             .expect("the status function");
         let error = cloud
             .invoke(name, json!({}))

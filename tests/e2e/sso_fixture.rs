@@ -1,7 +1,7 @@
 //! An IAM Identity Center with one permission set, one group and one member account, and
 //! assignment requests made on it the way the SSO sync makes them.
 
-use maestro_domain::sso::provisioning::AssignmentRequest;
+use maestro_domain::sso::assignment_monitor::AssignmentRequest;
 use maestro_localcloud::LocalCloud;
 use maestro_localcloud::identity_center::{AssignmentTarget, Operation, request_assignment};
 

@@ -1,10 +1,10 @@
-//! The SSO provisioning monitor (flow C), through the template's wiring: requests on
+//! The SSO assignment monitor (flow C), through the template's wiring: requests on
 //! SsoAssignmentRequestsQueue end as reports on AuditTopic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     AssignmentRequest, FailureClass, FinalStatus, ProvisioningReport,
 };
 use maestro_localcloud::{LocalCloud, Stack};

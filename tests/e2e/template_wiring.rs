@@ -24,8 +24,8 @@ fn resource<'a>(template: &'a mut Template, logical_id: &str) -> &'a mut serde_j
 #[test]
 fn a_reference_to_a_resource_that_does_not_exist_fails_the_build() {
     let template = broken(|t| {
-        resource(t, "SsoMonitorStarterFunction")["Properties"]["Environment"]["Variables"]["MONITOR_STATE_MACHINE_ARN"] =
-            json!({"Ref": "SsoAssignmentMonitor"});
+        resource(t, "SsoAssignmentMonitorStarterFunction")["Properties"]["Environment"]["Variables"]
+            ["MONITOR_STATE_MACHINE_ARN"] = json!({"Ref": "SsoAssignmentMonitor"});
     });
     let error = deploy_outcome(&template).unwrap_err();
     assert!(
@@ -50,7 +50,7 @@ fn a_state_machine_placeholder_without_a_substitution_fails_the_build() {
 #[test]
 fn a_function_whose_crate_the_host_does_not_know_fails_the_build() {
     let template = broken(|t| {
-        resource(t, "SsoAssignmentStatusFunction")["Metadata"]["BuildProperties"]["Binary"] =
+        resource(t, "SsoAssignmentMonitorFunction")["Metadata"]["BuildProperties"]["Binary"] =
             json!("sso-assignment-stats");
     });
     let error = deploy_outcome(&template).unwrap_err();
@@ -60,8 +60,8 @@ fn a_function_whose_crate_the_host_does_not_know_fails_the_build() {
 #[test]
 fn an_event_source_on_a_queue_of_another_stack_fails_the_build() {
     let template = broken(|t| {
-        resource(t, "SsoMonitorStarterFunction")["Properties"]["Events"]["AssignmentRequests"]["Properties"]
-            ["Queue"] = json!("arn:aws:sqs:us-east-1:123456789012:elsewhere");
+        resource(t, "SsoAssignmentMonitorStarterFunction")["Properties"]["Events"]["AssignmentRequests"]
+            ["Properties"]["Queue"] = json!("arn:aws:sqs:us-east-1:123456789012:elsewhere");
     });
     let error = deploy_outcome(&template).unwrap_err();
     assert!(error.contains("is not a queue of this stack"), "{error}");
@@ -70,7 +70,7 @@ fn an_event_source_on_a_queue_of_another_stack_fails_the_build() {
 #[test]
 fn without_its_event_source_mapping_the_requests_stay_on_the_queue() {
     let template = broken(|t| {
-        resource(t, "SsoMonitorStarterFunction")["Properties"]
+        resource(t, "SsoAssignmentMonitorStarterFunction")["Properties"]
             .as_object_mut()
             .expect("properties")
             .remove("Events");
@@ -96,7 +96,8 @@ fn without_its_event_source_mapping_the_requests_stay_on_the_queue() {
 #[test]
 fn a_wrong_state_machine_arn_in_the_environment_sends_the_requests_to_the_dlq() {
     let template = broken(|t| {
-        resource(t, "SsoMonitorStarterFunction")["Properties"]["Environment"]["Variables"]["MONITOR_STATE_MACHINE_ARN"] =
+        resource(t, "SsoAssignmentMonitorStarterFunction")["Properties"]["Environment"]["Variables"]
+            ["MONITOR_STATE_MACHINE_ARN"] =
             json!({"Fn::Sub": "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:nope"});
     });
     on_local_cloud(Some(&template), |cloud, stack| async move {

@@ -1,5 +1,5 @@
 //! `SsoAssignmentWorkerFunction`: takes planned changes from `SsoChangesQueue`, asks IAM
-//! Identity Center for each, and hands each accepted request to the provisioning monitor
+//! Identity Center for each, and hands each accepted request to the assignment monitor
 //! (`SsoAssignmentRequestsQueue`). A change that finds all 15 operation slots taken goes back
 //! on the changes queue as a new, delayed message: a backlog of any size waits its turn
 //! without spending the receives that lead to the DLQ. A change that fails is reported as a
@@ -23,7 +23,7 @@ use maestro_domain::sso::apply::{
     Applied, Applier, ApplyError, AssignmentWriter, ChangeDeferral, MonitorQueue, WhenBusy,
     apply_change, when_busy,
 };
-use maestro_domain::sso::provisioning::InstanceArn;
+use maestro_domain::sso::assignment_monitor::InstanceArn;
 use maestro_domain::sso::reconcile::{AssignmentChange, LatestPlans};
 
 pub struct Deps {
@@ -227,8 +227,10 @@ mod tests {
 
     use async_trait::async_trait;
     use maestro_domain::port::PortError;
+    use maestro_domain::sso::assignment_monitor::{
+        AssignmentOperation, AssignmentRequest, RequestId,
+    };
     use maestro_domain::sso::plan::Assignment;
-    use maestro_domain::sso::provisioning::{AssignmentOperation, AssignmentRequest, RequestId};
     use maestro_domain::sso::reconcile::InMemoryLatestPlans;
 
     use super::*;

@@ -1,5 +1,5 @@
-// SSO provisioning monitor (flow C): SsoAssignmentRequestsQueue -> SsoMonitorStarterFunction
-// -> SsoAssignmentMonitorStateMachine -> SsoAssignmentStatusFunction -> AuditTopic
+// SSO assignment monitor (flow C): SsoAssignmentRequestsQueue -> SsoAssignmentMonitorStarterFunction
+// -> SsoAssignmentMonitorStateMachine -> SsoAssignmentMonitorFunction -> AuditTopic
 import { Fn, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -48,8 +48,8 @@ export class SsoMonitor {
       alertsTopicArn,
     );
 
-    const status = new MaestroFunction(stack, 'SsoAssignmentStatusFunction', {
-      crate: 'sso-assignment-status',
+    const status = new MaestroFunction(stack, 'SsoAssignmentMonitorFunction', {
+      crate: 'sso-assignment-monitor',
       description:
         'Reads the provisioning status of one SSO account assignment request and decides the next poll.',
       environment: {
@@ -76,7 +76,7 @@ export class SsoMonitor {
     const monitor = maestroStateMachine(stack, 'SsoAssignmentMonitorStateMachine', {
       definitionFile: 'sso-assignment-monitor.asl.json',
       substitutions: {
-        SsoAssignmentStatusFunctionArn: status.fn.functionArn,
+        SsoAssignmentMonitorFunctionArn: status.fn.functionArn,
         AuditTopicArn: notifications.auditTopic.ref,
         AlertsTopicArn: alertsTopicArn,
       },
@@ -111,8 +111,8 @@ export class SsoMonitor {
       alertsTopicArn,
     );
 
-    const starter = new MaestroFunction(stack, 'SsoMonitorStarterFunction', {
-      crate: 'sso-monitor-starter',
+    const starter = new MaestroFunction(stack, 'SsoAssignmentMonitorStarterFunction', {
+      crate: 'sso-assignment-monitor-starter',
       description: 'Starts one SSO assignment monitor execution per batch of assignment requests.',
       environment: { MONITOR_STATE_MACHINE_ARN: monitor.stateMachineArn },
       statements: [stepFunctionsExecution(monitor)],

@@ -324,7 +324,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
   const worker = new MaestroFunction(stack, 'SsoAssignmentWorkerFunction', {
     crate: 'sso-assignment-worker',
     description:
-      'Applies planned SSO assignment changes and hands each request to the provisioning monitor.',
+      'Applies planned SSO assignment changes and hands each request to the assignment monitor.',
     environment: {
       SSO_INSTANCE_ARN: parameters.ssoInstanceArn,
       IDENTITY_STORE_ID: parameters.identityStoreId,

@@ -9,11 +9,11 @@ use aws_sdk_ssoadmin::types::{PrincipalType as SdkPrincipalType, TargetType};
 use maestro_domain::port::PortError;
 use maestro_domain::quota::CallRate;
 use maestro_domain::sso::apply::AssignmentWriter;
-use maestro_domain::sso::plan::{Assignment, PermissionSetInfo, Principal};
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     AccountId, AssignmentOperation, AssignmentRequest, InstanceArn, PermissionSetArn, PrincipalId,
     PrincipalType, RequestId,
 };
+use maestro_domain::sso::plan::{Assignment, PermissionSetInfo, Principal};
 use maestro_domain::sso::snapshot::IdentityCenterReader;
 
 use crate::SdkConfig;
@@ -35,7 +35,7 @@ fn rejected(service: &'static str, detail: String) -> PortError {
 }
 
 /// Parses an identifier from the service, which must have the shape the domain expects.
-fn parsed<T: TryFrom<String, Error = maestro_domain::sso::provisioning::InvalidField>>(
+fn parsed<T: TryFrom<String, Error = maestro_domain::sso::assignment_monitor::InvalidField>>(
     service: &'static str,
     value: Option<String>,
 ) -> Result<T, PortError> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_organizations::types::{AccountState, ParentType};
 use maestro_domain::port::PortError;
+use maestro_domain::sso::assignment_monitor::AccountId;
 use maestro_domain::sso::plan::{AccountStatus, OrgAccount};
-use maestro_domain::sso::provisioning::AccountId;
 use maestro_domain::sso::snapshot::OrganisationReader;
 
 use crate::SdkConfig;

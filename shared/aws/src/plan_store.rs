@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::assignment_monitor::{ProvisioningReport, ReportLog};
 use maestro_domain::sso::plan::Assignment;
-use maestro_domain::sso::provisioning::{ProvisioningReport, ReportLog};
 use maestro_domain::sso::reconcile::{
     DeleteBudget, FullRunLease, LatestPlans, PlanStore, RunRecord, Scope, Spent,
 };

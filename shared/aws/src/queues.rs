@@ -1,10 +1,10 @@
-//! SQS: the SSO changes queue and the provisioning monitor queue.
+//! SQS: the SSO changes queue and the assignment monitor queue.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use maestro_domain::port::PortError;
 use maestro_domain::sso::apply::{ChangeDeferral, MonitorQueue};
-use maestro_domain::sso::provisioning::AssignmentRequest;
+use maestro_domain::sso::assignment_monitor::AssignmentRequest;
 use maestro_domain::sso::reconcile::{AssignmentChange, ChangeQueue};
 use serde::Serialize;
 

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::Utc;
 use maestro_domain::port::PortError;
+use maestro_domain::sso::assignment_monitor::{AccountId, PermissionSetArn};
 use maestro_domain::sso::plan::{Assignment, OrgAccount, PermissionSetInfo, Principal};
-use maestro_domain::sso::provisioning::{AccountId, PermissionSetArn};
 use maestro_domain::sso::snapshot::{
     CurrentSnapshot, Refresh, Snapshot, SnapshotPart, SnapshotStore,
 };

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use maestro_domain::sso::assignment_monitor::InstanceArn;
 use maestro_domain::sso::model::SsoModel;
-use maestro_domain::sso::provisioning::InstanceArn;
 use maestro_domain::sso::reconcile::Ports;
 use maestro_domain::sso::snapshot::Clock;
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, StatusValues};
 use maestro_domain::port::PortError;
 use maestro_domain::quota::CallRate;
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     AssignmentOperation, AssignmentRequest, ProvisioningStatus, ProvisioningStatusReader,
 };
 

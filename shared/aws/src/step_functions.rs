@@ -7,8 +7,8 @@ use maestro_domain::approvals::request::{Delivery, TaskToken, WaitingTask};
 use maestro_domain::approvals::submit::ApprovalWorkflow;
 use maestro_domain::approvals::workflow::{ActionRequest, held_deletes_request};
 use maestro_domain::port::PortError;
+use maestro_domain::sso::assignment_monitor::{MonitorBatch, MonitorLauncher, MonitorStart};
 use maestro_domain::sso::plan::PlannedDelete;
-use maestro_domain::sso::provisioning::{MonitorBatch, MonitorLauncher, MonitorStart};
 use maestro_domain::sso::reconcile::{HeldDeletesApproval, ReconcileWorkflow};
 
 use crate::SdkConfig;

@@ -27,13 +27,13 @@ use maestro_domain::sso::apply::{
     Applied, Applier, ApplyError, AssignmentWriter, MonitorQueue, WhenBusy, apply_change, slot_key,
     when_busy,
 };
+use maestro_domain::sso::assignment_monitor::{
+    AccountId, AssignmentOperation, AssignmentRequest, CheckStep, InstanceArn, MonitorProgress,
+    PermissionSetArn, PollPolicy, ProvisioningStatus, RequestId, StatusCheck, after_poll,
+};
 use maestro_domain::sso::model::SsoModel;
 use maestro_domain::sso::plan::{
     Assignment, OrgAccount, PermissionSetInfo, PlanInputs, PlannedDelete, Principal, plan,
-};
-use maestro_domain::sso::provisioning::{
-    AccountId, AssignmentOperation, AssignmentRequest, CheckStep, InstanceArn, MonitorProgress,
-    PermissionSetArn, PollPolicy, ProvisioningStatus, RequestId, StatusCheck, after_poll,
 };
 use maestro_domain::sso::reconcile::{
     AssignmentChange, Began, ChangeQueue, DeleteBudget, HeldDeletesApproval, InMemoryLatestPlans,

@@ -1,12 +1,12 @@
 //! Applying one planned change (the assignment worker): ask IAM Identity Center for it, then
-//! hand the accepted request to the provisioning monitor.
+//! hand the accepted request to the assignment monitor.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+use super::assignment_monitor::{AssignmentOperation, AssignmentRequest, RunId};
 use super::plan::Assignment;
-use super::provisioning::{AssignmentOperation, AssignmentRequest, RunId};
 use super::reconcile::{AssignmentChange, LatestPlans};
 use crate::port::PortError;
 use crate::quota::{OutstandingOperations, SSO_ADMIN_OUTSTANDING_OPERATIONS, operation_key};
@@ -21,7 +21,7 @@ pub trait AssignmentWriter: Send + Sync {
     ) -> Result<AssignmentRequest, PortError>;
 }
 
-/// Hands accepted requests to the provisioning monitor (flow C).
+/// Hands accepted requests to the assignment monitor (flow C).
 #[async_trait]
 pub trait MonitorQueue: Send + Sync {
     async fn monitor(&self, request: &AssignmentRequest) -> Result<(), PortError>;
@@ -210,7 +210,7 @@ mod tests {
     fn change(deferrals: u32) -> AssignmentChange {
         AssignmentChange {
             run_id: "run-1".into(),
-            instance_arn: super::super::provisioning::InstanceArn::try_from(
+            instance_arn: super::super::assignment_monitor::InstanceArn::try_from(
                 "arn:aws:sso:::instance/ssoins-0000000000000000",
             )
             .unwrap(),
@@ -265,7 +265,7 @@ mod tests {
             Ok(AssignmentRequest {
                 request_id: "00000000-0000-0000-0000-000000000001".try_into().unwrap(),
                 operation,
-                instance_arn: super::super::provisioning::InstanceArn::try_from(
+                instance_arn: super::super::assignment_monitor::InstanceArn::try_from(
                     "arn:aws:sso:::instance/ssoins-0000000000000000",
                 )
                 .unwrap(),

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::provisioning::{AccountId, PermissionSetArn};
+use super::assignment_monitor::{AccountId, PermissionSetArn};
 use super::reconcile::Scope;
 use super::snapshot::Refresh;
 

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::assignment_monitor::{AccountId, PermissionSetArn, PrincipalId, PrincipalType};
 use super::model::{Environment, ForeignAssignments, SsoModel};
-use super::provisioning::{AccountId, PermissionSetArn, PrincipalId, PrincipalType};
 
 /// An account of the organisation as Organizations describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

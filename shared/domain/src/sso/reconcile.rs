@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::SsoModel;
-use super::plan::{AbortReason, Assignment, HoldReason, Plan, PlannedDelete, plan};
-use super::provisioning::{
+use super::assignment_monitor::{
     AccountId, AssignmentOperation, InstanceArn, PermissionSetArn, ProvisioningReport,
 };
+use super::model::SsoModel;
+use super::plan::{AbortReason, Assignment, HoldReason, Plan, PlannedDelete, plan};
 use super::snapshot::{
     Clock, CurrentSnapshot, IdentityCenterReader, OrganisationReader, ReadCursor, Readers, Refresh,
     SnapshotStore, read_piece, refreshed,

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::assignment_monitor::{AccountId, InstanceArn, PermissionSetArn, PrincipalId};
 use super::plan::{Assignment, OrgAccount, PermissionSetInfo, PlanInputs, Principal};
-use super::provisioning::{AccountId, InstanceArn, PermissionSetArn, PrincipalId};
 use crate::port::PortError;
 
 /// Reads the organisation (AWS Organizations).
@@ -697,8 +697,8 @@ pub async fn read_in_full(readers: &Readers<'_>) -> Result<PlanInputs, PortError
 
 /// What a settled request changed, for the current snapshot: one that succeeded made or
 /// removed its assignment; one that failed or timed out is left for the next read to find.
-pub fn settled(report: &super::provisioning::ProvisioningReport) -> Option<SnapshotPart> {
-    use super::provisioning::{AssignmentOperation, FinalStatus};
+pub fn settled(report: &super::assignment_monitor::ProvisioningReport) -> Option<SnapshotPart> {
+    use super::assignment_monitor::{AssignmentOperation, FinalStatus};
     if report.status != FinalStatus::Succeeded {
         return None;
     }

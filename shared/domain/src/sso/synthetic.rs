@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::assignment_monitor::{AccountId, PermissionSetArn, PrincipalId, PrincipalType};
 use super::plan::{
     AccountStatus, Assignment, OrgAccount, PermissionSetInfo, PlanInputs, Principal,
 };
-use super::provisioning::{AccountId, PermissionSetArn, PrincipalId, PrincipalType};
 
 /// How big an organisation to make.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 use lambda_runtime::{Error, service_fn};
 use maestro_aws::lambda::LambdaFunction;
-use sso_monitor_starter::{Deps, handle};
+use sso_assignment_monitor_starter::{Deps, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

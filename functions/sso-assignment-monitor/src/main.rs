@@ -1,6 +1,6 @@
 use lambda_runtime::{Error, service_fn};
 use maestro_aws::lambda::LambdaFunction;
-use sso_assignment_status::{Deps, handle};
+use sso_assignment_monitor::{Deps, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,4 +1,4 @@
-//! `SsoAssignmentStatusFunction`: one poll of one assignment request, for the
+//! `SsoAssignmentMonitorFunction`: one poll of one assignment request, for the
 //! `SsoAssignmentMonitorStateMachine` (statemachines/sso-assignment-monitor.asl.json).
 //!
 //! Input: a [`StatusCheck`] (`{"request": {…}, "polls": n}`); output: a [`MonitorProgress`]
@@ -16,7 +16,7 @@ use maestro_aws::snapshot::DynamoSnapshotStore;
 use maestro_aws::sso_admin::SsoAdminProvisioning;
 use maestro_domain::port::PortError;
 use maestro_domain::quota::{OutstandingOperations, operation_key};
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     CheckStep, MonitorProgress, PollPolicy, ProvisioningStatusReader, ReportLog, StatusCheck,
     after_poll,
 };
@@ -194,7 +194,9 @@ impl LambdaFunction for Deps {
 mod tests {
     use super::*;
     use async_trait::async_trait;
-    use maestro_domain::sso::provisioning::{AssignmentRequest, FinalStatus, ProvisioningStatus};
+    use maestro_domain::sso::assignment_monitor::{
+        AssignmentRequest, FinalStatus, ProvisioningStatus,
+    };
 
     struct FixedStatus(Result<ProvisioningStatus, PortError>);
 
@@ -240,7 +242,7 @@ mod tests {
     }
 
     fn event() -> LambdaEvent<StatusCheck> {
-        let sample = include_str!("../../../events/sso-assignment-status/first-poll.json");
+        let sample = include_str!("../../../events/sso-assignment-monitor/first-poll.json");
         LambdaEvent::new(
             serde_json::from_str(sample).expect("the sample event parses"),
             lambda_runtime::Context::default(),

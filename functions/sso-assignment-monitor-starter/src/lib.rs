@@ -1,4 +1,4 @@
-//! `SsoMonitorStarterFunction`: takes assignment requests from `SsoAssignmentRequestsQueue`
+//! `SsoAssignmentMonitorStarterFunction`: takes assignment requests from `SsoAssignmentRequestsQueue`
 //! and starts one `SsoAssignmentMonitorStateMachine` execution per batch.
 //!
 //! A record whose body is not an [`AssignmentRequest`] is reported as a batch item failure,
@@ -13,7 +13,7 @@ use maestro_aws::SdkConfig;
 use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::step_functions::StepFunctionsMonitorLauncher;
-use maestro_domain::sso::provisioning::{
+use maestro_domain::sso::assignment_monitor::{
     AssignmentRequest, MonitorBatch, MonitorLauncher, MonitorStart,
 };
 use thiserror::Error;
@@ -137,7 +137,7 @@ mod tests {
         let deps = Deps {
             launcher: launcher.clone(),
         };
-        let sample = include_str!("../../../events/sso-monitor-starter/sqs-batch.json");
+        let sample = include_str!("../../../events/sso-assignment-monitor-starter/sqs-batch.json");
         let event = LambdaEvent::new(
             serde_json::from_str(sample).expect("the sample event parses"),
             lambda_runtime::Context::default(),

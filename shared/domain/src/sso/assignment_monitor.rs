@@ -1,4 +1,4 @@
-//! The provisioning monitor (flow C): account assignment requests are asynchronous in IAM
+//! The assignment monitor (flow C): account assignment requests are asynchronous in IAM
 //! Identity Center, so each one is polled until it is final and the outcome is reported.
 //!
 //! The wire shape of a request, as it travels on the monitor queue and through the state
