@@ -271,13 +271,13 @@ mod tests {
     #[test]
     fn steps_parse_strictly() {
         let read: Step = serde_json::from_value(serde_json::json!({
-            "step": "READ", "runId": "r-1", "cursor": {"phase": "ACCOUNT_TAGS", "next": 40}
+            "step": "READ", "runId": "r-1", "cursor": {"phase": "ACCOUNT_TAGS", "after": "111111111111"}
         }))
         .unwrap();
         assert!(matches!(
             read,
             Step::Read {
-                cursor: ReadCursor::AccountTags { next: 40 },
+                cursor: ReadCursor::AccountTags { after: Some(_) },
                 ..
             }
         ));

@@ -205,7 +205,12 @@ export function readTheHeldAccounts(): iam.PolicyStatement[] {
       { sid: 'ReadTheOrganisation' },
     ),
     allow(
-      ['sso:ListPermissionSetsProvisionedToAccount', 'sso:ListAccountAssignments'],
+      [
+        'sso:ListPermissionSetsProvisionedToAccount',
+        'sso:ListAccountAssignments',
+        'identitystore:ListGroups',
+        'identitystore:ListUsers',
+      ],
       ['*'],
       { sid: 'ReadIdentityCenter' },
     ),

@@ -226,14 +226,14 @@ impl DynamoSnapshotStore {
     }
 
     /// Points readers at a new version of a kind of principals whose chunks are all written,
-    /// then deletes the chunks of the version it replaces.
+    /// and answers the version it replaced, if any.
     async fn switch_principals(
         &self,
         pk: &str,
         kind: &str,
         pointer: &PrincipalsPointer,
         expires: &AttributeValue,
-    ) -> Result<(), PortError> {
+    ) -> Result<Option<PrincipalsPointer>, PortError> {
         let replaced = self
             .client
             .put_item()
@@ -247,14 +247,8 @@ impl DynamoSnapshotStore {
             .await
             .map_err(|e| port_error(SERVICE, &self.table, e))?
             .attributes;
-        let Some(replaced) = replaced else {
-            return Ok(());
-        };
-        let old: PrincipalsPointer = parsed(&replaced, kind)?;
-        if old == *pointer {
-            return Ok(());
-        }
-        self.delete_chunks(pk, kind, &old).await
+        // An old pointer that cannot be read only leaves its chunks to their expiry.
+        Ok(replaced.and_then(|old| parsed(&old, kind).ok()))
     }
 
     async fn delete_chunks(
@@ -377,11 +371,19 @@ impl SnapshotStore for DynamoSnapshotStore {
             self.batch(std::mem::replace(&mut requests, rest)).await?;
         }
         for (kind, pointer) in pointers {
-            if let Err(e) = self.switch_principals(&pk, kind, &pointer, &expires).await {
-                // Nobody reads the chunks of a version never pointed at; they would only
-                // wait for their expiry.
-                let _ = self.delete_chunks(&pk, kind, &pointer).await;
-                return Err(e);
+            match self.switch_principals(&pk, kind, &pointer, &expires).await {
+                Err(e) => {
+                    // Nobody reads the chunks of a version never pointed at; they would only
+                    // wait for their expiry.
+                    let _ = self.delete_chunks(&pk, kind, &pointer).await;
+                    return Err(e);
+                }
+                // The old version's chunks go once readers are pointed away from them; if
+                // they cannot go now, they expire. The write itself has landed either way.
+                Ok(Some(old)) if old != pointer => {
+                    let _ = self.delete_chunks(&pk, kind, &old).await;
+                }
+                Ok(_) => {}
             }
         }
         Ok(())

@@ -262,6 +262,17 @@ pub enum AbortReason {
     InvalidWorkloads { name: String, problem: String },
 }
 
+impl AbortReason {
+    /// Whether the inputs look partly read (a listing that failed quietly), rather than
+    /// configured wrongly: a snapshot read so must not replace a whole one.
+    pub fn is_partial_read(&self) -> bool {
+        match self {
+            AbortReason::NoGroups | AbortReason::ParentsUnreadable { .. } => true,
+            AbortReason::UnknownJobFunction { .. } | AbortReason::InvalidWorkloads { .. } => false,
+        }
+    }
+}
+
 /// A permission set's `workloads` tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkloadSelector {

@@ -276,6 +276,11 @@ pub struct RunRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// When the plan was made: what its changes carry, and what its scope is marked planned
+    /// at once they are all queued (a full run plans hours after it began reading, and the
+    /// events that touched the organisation meanwhile are in its plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_at: Option<DateTime<Utc>>,
     /// The final status of each request the run's changes made, as the monitor reported it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<ProvisioningReport>,
@@ -311,6 +316,7 @@ impl RunRecord {
             mode: run.mode,
             outcome: Outcome::Running,
             plan: None,
+            planned_at: None,
             reports: Vec::new(),
         }
     }
@@ -591,7 +597,10 @@ pub async fn plan_step(
         .map_err(ReconcileError::Read)?;
     // A read whose inputs look partial must not become what event runs and explain read: the
     // generation before it stays current.
-    if plan(model, &snapshot.inputs).is_ok() {
+    let partial = plan(model, &snapshot.inputs)
+        .err()
+        .is_some_and(|aborted| aborted.reasons.iter().any(AbortReason::is_partial_read));
+    if !partial {
         ports
             .snapshot
             .make_current(&CurrentSnapshot {
@@ -799,22 +808,14 @@ async fn record_plan(
                 }
             };
             record.plan = Some(planned);
+            record.planned_at = Some(ports.clock.now());
         }
     }
     ports
         .store
         .save(record)
         .await
-        .map_err(ReconcileError::Store)?;
-    // Before its changes are queued: any older change of the scope still waiting is stale.
-    if matches!(record.outcome, Outcome::Applying { .. }) {
-        ports
-            .latest_plans
-            .planned(&record.scope, record.started_at)
-            .await
-            .map_err(ReconcileError::Store)?;
-    }
-    Ok(())
+        .map_err(ReconcileError::Store)
 }
 
 /// Queues up to `max` of an applying run's changes after those already queued; once all are,
@@ -840,9 +841,10 @@ async fn queue_piece(
             record.run_id
         )));
     };
+    let planned_at = record.planned_at.unwrap_or(record.started_at);
     let changes = changes_of(
         &record.run_id,
-        record.started_at,
+        planned_at,
         ports.identity_center.instance_arn(),
         planned,
     );
@@ -900,6 +902,13 @@ async fn queue_piece(
     ports
         .store
         .save_outcome(record)
+        .await
+        .map_err(ReconcileError::Store)?;
+    // Only once every change is queued: a run that stops midway must not make the older
+    // changes it would have replaced look stale.
+    ports
+        .latest_plans
+        .planned(&record.scope, planned_at)
         .await
         .map_err(ReconcileError::Store)
 }
@@ -2367,18 +2376,125 @@ mod tests {
             None
         );
         let applied = fakes.run(Mode::Apply).await;
+        let planned_at = applied.planned_at.expect("a plan time");
+        assert!(planned_at > applied.started_at, "planned after the read");
         assert_eq!(
             fakes.latest_plans.latest_covering(&any).await.unwrap(),
-            Some(applied.started_at)
+            Some(planned_at)
         );
         let queued = fakes.queued.lock().unwrap();
         assert!(!queued.is_empty());
         assert!(
-            queued
-                .iter()
-                .all(|c| c.planned_at == Some(applied.started_at)),
-            "each change says when its plan began"
+            queued.iter().all(|c| c.planned_at == Some(planned_at)),
+            "each change says when its plan was made"
         );
+    }
+
+    #[tokio::test]
+    async fn an_account_that_left_while_its_tags_were_read_makes_the_read_skip_no_other() {
+        // Review: the tags phase walked the accounts by position; an account read as gone
+        // left the list, and the next piece skipped the account after it (read with no
+        // tags, its assignments planned for deletion).
+        let mut fakes = Fakes::new();
+        let mut cursor = read_until(&fakes, "run-1", |c| {
+            matches!(c, ReadCursor::AccountTags { .. })
+        })
+        .await;
+        let first = fakes
+            .inputs
+            .accounts
+            .iter()
+            .map(|a| a.id.clone())
+            .min()
+            .unwrap();
+        fakes.inputs.accounts.retain(|a| a.id != first);
+        // One account a piece.
+        while matches!(cursor, ReadCursor::AccountTags { .. }) {
+            cursor = read_step(&fakes.ports(), "run-1", cursor, fakes.now())
+                .await
+                .unwrap();
+        }
+        let read = fakes.snapshots.accounts("run-1").await.unwrap();
+        assert_eq!(read.len(), fakes.inputs.accounts.len());
+        for account in &fakes.inputs.accounts {
+            let found = read.iter().find(|a| a.id == account.id).unwrap();
+            assert_eq!(found.tags, account.tags, "the tags of {}", account.id);
+        }
+    }
+
+    #[test]
+    fn a_cursor_of_the_previous_version_goes_on_without_skipping_a_phase() {
+        let principals: ReadCursor =
+            serde_json::from_value(serde_json::json!({"phase": "PRINCIPALS"})).unwrap();
+        assert_eq!(principals, ReadCursor::PrincipalsFirst);
+        let tags: ReadCursor =
+            serde_json::from_value(serde_json::json!({"phase": "ACCOUNT_TAGS", "next": 40}))
+                .unwrap();
+        assert_eq!(tags, ReadCursor::AccountTags { after: None });
+    }
+
+    #[tokio::test]
+    async fn a_full_run_is_not_superseded_by_an_event_run_during_its_read() {
+        // Review: a full run's changes carried the time its read began, so an event run
+        // during the read (whose change the read then took in) made them all look stale.
+        let fakes = Fakes::new();
+        fakes.run(Mode::DryRun).await;
+        let cursor = read_until(&fakes, "run-2", |c| matches!(c, ReadCursor::Principals)).await;
+        let account = fakes.inputs.accounts[0].id.clone();
+        let event = replan(
+            &SsoModel::default(),
+            &fakes.ports(),
+            event_run(fakes.now()),
+            &Refresh::Account {
+                account_id: account.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(event.outcome, Outcome::Queued { .. }),
+            "{:?}",
+            event.outcome
+        );
+        fakes.queued.lock().unwrap().clear();
+        let mut record = read_on_and_plan(&fakes, "run-2", cursor).await;
+        while matches!(record.outcome, Outcome::Applying { .. }) {
+            record = queue_step(&fakes.ports(), "run-2", usize::MAX)
+                .await
+                .unwrap();
+        }
+        let queued = fakes.queued.lock().unwrap().clone();
+        assert!(!queued.is_empty());
+        for change in &queued {
+            let latest = fakes
+                .latest_plans
+                .latest_covering(&change.assignment)
+                .await
+                .unwrap();
+            assert!(
+                latest <= change.planned_at,
+                "{change:?} looks superseded by a plan at {latest:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_plan_refuses_a_tag_still_becomes_current() {
+        // Only a read that looks partial keeps the last snapshot current: a configuration
+        // error would otherwise freeze it until event runs refuse it as too old.
+        let mut fakes = Fakes::new();
+        fakes.run(Mode::DryRun).await;
+        let set = fakes
+            .inputs
+            .permission_sets
+            .iter_mut()
+            .find(|s| s.tags.contains_key("workloads"))
+            .expect("a set with workloads");
+        set.tags.insert("workloads".into(), "Workload_All".into());
+        let refused = fakes.run(Mode::Apply).await;
+        assert!(matches!(refused.outcome, Outcome::Aborted { .. }));
+        let current = fakes.snapshots.current().await.unwrap().unwrap();
+        assert_eq!(current.generation, "run-2");
     }
 
     #[tokio::test]

@@ -185,9 +185,13 @@ pub trait SnapshotStore: Send + Sync {
 pub enum ReadCursor {
     /// The management account, and the accounts with their OU paths.
     Organisation,
-    /// The tags of the accounts, from the `next`-th (by id).
+    /// The tags of the accounts, by id, after `after`: an id, not a position, because an
+    /// account that left is removed from the list the next piece walks.
     #[serde(rename_all = "camelCase")]
-    AccountTags { next: usize },
+    AccountTags {
+        #[serde(default)]
+        after: Option<AccountId>,
+    },
     /// The permission sets, listed.
     PermissionSetList,
     /// Each listed permission set described, from the `next`-th.
@@ -205,7 +209,12 @@ pub enum ReadCursor {
     /// The groups and the users, read after the assignments: a group created while the
     /// assignments were read is then known, and its assignments are never taken for those
     /// of a group that no longer exists (which the plan deletes).
+    #[serde(rename = "PRINCIPALS_LAST")]
     Principals,
+    /// A cursor of the previous version, which read the principals before the assignments:
+    /// it goes on with the assignments (the principals come after them now).
+    #[serde(rename = "PRINCIPALS")]
+    PrincipalsFirst,
     /// What events touched since the read began, read again from the `next`-th: their runs
     /// patched the generation plans read then, which this one replaces.
     #[serde(rename_all = "camelCase")]
@@ -253,14 +262,22 @@ pub async fn read_piece(
                         .into_iter()
                         .map(|account| SnapshotPart::Account { account }),
                 );
-                ReadCursor::AccountTags { next: 0 }
+                ReadCursor::AccountTags { after: None }
             }
-            ReadCursor::AccountTags { next } => {
+            ReadCursor::PrincipalsFirst => ReadCursor::Assignments {
+                set: 0,
+                accounts: None,
+                next: 0,
+            },
+            ReadCursor::AccountTags { after } => {
                 let mut accounts = store.accounts(generation).await?;
                 accounts.sort_by(|a, b| a.id.cmp(&b.id));
-                let mut at = next;
+                accounts.retain(|a| after.as_ref().is_none_or(|after| a.id > *after));
+                let mut at = 0;
+                let mut last = after;
                 while let Some(account) = accounts.get(at) {
                     let mut account = account.clone();
+                    last = Some(account.id.clone());
                     parts.push(
                         match gone_if_not_found(organisation.tags(&account.id).await)? {
                             Some(tags) => {
@@ -280,7 +297,7 @@ pub async fn read_piece(
                 if at >= accounts.len() {
                     ReadCursor::PermissionSetList
                 } else {
-                    ReadCursor::AccountTags { next: at }
+                    ReadCursor::AccountTags { after: last }
                 }
             }
             ReadCursor::PermissionSetList => {
