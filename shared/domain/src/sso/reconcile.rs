@@ -712,7 +712,8 @@ pub async fn replan(
 ) -> Result<RunRecord, ReconcileError> {
     let mut record = RunRecord::starting(run);
     match patched_snapshot(ports, record.started_at, std::slice::from_ref(refresh)).await {
-        Err(reasons) => {
+        Err(Unplannable::Retry(e)) => return Err(ReconcileError::Read(e)),
+        Err(Unplannable::Reasons(reasons)) => {
             record.outcome = Outcome::Aborted { reasons };
             ports
                 .store
@@ -728,13 +729,30 @@ pub async fn replan(
     Ok(record)
 }
 
+/// Why an event run cannot plan from the snapshot.
+enum Unplannable {
+    /// Recorded as the run's abort: no snapshot, a stale one, a read refused.
+    Reasons(Vec<String>),
+    /// A passing failure (throttling, a read that raced a rewrite): the run fails, so that
+    /// its event is delivered again rather than recorded as aborted and forgotten.
+    Retry(PortError),
+}
+
+fn unplannable(what: &str, e: PortError) -> Unplannable {
+    if e.is_retryable() {
+        Unplannable::Retry(e)
+    } else {
+        Unplannable::Reasons(vec![format!("{what}: {e}")])
+    }
+}
+
 /// The current snapshot, patched with what `refreshes` re-read; every reason not to trust
 /// it otherwise.
 async fn patched_snapshot(
     ports: &Ports<'_>,
     now: DateTime<Utc>,
     refreshes: &[Refresh],
-) -> Result<super::plan::PlanInputs, Vec<String>> {
+) -> Result<super::plan::PlanInputs, Unplannable> {
     // Noted first, snapshot or not: a full read under way reads the change again into the
     // generation that replaces the one patched here.
     for refresh in refreshes {
@@ -742,38 +760,38 @@ async fn patched_snapshot(
             .snapshot
             .touched(now, refresh)
             .await
-            .map_err(|e| vec![format!("cannot note what changed: {e}")])?;
+            .map_err(|e| unplannable("cannot note what changed", e))?;
     }
     let current = match ports.snapshot.current().await {
-        Err(e) => return Err(vec![format!("cannot read the snapshot: {e}")]),
+        Err(e) => return Err(unplannable("cannot read the snapshot", e)),
         Ok(None) => {
-            return Err(vec![
+            return Err(Unplannable::Reasons(vec![
                 "no snapshot yet: a full reconcile reads one first".to_owned(),
-            ]);
+            ]));
         }
         Ok(Some(current)) => current,
     };
     if now - current.read_from > SNAPSHOT_MAX_AGE {
-        return Err(vec![format!(
+        return Err(Unplannable::Reasons(vec![format!(
             "the snapshot was read from {} and is older than {} hours: the scheduled reconcile is failing",
             current.read_from,
             SNAPSHOT_MAX_AGE.num_hours()
-        )]);
+        )]));
     }
     let mut snapshot = ports
         .snapshot
         .read(&current.generation)
         .await
-        .map_err(|e| vec![format!("cannot read the snapshot: {e}")])?;
+        .map_err(|e| unplannable("cannot read the snapshot", e))?;
     for refresh in refreshes {
         let parts = refreshed(&ports.readers(), &snapshot, refresh)
             .await
-            .map_err(|e| vec![format!("cannot read again what changed: {e}")])?;
+            .map_err(|e| unplannable("cannot read again what changed", e))?;
         ports
             .snapshot
             .write(&current.generation, &parts)
             .await
-            .map_err(|e| vec![format!("cannot patch the snapshot: {e}")])?;
+            .map_err(|e| unplannable("cannot patch the snapshot", e))?;
         snapshot.apply(&parts);
     }
     Ok(snapshot.inputs)
@@ -1005,10 +1023,12 @@ pub async fn apply_held_deletes(
     let planned = match patched_snapshot(ports, record.started_at, &refreshes)
         .await
         .and_then(|inputs| {
-            plan(model, &inputs)
-                .map_err(|aborted| aborted.reasons.iter().map(AbortReason::to_string).collect())
+            plan(model, &inputs).map_err(|aborted| {
+                Unplannable::Reasons(aborted.reasons.iter().map(AbortReason::to_string).collect())
+            })
         }) {
-        Err(reasons) => {
+        Err(Unplannable::Retry(e)) => return Err(ReconcileError::Read(e).into()),
+        Err(Unplannable::Reasons(reasons)) => {
             record.outcome = Outcome::Aborted { reasons };
             ports
                 .store
@@ -2495,6 +2515,66 @@ mod tests {
         assert!(matches!(refused.outcome, Outcome::Aborted { .. }));
         let current = fakes.snapshots.current().await.unwrap().unwrap();
         assert_eq!(current.generation, "run-2");
+    }
+
+    /// A snapshot store whose reads fail for a passing reason.
+    struct Throttled<'a>(&'a InMemorySnapshots);
+
+    #[async_trait]
+    impl SnapshotStore for Throttled<'_> {
+        async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError> {
+            self.0.current().await
+        }
+        async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError> {
+            self.0.make_current(current).await
+        }
+        async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError> {
+            self.0.write(generation, parts).await
+        }
+        async fn read(&self, _: &str) -> Result<Snapshot, PortError> {
+            Err(PortError::Transient {
+                service: "dynamodb",
+                detail: "ProvisionedThroughputExceededException".into(),
+            })
+        }
+        async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
+            self.0.accounts(generation).await
+        }
+        async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
+            self.0.listed(generation).await
+        }
+        async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
+            self.0.touched(at, refresh).await
+        }
+        async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
+            self.0.touched_since(since).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_run_that_cannot_read_the_snapshot_for_now_fails_to_be_retried() {
+        // Review: a passing failure was recorded as the event run's abort, and the handler
+        // then marked the event done: it was never delivered again.
+        let fakes = Fakes::new();
+        fakes.run(Mode::DryRun).await;
+        let store = Throttled(&fakes.snapshots);
+        let ports = Ports {
+            snapshot: &store,
+            ..fakes.ports()
+        };
+        let saved = fakes.saved.lock().unwrap().len();
+        let run = replan(
+            &SsoModel::default(),
+            &ports,
+            event_run(noon()),
+            &Refresh::Principals,
+        )
+        .await;
+        assert!(
+            matches!(&run, Err(e @ ReconcileError::Read(_)) if e.is_retryable()),
+            "{run:?}"
+        );
+        assert_eq!(fakes.saved.lock().unwrap().len(), saved, "nothing recorded");
     }
 
     #[tokio::test]
