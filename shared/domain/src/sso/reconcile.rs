@@ -2180,11 +2180,11 @@ mod tests {
         );
     }
 
-    /// A snapshot store whose whole-generation read fails: what a read piece must not use.
-    struct NoWholeRead<'a>(&'a InMemorySnapshots);
+    /// The snapshots in memory, but every whole-generation read fails with `error`.
+    struct ReadFails<'a>(&'a InMemorySnapshots, PortError);
 
     #[async_trait]
-    impl SnapshotStore for NoWholeRead<'_> {
+    impl SnapshotStore for ReadFails<'_> {
         async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError> {
             self.0.current().await
         }
@@ -2194,11 +2194,8 @@ mod tests {
         async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError> {
             self.0.write(generation, parts).await
         }
-        async fn read(&self, generation: &str) -> Result<Snapshot, PortError> {
-            Err(PortError::Rejected {
-                service: "test",
-                detail: format!("a read piece read all of {generation}"),
-            })
+        async fn read(&self, _: &str) -> Result<Snapshot, PortError> {
+            Err(self.1.clone())
         }
         async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
             self.0.accounts(generation).await
@@ -2220,7 +2217,14 @@ mod tests {
         // so far) to walk a list, and the assignments' loop checked the time before its
         // first call, so a piece begun with no time left made no progress.
         let fakes = Fakes::new();
-        let store = NoWholeRead(&fakes.snapshots);
+        // What a read piece must not use.
+        let store = ReadFails(
+            &fakes.snapshots,
+            PortError::Rejected {
+                service: "test",
+                detail: "a read piece read the whole generation".into(),
+            },
+        );
         let ports = Ports {
             snapshot: &store,
             ..fakes.ports()
@@ -2517,47 +2521,19 @@ mod tests {
         assert_eq!(current.generation, "run-2");
     }
 
-    /// A snapshot store whose reads fail for a passing reason.
-    struct Throttled<'a>(&'a InMemorySnapshots);
-
-    #[async_trait]
-    impl SnapshotStore for Throttled<'_> {
-        async fn current(&self) -> Result<Option<CurrentSnapshot>, PortError> {
-            self.0.current().await
-        }
-        async fn make_current(&self, current: &CurrentSnapshot) -> Result<(), PortError> {
-            self.0.make_current(current).await
-        }
-        async fn write(&self, generation: &str, parts: &[SnapshotPart]) -> Result<(), PortError> {
-            self.0.write(generation, parts).await
-        }
-        async fn read(&self, _: &str) -> Result<Snapshot, PortError> {
-            Err(PortError::Transient {
-                service: "dynamodb",
-                detail: "ProvisionedThroughputExceededException".into(),
-            })
-        }
-        async fn accounts(&self, generation: &str) -> Result<Vec<OrgAccount>, PortError> {
-            self.0.accounts(generation).await
-        }
-        async fn listed(&self, generation: &str) -> Result<Vec<PermissionSetArn>, PortError> {
-            self.0.listed(generation).await
-        }
-        async fn touched(&self, at: DateTime<Utc>, refresh: &Refresh) -> Result<(), PortError> {
-            self.0.touched(at, refresh).await
-        }
-        async fn touched_since(&self, since: DateTime<Utc>) -> Result<Vec<Refresh>, PortError> {
-            self.0.touched_since(since).await
-        }
-    }
-
     #[tokio::test]
     async fn an_event_run_that_cannot_read_the_snapshot_for_now_fails_to_be_retried() {
         // Review: a passing failure was recorded as the event run's abort, and the handler
         // then marked the event done: it was never delivered again.
         let fakes = Fakes::new();
         fakes.run(Mode::DryRun).await;
-        let store = Throttled(&fakes.snapshots);
+        let store = ReadFails(
+            &fakes.snapshots,
+            PortError::Transient {
+                service: "dynamodb",
+                detail: "ProvisionedThroughputExceededException".into(),
+            },
+        );
         let ports = Ports {
             snapshot: &store,
             ..fakes.ports()
