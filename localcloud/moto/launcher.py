@@ -69,6 +69,13 @@ localcloud/README.md; keep the two in step.
     default bus, as Step Functions does (``announce_execution_status_changes``): moto sends
     none, so a rule that reacts to a failed, timed-out or stopped execution would never fire.
     A stopped execution ends ABORTED, as StopExecution's do (moto may say FAILED).
+18. DynamoDB's eventually consistent reads, on demand (``make_dynamodb_reads_eventual``):
+    after ``POST /moto-api/maestro/eventual-consistency`` with ``{"staleMs": N}``, every read
+    that does not ask for ``ConsistentRead`` (GetItem, each table of BatchGetItem, Query, Scan)
+    and every read of a global secondary index answers as the table stood ``N`` ms before:
+    an item written since is answered as it was before, one created since is missing, one
+    deleted since is still there. moto's reads are always consistent, so code that read its
+    own fresh writes without asking for consistency would pass here and miss them on AWS.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -96,6 +103,13 @@ def signed_by(headers: Any) -> tuple[str | None, str | None, str | None]:
     """The access key, signing region and signing name of a request's SigV4 signature."""
     match = SIGV4_CREDENTIAL.search(headers.get("Authorization", "") or "")
     return (match.group(1), match.group(2), match.group(3)) if match else (None, None, None)
+
+
+def request_body(request: Any) -> bytes:
+    """The raw body of a request to one of the launcher's own endpoints."""
+    # Read raw: curl -d and urllib label JSON a form (x-www-form-urlencoded), which
+    # ``request.data`` would parse as one and answer empty.
+    return request.get_data(cache=True, parse_form_data=False)
 
 
 def before_each_request(hook: Any) -> None:
@@ -183,6 +197,7 @@ def main() -> None:
     retire_account_status()
     hide_disabled_images()
     announce_execution_status_changes()
+    make_dynamodb_reads_eventual()
     record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -735,11 +750,6 @@ def inject_faults() -> None:
             "hits": 0,
         }
 
-    def request_body(request: Any) -> bytes:
-        # Read raw: curl -d and urllib label JSON a form (x-www-form-urlencoded), which
-        # ``request.data`` would parse as one and answer empty.
-        return request.get_data(cache=True, parse_form_data=False)
-
     def faults_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
         answer_headers = {"Content-Type": "application/json"}
         if request.method == "POST":
@@ -1047,6 +1057,209 @@ def announce_execution_status_changes() -> None:
 
     BaseExecutionWorkerCommunication._reflect_execution_status = reflect_and_announce
     Execution.stop = stop
+
+
+def make_dynamodb_reads_eventual() -> None:
+    """Eventually consistent reads that really are, when a test asks for them.
+
+    ``POST /moto-api/maestro/eventual-consistency`` with ``{"staleMs": N}`` sets the window
+    (``0``, the default and the setting after a reset, turns it off); ``GET`` answers it. While
+    it is on, each item write keeps the item as it was before, for ``N`` ms; an eventually
+    consistent read then answers each item as it was before its first write in the window.
+    That is the most DynamoDB may lag (usually well under a second), made deterministic so a
+    test that depends on it fails every time. A query or scan runs against a view of the table
+    with those items put back as they were, under the writes' lock, so it sees no write
+    half-way. The harness's own reads (access key ``localcloud``) stay consistent: they observe
+    the emulator.
+    """
+    import copy
+    import functools
+    import time
+    from collections import defaultdict
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    lock = DYNAMODB_WRITES_LOCK
+    setting: dict[str, float] = {}
+    # table name -> (hash key, range key) -> [(monotonic time of a write, the item before it)]
+    before_writes: dict[str, dict[tuple[Any, Any], list[tuple[float, Any]]]] = {}
+    # The tables this thread's request reads eventually, and the moment it reads as of.
+    reading = threading.local()
+
+    def window() -> float:
+        return setting.get("staleMs", 0) / 1000.0
+
+    def key_of(table: Any, attributes: dict[str, Any]) -> tuple[Any, Any]:
+        hashed = DynamoType(attributes[table.hash_key_attr])
+        ranged = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+        return hashed, ranged
+
+    def kept_before(method: Any, attributes_at: int, attributes_name: str) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            if window() <= 0:
+                return method(self, *args, **kwargs)
+            with lock:
+                table_name = args[0] if args else kwargs["table_name"]
+                attributes = args[attributes_at] if len(args) > attributes_at else kwargs[attributes_name]
+                try:
+                    table = self.get_table(table_name)
+                    hashed, ranged = key_of(table, attributes)
+                    before = copy.deepcopy(table.get_item(hashed, ranged))
+                except Exception:
+                    return method(self, *args, **kwargs)
+                answer = method(self, *args, **kwargs)
+                before_writes.setdefault(table.name, {}).setdefault((hashed, ranged), []).append(
+                    (time.monotonic(), before)
+                )
+                return answer
+
+        return wrapper
+
+    def stale_items(table: Any, as_of: float) -> dict[tuple[Any, Any], Any]:
+        """Each item written after ``as_of``, as it was then (None: it did not exist)."""
+        written = before_writes.get(table.name, {})
+        stale = {}
+        for key in list(written):
+            later = [entry for entry in written[key] if entry[0] > as_of]
+            if not later:
+                del written[key]
+                continue
+            written[key] = later
+            stale[key] = later[0][1]
+        return stale
+
+    def stale_view(table: Any, as_of: float) -> Any:
+        stale = stale_items(table, as_of)
+        if not stale:
+            return None
+        view = defaultdict(dict, table.items)
+        for (hashed, ranged), item in stale.items():
+            if table.range_key_attr is None:
+                if item is None:
+                    view.pop(hashed, None)
+                else:
+                    view[hashed] = item
+                continue
+            under = dict(view.get(hashed, {}))
+            if item is None:
+                under.pop(ranged, None)
+            else:
+                under[ranged] = item
+            if under:
+                view[hashed] = under
+            else:
+                view.pop(hashed, None)
+        return view
+
+    def eventual_tables(handler: DynamoHandler) -> set[str]:
+        body = handler.body
+        if "RequestItems" in body:  # BatchGetItem: consistency is asked per table
+            names = {name for name, asked in body["RequestItems"].items() if not asked.get("ConsistentRead")}
+        else:
+            index = body.get("IndexName")
+            table = handler.dynamodb_backend.get_table(body["TableName"])
+            global_index = index is not None and any(i.name == index for i in table.global_indexes)
+            names = {body["TableName"]} if global_index or not body.get("ConsistentRead") else set()
+        return {handler.dynamodb_backend.get_table(name).name for name in names}
+
+    def read(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: DynamoHandler) -> Any:
+            if window() <= 0:
+                return method(self)
+            access_key, _, _ = signed_by(self.headers)
+            # Every read takes the lock while the mode is on: a query swaps a table's items
+            # for a stale view, which no other read may see.
+            with lock:
+                if access_key == HARNESS_ACCESS_KEY:
+                    return method(self)
+                reading.tables, reading.as_of = eventual_tables(self), time.monotonic() - window()
+                try:
+                    return method(self)
+                finally:
+                    reading.tables = None
+
+        return wrapper
+
+    def stale_for_this_read(table_name: str) -> tuple[Any, float] | None:
+        tables = getattr(reading, "tables", None)
+        if not tables:
+            return None
+        for name in tables:
+            if name == table_name:
+                return name, reading.as_of
+        return None
+
+    original_get_item = DynamoDBBackend.get_item
+
+    @functools.wraps(original_get_item)
+    def get_item(self: DynamoDBBackend, table_name: str, keys: dict[str, Any], projection_expressions: Any = None) -> Any:
+        table = self.get_table(table_name)
+        stale = stale_for_this_read(table.name)
+        if stale is None:
+            return original_get_item(self, table_name, keys, projection_expressions)
+        key = key_of(table, keys)
+        items = stale_items(table, stale[1])
+        if key not in items:
+            return original_get_item(self, table_name, keys, projection_expressions)
+        item = items[key]
+        if item is not None and projection_expressions:
+            item = item.project(projection_expressions)
+        return item
+
+    def swapped(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
+            table = self.get_table(table_name)
+            stale = stale_for_this_read(table.name)
+            view = stale_view(table, stale[1]) if stale else None
+            if view is None:
+                return method(self, table_name, *args, **kwargs)
+            current = table.items
+            table.items = view
+            try:
+                return method(self, table_name, *args, **kwargs)
+            finally:
+                table.items = current
+
+        return wrapper
+
+    def settings_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        answer_headers = {"Content-Type": "application/json"}
+        if request.method == "POST":
+            try:
+                stale_ms = json.loads(request_body(request) or b"{}")["staleMs"]
+                if not isinstance(stale_ms, int) or isinstance(stale_ms, bool) or stale_ms < 0:
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                return 400, answer_headers, json.dumps({"error": "send {\"staleMs\": a whole number of milliseconds, 0 or more}"})
+            with lock:
+                setting["staleMs"] = stale_ms
+                before_writes.clear()
+        elif request.method != "GET":
+            return 405, answer_headers, json.dumps({"error": "use GET or POST"})
+        return 200, answer_headers, json.dumps({"staleMs": setting.get("staleMs", 0)})
+
+    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
+        if not hasattr(DynamoDBBackend, name):
+            raise SystemExit(f"moto's DynamoDB backend has no {name}; update the launcher")
+    for name in ("get_item", "batch_get_item", "query", "scan"):
+        if not hasattr(DynamoHandler, name):
+            raise SystemExit(f"moto's DynamoDB handler has no {name}; update the launcher")
+    DynamoDBBackend.put_item = kept_before(DynamoDBBackend.put_item, 1, "item_attrs")
+    DynamoDBBackend.update_item = kept_before(DynamoDBBackend.update_item, 1, "key")
+    DynamoDBBackend.delete_item = kept_before(DynamoDBBackend.delete_item, 1, "key")
+    DynamoDBBackend.get_item = get_item
+    DynamoDBBackend.query = swapped(DynamoDBBackend.query)
+    DynamoDBBackend.scan = swapped(DynamoDBBackend.scan)
+    for name in ("get_item", "batch_get_item", "query", "scan"):
+        setattr(DynamoHandler, name, read(getattr(DynamoHandler, name)))
+    moto_api_urls.url_paths["{0}/moto-api/maestro/eventual-consistency"] = settings_api
+    forget_on_reset(setting, before_writes)
 
 
 def record_calls(path: str | None) -> None:

@@ -1,7 +1,7 @@
 //! What the launcher adds to moto, seen through the Rust SDK as Maestro's adapters see it.
 
 use aws_sdk_ssoadmin::types::Tag;
-use maestro_tests::on_local_cloud;
+use maestro_tests::{on_local_cloud, reads_may_be_stale};
 
 use crate::sso_fixture::identity_center_instance;
 
@@ -154,5 +154,184 @@ fn sso_admin_answers_throttling_past_twenty_calls_a_second() {
             .send()
             .await
             .expect("a call a second later passes");
+    });
+}
+
+#[test]
+fn eventually_consistent_reads_miss_writes_younger_than_the_window_when_asked() {
+    // Issue 15: moto's reads were always consistent, so a conclusion that read its own fresh
+    // writes without ConsistentRead passed here and missed them on DynamoDB.
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType,
+    };
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    on_local_cloud(None, |cloud, _| async move {
+        let harness = aws_sdk_dynamodb::Client::new(cloud.sdk_config());
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("a key")
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("an attribute")
+        };
+        harness
+            .create_table()
+            .table_name("lagging")
+            .key_schema(key("PK", KeyType::Hash))
+            .key_schema(key("SK", KeyType::Range))
+            .attribute_definitions(attribute("PK"))
+            .attribute_definitions(attribute("SK"))
+            .attribute_definitions(attribute("scope"))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("byScope")
+                    .key_schema(key("scope", KeyType::Hash))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .expect("an index"),
+            )
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("the table is created");
+        // A reader of its own, as a function is (the harness's reads stay consistent).
+        let config = aws_sdk_dynamodb::config::Builder::from(cloud.sdk_config())
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "AKIAEMULATORTEST0002",
+                "emulator-test",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(config);
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let item_key = HashMap::from([("PK".to_owned(), s("E#1")), ("SK".to_owned(), s("E"))]);
+        let put = |state: &'static str| {
+            harness
+                .put_item()
+                .table_name("lagging")
+                .item("PK", s("E#1"))
+                .item("SK", s("E"))
+                .item("scope", s("prod"))
+                .item("state", s(state))
+                .send()
+        };
+        // What each kind of read answers of the item's `state`: GetItem, BatchGetItem, Query
+        // and the index's query, each eventually consistent, then GetItem consistent.
+        let reads = || async {
+            let state = |item: Option<&HashMap<String, AttributeValue>>| {
+                item.and_then(|i| i.get("state"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+            };
+            let get = dynamodb
+                .get_item()
+                .table_name("lagging")
+                .set_key(Some(item_key.clone()))
+                .send()
+                .await
+                .expect("GetItem");
+            let batch = dynamodb
+                .batch_get_item()
+                .request_items(
+                    "lagging",
+                    KeysAndAttributes::builder()
+                        .keys(item_key.clone())
+                        .build()
+                        .expect("keys"),
+                )
+                .send()
+                .await
+                .expect("BatchGetItem");
+            let query = dynamodb
+                .query()
+                .table_name("lagging")
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s("E#1"))
+                .send()
+                .await
+                .expect("Query");
+            let index = dynamodb
+                .query()
+                .table_name("lagging")
+                .index_name("byScope")
+                .key_condition_expression("#scope = :scope")
+                .expression_attribute_names("#scope", "scope")
+                .expression_attribute_values(":scope", s("prod"))
+                .send()
+                .await
+                .expect("the index's Query");
+            let consistent = dynamodb
+                .get_item()
+                .table_name("lagging")
+                .set_key(Some(item_key.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("a consistent GetItem");
+            [
+                state(get.item()),
+                state(
+                    batch
+                        .responses()
+                        .and_then(|r| r.get("lagging"))
+                        .and_then(|items| items.first()),
+                ),
+                state(query.items().first()),
+                state(index.items().first()),
+                state(consistent.item()),
+            ]
+        };
+
+        reads_may_be_stale(cloud, Duration::from_secs(2)).await;
+        put("first").await.expect("the item is written");
+        let fresh = || Some("first".to_owned());
+        assert_eq!(
+            reads().await,
+            [None, None, None, None, fresh()],
+            "a created item is missing from eventually consistent reads for the window"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(reads().await, [fresh(), fresh(), fresh(), fresh(), fresh()]);
+        put("second").await.expect("the item is written again");
+        let second = || Some("second".to_owned());
+        assert_eq!(
+            reads().await,
+            [fresh(), fresh(), fresh(), fresh(), second()],
+            "a changed item is answered as it was"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        harness
+            .delete_item()
+            .table_name("lagging")
+            .set_key(Some(item_key.clone()))
+            .send()
+            .await
+            .expect("the item is deleted");
+        assert_eq!(
+            reads().await,
+            [second(), second(), second(), second(), None],
+            "a deleted item is still there"
+        );
+
+        reads_may_be_stale(cloud, Duration::ZERO).await;
+        put("third").await.expect("the item is written");
+        let third = || Some("third".to_owned());
+        assert_eq!(reads().await, [third(), third(), third(), third(), third()]);
     });
 }

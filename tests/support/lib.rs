@@ -12,7 +12,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::lambda::LambdaFunction;
 use maestro_localcloud::functions::Registration;
 use maestro_localcloud::{LocalCloud, LocalCloudOptions, Stack, Template, moto};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use maestro_localcloud;
 
@@ -277,6 +277,23 @@ pub async fn clear_faults(cloud: &LocalCloud) {
         .send()
         .await
         .expect("the faults are cleared");
+}
+
+/// Makes the emulator's eventually consistent DynamoDB reads (those without `ConsistentRead`,
+/// and every read of a global secondary index) answer as the table stood `window` before, as
+/// DynamoDB may, until the next reset (localcloud/README.md). The harness's own reads stay
+/// consistent.
+pub async fn reads_may_be_stale(cloud: &LocalCloud, window: Duration) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/moto-api/maestro/eventual-consistency",
+            cloud.moto_endpoint()
+        ))
+        .body(json!({ "staleMs": window.as_millis() as u64 }).to_string())
+        .send()
+        .await
+        .expect("the emulator takes the setting");
+    assert_eq!(response.status(), 200, "the emulator takes the setting");
 }
 
 /// The template every deployment uses.

@@ -495,7 +495,11 @@ impl DynamoInventory {
 
     pub async fn connections(&self) -> Result<Vec<Connection>, PortError> {
         let mut connections = Vec::new();
-        for item in self.query_all(CONNECTIONS, Some("C#")).await? {
+        for item in self
+            // One small partition: read consistently, so a connection just made is listed.
+            .query_all(CONNECTIONS, Some("C#"), true)
+            .await?
+        {
             if let Some(json) = text(&item, "connection") {
                 connections.push(serde_json::from_str(json).map_err(|e| rejected(e.to_string()))?);
             }
@@ -532,7 +536,9 @@ impl DynamoInventory {
     pub async fn connections_with_starts(
         &self,
     ) -> Result<Vec<(Connection, BTreeMap<String, DateTime<Utc>>)>, PortError> {
-        let items = self.query_all(CONNECTIONS, None).await?;
+        // Consistent: a connection just made is due at once, and a scope just started is not
+        // started again.
+        let items = self.query_all(CONNECTIONS, None, true).await?;
         let mut starts: HashMap<&str, BTreeMap<String, DateTime<Utc>>> = HashMap::new();
         for item in &items {
             if let Some(id) = text(item, "SK").and_then(|sk| sk.strip_prefix("S#")) {
@@ -582,11 +588,13 @@ impl DynamoInventory {
         Ok(())
     }
 
-    /// Every item of a partition, optionally under a sort-key prefix.
+    /// Every item of a partition, optionally under a sort-key prefix; `consistent` when what
+    /// is read was written moments ago and must be seen whole.
     pub async fn query_all(
         &self,
         pk: &str,
         sk_prefix: Option<&str>,
+        consistent: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
         let mut items = Vec::new();
         let mut start = None;
@@ -595,6 +603,7 @@ impl DynamoInventory {
                 .client
                 .query()
                 .table_name(&self.table)
+                .consistent_read(consistent)
                 .expression_attribute_values(":pk", s(pk))
                 .set_exclusive_start_key(start);
             query = match sk_prefix {
@@ -630,7 +639,7 @@ impl DynamoInventory {
     /// The relations pointing at the entity: (kind, source id).
     pub async fn incoming(&self, id: &str) -> Result<Vec<(String, String)>, PortError> {
         Ok(self
-            .query_all(&format!("E#{id}"), Some("IN#"))
+            .query_all(&format!("E#{id}"), Some("IN#"), false)
             .await?
             .iter()
             .filter_map(|item| {
@@ -675,7 +684,7 @@ impl DynamoInventory {
             .iter()
             .map(|d| ((*d).to_owned(), BTreeMap::new()))
             .collect();
-        for item in self.query_all(SUMMARY, None).await? {
+        for item in self.query_all(SUMMARY, None, false).await? {
             let (Some(key), Some(count)) = (text(&item, "SK"), number(&item, "entities")) else {
                 continue;
             };
@@ -1153,7 +1162,9 @@ impl InventoryStore for DynamoInventory {
     async fn seen(&self, run: &str, scope: &Scope) -> Result<BTreeSet<String>, PortError> {
         let mut seen = BTreeSet::new();
         for item in self
-            .query_all(&format!("RUN#{run}#{}", scope.key()), Some("P#"))
+            // The last page recorded its ids moments ago: an eventually consistent read may
+            // miss them, and every one would count a miss.
+            .query_all(&format!("RUN#{run}#{}", scope.key()), Some("P#"), true)
             .await?
         {
             if let Some(ids) = text(&item, "ids") {

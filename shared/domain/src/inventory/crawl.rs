@@ -432,14 +432,18 @@ async fn conclude_scope(
     // counted already is left as it is, or one real miss would count twice and turn GONE. And
     // the manifest comes from an index that may lag the table: an entity the table no longer
     // holds as active (gone in the attempt before) is not concluded again.
-    let still_to_count = |id: &String| {
-        previous
-            .get(id)
-            .is_some_and(|stored| stored.known.missed_by.as_deref() != Some(state.run.as_str()))
-    };
+    // The miss count is the table's too: the index's may be older than a reset to zero.
     let manifest: Manifest = manifest
         .into_iter()
-        .filter(|(id, _)| seen.contains(id) || still_to_count(id))
+        .filter_map(|(id, indexed)| {
+            if seen.contains(&id) {
+                return Some((id, indexed));
+            }
+            previous
+                .get(&id)
+                .filter(|stored| stored.known.missed_by.as_deref() != Some(state.run.as_str()))
+                .map(|stored| (id, stored.known.clone()))
+        })
         .collect();
     let conclusion = conclude(&manifest, &seen, gone_after);
     let mut writes = Vec::new();
@@ -811,6 +815,33 @@ mod tests {
         let rows = store.rows.lock().expect("lock");
         assert!(!rows[&gone].active);
         assert!(!rows[&gone].content.is_null(), "the record is kept");
+    }
+
+    #[tokio::test]
+    async fn a_miss_counts_from_what_the_table_holds_when_the_index_lags() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        let all = names(5);
+        provider.entities.lock().expect("lock").remove(4);
+        run(&provider, &store, "r2").await.expect("crawls");
+        // The index still answers the manifest of r2's end (one miss) after r3 saw the
+        // entity again and reset its count.
+        let lagging = LandsThenFails {
+            store: &store,
+            failures: Mutex::new(0),
+            lagging_index: Some(Mutex::new(Some(
+                store.manifest(&scope()).await.expect("a manifest"),
+            ))),
+        };
+        *provider.entities.lock().expect("lock") = all;
+        run(&provider, &store, "r3").await.expect("crawls");
+        provider.entities.lock().expect("lock").remove(4);
+        assert_eq!(run_with_retries(&provider, &lagging, "r4").await, 0);
+        let rows = store.rows.lock().expect("lock");
+        let missed = &rows[&ids::ec2("eu-west-1", "111111111111", "instance", "i-4")];
+        assert!(missed.active, "one miss after being seen again is no GONE");
+        assert_eq!(missed.known.misses, 1);
     }
 
     #[tokio::test]
