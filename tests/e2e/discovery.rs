@@ -679,6 +679,111 @@ fn an_unchanged_estate_crawled_again_misses_nothing_although_reads_lag() {
     });
 }
 
+/// Writes the lease of `connection`'s instances scope in `region` as another run would hold
+/// it, until `until`.
+async fn hold_instances_scope(
+    cloud: &LocalCloud,
+    stack: &Stack,
+    connection: &str,
+    region: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let scope = maestro_domain::inventory::connection::Scope {
+        connection_id: connection.into(),
+        account: OWN.into(),
+        region: region.into(),
+        resource_type: maestro_domain::inventory::connection::ResourceType::Instances,
+    };
+    aws_sdk_dynamodb::Client::new(cloud.sdk_config())
+        .put_item()
+        .table_name(
+            stack
+                .output("InventoryTableName")
+                .expect("the inventory table"),
+        )
+        .item("PK", AttributeValue::S(format!("LEASE#{}", scope.key())))
+        .item("SK", AttributeValue::S("LEASE".into()))
+        .item("holder", AttributeValue::S("another-run".into()))
+        .item("until", AttributeValue::N(until.timestamp().to_string()))
+        .send()
+        .await
+        .expect("the lease is written");
+}
+
+#[test]
+fn a_scope_another_run_is_crawling_is_left_to_it() {
+    // Issue 15, finding 3: two runs crawling one scope at once each counted the same absence
+    // as a miss, and one real absence turned GONE. A run now leaves a scope whose lease
+    // another run holds; a lease its run left behind expires.
+    on_lagging_cloud(&[], |cloud, stack| async move {
+        let region = "eu-west-1";
+        let seed = sample_inventory(cloud, "seed", &[OWN], &[region]);
+        connect(
+            cloud,
+            connection(
+                "own",
+                OWN,
+                &[region],
+                // Security groups outlive a terminated instance, which takes its volumes.
+                Some(json!({"instances": null, "security-groups": null})),
+            ),
+        )
+        .await;
+        let first = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&first).is_empty(), "{first:?}");
+        assert_eq!(first[0]["heldScopes"], 0, "{first:?}");
+        let instance_id = seeded(&seed, OWN, region, "instance");
+        let instance = ec2(region, OWN, "instance", instance_id);
+        terminate(cloud, region, instance_id).await;
+
+        let now = chrono::Utc::now();
+        hold_instances_scope(
+            cloud,
+            &stack,
+            "own",
+            region,
+            now + chrono::Duration::hours(1),
+        )
+        .await;
+        for _ in 0..2 {
+            let held = sync(cloud, &["own"]).await;
+            assert_eq!(held[0]["heldScopes"], 1, "{held:?}");
+            let instances: Vec<&Value> = held[0]["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .filter(|r| r["scope"]["resourceType"] == "instances")
+                .collect();
+            assert_eq!(instances.len(), 1, "{held:?}");
+            assert_eq!(instances[0]["heldBy"], "another-run", "{held:?}");
+            assert_eq!(instances[0]["pages"], 0, "{held:?}");
+            assert_eq!(
+                of_type(&held, "security-groups", "seen"),
+                of_type(&first, "security-groups", "seen")
+            );
+            assert_eq!((total(&held, "missing"), total(&held, "gone")), (0, 0));
+            assert_eq!(entity(cloud, &instance).await["entity"]["active"], true);
+        }
+
+        // The other run stopped without freeing the scope: its lease expires.
+        hold_instances_scope(
+            cloud,
+            &stack,
+            "own",
+            region,
+            now - chrono::Duration::minutes(1),
+        )
+        .await;
+        let free = sync(cloud, &["own"]).await;
+        assert_eq!(free[0]["heldScopes"], 0, "{free:?}");
+        assert_eq!(of_type(&free, "instances", "missing"), 1, "{free:?}");
+        let again = sync(cloud, &["own"]).await;
+        assert_eq!(of_type(&again, "instances", "gone"), 1, "{again:?}");
+        assert_eq!(entity(cloud, &instance).await["entity"]["active"], false);
+    });
+}
+
 #[test]
 fn a_failed_crawl_marks_nothing_gone() {
     on_lagging_cloud(&[], |cloud, _| async move {

@@ -80,7 +80,7 @@ const UNOBSERVED: &[Unobserved] = &[
     },
     Unobserved {
         function: "SsoApiFunction",
-        actions: &["dynamodb:DeleteItem"],
+        actions: &["dynamodb:UpdateItem"],
         why: "a full run whose workflow cannot be started frees the one-run lease it took (maestro_domain::sso::reconcile::begin_full_run); the tests' workflows start",
     },
     Unobserved {

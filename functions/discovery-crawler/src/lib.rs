@@ -17,6 +17,10 @@ use maestro_domain::inventory::crawl::{CrawlError, CrawlSettings, CrawlState, cr
 use maestro_domain::inventory::entity::Labels;
 use maestro_domain::port::PortError;
 
+/// How long each call holds its scope: the function's 300 s timeout and the state machine's
+/// retries between two calls (at most 4, each at most 60 s late) fit inside it.
+const SCOPE_LEASE: chrono::Duration = chrono::Duration::minutes(10);
+
 pub struct Deps {
     pub inventory: DynamoInventory,
     pub provider: AwsProvider,
@@ -59,6 +63,7 @@ pub async fn handle(
     let next = crawl_step(
         &deps.provider,
         &deps.inventory,
+        &deps.inventory,
         &target,
         state,
         &deps.settings,
@@ -68,6 +73,7 @@ pub async fn handle(
     .inspect_err(|e| tracing::warn!(scope, error = %e, "the crawl stopped"))?;
     tracing::info!(
         scope,
+        held_by = next.held_by,
         pages = next.pages,
         done = next.done,
         seen = next.counts.seen,
@@ -114,6 +120,7 @@ impl LambdaFunction for Deps {
             settings: CrawlSettings {
                 pages_per_call,
                 gone_after,
+                lease: SCOPE_LEASE,
             },
         })
     }

@@ -1,6 +1,7 @@
 //! `DiscoverySummaryFunction`: the last step of a discovery run. Publishes one summary of the
-//! run (counts per scope: seen, created, changed, gone, missing; and each failed scope with
-//! its reason) to EventBridge and the discovery topic.
+//! run (counts per scope: seen, created, changed, gone, missing; each failed scope with its
+//! reason; each scope left to the run that was crawling it) to EventBridge and the discovery
+//! topic.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
@@ -35,6 +36,8 @@ pub struct RunSummary {
     pub asked: bool,
     pub scopes: usize,
     pub failed_scopes: usize,
+    /// Scopes another run was crawling, left to it.
+    pub held_scopes: usize,
     pub totals: Counts,
     pub results: Vec<ScopeResult>,
 }
@@ -59,6 +62,11 @@ pub fn summarize(results: RunResults) -> RunSummary {
         asked: results.asked,
         scopes: results.results.len(),
         failed_scopes: results.results.iter().filter(|r| r.failed).count(),
+        held_scopes: results
+            .results
+            .iter()
+            .filter(|r| r.held_by.is_some())
+            .count(),
         totals,
         results: results.results,
     }
@@ -74,6 +82,7 @@ pub async fn handle(
         run = summary.run,
         scopes = summary.scopes,
         failed = summary.failed_scopes,
+        held = summary.held_scopes,
         created = summary.totals.created,
         changed = summary.totals.changed,
         gone = summary.totals.gone,

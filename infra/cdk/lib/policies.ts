@@ -98,7 +98,7 @@ export function shareTheSsoAdminQuota(quotaTableArn: string, use: SsoAdminQuotaU
 /**
  * What a function does with SsoPlansTable: records runs (PutItem), reads them back and the
  * snapshot (Query), counts deletes against the window's budget or reads the snapshot's pointer
- * (GetItem), frees the one-run lease (DeleteItem), writes the snapshot (BatchWriteItem).
+ * (GetItem), frees the one-run lease (UpdateItem), writes the snapshot (BatchWriteItem).
  */
 export function recordRuns(plansTableArn: string, actions: string[]): iam.PolicyStatement {
   return allow(

@@ -154,7 +154,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       ...readForFullRun(),
       // Runs, the one-run lease, the snapshot, and the deletes every run made in the
       // guardrail's window (SSO_DELETES).
-      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'DeleteItem', 'BatchWriteItem']),
+      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'UpdateItem', 'BatchWriteItem']),
       allow(['states:StartExecution'], [reconcileStateMachineArn], { sid: 'StartFullRuns' }),
       // Changes go on the queue as fast as the worker drains it: its backlog is read.
       queueChanges(stores.changesQueue, { readsBacklog: true }),
@@ -237,7 +237,7 @@ export function addSsoSyncFunctions(stack: Stack, props: SsoSyncFunctionsProps):
       // A full run begins here: its workflow reads, plans and queues.
       stepFunctionsExecution(reconcileStateMachine),
       // Runs, the one-run lease, and the snapshot explain reads.
-      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'DeleteItem']),
+      recordRuns(stores.plansTable.attrArn, ['PutItem', 'GetItem', 'Query', 'UpdateItem']),
     ],
   });
   api.onHttp('LatestPlan', props.api, apigwv2.HttpMethod.GET, '/sso/plan');

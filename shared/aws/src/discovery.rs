@@ -44,6 +44,9 @@ pub struct ScopeResult {
     #[serde(default)]
     pub pages: u32,
     pub failed: bool,
+    /// The run that was crawling the scope: this one left it, and concluded nothing of it.
+    #[serde(default)]
+    pub held_by: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]

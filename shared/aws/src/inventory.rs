@@ -10,6 +10,7 @@
 //! | `RUN#<run>#<scope>` | `P#<page>` | the ids one page of a crawl saw, until the crawl concludes |
 //! | `CONNECTIONS` | `C#<id>` | a connection |
 //! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started |
+//! | `LEASE#<scope>` | `LEASE` | the run crawling the scope (`holder`), until when (`until`) |
 //!
 //! Entity items carry `family`, `account`, `region` and `environment` for the `byFamily`,
 //! `byAccount`, `byRegion` and `byEnvironment` indexes, and `scopeKey` while active for the
@@ -24,12 +25,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use maestro_domain::inventory::changes::{Known, Manifest};
 use maestro_domain::inventory::connection::{Connection, Scope};
-use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, Stored, Write};
+use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
 use maestro_domain::inventory::entity::{Entity, Relation};
 use maestro_domain::port::PortError;
 use serde_json::Value;
 
 use crate::SdkConfig;
+use crate::lease::LeaseItem;
 use crate::sdk_error::port_error;
 
 const SERVICE: &str = "dynamodb";
@@ -1210,6 +1212,38 @@ impl InventoryStore for DynamoInventory {
             if start.as_ref().is_none_or(HashMap::is_empty) {
                 return Ok(manifest);
             }
+        }
+    }
+}
+
+/// One item per scope names the run crawling it.
+#[async_trait]
+impl ScopeLeases for DynamoInventory {
+    async fn take(
+        &self,
+        scope: &Scope,
+        run: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, PortError> {
+        self.scope_lease(scope).take(run, now, until).await
+    }
+
+    async fn release(&self, scope: &Scope, run: &str) -> Result<(), PortError> {
+        self.scope_lease(scope).release(run).await
+    }
+}
+
+impl DynamoInventory {
+    fn scope_lease(&self, scope: &Scope) -> LeaseItem<'_> {
+        LeaseItem {
+            client: &self.client,
+            table: &self.table,
+            key: HashMap::from([
+                ("PK".to_owned(), s(format!("LEASE#{}", scope.key()))),
+                ("SK".to_owned(), s("LEASE")),
+            ]),
+            what: "a scope's lease",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod identity_center;
 pub mod inventory;
 pub mod lambda;
+pub mod lease;
 pub mod mail;
 pub mod metrics;
 pub mod notices;

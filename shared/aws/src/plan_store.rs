@@ -16,10 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use maestro_domain::port::PortError;
 use maestro_domain::sso::assignment_monitor::{ProvisioningReport, ReportLog};
 use maestro_domain::sso::plan::Assignment;
@@ -28,6 +25,7 @@ use maestro_domain::sso::reconcile::{
 };
 
 use crate::SdkConfig;
+use crate::lease::LeaseItem;
 use crate::sdk_error::{port_error, written};
 use crate::versioned::VersionedMap;
 
@@ -309,8 +307,7 @@ fn epoch(at: chrono::DateTime<chrono::Utc>) -> AttributeValue {
     AttributeValue::N(at.timestamp().to_string())
 }
 
-/// One item names the full run under way; a run takes it only if it is free, expired, or
-/// its own, in one conditional write.
+/// One item names the full run under way.
 #[async_trait]
 impl FullRunLease for DynamoPlanStore {
     async fn take(
@@ -319,53 +316,22 @@ impl FullRunLease for DynamoPlanStore {
         now: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<String>, PortError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(LEASE))
-            .item("sk", s("LEASE"))
-            .item("holder", s(run_id))
-            .item("until", epoch(until))
-            .item("expiresAt", epoch(until + chrono::Duration::days(1)))
-            .condition_expression("attribute_not_exists(pk) OR holder = :me OR #until < :now")
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":me", s(run_id))
-            .expression_attribute_values(":now", epoch(now))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let error = match put {
-            Ok(_) => return Ok(None),
-            Err(error) => error,
-        };
-        if let SdkError::ServiceError(context) = &error
-            && let PutItemError::ConditionalCheckFailedException(failed) = context.err()
-        {
-            let holder = failed
-                .item()
-                .and_then(|item| item.get("holder"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_else(|| "another run".to_owned());
-            return Ok(Some(holder));
-        }
-        Err(port_error(SERVICE, &self.table, error))
+        self.lease().take(run_id, now, until).await
     }
 
     async fn release(&self, run_id: &str) -> Result<(), PortError> {
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(LEASE))
-            .key("sk", s("LEASE"))
-            .condition_expression("holder = :me")
-            .expression_attribute_values(":me", s(run_id))
-            .send()
-            .await;
-        // Not held by this run (any more): nothing to free.
-        written(SERVICE, &self.table, deleted).map(|_| ())
+        self.lease().release(run_id).await
+    }
+}
+
+impl DynamoPlanStore {
+    fn lease(&self) -> LeaseItem<'_> {
+        LeaseItem {
+            client: &self.client,
+            table: &self.table,
+            key: HashMap::from([("pk".to_owned(), s(LEASE)), ("sk".to_owned(), s("LEASE"))]),
+            what: LEASE,
+        }
     }
 }
 

@@ -206,6 +206,24 @@ pub trait InventoryStore: Send + Sync {
     async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError>;
 }
 
+/// One crawl of a scope at a time: two overlapping crawls would each count the same absence
+/// as a miss, and one real miss would turn GONE. A lease expires, so a crawl that stopped
+/// without freeing its scope holds it no longer than that.
+#[async_trait]
+pub trait ScopeLeases: Send + Sync {
+    /// Takes the scope's lease for `run` until `until`, or keeps it if `run` has it; answers
+    /// the run that holds it when another does.
+    async fn take(
+        &self,
+        scope: &Scope,
+        run: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, PortError>;
+    /// Frees the scope's lease if `run` holds it.
+    async fn release(&self, scope: &Scope, run: &str) -> Result<(), PortError>;
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
@@ -244,6 +262,11 @@ pub struct CrawlState {
     /// Asked for through the API rather than by the schedule.
     #[serde(default)]
     pub asked: bool,
+    /// The run that was crawling the scope when this one came to it: this run left the scope
+    /// to it (`done`, having concluded nothing). Always present, as null when none, for the
+    /// state machine's paths.
+    #[serde(default)]
+    pub held_by: Option<String>,
 }
 
 impl CrawlState {
@@ -256,6 +279,7 @@ impl CrawlState {
             counts: Counts::default(),
             done: false,
             asked,
+            held_by: None,
         }
     }
 
@@ -286,6 +310,9 @@ pub struct CrawlSettings {
     /// Pages per call, so one call stays well inside the Lambda's time.
     pub pages_per_call: u32,
     pub gone_after: u32,
+    /// How long each call holds the scope's lease: longer than a call and the state
+    /// machine's retries between two calls.
+    pub lease: chrono::Duration,
 }
 
 fn observed(entity: &Entity, scope: &Scope) -> Result<Observed, CrawlError> {
@@ -369,8 +396,42 @@ pub async fn refresh_writes(
 
 /// Crawls up to `settings.pages_per_call` pages of the scope, and concludes it after its last
 /// page. An error leaves the scope's entities as the pages before it wrote them, and nothing
-/// gone.
+/// gone. Each call takes or keeps the scope's lease first: a scope another run is crawling is
+/// left to it, `done` with `held_by`, and this run concludes nothing of it.
 pub async fn crawl_step(
+    provider: &dyn Provider,
+    store: &dyn InventoryStore,
+    leases: &dyn ScopeLeases,
+    target: &Target,
+    mut state: CrawlState,
+    settings: &CrawlSettings,
+    now: DateTime<Utc>,
+) -> Result<CrawlState, CrawlError> {
+    let scope = state.scope.clone();
+    let run = state.run.clone();
+    let holder = leases
+        .take(&scope, &run, now, now + settings.lease)
+        .await
+        .map_err(|error| CrawlError::Store {
+            scope: scope.key(),
+            error,
+        })?;
+    if let Some(holder) = holder {
+        state.held_by = Some(holder);
+        state.done = true;
+        return Ok(state);
+    }
+    let crawled = crawl_pages(provider, store, target, state, settings, now).await;
+    if crawled.as_ref().map_or(true, |state| state.done) {
+        // Concluded, or stopped by an error: the scope is free for the next run at once (a
+        // retry takes the lease again). Freeing is best effort: a lease left held expires,
+        // and delays the scope's next crawl by at most its length.
+        let _ = leases.release(&scope, &run).await;
+    }
+    crawled
+}
+
+async fn crawl_pages(
     provider: &dyn Provider,
     store: &dyn InventoryStore,
     target: &Target,
@@ -593,20 +654,42 @@ mod tests {
         }
     }
 
+    fn settings() -> CrawlSettings {
+        CrawlSettings {
+            pages_per_call: 1,
+            gone_after: 2,
+            lease: chrono::Duration::minutes(10),
+        }
+    }
+
+    /// One call of `state`'s crawl, as the state machine makes it.
+    async fn step(
+        provider: &Listing,
+        store: &MemoryStore,
+        state: CrawlState,
+    ) -> Result<CrawlState, CrawlError> {
+        crawl_step(
+            provider,
+            store,
+            store,
+            &target(),
+            state,
+            &settings(),
+            Utc::now(),
+        )
+        .await
+    }
+
     /// Runs one whole crawl, one page per call as the state machine would loop.
     async fn run(
         provider: &Listing,
         store: &MemoryStore,
         run: &str,
     ) -> Result<CrawlState, CrawlError> {
-        let settings = CrawlSettings {
-            pages_per_call: 1,
-            gone_after: 2,
-        };
         let mut state = CrawlState::start(run, scope(), false);
         let mut calls = 0;
         while !state.done {
-            state = crawl_step(provider, store, &target(), state, &settings, Utc::now()).await?;
+            state = step(provider, store, state).await?;
             calls += 1;
             assert!(calls < 100, "the crawl ends");
         }
@@ -747,20 +830,17 @@ mod tests {
 
     /// Runs `run` through `store` as the state machine does, retrying a step that failed on
     /// the store with the same input; answers how many retries it took.
-    async fn run_with_retries(provider: &Listing, store: &dyn InventoryStore, run: &str) -> u32 {
-        let settings = CrawlSettings {
-            pages_per_call: 1,
-            gone_after: 2,
-        };
+    async fn run_with_retries(provider: &Listing, store: &LandsThenFails<'_>, run: &str) -> u32 {
         let mut state = CrawlState::start(run, scope(), false);
         let mut retried = 0;
         while !state.done {
             match crawl_step(
                 provider,
                 store,
+                store.store,
                 &target(),
                 state.clone(),
-                &settings,
+                &settings(),
                 Utc::now(),
             )
             .await
@@ -857,5 +937,67 @@ mod tests {
         provider.entities.lock().expect("lock").truncate(2);
         let once = run(&provider, &store, "r4").await.expect("crawls");
         assert_eq!((once.counts.missing, once.counts.gone), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_scope_is_crawled_by_one_run_at_a_time() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        let missing = ids::ec2("eu-west-1", "111111111111", "instance", "i-4");
+        provider.entities.lock().expect("lock").remove(4);
+
+        // r2 and r3 overlap on one listing without i-4: one absence, one miss.
+        let r2 = step(&provider, &store, CrawlState::start("r2", scope(), false))
+            .await
+            .expect("crawls");
+        assert!(!r2.done);
+        let r3 = run(&provider, &store, "r3").await.expect("crawls");
+        assert_eq!(r3.held_by.as_deref(), Some("r2"));
+        assert_eq!((r3.pages, r3.counts), (0, Counts::default()));
+        let mut r2 = r2;
+        while !r2.done {
+            r2 = step(&provider, &store, r2).await.expect("crawls");
+        }
+        assert_eq!((r2.held_by, r2.counts.missing), (None, 1));
+        {
+            let rows = store.rows.lock().expect("lock");
+            assert!(rows[&missing].active, "one absence is no GONE");
+            assert_eq!(rows[&missing].known.misses, 1);
+        }
+
+        // The scope is free again once r2 concluded.
+        let r4 = run(&provider, &store, "r4").await.expect("crawls");
+        assert_eq!((r4.held_by, r4.counts.gone), (None, 1));
+    }
+
+    #[tokio::test]
+    async fn a_lease_its_run_left_behind_expires() {
+        let provider = Listing::of(names(3));
+        let store = MemoryStore::default();
+        let long_ago = Utc::now() - chrono::Duration::hours(1);
+        let held = store
+            .take(
+                &scope(),
+                "stopped",
+                long_ago,
+                long_ago + chrono::Duration::minutes(10),
+            )
+            .await
+            .expect("takes");
+        assert_eq!(held, None);
+        let crawled = run(&provider, &store, "r1").await.expect("crawls");
+        assert_eq!((crawled.held_by, crawled.counts.created), (None, 3));
+    }
+
+    #[tokio::test]
+    async fn a_crawl_that_fails_frees_its_scope() {
+        let provider = Listing::of(names(5));
+        let store = MemoryStore::default();
+        *provider.fail_page.lock().expect("lock") = Some(1);
+        assert!(run(&provider, &store, "r1").await.is_err());
+        *provider.fail_page.lock().expect("lock") = None;
+        let next = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!((next.held_by, next.counts.seen), (None, 5));
     }
 }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::changes::{Known, Manifest};
 use super::connection::Scope;
-use super::crawl::{HistoryRecord, InventoryStore, Stored, Write};
+use super::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
 use crate::port::PortError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct MemoryStore {
     seen: Mutex<BTreeMap<RunScope, BTreeMap<u32, Vec<String>>>>,
     /// Entity and history items written, as a table would count them.
     pub item_writes: Mutex<u64>,
+    /// Each held scope's run and the end of its lease.
+    leases: Mutex<BTreeMap<String, (String, DateTime<Utc>)>>,
 }
 
 fn poisoned() -> PortError {
@@ -154,5 +157,36 @@ impl InventoryStore for MemoryStore {
             .filter(|(_, r)| r.active && r.scope.as_deref() == Some(key.as_str()))
             .map(|(id, r)| (id.clone(), r.known.clone()))
             .collect())
+    }
+}
+
+#[async_trait]
+impl ScopeLeases for MemoryStore {
+    async fn take(
+        &self,
+        scope: &Scope,
+        run: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, PortError> {
+        let mut leases = self.leases.lock().map_err(|_| poisoned())?;
+        match leases.get(&scope.key()) {
+            Some((holder, end)) if holder != run && *end >= now => Ok(Some(holder.clone())),
+            _ => {
+                leases.insert(scope.key(), (run.to_owned(), until));
+                Ok(None)
+            }
+        }
+    }
+
+    async fn release(&self, scope: &Scope, run: &str) -> Result<(), PortError> {
+        let mut leases = self.leases.lock().map_err(|_| poisoned())?;
+        if leases
+            .get(&scope.key())
+            .is_some_and(|(holder, _)| holder == run)
+        {
+            leases.remove(&scope.key());
+        }
+        Ok(())
     }
 }
