@@ -111,6 +111,9 @@ def seed_region(s: boto3.Session, endpoint: str, account: str, region: str, pref
     target_group = elbv2.create_target_group(Name=f"{prefix}-web", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
     elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": 8080}])
     elbv2.create_listener(LoadBalancerArn=alb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group}])
+    # One without a listener or target group yet, as estates have: asked for its target
+    # groups, the emulator answers TargetGroupNotFound (issue 15, finding 11).
+    elbv2.create_load_balancer(Name=f"{prefix}-idle", Subnets=subnets, SecurityGroups=[group])
 
     rds = client(s, endpoint, "rds", region)
     rds.create_db_subnet_group(DBSubnetGroupName=f"{prefix}-db", DBSubnetGroupDescription="databases", SubnetIds=subnets)

@@ -797,6 +797,21 @@ fn a_scope_another_run_is_crawling_is_left_to_it() {
     });
 }
 
+/// Each scope's last crawl, as `GET /connections/{id}` answers it, by region and type.
+async fn scope_crawls(cloud: &LocalCloud, id: &str) -> BTreeMap<(String, String), Value> {
+    let (status, answer) = call(cloud, "GET", &format!("/connections/{id}"), None).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["crawls"]
+        .as_array()
+        .expect("crawls")
+        .iter()
+        .map(|c| {
+            let key = |name: &str| c[name].as_str().expect("a scope").to_owned();
+            ((key("region"), key("resourceType")), c.clone())
+        })
+        .collect()
+}
+
 #[test]
 fn a_failed_crawl_marks_nothing_gone() {
     on_lagging_cloud(&[], |cloud, _| async move {
@@ -839,8 +854,11 @@ fn a_failed_crawl_marks_nothing_gone() {
         // Access denied in one region; the route tables page of the network listing fails.
         inject_fault(cloud, json!({"service": "ec2", "action": "DescribeInstances", "region": denied_region, "code": "UnauthorizedOperation", "status": 403})).await;
         inject_fault(cloud, json!({"service": "ec2", "action": "DescribeRouteTables", "region": "eu-west-1", "code": "InvalidParameterValue", "status": 400})).await;
-        for _ in 0..3 {
+        for attempt in 1..=3 {
             let failing = sync(cloud, &["own"]).await;
+            // Issue 15, finding 11: a scope that keeps failing is readable, and alarms.
+            let expect_failing = if attempt == 3 { 2 } else { 0 };
+            assert_eq!(failing[0]["failingScopes"], expect_failing, "{failing:?}");
             let failed: BTreeSet<String> = failed_scopes(&failing)
                 .iter()
                 .map(|r| {
@@ -870,9 +888,33 @@ fn a_failed_crawl_marks_nothing_gone() {
             assert_eq!(entity(cloud, &spare).await["entity"]["active"], true);
         }
 
+        let crawls = scope_crawls(cloud, "own").await;
+        let denied = &crawls[&(denied_region.to_owned(), "instances".to_owned())];
+        assert_eq!(denied["outcome"], "FAILED", "{denied}");
+        assert_eq!(denied["failuresInARow"], 3, "{denied}");
+        assert!(
+            denied["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("UnauthorizedOperation")),
+            "{denied}"
+        );
+        let fine = &crawls[&(denied_region.to_owned(), "network".to_owned())];
+        assert_eq!(
+            (&fine["outcome"], &fine["failuresInARow"]),
+            (&json!("CONCLUDED"), &json!(0))
+        );
+
         // Once the crawls complete again, two of them in a row make both gone.
         clear_faults(cloud).await;
-        sync(cloud, &["own"]).await;
+        let recovered = sync(cloud, &["own"]).await;
+        assert_eq!(recovered[0]["failingScopes"], 0, "{recovered:?}");
+        let crawls = scope_crawls(cloud, "own").await;
+        assert!(
+            crawls
+                .values()
+                .all(|c| c["outcome"] == "CONCLUDED" && c["failuresInARow"] == 0),
+            "{crawls:?}"
+        );
         assert_eq!(entity(cloud, &instance).await["entity"]["active"], true);
         let complete = sync(cloud, &["own"]).await;
         assert_eq!(of_type(&complete, "instances", "gone"), 1);
@@ -880,6 +922,47 @@ fn a_failed_crawl_marks_nothing_gone() {
         assert!(of_type(&complete, "network", "gone") >= 1, "{complete:?}");
         assert_eq!(entity(cloud, &instance).await["entity"]["active"], false);
         assert_eq!(entity(cloud, &spare).await["entity"]["active"], false);
+    });
+}
+
+#[test]
+fn a_child_deleted_between_two_calls_fails_nothing() {
+    // Issue 15, finding 11: a describe of a listed resource's children that answered NotFound
+    // (an application load balancer without target groups; a target group deleted between the
+    // listing and its health) failed the whole scope, on every crawl.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let region = "eu-west-1";
+        sample_inventory(cloud, "seed", &[OWN], &[region]);
+        connect(
+            cloud,
+            connection("own", OWN, &[region], Some(json!({"load-balancers": null}))),
+        )
+        .await;
+        let first = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&first).is_empty(), "{first:?}");
+        let emulator = sample_inventory(cloud, "expected", &[OWN], &[region]);
+        let balancers = &emulator_by_family(&emulator[OWN])["load-balancer"];
+        assert_eq!(
+            &inventory_by_family(cloud, OWN).await["load-balancer"],
+            balancers,
+            "every load balancer, the one without target groups among them"
+        );
+
+        inject_fault(cloud, json!({"service": "elbv2", "action": "DescribeTargetHealth", "code": "TargetGroupNotFound", "status": 400})).await;
+        let vanished = sync(cloud, &["own"]).await;
+        clear_faults(cloud).await;
+        assert!(failed_scopes(&vanished).is_empty(), "{vanished:?}");
+        // The target group is left out, as a listing a moment later would leave it: a miss.
+        assert_eq!(
+            of_type(&vanished, "load-balancers", "missing"),
+            1,
+            "{vanished:?}"
+        );
+        assert_eq!(
+            of_type(&vanished, "load-balancers", "gone"),
+            0,
+            "{vanished:?}"
+        );
     });
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - `POST /connections` with `{"id", "name", "accountId", "roleArn", "externalId",
 //!   "regions", "resourceTypes", "access"}`: creates one (409 if the id is taken).
-//! - `GET /connections`, `GET /connections/{id}`.
+//! - `GET /connections`, `GET /connections/{id}` (with each scope's last crawl: when, how it
+//!   ended, and how many crawls in a row failed).
 //! - `PUT /connections/{id}`: replaces one (404 if absent); its crawl history stays.
 //! - `DELETE /connections/{id}` with `{"reason"}`: submitted as a `CONNECTION_DELETE` action,
 //!   so the approval policy decides whether it runs at once or waits for approvers.
@@ -34,6 +35,7 @@ use maestro_domain::approvals::submit::Submission;
 use maestro_domain::inventory::connection::{
     Connection, ConnectionInput, ConnectionSource, ResourceType, is_connection_id,
 };
+use maestro_domain::inventory::health::CrawlRecords;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -199,10 +201,29 @@ async fn list(deps: &Deps, caller: &Caller) -> Answer {
 }
 
 async fn get(deps: &Deps, caller: &Caller, id: String) -> Answer {
-    Ok(match held(deps, caller, &id, Access::Read).await {
-        Ok(connection) => answer(200, connection_json(&connection)?),
-        Err(refused) => *refused,
-    })
+    let connection = match held(deps, caller, &id, Access::Read).await {
+        Ok(connection) => connection,
+        Err(refused) => return Ok(*refused),
+    };
+    let mut crawls = match deps.inventory.last_crawls(&id).await {
+        Ok(crawls) => crawls,
+        Err(e) => return Ok(problem(503, format!("cannot read the scopes' crawls: {e}"))),
+    };
+    let mut body = connection_json(&connection)?;
+    // Each of the connection's scopes that was crawled, in the connection's order; a scope
+    // since removed from the connection is left out.
+    let mut scopes = Vec::new();
+    for scope in connection.scopes() {
+        let Some(crawl) = crawls.remove(&scope.key()) else {
+            continue;
+        };
+        let mut view = to_json(&crawl)?;
+        view["region"] = json!(scope.region);
+        view["resourceType"] = json!(scope.resource_type.as_str());
+        scopes.push(view);
+    }
+    body["crawls"] = Value::Array(scopes);
+    Ok(answer(200, body))
 }
 
 async fn replace(

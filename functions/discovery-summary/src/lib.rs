@@ -1,15 +1,20 @@
-//! `DiscoverySummaryFunction`: the last step of a discovery run. Publishes one summary of the
-//! run (counts per scope: seen, created, changed, gone, missing; each failed scope with its
-//! reason; each scope left to the run that was crawling it) to EventBridge and the discovery
-//! topic.
+//! `DiscoverySummaryFunction`: the last step of a discovery run. Records each scope's last
+//! crawl (the connection API shows it), counts the scopes that keep failing (the
+//! `FailingScopes` metric, which `DiscoveryScopesFailingAlarm` watches), and publishes one
+//! summary of the run (counts per scope: seen, created, changed, gone, missing; each failed
+//! scope with its reason; each scope left to the run that was crawling it) to EventBridge and
+//! the discovery topic.
 
+use chrono::Utc;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use maestro_aws::SdkConfig;
 use maestro_aws::discovery::ScopeResult;
 use maestro_aws::env::{EnvError, FunctionEnv};
+use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::notices::Notices;
 use maestro_domain::inventory::crawl::Counts;
+use maestro_domain::inventory::health::{CrawlOutcome, record_run};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +23,12 @@ pub const RUN_COMPLETED: &str = "Discovery Run Completed";
 
 pub struct Deps {
     pub notices: Notices,
+    pub inventory: DynamoInventory,
 }
+
+/// A failed scope's error as its record keeps it: enough to say why, small enough that a
+/// connection's records stay well inside an item.
+const ERROR_CHARS: usize = 300;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +48,9 @@ pub struct RunSummary {
     pub failed_scopes: usize,
     /// Scopes another run was crawling, left to it.
     pub held_scopes: usize,
+    /// Scopes whose last crawls all failed, this run's included (`health::FAILING_AFTER`).
+    #[serde(default)]
+    pub failing_scopes: usize,
     pub totals: Counts,
     pub results: Vec<ScopeResult>,
 }
@@ -67,16 +80,58 @@ pub fn summarize(results: RunResults) -> RunSummary {
             .iter()
             .filter(|r| r.held_by.is_some())
             .count(),
+        failing_scopes: 0,
         totals,
         results: results.results,
     }
+}
+
+/// How a scope's crawl ended, as its record keeps it; none for a scope left to another run.
+fn outcome(result: &ScopeResult) -> Option<CrawlOutcome> {
+    if result.held_by.is_some() {
+        return None;
+    }
+    if !result.failed {
+        return Some(CrawlOutcome::Concluded);
+    }
+    // The cause is the crawler's error as Lambda reported it: its message is what says why.
+    let message = result.cause.as_deref().map(|cause| {
+        serde_json::from_str::<serde_json::Value>(cause)
+            .ok()
+            .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| cause.to_owned())
+    });
+    let error = match (result.error.as_deref(), message) {
+        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        (Some(kind), None) => kind.to_owned(),
+        (None, Some(message)) => message,
+        (None, None) => "failed without a reason".to_owned(),
+    };
+    Some(CrawlOutcome::Failed {
+        error: error.chars().take(ERROR_CHARS).collect(),
+    })
 }
 
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<RunResults>,
 ) -> Result<RunSummary, SummaryFailure> {
-    let summary = summarize(event.payload);
+    let mut summary = summarize(event.payload);
+    let outcomes = summary
+        .results
+        .iter()
+        .map(|r| (r.scope.clone(), outcome(r)))
+        .collect();
+    let failing = record_run(&deps.inventory, &summary.run, Utc::now(), outcomes).await?;
+    for (scope, crawl) in &failing {
+        tracing::warn!(
+            scope = scope.key(),
+            failures_in_a_row = crawl.failures_in_a_row,
+            "a scope keeps failing"
+        );
+    }
+    summary.failing_scopes = failing.len();
+    maestro_aws::metrics::count(&[], &[("FailingScopes", failing.len() as u64)]);
     deps.notices.publish(RUN_COMPLETED, &summary).await?;
     tracing::info!(
         run = summary.run,
@@ -100,9 +155,11 @@ impl LambdaFunction for Deps {
         let mut vars = env.reader();
         let bus = vars.required("EVENT_BUS_NAME");
         let topic = vars.required("DISCOVERY_TOPIC_ARN");
+        let table = vars.required("INVENTORY_TABLE");
         vars.finish()?;
         Ok(Deps {
             notices: Notices::new(config, bus, topic),
+            inventory: DynamoInventory::new(config, table),
         })
     }
 

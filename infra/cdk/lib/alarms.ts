@@ -1,10 +1,10 @@
-// The template's two alarm shapes: a dead-letter queue that holds a message, and a metric-math
-// sum of two problem counts.
+// The template's three alarm shapes: a dead-letter queue that holds a message, a metric-math
+// sum of two problem counts, and one of Maestro's own metrics reaching one in an hour.
 import { Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 
-const ONE_OR_MORE_IN_FIVE_MINUTES = {
+const ONE_OR_MORE_IN_ONE_PERIOD = {
   evaluationPeriods: 1,
   threshold: 1,
   comparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -25,7 +25,7 @@ export function dlqAlarm(
     dimensions: [{ name: 'QueueName', value: dlq.queueName }],
     statistic: 'Maximum',
     period: 300,
-    ...ONE_OR_MORE_IN_FIVE_MINUTES,
+    ...ONE_OR_MORE_IN_ONE_PERIOD,
     alarmActions: [alertsTopicArn],
   });
 }
@@ -64,7 +64,26 @@ export function sumOfProblemsAlarm(
       })),
       { id: 'problems', expression: `${metrics[0].id} + ${metrics[1].id}`, label, returnData: true },
     ],
-    ...ONE_OR_MORE_IN_FIVE_MINUTES,
+    ...ONE_OR_MORE_IN_ONE_PERIOD,
+    alarmActions: [alertsTopicArn],
+  });
+}
+
+/** Alarms when Maestro's own metric `metricName` (EMF, no dimensions) reaches one in an hour. */
+export function maestroMetricAlarm(
+  stack: Stack,
+  logicalId: string,
+  description: string,
+  metricName: string,
+  alertsTopicArn: string,
+): cloudwatch.CfnAlarm {
+  return new cloudwatch.CfnAlarm(stack, logicalId, {
+    alarmDescription: description,
+    namespace: 'Maestro',
+    metricName,
+    statistic: 'Maximum',
+    period: 3600,
+    ...ONE_OR_MORE_IN_ONE_PERIOD,
     alarmActions: [alertsTopicArn],
   });
 }

@@ -7,7 +7,7 @@ import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { dlqAlarm, sumOfProblemsAlarm } from './alarms';
+import { dlqAlarm, maestroMetricAlarm, sumOfProblemsAlarm } from './alarms';
 import { MaestroFunction } from './maestro-function';
 import { maestroStateMachine } from './maestro-state-machine';
 import { Notifications } from './notifications';
@@ -106,10 +106,20 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
 
   const summary = new MaestroFunction(stack, 'DiscoverySummaryFunction', {
     crate: 'discovery-summary',
-    description: 'Publishes one summary per discovery run (counts per scope, failed scopes with their reason).',
-    environment: { EVENT_BUS_NAME: 'default', DISCOVERY_TOPIC_ARN: runsTopic.ref },
+    description:
+      "Records each scope's last crawl, counts the scopes that keep failing, and publishes one summary per discovery run (counts per scope, failed scopes with their reason).",
+    environment: {
+      EVENT_BUS_NAME: 'default',
+      DISCOVERY_TOPIC_ARN: runsTopic.ref,
+      INVENTORY_TABLE: inventory.ref,
+    },
     statements: [
       allow(['events:PutEvents'], [DEFAULT_EVENT_BUS], { sid: 'Summary' }),
+      // Each scope's last crawl, kept on its connection's schedule item.
+      allow(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [inventory.attrArn], {
+        sid: 'RecordScopeCrawls',
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['CONNECTIONS'] } },
+      }),
       useNotificationsKey(notifications.notificationsKey.attrArn),
       snsPublishMessage(runsTopic.ref),
     ],
@@ -146,6 +156,16 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       },
     ],
     'Failed or timed-out discovery runs',
+    alertsTopicArn,
+  );
+
+  // One failed crawl is often passing; three in a row are not. Hourly, so that a scope
+  // crawled every 15 minutes alarms once, not four times.
+  maestroMetricAlarm(
+    stack,
+    'DiscoveryScopesFailingAlarm',
+    "A discovery scope failed its last 3 crawls or more, so its inventory is stale; GET /connections/{id} shows each scope's last crawl and its error.",
+    'FailingScopes',
     alertsTopicArn,
   );
 

@@ -9,7 +9,7 @@
 //! | `SUMMARY` | `<dimension>#<value>` | the count of active entities |
 //! | `RUN#<run>#<scope>` | `P#<page>` | the ids one page of a crawl saw, until the crawl concludes |
 //! | `CONNECTIONS` | `C#<id>` | a connection |
-//! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started |
+//! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started (`started:<scope>`), and how its last crawl ended (`crawl:<scope>`) |
 //! | `LEASE#<scope>` | `LEASE` | the run crawling the scope (`holder`), until when (`until`) |
 //!
 //! Entity items carry `family`, `account`, `region` and `environment` for the `byFamily`,
@@ -27,12 +27,13 @@ use maestro_domain::inventory::changes::{Known, Manifest};
 use maestro_domain::inventory::connection::{Connection, Scope};
 use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
 use maestro_domain::inventory::entity::{Entity, Relation};
+use maestro_domain::inventory::health::{CrawlRecords, LastCrawl};
 use maestro_domain::port::PortError;
 use serde_json::Value;
 
 use crate::SdkConfig;
 use crate::lease::LeaseItem;
-use crate::sdk_error::port_error;
+use crate::sdk_error::{port_error, written};
 
 const SERVICE: &str = "dynamodb";
 const ENTITY: &str = "ENTITY";
@@ -40,6 +41,8 @@ const CONNECTIONS: &str = "CONNECTIONS";
 const SUMMARY: &str = "SUMMARY";
 /// The prefix of a schedule item's attributes: `started:<scope key>` = when it last started.
 const STARTED: &str = "started:";
+/// And `crawl:<scope key>` = its last crawl's record, as JSON.
+const LAST_CRAWL: &str = "crawl:";
 /// The ids a crawl saw are kept a day past its start: long enough for any crawl to finish.
 const SEEN_RETENTION_HOURS: i64 = 24;
 /// BatchGetItem takes at most 100 keys, BatchWriteItem 25 requests.
@@ -1247,6 +1250,69 @@ impl DynamoInventory {
             ]),
             what: "a scope's lease",
         }
+    }
+}
+
+/// Each scope's last crawl, beside its last start on the connection's `S#` item.
+#[async_trait]
+impl CrawlRecords for DynamoInventory {
+    async fn last_crawls(
+        &self,
+        connection_id: &str,
+    ) -> Result<BTreeMap<String, LastCrawl>, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{connection_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, connection_id, e))?
+            .item
+            .unwrap_or_default();
+        let mut crawls = BTreeMap::new();
+        for (name, value) in &item {
+            let (Some(scope), Ok(json)) = (name.strip_prefix(LAST_CRAWL), value.as_s()) else {
+                continue;
+            };
+            let crawl: LastCrawl = serde_json::from_str(json)
+                .map_err(|e| rejected(format!("the last crawl of {scope}: {e}")))?;
+            crawls.insert(scope.to_owned(), crawl);
+        }
+        Ok(crawls)
+    }
+
+    async fn record_crawls(
+        &self,
+        connection_id: &str,
+        crawls: &BTreeMap<String, LastCrawl>,
+    ) -> Result<(), PortError> {
+        if crawls.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{connection_id}")))
+            // A connection deleted since its run started keeps no records.
+            .condition_expression("attribute_exists(PK)");
+        let mut sets = Vec::new();
+        for (i, (scope, crawl)) in crawls.iter().enumerate() {
+            let json = serde_json::to_string(crawl).map_err(|e| rejected(e.to_string()))?;
+            sets.push(format!("#c{i} = :c{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), format!("{LAST_CRAWL}{scope}"))
+                .expression_attribute_values(format!(":c{i}"), s(json));
+        }
+        let answer = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await;
+        written(SERVICE, connection_id, answer).map(|_| ())
     }
 }
 

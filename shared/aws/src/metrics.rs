@@ -5,6 +5,7 @@
 //! | Metric | Unit | Dimensions | From |
 //! |---|---|---|---|
 //! | `ResourcesCreated`, `ResourcesChanged`, `ResourcesGone`, `ResourcesSeen` | Count | `ResourceType` | the discovery crawler, per scope crawled to the end |
+//! | `FailingScopes` | Count | none | each discovery run's summary: its scopes that failed their last 3 crawls or more (`DiscoveryScopesFailingAlarm`) |
 //! | `PlannedCreates`, `PlannedDeletes`, `HeldDeletes` | Count | `Mode` (dry-run, apply) | each scheduled or asked-for SSO reconcile run |
 //! | `ApprovalsRequested` | Count | none | the approval workflow, per action sent to its approvers |
 //! | `ApprovalsDecided` | Count | `Decision` (approve, reject) | each approver's decision that was counted |

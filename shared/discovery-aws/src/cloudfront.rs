@@ -6,7 +6,7 @@ use aws_sdk_cloudfront::types::{Aliases, Origins, PriceClass};
 use maestro_domain::inventory::crawl::ProviderError;
 use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity, ids};
 
-use crate::errors::provider_error;
+use crate::errors::{provider_error, unless_gone};
 use crate::{Ctx, Listed, Lookup, each, present, tags};
 
 /// What the list's summaries and GetDistribution's answer both say.
@@ -48,7 +48,7 @@ pub(crate) async fn distributions(
             enabled: summary.enabled(),
             price_class: Some(summary.price_class()),
         };
-        entities.push(distribution(ctx, &client, fields).await?);
+        entities.extend(distribution(ctx, &client, fields).await?);
     }
     let next = if list.is_truncated() {
         list.next_marker()
@@ -86,56 +86,60 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
         };
         distribution(ctx, client, fields)
             .await
-            .map(Some)
             .map_err(Lookup::Failed)
     })
     .await
 }
 
+/// The distribution with its tags; none when it was deleted since it was listed.
 async fn distribution(
     ctx: &Ctx<'_>,
     client: &Client,
     fields: Fields<'_>,
-) -> Result<Entity, ProviderError> {
+) -> Result<Option<Entity>, ProviderError> {
     let tagged = client
         .list_tags_for_resource()
         .resource(fields.arn)
         .send()
-        .await
-        .map_err(|e| provider_error("cloudfront:ListTagsForResource", e))?;
-    Ok(ctx.entity(Described {
-        id: ids::distribution(ctx.account(), fields.id),
-        provider_type: "AWS::CloudFront::Distribution",
-        zone: None,
-        tags: tags(
-            tagged
-                .tags()
-                .map(|t| t.items())
-                .unwrap_or_default()
-                .iter()
-                .map(|t| (Some(t.key()), t.value())),
-        ),
-        status: present(Some(fields.status)),
-        active: true,
-        // CloudFront answers only when a distribution was last modified.
-        created_at: None,
-        details: Details::Distribution(domain::Distribution {
-            distribution_id: fields.id.to_owned(),
-            domain_name: present(Some(fields.domain_name)),
-            aliases: fields
-                .aliases
-                .map(|a| a.items().to_vec())
-                .unwrap_or_default(),
-            origins: fields
-                .origins
-                .map(|o| o.items())
-                .unwrap_or_default()
-                .iter()
-                .map(|o| o.domain_name().to_owned())
-                .collect(),
-            enabled: fields.enabled,
-            price_class: fields.price_class.map(|p| p.as_str().to_owned()),
+        .await;
+    let Some(tagged) = unless_gone("cloudfront:ListTagsForResource", tagged)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        ctx.entity(Described {
+            id: ids::distribution(ctx.account(), fields.id),
+            provider_type: "AWS::CloudFront::Distribution",
+            zone: None,
+            tags: tags(
+                tagged
+                    .tags()
+                    .map(|t| t.items())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| (Some(t.key()), t.value())),
+            ),
+            status: present(Some(fields.status)),
+            active: true,
+            // CloudFront answers only when a distribution was last modified.
+            created_at: None,
+            details: Details::Distribution(domain::Distribution {
+                distribution_id: fields.id.to_owned(),
+                domain_name: present(Some(fields.domain_name)),
+                aliases: fields
+                    .aliases
+                    .map(|a| a.items().to_vec())
+                    .unwrap_or_default(),
+                origins: fields
+                    .origins
+                    .map(|o| o.items())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|o| o.domain_name().to_owned())
+                    .collect(),
+                enabled: fields.enabled,
+                price_class: fields.price_class.map(|p| p.as_str().to_owned()),
+            }),
+            relations: Vec::new(),
         }),
-        relations: Vec::new(),
-    }))
+    ))
 }

@@ -62,6 +62,24 @@ where
     })
 }
 
+/// The answer of a call about one resource that a listing named moments before: none when
+/// the resource went in between (the service answers NotFound), which fails nothing. The
+/// resource is then left out of the page, as a listing made a moment later would leave it.
+pub(crate) fn unless_gone<T, E, R>(
+    call: &'static str,
+    answer: Result<T, SdkError<E, R>>,
+) -> Result<Option<T>, ProviderError>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match answer {
+        Ok(out) => Ok(Some(out)),
+        Err(error) if is_absent(&error) => Ok(None),
+        Err(error) => Err(provider_error(call, error)),
+    }
+}
+
 pub(crate) fn provider_error<E, R>(call: &'static str, error: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + Error + 'static,

@@ -8,7 +8,7 @@ use aws_sdk_lambda::types::FunctionConfiguration;
 use maestro_domain::inventory::crawl::ProviderError;
 use maestro_domain::inventory::entity::{self as domain, Described, Details, Entity};
 
-use crate::errors::provider_error;
+use crate::errors::{provider_error, unless_gone};
 use crate::{Ctx, Listed, Lookup, each, present};
 
 /// Each function costs one more call for its tags.
@@ -31,20 +31,22 @@ pub(crate) async fn functions(
         let Some(arn) = configuration.function_arn() else {
             continue;
         };
-        let tags = list_tags(&client, arn).await?;
+        // Deleted since the listing: left out.
+        let Some(tags) = list_tags(&client, arn).await? else {
+            continue;
+        };
         entities.extend(function(ctx, configuration, tags));
     }
     Ok(Listed::new(entities, out.next_marker()))
 }
 
-async fn list_tags(client: &Client, arn: &str) -> Result<BTreeMap<String, String>, ProviderError> {
-    let out = client
-        .list_tags()
-        .resource(unqualified(arn))
-        .send()
-        .await
-        .map_err(|e| provider_error("lambda:ListTags", e))?;
-    Ok(sorted(out.tags()))
+/// The function's tags; none when it no longer exists.
+async fn list_tags(
+    client: &Client,
+    arn: &str,
+) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+    let out = client.list_tags().resource(unqualified(arn)).send().await;
+    Ok(unless_gone("lambda:ListTags", out)?.map(|out| sorted(out.tags())))
 }
 
 fn sorted(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
@@ -72,7 +74,10 @@ pub(crate) async fn describe(
         // GetFunction leaves tags it may not read out with an error beside them; ListTags
         // then says why.
         let tags = match (out.tags_error(), configuration.function_arn()) {
-            (Some(_), Some(arn)) => list_tags(client, arn).await.map_err(Lookup::Failed)?,
+            (Some(_), Some(arn)) => match list_tags(client, arn).await.map_err(Lookup::Failed)? {
+                Some(tags) => tags,
+                None => return Ok(None),
+            },
             _ => sorted(out.tags()),
         };
         Ok(function(ctx, configuration, tags))

@@ -3,7 +3,7 @@
 //! `DescribeTags`, at most 20 resources a call; what an ELBv2 load balancer sends traffic to
 //! needs its target groups and their targets' health.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_elasticloadbalancing as elb;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
@@ -14,7 +14,7 @@ use maestro_domain::inventory::entity::{
     self as domain, BalancerKind, Described, Details, Entity, Relation, RelationKind, ids,
 };
 
-use crate::errors::provider_error;
+use crate::errors::{code, is_absent, provider_error, unless_gone};
 use crate::{Ctx, Listed, by_ids, present, tags, time, token, unknown_step};
 
 pub(crate) const STEPS: u16 = 3;
@@ -195,13 +195,27 @@ async fn classic_balancers(
         .filter_map(|d| present(d.load_balancer_name()))
         .collect();
     let mut tagged: HashMap<String, Tags> = HashMap::new();
-    for names in names.chunks(TAGS_PER_CALL) {
+    let mut gone: HashSet<String> = HashSet::new();
+    let mut batches: Vec<Vec<String>> = names.chunks(TAGS_PER_CALL).map(<[_]>::to_vec).collect();
+    while let Some(names) = batches.pop() {
         let out = client
             .describe_tags()
-            .set_load_balancer_names(Some(names.to_vec()))
+            .set_load_balancer_names(Some(names.clone()))
             .send()
-            .await
-            .map_err(|e| provider_error("elasticloadbalancing:DescribeTags", e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // One of them was deleted since the listing: each on its own tells which.
+            Err(error) if is_absent(&error) && names.len() > 1 => {
+                batches.extend(names.into_iter().map(|name| vec![name]));
+                continue;
+            }
+            Err(error) if is_absent(&error) => {
+                gone.extend(names);
+                continue;
+            }
+            Err(error) => return Err(provider_error("elasticloadbalancing:DescribeTags", error)),
+        };
         for description in out.tag_descriptions() {
             if let Some(name) = description.load_balancer_name() {
                 tagged.insert(
@@ -218,6 +232,10 @@ async fn classic_balancers(
     }
     Ok(descriptions
         .iter()
+        .filter(|d| {
+            d.load_balancer_name()
+                .is_none_or(|name| !gone.contains(name))
+        })
         .filter_map(|d| classic_balancer(ctx, d, &mut tagged))
         .collect())
 }
@@ -280,20 +298,41 @@ fn relations(
     relations
 }
 
+/// The tags of ELBv2 resources, by ARN, and the resources deleted since they were listed.
+#[derive(Default)]
+struct V2Tags {
+    tagged: HashMap<String, Tags>,
+    gone: HashSet<String>,
+}
+
 /// The tags of each resource by ARN; `arns` as the list answered them, a missing one skipped.
 async fn v2_tags<'a>(
     client: &elbv2::Client,
     arns: impl Iterator<Item = Option<&'a str>>,
-) -> Result<HashMap<String, Tags>, ProviderError> {
+) -> Result<V2Tags, ProviderError> {
     let arns: Vec<String> = arns.filter_map(present).collect();
-    let mut tagged = HashMap::new();
-    for arns in arns.chunks(TAGS_PER_CALL) {
+    let mut found = V2Tags::default();
+    let tagged = &mut found.tagged;
+    let mut batches: Vec<Vec<String>> = arns.chunks(TAGS_PER_CALL).map(<[_]>::to_vec).collect();
+    while let Some(arns) = batches.pop() {
         let out = client
             .describe_tags()
-            .set_resource_arns(Some(arns.to_vec()))
+            .set_resource_arns(Some(arns.clone()))
             .send()
-            .await
-            .map_err(|e| provider_error("elasticloadbalancing:DescribeTags", e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // One of them was deleted since the listing: each on its own tells which.
+            Err(error) if is_absent(&error) && arns.len() > 1 => {
+                batches.extend(arns.into_iter().map(|arn| vec![arn]));
+                continue;
+            }
+            Err(error) if is_absent(&error) => {
+                found.gone.extend(arns);
+                continue;
+            }
+            Err(error) => return Err(provider_error("elasticloadbalancing:DescribeTags", error)),
+        };
         for description in out.tag_descriptions() {
             if let Some(arn) = description.resource_arn() {
                 tagged.insert(
@@ -303,42 +342,47 @@ async fn v2_tags<'a>(
             }
         }
     }
-    Ok(tagged)
+    Ok(found)
 }
 
-/// The targets registered in a target group, whatever their health.
+/// The targets registered in a target group, whatever their health; none when the group was
+/// deleted since it was listed.
 async fn targets(
     client: &elbv2::Client,
     group_arn: &str,
-) -> Result<Vec<domain::Target>, ProviderError> {
+) -> Result<Option<Vec<domain::Target>>, ProviderError> {
     let out = client
         .describe_target_health()
         .target_group_arn(group_arn)
         .send()
-        .await
-        .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetHealth", e))?;
-    Ok(out
-        .target_health_descriptions()
-        .iter()
-        .filter_map(|d| {
-            let target = d.target()?;
-            Some(domain::Target {
-                id: target.id()?.to_owned(),
-                port: target.port(),
-                health: d
-                    .target_health()
-                    .and_then(|h| h.state())
-                    .map(|s| s.as_str().to_owned()),
+        .await;
+    let Some(out) = unless_gone("elasticloadbalancing:DescribeTargetHealth", out)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        out.target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let target = d.target()?;
+                Some(domain::Target {
+                    id: target.id()?.to_owned(),
+                    port: target.port(),
+                    health: d
+                        .target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str().to_owned()),
+                })
             })
-        })
-        .collect())
+            .collect(),
+    ))
 }
 
 /// Every target group of one load balancer; rarely more than a page, but followed to the end.
+/// None when the load balancer was deleted since it was listed.
 async fn groups_of(
     client: &elbv2::Client,
     balancer_arn: &str,
-) -> Result<Vec<elbv2::types::TargetGroup>, ProviderError> {
+) -> Result<Option<Vec<elbv2::types::TargetGroup>>, ProviderError> {
     let mut groups = Vec::new();
     let mut marker = None;
     loop {
@@ -347,12 +391,24 @@ async fn groups_of(
             .load_balancer_arn(balancer_arn)
             .set_marker(marker)
             .send()
-            .await
-            .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(error) if code(&error) == Some("LoadBalancerNotFound") => return Ok(None),
+            // Its groups went between two pages, or it has none: some endpoints answer so
+            // rather than with an empty list.
+            Err(error) if code(&error) == Some("TargetGroupNotFound") => return Ok(Some(groups)),
+            Err(error) => {
+                return Err(provider_error(
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    error,
+                ));
+            }
+        };
         groups.extend(out.target_groups().iter().cloned());
         marker = token(out.next_marker());
         if marker.is_none() {
-            return Ok(groups);
+            return Ok(Some(groups));
         }
     }
 }
@@ -362,21 +418,30 @@ async fn balancers(
     client: &elbv2::Client,
     balancers: &[elbv2::types::LoadBalancer],
 ) -> Result<Vec<Entity>, ProviderError> {
-    let mut tagged = v2_tags(client, balancers.iter().map(|b| b.load_balancer_arn())).await?;
+    let V2Tags { mut tagged, gone } =
+        v2_tags(client, balancers.iter().map(|b| b.load_balancer_arn())).await?;
     let mut entities = Vec::new();
     for balancer in balancers {
         let (Some(arn), Some(name)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
         else {
             continue;
         };
+        if gone.contains(arn) {
+            continue;
+        }
+        let Some(groups) = groups_of(client, arn).await? else {
+            continue;
+        };
         let mut group_arns = Vec::new();
         let mut instance_ids = Vec::new();
-        for group in groups_of(client, arn).await? {
+        for group in groups {
             let Some(group_arn) = group.target_group_arn() else {
                 continue;
             };
             if group.target_type() == Some(&TargetTypeEnum::Instance) {
-                instance_ids.extend(targets(client, group_arn).await?.into_iter().map(|t| t.id));
+                // A group deleted since it was listed sends the balancer's traffic nowhere.
+                let targets = targets(client, group_arn).await?.unwrap_or_default();
+                instance_ids.extend(targets.into_iter().map(|t| t.id));
             }
             group_arns.push(group_arn.to_owned());
         }
@@ -448,13 +513,19 @@ async fn target_groups(
     client: &elbv2::Client,
     groups: &[elbv2::types::TargetGroup],
 ) -> Result<Vec<Entity>, ProviderError> {
-    let mut tagged = v2_tags(client, groups.iter().map(|g| g.target_group_arn())).await?;
+    let V2Tags { mut tagged, gone } =
+        v2_tags(client, groups.iter().map(|g| g.target_group_arn())).await?;
     let mut entities = Vec::new();
     for group in groups {
         let (Some(arn), Some(name)) = (group.target_group_arn(), group.target_group_name()) else {
             continue;
         };
-        let targets = targets(client, arn).await?;
+        if gone.contains(arn) {
+            continue;
+        }
+        let Some(targets) = targets(client, arn).await? else {
+            continue;
+        };
         let target_type = group.target_type();
         let mut relations: Vec<Relation> = targets
             .iter()

@@ -7,10 +7,12 @@
 //! - [`changes`]: the change rules over entities as JSON documents.
 //! - [`crawl`]: one scope's crawl across calls, behind the provider and store ports.
 //! - [`events`]: the resources a CloudTrail event names, to describe again.
+//! - [`health`]: each scope's last crawl, and the scopes that keep failing.
 
 pub mod changes;
 pub mod connection;
 pub mod crawl;
 pub mod entity;
 pub mod events;
+pub mod health;
 pub mod memory;
