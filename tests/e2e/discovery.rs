@@ -966,6 +966,53 @@ fn a_child_deleted_between_two_calls_fails_nothing() {
     });
 }
 
+#[test]
+fn a_bucket_whose_tags_are_refused_keeps_them_and_fails_nothing() {
+    // Issue 15, finding 6: one bucket whose policy denies GetBucketTagging failed the whole
+    // buckets scope.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let seed = sample_inventory(cloud, "seed", &[OWN], &["eu-west-1"]);
+        connect(
+            cloud,
+            connection("own", OWN, &["eu-west-1"], Some(json!({"buckets": null}))),
+        )
+        .await;
+        let first = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&first).is_empty(), "{first:?}");
+        let bucket = format!(
+            "arn:aws:s3:::{}",
+            seed[OWN]["bucket"].as_str().expect("a bucket")
+        );
+        let tagged = entity(cloud, &bucket).await;
+        assert_eq!(
+            tagged["entity"]["tags"]["Environment"], "production",
+            "{tagged}"
+        );
+
+        inject_fault(cloud, json!({"service": "s3", "action": "GetBucketTagging", "code": "AccessDenied", "status": 403})).await;
+        let refused = sync(cloud, &["own"]).await;
+        clear_faults(cloud).await;
+        assert!(failed_scopes(&refused).is_empty(), "{refused:?}");
+        assert_eq!(
+            total(&refused, "seen"),
+            total(&first, "seen"),
+            "{refused:?}"
+        );
+        let kept = entity(cloud, &bucket).await;
+        assert_eq!(
+            kept["entity"]["tags"]["Environment"], "production",
+            "{kept}"
+        );
+        assert_eq!(kept["entity"]["environment"], "production", "{kept}");
+        assert!(
+            kept["entity"]["tagsUnreadable"]
+                .as_str()
+                .is_some_and(|why| why.contains("AccessDenied")),
+            "{kept}"
+        );
+    });
+}
+
 /// Puts the sample CloudTrail event on the default bus, naming `instance_id`.
 async fn put_create_tags_event(cloud: &LocalCloud, instance_id: &str) {
     let path = moto::repository_root().join("events/discovery-events/ec2-create-tags.json");

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use maestro_domain::inventory::changes::{Known, Manifest};
+use maestro_domain::inventory::changes::{Known, Manifest, Observed};
 use maestro_domain::inventory::connection::{Connection, Scope};
 use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
 use maestro_domain::inventory::entity::{Entity, Relation};
@@ -293,6 +293,28 @@ impl DynamoInventory {
             .send()
             .await
             .map_err(|e| port_error(SERVICE, id, e))?;
+        Ok(())
+    }
+
+    /// An entity whose volatile fields alone changed: its content, listing summary and hash,
+    /// and nothing else (it was not changed: `lastChanged` stays).
+    async fn refresh_entity(&self, entity: &Observed, hash: &str) -> Result<(), PortError> {
+        let json = serde_json::to_string(&entity.content).map_err(|e| rejected(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(&entity.id)))
+            .update_expression("SET #content = :content, #summary = :summary, #hash = :hash")
+            .expression_attribute_names("#content", "content")
+            .expression_attribute_names("#summary", "summary")
+            .expression_attribute_names("#hash", "hash")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":content", s(json))
+            .expression_attribute_values(":summary", s(summary_json(&entity.content)))
+            .expression_attribute_values(":hash", s(hash))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &entity.id, e))?;
         Ok(())
     }
 
@@ -1114,7 +1136,7 @@ impl InventoryStore for DynamoInventory {
                         *deltas.entry(d).or_default() -= 1;
                     }
                 }
-                Write::Missed { .. } | Write::Back { .. } => {}
+                Write::Refresh { .. } | Write::Missed { .. } | Write::Back { .. } => {}
             }
         }
         self.batch_write(requests).await?;
@@ -1130,6 +1152,7 @@ impl InventoryStore for DynamoInventory {
                     self.upsert_entity(&entity.content, &hash, &scope, history.at)
                         .await?
                 }
+                Write::Refresh { entity, hash } => self.refresh_entity(&entity, &hash).await?,
                 Write::Gone {
                     id,
                     previous,

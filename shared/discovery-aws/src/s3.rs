@@ -112,6 +112,8 @@ struct Found {
     name: String,
     region: String,
     tags: BTreeMap<String, String>,
+    /// Why its tags could not be read (its policy may deny it to everyone but its owner).
+    tags_unreadable: Option<String>,
 }
 
 async fn described(ctx: &Ctx<'_>, listed: &[Bucket]) -> Result<Vec<Entity>, ProviderError> {
@@ -158,14 +160,26 @@ async fn described(ctx: &Ctx<'_>, listed: &[Bucket]) -> Result<Vec<Entity>, Prov
                     ),
                     name,
                     region,
+                    tags_unreadable: None,
                 })),
                 Err(e) if code(&e) == Some("NoSuchTagSet") => Ok(Some(Found {
                     tags: BTreeMap::new(),
                     name,
                     region,
+                    tags_unreadable: None,
                 })),
                 Err(e) if code(&e) == Some("NoSuchBucket") => Ok(None),
-                Err(e) => Err(provider_error("s3:GetBucketTagging", e)),
+                // One bucket's policy refusing its tags fails no other bucket: it is kept
+                // with the tags it was last read with.
+                Err(e) => match provider_error("s3:GetBucketTagging", e) {
+                    ProviderError::Denied(detail) => Ok(Some(Found {
+                        tags: BTreeMap::new(),
+                        name,
+                        region,
+                        tags_unreadable: Some(detail),
+                    })),
+                    other => Err(other),
+                },
             }
         }
     })
@@ -178,7 +192,7 @@ async fn described(ctx: &Ctx<'_>, listed: &[Bucket]) -> Result<Vec<Entity>, Prov
         .into_iter()
         .flatten()
         .map(|bucket| {
-            ctx.entity_in(
+            let mut entity = ctx.entity_in(
                 &bucket.region,
                 Described {
                     id: ids::bucket(&bucket.name),
@@ -193,7 +207,9 @@ async fn described(ctx: &Ctx<'_>, listed: &[Bucket]) -> Result<Vec<Entity>, Prov
                     }),
                     relations: Vec::new(),
                 },
-            )
+            );
+            entity.tags_unreadable = bucket.tags_unreadable;
+            entity
         })
         .collect())
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::entity::Family;
+
 /// An entity as a crawl saw it: its stable id and its normalised content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
@@ -72,6 +74,10 @@ pub enum Change {
     Changed {
         entity: Observed,
         diff: Vec<FieldChange>,
+    },
+    /// Only volatile fields changed: the current state to keep, and nothing for history.
+    Refreshed {
+        entity: Observed,
     },
     Gone {
         id: String,
@@ -156,10 +162,40 @@ fn diff_at(path: &str, old: &Value, new: &Value, changes: &mut Vec<FieldChange>)
     }
 }
 
+/// Whether a field changes on its own, with no one changing the resource: a subnet's free
+/// addresses, a target's health, a database or a function moving through AWS's transient
+/// states (and a function's state, which the listing does not answer and the event refresh
+/// does). A crawl writes such a field as the entity's current state, never as a change in
+/// its history.
+pub fn is_volatile(family: Option<Family>, path: &str) -> bool {
+    match path {
+        "details.availableIps" => true,
+        "status" => matches!(family, Some(Family::Database | Family::Serverless)),
+        _ => path.starts_with("details.targets[") && path.ends_with("].health"),
+    }
+}
+
+/// The changes from `old` to `new` that history records: all but the volatile fields'.
+pub fn recorded_diff(old: &Value, new: &Value) -> Vec<FieldChange> {
+    let family = new
+        .get("family")
+        .and_then(Value::as_str)
+        .and_then(Family::parse);
+    let mut changes = diff(old, new);
+    changes.retain(|change| {
+        let (FieldChange::Added { path, .. }
+        | FieldChange::Removed { path, .. }
+        | FieldChange::Changed { path, .. }) = change;
+        !is_volatile(family, path)
+    });
+    changes
+}
+
 /// What one page of a crawl changes: its new and changed entities, against the manifest
 /// entries of the ids it holds. Safe to write before the crawl ends: what a page shows is true
 /// whether or not a later page fails. `previous` gives the last known content of an entity
-/// whose hash changed (the store reads it only for those), for its diff.
+/// whose hash changed (the store reads it only for those), for its diff. An entity whose
+/// volatile fields alone changed is [`Change::Refreshed`].
 pub fn page_changes(
     known: &Manifest,
     seen: Vec<Observed>,
@@ -172,9 +208,13 @@ pub fn page_changes(
             None => changes.push(Change::Created { entity }),
             Some(known) if known.hash != hash => {
                 let diff = previous(&entity.id)
-                    .map(|old| diff(&old, &entity.content))
+                    .map(|old| recorded_diff(&old, &entity.content))
                     .unwrap_or_default();
-                changes.push(Change::Changed { entity, diff });
+                if diff.is_empty() {
+                    changes.push(Change::Refreshed { entity });
+                } else {
+                    changes.push(Change::Changed { entity, diff });
+                }
             }
             Some(_) => {}
         }
@@ -354,6 +394,58 @@ mod tests {
             assert_eq!(failed.manifest, missed.manifest, "misses do not grow");
             assert_eq!(failed.failure.as_deref(), Some("AccessDenied in eu-west-1"));
         }
+    }
+
+    #[test]
+    fn a_volatile_field_alone_refreshes_the_entity_without_a_change() {
+        // Issue 15, finding 6: a subnet's free addresses, a target's health and a database's
+        // transient states wrote a history record on almost every crawl.
+        let subnet = |free: i32, cidr: &str| Observed {
+            id: "subnet-1".into(),
+            content: json!({"family": "network", "status": "available",
+                "details": {"kind": "subnet", "availableIps": free, "cidrBlock": cidr}}),
+        };
+        let first = crawled(&Manifest::new(), vec![subnet(250, "10.0.0.0/24")]);
+        let old = subnet(250, "10.0.0.0/24").content;
+        let changes = |seen: Observed| {
+            reconcile_scope(&first.manifest, Crawl::Complete(vec![seen]), 2, |_| {
+                Some(old.clone())
+            })
+            .changes
+        };
+        assert!(matches!(
+            changes(subnet(201, "10.0.0.0/24")).as_slice(),
+            [Change::Refreshed { .. }]
+        ));
+        let moved = changes(subnet(201, "10.0.1.0/24"));
+        let [Change::Changed { diff, .. }] = moved.as_slice() else {
+            panic!("a change: {moved:?}");
+        };
+        assert_eq!(
+            diff.as_slice(),
+            [FieldChange::Changed {
+                path: "details.cidrBlock".into(),
+                old: json!("10.0.0.0/24"),
+                new: json!("10.0.1.0/24")
+            }]
+        );
+
+        let database = |status: &str| json!({"family": "database", "status": status});
+        assert!(recorded_diff(&database("available"), &database("backing-up")).is_empty());
+        let server = |status: &str| json!({"family": "server", "status": status});
+        assert_eq!(
+            recorded_diff(&server("running"), &server("stopped")).len(),
+            1
+        );
+        let group = |health: &str, port: i32| {
+            json!({"family": "load-balancer",
+                "details": {"targets": [{"id": "i-1", "port": port, "health": health}]}})
+        };
+        assert!(recorded_diff(&group("healthy", 80), &group("unhealthy", 80)).is_empty());
+        assert_eq!(
+            recorded_diff(&group("healthy", 80), &group("healthy", 81)).len(),
+            1
+        );
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub enum Write {
         previous: Option<Value>,
         history: HistoryRecord,
     },
+    /// Only volatile fields changed (`changes::is_volatile`): the entity's current state,
+    /// with no history record, and nothing its indexes hold changed.
+    Refresh { entity: Observed, hash: String },
     Gone {
         id: String,
         previous: Option<Value>,
@@ -327,6 +330,17 @@ fn observed(entity: &Entity, scope: &Scope) -> Result<Observed, CrawlError> {
         })
 }
 
+/// An entity whose tags could not be read keeps the tags it was last read with, and what
+/// comes of them: not being able to read a tag is no proof that it went.
+fn keep_unreadable_tags(content: &mut Value, stored: &Value) {
+    if content.get("tagsUnreadable").is_none_or(Value::is_null) {
+        return;
+    }
+    for field in ["tags", "name", "environment", "role"] {
+        content[field] = stored.get(field).cloned().unwrap_or(Value::Null);
+    }
+}
+
 /// The writes for what some entities show, against what the store holds of them.
 pub async fn refresh_writes(
     store: &dyn InventoryStore,
@@ -345,12 +359,17 @@ pub async fn refresh_writes(
     for entity in entities {
         by_id.insert(&entity.id, entity);
     }
-    let seen = by_id
+    let mut seen = by_id
         .values()
         .map(|e| observed(e, scope))
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<String> = seen.iter().map(|o| o.id.clone()).collect();
     let stored = store.known(&ids).await.map_err(store_error)?;
+    for entity in &mut seen {
+        if let Some(stored) = stored.get(&entity.id) {
+            keep_unreadable_tags(&mut entity.content, &stored.content);
+        }
+    }
     let manifest: Manifest = stored
         .iter()
         .map(|(id, s)| (id.clone(), s.known.clone()))
@@ -372,6 +391,13 @@ pub async fn refresh_writes(
             Change::Changed { entity, diff } => {
                 counts.changed += 1;
                 (entity, diff, ChangeKind::Changed)
+            }
+            Change::Refreshed { entity } => {
+                writes.push(Write::Refresh {
+                    hash: super::changes::content_hash(&entity.content),
+                    entity,
+                });
+                continue;
             }
             // A page never concludes absence.
             Change::Gone { .. } => continue,
@@ -738,6 +764,38 @@ mod tests {
             })
             .collect();
         assert_eq!(paths, ["name", "tags.Name"]);
+    }
+
+    #[tokio::test]
+    async fn tags_that_could_not_be_read_stand_as_last_read() {
+        // Issue 15, finding 6: a resource whose tags were refused this time lost them.
+        let provider = Listing::of(names(1));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        let mut refused = server("i-0", "web-0");
+        refused.tags.clear();
+        refused.name = None;
+        refused.tags_unreadable = Some("s3:GetBucketTagging: AccessDenied".into());
+        *provider.entities.lock().expect("lock") = vec![refused];
+        let second = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!(second.counts.changed, 1);
+        let rows = store.rows.lock().expect("lock");
+        let row = &rows[&ids::ec2("eu-west-1", "111111111111", "instance", "i-0")];
+        assert_eq!(row.content["tags"]["Name"], "web-0");
+        assert_eq!(row.content["name"], "web-0");
+        let history = store.history.lock().expect("lock");
+        let paths: Vec<&str> = history
+            .last()
+            .expect("a record")
+            .diff
+            .iter()
+            .map(|c| match c {
+                FieldChange::Changed { path, .. }
+                | FieldChange::Added { path, .. }
+                | FieldChange::Removed { path, .. } => path.as_str(),
+            })
+            .collect();
+        assert_eq!(paths, ["tagsUnreadable"], "only that the tags were refused");
     }
 
     #[tokio::test]

@@ -108,6 +108,10 @@ pub struct Entity {
     pub created_at: Option<DateTime<Utc>>,
     pub details: Details,
     pub relations: Vec<Relation>,
+    /// Why its tags could not be read this time (a bucket whose policy denies reading them):
+    /// the tags, and what comes of them (name, environment, role), stand as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags_unreadable: Option<String>,
 }
 
 /// Where an entity lives and how its labels are read, for the translators.
@@ -177,14 +181,16 @@ pub struct Described {
 
 impl Entity {
     /// An entity with its name from the `Name` tag and its environment and role from the
-    /// configured tag keys; relations sorted and deduplicated so their order never counts
-    /// as a change.
+    /// configured tag keys; relations and every list of its details sorted (relations also
+    /// deduplicated), so that their order never counts as a change.
     pub fn new(at: &Placement<'_>, described: Described) -> Entity {
         let mut relations = described.relations;
         relations.sort();
         relations.dedup();
+        let mut details = described.details;
+        details.sort_lists();
         Entity {
-            family: described.details.family(),
+            family: details.family(),
             name: described.tags.get("Name").cloned(),
             environment: Labels::first(&at.labels.environment_keys, &described.tags),
             role: Labels::first(&at.labels.role_keys, &described.tags),
@@ -197,8 +203,9 @@ impl Entity {
             status: described.status,
             active: described.active,
             created_at: described.created_at,
-            details: described.details,
+            details,
             relations,
+            tags_unreadable: None,
         }
     }
 }
@@ -229,6 +236,62 @@ pub enum Details {
 }
 
 impl Details {
+    /// Sorts every list: AWS answers security group rules, routes, subnets and the like in
+    /// no promised order (EC2 says the order may vary between calls), and none of these lists
+    /// means anything by its order.
+    pub fn sort_lists(&mut self) {
+        match self {
+            Details::Server(_)
+            | Details::Snapshot(_)
+            | Details::Image(_)
+            | Details::Vpc(_)
+            | Details::Subnet(_)
+            | Details::VpcEndpoint(_)
+            | Details::PeeringConnection(_)
+            | Details::Bucket(_) => {}
+            Details::Volume(volume) => volume.attached_to.sort(),
+            Details::SecurityGroup(group) => {
+                for rule in group.ingress.iter_mut().chain(group.egress.iter_mut()) {
+                    rule.peers.sort();
+                }
+                group.ingress.sort();
+                group.egress.sort();
+            }
+            Details::RouteTable(table) => {
+                table.subnet_ids.sort();
+                table.routes.sort();
+            }
+            Details::NatGateway(gateway) => gateway.public_ips.sort(),
+            Details::NetworkAcl(acl) => acl.subnet_ids.sort(),
+            Details::VpnGateway(gateway) => gateway.vpc_ids.sort(),
+            Details::LoadBalancer(balancer) => {
+                balancer.subnet_ids.sort();
+                balancer.security_group_ids.sort();
+                balancer.target_instance_ids.sort();
+            }
+            Details::TargetGroup(group) => {
+                group.load_balancer_arns.sort();
+                // By target alone: its health is a status, not part of its identity.
+                group
+                    .targets
+                    .sort_by(|a, b| (&a.id, a.port).cmp(&(&b.id, b.port)));
+            }
+            Details::Database(database) => {
+                database.subnet_ids.sort();
+                database.security_group_ids.sort();
+            }
+            Details::Distribution(distribution) => {
+                distribution.aliases.sort();
+                distribution.origins.sort();
+            }
+            Details::Function(function) => {
+                function.architectures.sort();
+                function.subnet_ids.sort();
+                function.security_group_ids.sort();
+            }
+        }
+    }
+
     pub fn family(&self) -> Family {
         match self {
             Details::Server(_) => Family::Server,
@@ -301,7 +364,7 @@ pub struct Image {
     pub public: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     pub protocol: String,
@@ -340,7 +403,7 @@ pub struct Subnet {
     pub default_for_zone: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     pub destination: String,
@@ -601,6 +664,82 @@ mod tests {
         assert_eq!(
             make(vec![sg("b"), sg("a"), sg("b")]),
             make(vec![sg("a"), sg("b")])
+        );
+    }
+
+    #[test]
+    fn lists_aws_answers_in_any_order_are_kept_in_one() {
+        // Issue 15, finding 6: EC2 answers rules, routes and subnets in no promised order, and
+        // each new order wrote a change.
+        let labels = Labels::default();
+        let at = Placement {
+            account: "111111111111",
+            region: "eu-west-1",
+            labels: &labels,
+        };
+        let rule = |port: i32, peers: &[&str]| Rule {
+            protocol: "tcp".into(),
+            from_port: Some(port),
+            to_port: Some(port),
+            peers: peers.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let group = |ingress: Vec<Rule>| {
+            Entity::new(
+                &at,
+                Described {
+                    id: "sg".into(),
+                    provider_type: "AWS::EC2::SecurityGroup",
+                    zone: None,
+                    tags: BTreeMap::new(),
+                    status: None,
+                    active: true,
+                    created_at: None,
+                    details: Details::SecurityGroup(SecurityGroup {
+                        group_id: "sg-1".into(),
+                        group_name: None,
+                        description: None,
+                        vpc_id: None,
+                        ingress,
+                        egress: vec![],
+                    }),
+                    relations: vec![],
+                },
+            )
+        };
+        assert_eq!(
+            group(vec![
+                rule(443, &["10.0.0.0/8", "sg-2"]),
+                rule(22, &["10.1.0.0/16"])
+            ]),
+            group(vec![
+                rule(22, &["10.1.0.0/16"]),
+                rule(443, &["sg-2", "10.0.0.0/8"])
+            ])
+        );
+        let table = |routes: Vec<Route>, subnet_ids: Vec<String>| {
+            let mut details = Details::RouteTable(RouteTable {
+                route_table_id: "rtb-1".into(),
+                vpc_id: None,
+                main: false,
+                subnet_ids,
+                routes,
+            });
+            details.sort_lists();
+            details
+        };
+        let route = |destination: &str| Route {
+            destination: destination.into(),
+            target: Some("local".into()),
+        };
+        assert_eq!(
+            table(
+                vec![route("10.0.0.0/16"), route("0.0.0.0/0")],
+                vec!["subnet-b".into(), "subnet-a".into()]
+            ),
+            table(
+                vec![route("0.0.0.0/0"), route("10.0.0.0/16")],
+                vec!["subnet-a".into(), "subnet-b".into()]
+            )
         );
     }
 

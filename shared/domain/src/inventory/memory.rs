@@ -92,6 +92,12 @@ impl InventoryStore for MemoryStore {
                     history.push(record);
                     *count += 1;
                 }
+                Write::Refresh { entity, hash } => {
+                    if let Some(row) = rows.get_mut(&entity.id) {
+                        row.content = entity.content;
+                        row.known.hash = hash;
+                    }
+                }
                 Write::Gone {
                     id,
                     history: record,
