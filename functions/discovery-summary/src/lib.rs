@@ -1,5 +1,5 @@
 //! `DiscoverySummaryFunction`: the last step of a discovery run. Records each scope's last
-//! crawl (the connection API shows it), counts the scopes that keep failing (the
+//! crawl (the connection API shows it), frees the leases of the scopes that failed, counts the scopes that keep failing (the
 //! `FailingScopes` metric, which `DiscoveryScopesFailingAlarm` watches), and publishes one
 //! summary of the run (counts per scope: seen, created, changed, gone, missing; each failed
 //! scope with its reason; each scope left to the run that was crawling it) to EventBridge and
@@ -13,7 +13,7 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_aws::notices::Notices;
-use maestro_domain::inventory::crawl::Counts;
+use maestro_domain::inventory::crawl::{Counts, free_failed_scopes};
 use maestro_domain::inventory::health::{CrawlOutcome, record_run};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
@@ -122,7 +122,16 @@ pub async fn handle(
         .iter()
         .map(|r| (r.scope.clone(), outcome(r)))
         .collect();
-    let failing = record_run(&deps.inventory, &summary.run, Utc::now(), outcomes).await?;
+    // A passing failure is retried with the summary (recording a run twice counts it once);
+    // any other does not keep the summary from being published.
+    let failing = match record_run(&deps.inventory, &summary.run, Utc::now(), outcomes).await {
+        Ok(failing) => failing,
+        Err(error @ PortError::Transient { .. }) => return Err(error.into()),
+        Err(error) => {
+            tracing::error!(run = summary.run, %error, "the scopes' crawls were not recorded");
+            Vec::new()
+        }
+    };
     for (scope, crawl) in &failing {
         tracing::warn!(
             scope = scope.key(),
@@ -131,6 +140,15 @@ pub async fn handle(
         );
     }
     summary.failing_scopes = failing.len();
+    let failed: Vec<_> = summary
+        .results
+        .iter()
+        .filter(|r| r.failed)
+        .map(|r| r.scope.clone())
+        .collect();
+    if let Err(error) = free_failed_scopes(&deps.inventory, &summary.run, &failed).await {
+        tracing::warn!(run = summary.run, %error, "failed scopes stay held until their leases expire");
+    }
     maestro_aws::metrics::count(&[], &[("FailingScopes", failing.len() as u64)]);
     deps.notices.publish(RUN_COMPLETED, &summary).await?;
     tracing::info!(

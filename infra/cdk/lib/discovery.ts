@@ -115,10 +115,11 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
     },
     statements: [
       allow(['events:PutEvents'], [DEFAULT_EVENT_BUS], { sid: 'Summary' }),
-      // Each scope's last crawl, kept on its connection's schedule item.
+      // Each scope's last crawl, kept on its connection's schedule item; and the leases of
+      // the scopes that failed, freed once their run has ended.
       allow(['dynamodb:GetItem', 'dynamodb:UpdateItem'], [inventory.attrArn], {
         sid: 'RecordScopeCrawls',
-        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['CONNECTIONS'] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['CONNECTIONS', 'LEASE#*'] } },
       }),
       useNotificationsKey(notifications.notificationsKey.attrArn),
       snsPublishMessage(runsTopic.ref),

@@ -60,6 +60,18 @@ pub struct DynamoInventory {
     table: String,
 }
 
+/// Attributes one write sets on a schedule item: each `#sN = :sN, ` is about 14 characters of
+/// the update expression's 4 KB.
+const SCHEDULE_ATTRIBUTES_PER_WRITE: usize = 100;
+
+/// Whether a write to a connection's schedule item may create it.
+enum Schedule {
+    /// Scheduling a scope makes the item.
+    CreatedIfAbsent,
+    /// What a run records lands only while the connection exists.
+    MustExist,
+}
+
 /// Calls of one batch, counting the first, before unprocessed items count as a failure.
 const UNPROCESSED_ATTEMPTS: u32 = 5;
 
@@ -297,10 +309,12 @@ impl DynamoInventory {
     }
 
     /// An entity whose volatile fields alone changed: its content, listing summary and hash,
-    /// and nothing else (it was not changed: `lastChanged` stays).
+    /// and nothing else (it was not changed: `lastChanged` stays). Only while it is active:
+    /// a tombstone written in between stands.
     async fn refresh_entity(&self, entity: &Observed, hash: &str) -> Result<(), PortError> {
         let json = serde_json::to_string(&entity.content).map_err(|e| rejected(e.to_string()))?;
-        self.client
+        let refreshed = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(entity_key(&entity.id)))
@@ -308,14 +322,15 @@ impl DynamoInventory {
             .expression_attribute_names("#content", "content")
             .expression_attribute_names("#summary", "summary")
             .expression_attribute_names("#hash", "hash")
-            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#active", "active")
+            .condition_expression("#active = :active")
+            .expression_attribute_values(":active", AttributeValue::Bool(true))
             .expression_attribute_values(":content", s(json))
             .expression_attribute_values(":summary", s(summary_json(&entity.content)))
             .expression_attribute_values(":hash", s(hash))
             .send()
-            .await
-            .map_err(|e| port_error(SERVICE, &entity.id, e))?;
-        Ok(())
+            .await;
+        written(SERVICE, &entity.id, refreshed).map(|_| ())
     }
 
     async fn adjust_summary(&self, deltas: BTreeMap<String, i64>) -> Result<(), PortError> {
@@ -590,28 +605,59 @@ impl DynamoInventory {
         scopes: &[Scope],
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        if scopes.is_empty() {
-            return Ok(());
-        }
-        // One attribute per scope, so one write sets them all with nothing to create first.
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(CONNECTIONS))
-            .key("SK", s(format!("S#{connection_id}")))
-            .expression_attribute_values(":at", s(at.to_rfc3339()));
-        let mut sets = Vec::new();
-        for (i, scope) in scopes.iter().enumerate() {
-            sets.push(format!("#s{i} = :at"));
-            update = update
-                .expression_attribute_names(format!("#s{i}"), format!("{STARTED}{}", scope.key()));
-        }
-        update
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
+        let at = s(at.to_rfc3339());
+        let values = scopes
+            .iter()
+            .map(|scope| (format!("{STARTED}{}", scope.key()), at.clone()))
+            .collect();
+        self.set_on_schedule(connection_id, values, Schedule::CreatedIfAbsent)
             .await
-            .map_err(|e| port_error(SERVICE, connection_id, e))?;
+    }
+
+    /// Sets attributes of a connection's schedule item (`S#<id>`): one per scope, so that one
+    /// write sets them all and leaves the other scopes' as they are.
+    async fn set_on_schedule(
+        &self,
+        connection_id: &str,
+        values: Vec<(String, AttributeValue)>,
+        schedule: Schedule,
+    ) -> Result<(), PortError> {
+        // An update expression holds at most 4 KB: a connection of 11 types in 30 regions has
+        // more scopes than one would name.
+        for values in values.chunks(SCHEDULE_ATTRIBUTES_PER_WRITE) {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", s(CONNECTIONS))
+                .key("SK", s(format!("S#{connection_id}")));
+            let mut sets = Vec::new();
+            for (i, (name, value)) in values.iter().enumerate() {
+                sets.push(format!("#s{i} = :s{i}"));
+                update = update
+                    .expression_attribute_names(format!("#s{i}"), name)
+                    .expression_attribute_values(format!(":s{i}"), value.clone());
+            }
+            let update = update.update_expression(format!("SET {}", sets.join(", ")));
+            match schedule {
+                Schedule::CreatedIfAbsent => {
+                    update
+                        .send()
+                        .await
+                        .map_err(|e| port_error(SERVICE, connection_id, e))?;
+                }
+                // A connection deleted since its run started keeps no records.
+                Schedule::MustExist => {
+                    let answer = update
+                        .condition_expression("attribute_exists(PK)")
+                        .send()
+                        .await;
+                    if !written(SERVICE, connection_id, answer)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1312,30 +1358,13 @@ impl CrawlRecords for DynamoInventory {
         connection_id: &str,
         crawls: &BTreeMap<String, LastCrawl>,
     ) -> Result<(), PortError> {
-        if crawls.is_empty() {
-            return Ok(());
-        }
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(CONNECTIONS))
-            .key("SK", s(format!("S#{connection_id}")))
-            // A connection deleted since its run started keeps no records.
-            .condition_expression("attribute_exists(PK)");
-        let mut sets = Vec::new();
-        for (i, (scope, crawl)) in crawls.iter().enumerate() {
+        let mut values = Vec::new();
+        for (scope, crawl) in crawls {
             let json = serde_json::to_string(crawl).map_err(|e| rejected(e.to_string()))?;
-            sets.push(format!("#c{i} = :c{i}"));
-            update = update
-                .expression_attribute_names(format!("#c{i}"), format!("{LAST_CRAWL}{scope}"))
-                .expression_attribute_values(format!(":c{i}"), s(json));
+            values.push((format!("{LAST_CRAWL}{scope}"), s(json)));
         }
-        let answer = update
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await;
-        written(SERVICE, connection_id, answer).map(|_| ())
+        self.set_on_schedule(connection_id, values, Schedule::MustExist)
+            .await
     }
 }
 

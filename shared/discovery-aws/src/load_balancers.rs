@@ -4,6 +4,9 @@
 //! needs its target groups and their targets' health.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 
 use aws_sdk_elasticloadbalancing as elb;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
@@ -194,28 +197,15 @@ async fn classic_balancers(
         .iter()
         .filter_map(|d| present(d.load_balancer_name()))
         .collect();
-    let mut tagged: HashMap<String, Tags> = HashMap::new();
-    let mut gone: HashSet<String> = HashSet::new();
-    let mut batches: Vec<Vec<String>> = names.chunks(TAGS_PER_CALL).map(<[_]>::to_vec).collect();
-    while let Some(names) = batches.pop() {
-        let out = client
+    let (answers, gone) = in_batches("elasticloadbalancing:DescribeTags", names, |names| {
+        client
             .describe_tags()
-            .set_load_balancer_names(Some(names.clone()))
+            .set_load_balancer_names(Some(names))
             .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            // One of them was deleted since the listing: each on its own tells which.
-            Err(error) if is_absent(&error) && names.len() > 1 => {
-                batches.extend(names.into_iter().map(|name| vec![name]));
-                continue;
-            }
-            Err(error) if is_absent(&error) => {
-                gone.extend(names);
-                continue;
-            }
-            Err(error) => return Err(provider_error("elasticloadbalancing:DescribeTags", error)),
-        };
+    })
+    .await?;
+    let mut tagged: HashMap<String, Tags> = HashMap::new();
+    for out in answers {
         for description in out.tag_descriptions() {
             if let Some(name) = description.load_balancer_name() {
                 tagged.insert(
@@ -298,6 +288,36 @@ fn relations(
     relations
 }
 
+/// Asks `call` about each batch of at most [`TAGS_PER_CALL`] names or ARNs. A batch answered
+/// NotFound (one of them was deleted since the listing) is asked again one by one, and those
+/// still NotFound are answered as gone.
+async fn in_batches<T, E, R, F, Fut>(
+    call_name: &'static str,
+    names: Vec<String>,
+    call: F,
+) -> Result<(Vec<T>, HashSet<String>), ProviderError>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let mut answers = Vec::new();
+    let mut gone = HashSet::new();
+    let mut batches: Vec<Vec<String>> = names.chunks(TAGS_PER_CALL).map(<[_]>::to_vec).collect();
+    while let Some(batch) = batches.pop() {
+        match call(batch.clone()).await {
+            Ok(out) => answers.push(out),
+            Err(error) if is_absent(&error) && batch.len() > 1 => {
+                batches.extend(batch.into_iter().map(|name| vec![name]));
+            }
+            Err(error) if is_absent(&error) => gone.extend(batch),
+            Err(error) => return Err(provider_error(call_name, error)),
+        }
+    }
+    Ok((answers, gone))
+}
+
 /// The tags of ELBv2 resources, by ARN, and the resources deleted since they were listed.
 #[derive(Default)]
 struct V2Tags {
@@ -311,28 +331,16 @@ async fn v2_tags<'a>(
     arns: impl Iterator<Item = Option<&'a str>>,
 ) -> Result<V2Tags, ProviderError> {
     let arns: Vec<String> = arns.filter_map(present).collect();
-    let mut found = V2Tags::default();
+    let (answers, gone) = in_batches("elasticloadbalancing:DescribeTags", arns, |arns| {
+        client.describe_tags().set_resource_arns(Some(arns)).send()
+    })
+    .await?;
+    let mut found = V2Tags {
+        gone,
+        ..V2Tags::default()
+    };
     let tagged = &mut found.tagged;
-    let mut batches: Vec<Vec<String>> = arns.chunks(TAGS_PER_CALL).map(<[_]>::to_vec).collect();
-    while let Some(arns) = batches.pop() {
-        let out = client
-            .describe_tags()
-            .set_resource_arns(Some(arns.clone()))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            // One of them was deleted since the listing: each on its own tells which.
-            Err(error) if is_absent(&error) && arns.len() > 1 => {
-                batches.extend(arns.into_iter().map(|arn| vec![arn]));
-                continue;
-            }
-            Err(error) if is_absent(&error) => {
-                found.gone.extend(arns);
-                continue;
-            }
-            Err(error) => return Err(provider_error("elasticloadbalancing:DescribeTags", error)),
-        };
+    for out in answers {
         for description in out.tag_descriptions() {
             if let Some(arn) = description.resource_arn() {
                 tagged.insert(

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::Bucket;
 use maestro_aws::SdkConfig;
 use maestro_domain::inventory::crawl::ProviderError;
@@ -170,16 +171,18 @@ async fn described(ctx: &Ctx<'_>, listed: &[Bucket]) -> Result<Vec<Entity>, Prov
                 })),
                 Err(e) if code(&e) == Some("NoSuchBucket") => Ok(None),
                 // One bucket's policy refusing its tags fails no other bucket: it is kept
-                // with the tags it was last read with.
-                Err(e) => match provider_error("s3:GetBucketTagging", e) {
-                    ProviderError::Denied(detail) => Ok(Some(Found {
-                        tags: BTreeMap::new(),
-                        name,
-                        region,
-                        tags_unreadable: Some(detail),
-                    })),
-                    other => Err(other),
-                },
+                // with the tags it was last read with. A role without the permission, or
+                // without credentials, fails the scope as before.
+                Err(e) if code(&e) == Some("AccessDenied") => Ok(Some(Found {
+                    tags: BTreeMap::new(),
+                    name,
+                    region,
+                    tags_unreadable: Some(format!(
+                        "s3:GetBucketTagging: AccessDenied: {}",
+                        e.message().unwrap_or("no message")
+                    )),
+                })),
+                Err(e) => Err(provider_error("s3:GetBucketTagging", e)),
             }
         }
     })

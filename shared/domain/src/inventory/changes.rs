@@ -66,6 +66,16 @@ pub enum FieldChange {
     },
 }
 
+impl FieldChange {
+    pub fn path(&self) -> &str {
+        match self {
+            FieldChange::Added { path, .. }
+            | FieldChange::Removed { path, .. }
+            | FieldChange::Changed { path, .. } => path,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Created {
@@ -182,12 +192,7 @@ pub fn recorded_diff(old: &Value, new: &Value) -> Vec<FieldChange> {
         .and_then(Value::as_str)
         .and_then(Family::parse);
     let mut changes = diff(old, new);
-    changes.retain(|change| {
-        let (FieldChange::Added { path, .. }
-        | FieldChange::Removed { path, .. }
-        | FieldChange::Changed { path, .. }) = change;
-        !is_volatile(family, path)
-    });
+    changes.retain(|change| !is_volatile(family, change.path()));
     changes
 }
 

@@ -227,6 +227,20 @@ pub trait ScopeLeases: Send + Sync {
     async fn release(&self, scope: &Scope, run: &str) -> Result<(), PortError>;
 }
 
+/// Frees the leases of the scopes whose crawl failed, once their run has ended: the state
+/// machine retries them no more, and the next run need not wait for the leases to expire.
+/// Each lease is freed only if `run` still holds it.
+pub async fn free_failed_scopes(
+    leases: &dyn ScopeLeases,
+    run: &str,
+    failed: &[Scope],
+) -> Result<(), PortError> {
+    for scope in failed {
+        leases.release(scope, run).await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
@@ -447,14 +461,16 @@ pub async fn crawl_step(
         state.done = true;
         return Ok(state);
     }
-    let crawled = crawl_pages(provider, store, target, state, settings, now).await;
-    if crawled.as_ref().map_or(true, |state| state.done) {
-        // Concluded, or stopped by an error: the scope is free for the next run at once (a
-        // retry takes the lease again). Freeing is best effort: a lease left held expires,
-        // and delays the scope's next crawl by at most its length.
+    let crawled = crawl_pages(provider, store, target, state, settings, now).await?;
+    if crawled.done {
+        // Concluded: the scope is free for the next run at once. Freeing is best effort: a
+        // lease left held expires, and delays the scope's next crawl by at most its length.
+        // A call that failed keeps the lease: the state machine retries it with the same
+        // state, and another run crawling the scope in between would count the same absence
+        // again. After the last retry, the lease expires.
         let _ = leases.release(&scope, &run).await;
     }
-    crawled
+    Ok(crawled)
 }
 
 async fn crawl_pages(
@@ -712,14 +728,28 @@ mod tests {
         store: &MemoryStore,
         run: &str,
     ) -> Result<CrawlState, CrawlError> {
+        run_at(provider, store, run, Utc::now()).await
+    }
+
+    async fn run_at(
+        provider: &Listing,
+        store: &MemoryStore,
+        run: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CrawlState, CrawlError> {
         let mut state = CrawlState::start(run, scope(), false);
         let mut calls = 0;
         while !state.done {
-            state = step(provider, store, state).await?;
+            state = crawl_step(provider, store, store, &target(), state, &settings(), now).await?;
             calls += 1;
             assert!(calls < 100, "the crawl ends");
         }
         Ok(state)
+    }
+
+    /// Later than the lease of a run whose crawl failed.
+    fn after_the_lease() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(11)
     }
 
     fn names(n: usize) -> Vec<Entity> {
@@ -754,15 +784,7 @@ mod tests {
         let history = store.history.lock().expect("lock");
         let last = history.last().expect("a record");
         assert_eq!(last.change, ChangeKind::Changed);
-        let paths: Vec<String> = last
-            .diff
-            .iter()
-            .map(|c| match c {
-                FieldChange::Changed { path, .. }
-                | FieldChange::Added { path, .. }
-                | FieldChange::Removed { path, .. } => path.clone(),
-            })
-            .collect();
+        let paths: Vec<&str> = last.diff.iter().map(FieldChange::path).collect();
         assert_eq!(paths, ["name", "tags.Name"]);
     }
 
@@ -789,11 +811,7 @@ mod tests {
             .expect("a record")
             .diff
             .iter()
-            .map(|c| match c {
-                FieldChange::Changed { path, .. }
-                | FieldChange::Added { path, .. }
-                | FieldChange::Removed { path, .. } => path.as_str(),
-            })
+            .map(FieldChange::path)
             .collect();
         assert_eq!(paths, ["tagsUnreadable"], "only that the tags were refused");
     }
@@ -814,7 +832,9 @@ mod tests {
         assert!(store.rows.lock().expect("lock").values().all(|r| r.active));
 
         *provider.fail_page.lock().expect("lock") = None;
-        let gone = run(&provider, &store, "r4").await.expect("crawls");
+        let gone = run_at(&provider, &store, "r4", after_the_lease())
+            .await
+            .expect("crawls");
         assert_eq!(gone.counts.gone, 1);
         let rows = store.rows.lock().expect("lock");
         let inactive: Vec<&String> = rows
@@ -1049,13 +1069,54 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_crawl_that_fails_frees_its_scope() {
+    async fn a_failed_crawl_keeps_its_scope_for_its_retries_until_its_run_ends() {
         let provider = Listing::of(names(5));
         let store = MemoryStore::default();
         *provider.fail_page.lock().expect("lock") = Some(1);
-        assert!(run(&provider, &store, "r1").await.is_err());
+        let first = step(&provider, &store, CrawlState::start("r1", scope(), false))
+            .await
+            .expect("crawls");
+        let failed = step(&provider, &store, first.clone()).await;
+        assert!(matches!(failed, Err(CrawlError::Provider { .. })));
         *provider.fail_page.lock().expect("lock") = None;
-        let next = run(&provider, &store, "r2").await.expect("crawls");
+
+        // Between the state machine's retries, another run leaves the scope alone.
+        let other = run(&provider, &store, "r2").await.expect("crawls");
+        assert_eq!(other.held_by.as_deref(), Some("r1"));
+        let retried = step(&provider, &store, first).await.expect("crawls");
+        assert_eq!(retried.held_by, None);
+
+        // A run whose retries all failed holds the scope until its lease expires.
+        *provider.fail_page.lock().expect("lock") = Some(2);
+        assert!(step(&provider, &store, retried).await.is_err());
+        *provider.fail_page.lock().expect("lock") = None;
+        assert_eq!(
+            run(&provider, &store, "r3")
+                .await
+                .expect("crawls")
+                .held_by
+                .as_deref(),
+            Some("r1")
+        );
+        // Its run's end frees it; another run's end does not.
+        free_failed_scopes(&store, "r3", &[scope()])
+            .await
+            .expect("frees");
+        let still = run(&provider, &store, "r3").await.expect("crawls");
+        assert_eq!(still.held_by.as_deref(), Some("r1"));
+        free_failed_scopes(&store, "r1", &[scope()])
+            .await
+            .expect("frees");
+        let freed = run(&provider, &store, "r3").await.expect("crawls");
+        assert_eq!((freed.held_by, freed.counts.seen), (None, 5));
+
+        // A lease whose run never ended expires.
+        *provider.fail_page.lock().expect("lock") = Some(1);
+        assert!(run(&provider, &store, "r4").await.is_err());
+        *provider.fail_page.lock().expect("lock") = None;
+        let next = run_at(&provider, &store, "r5", after_the_lease())
+            .await
+            .expect("crawls");
         assert_eq!((next.held_by, next.counts.seen), (None, 5));
     }
 }
