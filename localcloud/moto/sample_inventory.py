@@ -4,7 +4,7 @@
 crawls: a VPC with a subnet, route table, NAT gateway, endpoint, VPN gateway and a peering
 connection; a security group; a tagged instance with its volume, a snapshot and an image of it;
 a classic load balancer and an application load balancer whose target group holds the
-instance; an RDS instance in a subnet group; a Lambda function; and, once per account, an S3
+instance, and an idle application load balancer with no listener or target group; an RDS instance in a subnet group; a Lambda function; and, once per account, an S3
 bucket and a CloudFront distribution. It prints the ids it made as JSON.
 
 ``expected`` lists, with boto3 alone, every resource the emulator holds for an account in the

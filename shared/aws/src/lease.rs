@@ -18,7 +18,8 @@ use crate::sdk_error::{port_error, written};
 
 const SERVICE: &str = "dynamodb";
 
-fn epoch(at: DateTime<Utc>) -> AttributeValue {
+/// A time as DynamoDB's TTL and the leases' conditions read it: epoch seconds.
+pub(crate) fn epoch(at: DateTime<Utc>) -> AttributeValue {
     AttributeValue::N(at.timestamp().to_string())
 }
 

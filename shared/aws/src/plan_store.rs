@@ -25,7 +25,7 @@ use maestro_domain::sso::reconcile::{
 };
 
 use crate::SdkConfig;
-use crate::lease::LeaseItem;
+use crate::lease::{LeaseItem, epoch};
 use crate::sdk_error::{port_error, written};
 use crate::versioned::VersionedMap;
 
@@ -302,10 +302,6 @@ impl DeleteBudget for DynamoPlanStore {
 }
 
 const LEASE: &str = "SSO_FULL_RUN";
-
-fn epoch(at: chrono::DateTime<chrono::Utc>) -> AttributeValue {
-    AttributeValue::N(at.timestamp().to_string())
-}
 
 /// One item names the full run under way.
 #[async_trait]

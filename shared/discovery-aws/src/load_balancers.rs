@@ -319,7 +319,6 @@ where
 }
 
 /// The tags of ELBv2 resources, by ARN, and the resources deleted since they were listed.
-#[derive(Default)]
 struct V2Tags {
     tagged: HashMap<String, Tags>,
     gone: HashSet<String>,
@@ -335,11 +334,7 @@ async fn v2_tags<'a>(
         client.describe_tags().set_resource_arns(Some(arns)).send()
     })
     .await?;
-    let mut found = V2Tags {
-        gone,
-        ..V2Tags::default()
-    };
-    let tagged = &mut found.tagged;
+    let mut tagged = HashMap::new();
     for out in answers {
         for description in out.tag_descriptions() {
             if let Some(arn) = description.resource_arn() {
@@ -350,7 +345,7 @@ async fn v2_tags<'a>(
             }
         }
     }
-    Ok(found)
+    Ok(V2Tags { tagged, gone })
 }
 
 /// The targets registered in a target group, whatever their health; none when the group was
