@@ -1300,15 +1300,31 @@ def record_calls(path: str | None) -> None:
         entry = (access_key, signing_name, operation or f"unknown {request.method} {request.path}")
         with lock:
             counts[entry] = counts.get(entry, 0) + 1
-            if entry in seen or path is None:
+            if path is None:
                 return None
-            seen.add(entry)
-            line = {"accessKey": entry[0], "service": entry[1], "operation": entry[2]}
-            if access_key.startswith(("ASIA", "FSIA")):
-                line["roleArn"] = role_behind(access_key)
-            with open(path, "a", encoding="utf-8") as log:
-                log.write(json.dumps(line) + "\n")
+            for logged in authorised_as(response, entry):
+                if logged in seen:
+                    continue
+                seen.add(logged)
+                line = {"accessKey": logged[0], "service": logged[1], "operation": logged[2]}
+                if access_key.startswith(("ASIA", "FSIA")):
+                    line["roleArn"] = role_behind(access_key)
+                with open(path, "a", encoding="utf-8") as log:
+                    log.write(json.dumps(line) + "\n")
         return None
+
+    def authorised_as(response: BaseResponse, entry: tuple[str, str, str]) -> list[tuple[str, str, str]]:
+        """The calls IAM authorises a call as: DynamoDB's TransactWriteItems is no IAM action,
+        each of its items is authorised as the write it makes (PutItem, UpdateItem, ...)."""
+        access_key, signing_name, operation = entry
+        if (signing_name, operation) != ("dynamodb", "TransactWriteItems"):
+            return [entry]
+        body = response.body
+        if not isinstance(body, dict):
+            body = json.loads(body or "{}")
+        actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+        kinds = {kind for item in body.get("TransactItems", []) for kind in item}
+        return [(access_key, signing_name, actions.get(kind, f"unknown transaction item {kind}")) for kind in sorted(kinds)]
 
     def calls_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
         answer_headers = {"Content-Type": "application/json"}

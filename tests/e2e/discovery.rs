@@ -1072,6 +1072,8 @@ fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
         for instance in &instances {
             tag(cloud, &region, instance, "Environment", "production").await;
         }
+        // A changed tag value: the refresh moves the entity from one tag item to another.
+        tag(cloud, &region, &instances[0], "Name", "api-1-blue").await;
 
         put_create_tags_event(cloud, &instances[0]).await;
         let refreshed = ec2(&region, OWN, "instance", &instances[0]);
@@ -1089,6 +1091,14 @@ fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        assert_eq!(
+            entity(cloud, &refreshed).await["entity"]["name"],
+            "api-1-blue"
+        );
+        let renamed = listed(cloud, "tagKey=Name&tagValue=api-1-blue").await;
+        let ids: Vec<&Value> = renamed.iter().map(|e| &e["id"]).collect();
+        assert_eq!(ids, [refreshed.as_str()], "{renamed:?}");
+        assert!(listed(cloud, "tagKey=Name&tagValue=api-1").await.is_empty());
         let record = &history(cloud, &refreshed).await[0];
         assert_eq!(record["source"]["kind"], "event-refresh");
         assert_eq!(record["source"]["eventName"], "CreateTags");

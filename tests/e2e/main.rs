@@ -12,6 +12,7 @@ mod emulator;
 mod event_sources;
 mod iam;
 mod insider;
+mod inventory_races;
 mod lambda_api;
 mod openapi;
 mod quota;

@@ -13,9 +13,7 @@ use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_discovery_aws::AwsProvider;
 use maestro_domain::inventory::connection::{GLOBAL_REGION, Scope};
-use maestro_domain::inventory::crawl::{
-    Counts, CrawlError, InventoryStore, Provider, Source, refresh_writes,
-};
+use maestro_domain::inventory::crawl::{Counts, CrawlError, Provider, Source, refresh};
 use maestro_domain::inventory::entity::Labels;
 use maestro_domain::inventory::events::{actor_of, named_resources};
 use maestro_domain::port::PortError;
@@ -123,15 +121,7 @@ pub async fn handle(
                     scope: scope.key(),
                     error,
                 })?;
-            let (writes, counts) =
-                refresh_writes(&deps.inventory, &entities, &scope, &source, now).await?;
-            deps.inventory
-                .write(writes)
-                .await
-                .map_err(|error| CrawlError::Store {
-                    scope: scope.key(),
-                    error,
-                })?;
+            let counts = refresh(&deps.inventory, &entities, &scope, &source, now).await?;
             refreshed.counts.add(&counts);
         }
         refreshed.connections += 1;

@@ -88,6 +88,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
           'dynamodb:BatchGetItem',
           'dynamodb:PutItem',
           'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
           'dynamodb:BatchWriteItem',
           'dynamodb:Query',
         ],
@@ -221,7 +222,14 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
     },
     statements: [
       allow(
-        ['dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query'],
+        [
+          'dynamodb:BatchGetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:Query',
+        ],
         [inventory.attrArn],
         { sid: 'Inventory' },
       ),

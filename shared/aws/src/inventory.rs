@@ -2,7 +2,7 @@
 //!
 //! | pk | sk | holds |
 //! | --- | --- | --- |
-//! | `E#<id>` | `ENTITY` | the entity: content, hash, misses, first seen, last changed |
+//! | `E#<id>` | `ENTITY` | the entity: content, hash, misses, first seen, last changed, when its state was observed |
 //! | `E#<id>` | `H#<time>#<change>` | one history record, newest first by a reverse query |
 //! | `E#<target>` | `IN#<kind>#<source>` | a relation pointing at the entity, for the reverse way |
 //! | `TAG#<key>=<value>` | `E#<id>` | an entity carrying the tag |
@@ -19,13 +19,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsOutput,
+};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use maestro_domain::inventory::changes::{Known, Manifest, Observed};
+use maestro_domain::inventory::changes::{Known, Manifest};
 use maestro_domain::inventory::connection::{Connection, Scope};
-use maestro_domain::inventory::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
+use maestro_domain::inventory::crawl::{
+    Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, Write,
+};
 use maestro_domain::inventory::entity::{Entity, Relation};
 use maestro_domain::inventory::health::{CrawlRecords, LastCrawl};
 use maestro_domain::port::PortError;
@@ -48,6 +56,8 @@ const SEEN_RETENTION_HOURS: i64 = 24;
 /// BatchGetItem takes at most 100 keys, BatchWriteItem 25 requests.
 const GET_BATCH: usize = 100;
 const WRITE_BATCH: usize = 25;
+/// TransactWriteItems takes at most 100 actions.
+const TRANSACTION_ITEMS: usize = 100;
 
 /// The summary's dimensions, in the order `GET /inventory/summary` answers them.
 pub const DIMENSIONS: [&str; 4] = ["family", "account", "region", "environment"];
@@ -156,6 +166,224 @@ fn index_items(content: Option<&Value>) -> Result<(Keys, Keys), PortError> {
     Ok((relations, tags))
 }
 
+/// The relation and tag items one write of an entity puts and deletes.
+#[derive(Default)]
+struct IndexChanges {
+    /// (PK, SK), with the entity that carries it.
+    puts: Vec<(String, String)>,
+    deletes: Vec<(String, String)>,
+}
+
+impl IndexChanges {
+    /// From the items `previous` content implies to those `next` implies.
+    fn between(previous: Option<&Value>, next: Option<&Value>) -> Result<Self, PortError> {
+        let (old_relations, old_tags) = index_items(previous)?;
+        let (new_relations, new_tags) = index_items(next)?;
+        let old: Keys = old_relations.union(&old_tags).cloned().collect();
+        let new: Keys = new_relations.union(&new_tags).cloned().collect();
+        Ok(IndexChanges {
+            puts: new.difference(&old).cloned().collect(),
+            deletes: old.difference(&new).cloned().collect(),
+        })
+    }
+
+    /// A tombstone keeps its tags for the record, but points at nothing.
+    fn of_tombstone(previous: Option<&Value>) -> Result<Self, PortError> {
+        let (relations, _) = index_items(previous)?;
+        Ok(IndexChanges {
+            puts: Vec::new(),
+            deletes: relations.into_iter().collect(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.puts.len() + self.deletes.len()
+    }
+
+    /// The entity an index item's sort key names.
+    fn source(sk: &str) -> &str {
+        sk.rsplit_once("E#").map(|(_, id)| id).unwrap_or(sk)
+    }
+
+    fn transact_items(&self, table: &str) -> Result<Vec<TransactWriteItem>, PortError> {
+        let mut items = Vec::with_capacity(self.len());
+        for (pk, sk) in &self.puts {
+            let put = Put::builder()
+                .table_name(table)
+                .item("PK", s(pk))
+                .item("SK", s(sk))
+                .item("source", s(Self::source(sk)))
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for (pk, sk) in &self.deletes {
+            let delete = Delete::builder()
+                .table_name(table)
+                .key("PK", s(pk))
+                .key("SK", s(sk))
+                .build()
+                .map_err(|e| rejected(e.to_string()))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        Ok(items)
+    }
+
+    fn put_requests(&self) -> Result<Vec<WriteRequest>, PortError> {
+        self.puts
+            .iter()
+            .map(|(pk, sk)| {
+                PutRequest::builder()
+                    .item("PK", s(pk))
+                    .item("SK", s(sk))
+                    .item("source", s(Self::source(sk)))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| rejected(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn delete_requests(&self) -> Result<Vec<WriteRequest>, PortError> {
+        self.deletes
+            .iter()
+            .map(|(pk, sk)| {
+                DeleteRequest::builder()
+                    .key("PK", s(pk))
+                    .key("SK", s(sk))
+                    .build()
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                    .map_err(|e| rejected(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// A condition on an entity item, clause by clause, with the names and values it uses.
+struct Condition {
+    clauses: Vec<&'static str>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Condition {
+    fn new() -> Self {
+        Condition {
+            clauses: Vec::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, placeholder: &str, attribute: &str) {
+        self.names
+            .insert(placeholder.to_owned(), attribute.to_owned());
+    }
+
+    fn value(&mut self, placeholder: &str, value: AttributeValue) {
+        self.values.insert(placeholder.to_owned(), value);
+    }
+
+    /// No item, or only a tombstone.
+    fn no_active_entity(&mut self) {
+        self.clauses
+            .push("(attribute_not_exists(PK) OR #isActive = :no)");
+        self.name("#isActive", "active");
+        self.value(":no", AttributeValue::Bool(false));
+    }
+
+    /// The active entity with this hash.
+    fn holds(&mut self, hash: &str) {
+        self.clauses
+            .push("#isActive = :yes AND #expectedHash = :expectedHash");
+        self.name("#isActive", "active");
+        self.name("#expectedHash", "hash");
+        self.value(":yes", AttributeValue::Bool(true));
+        self.value(":expectedHash", s(hash));
+    }
+
+    /// Nothing observed it after `at`.
+    fn observed_by(&mut self, at: DateTime<Utc>) {
+        self.clauses
+            .push("(attribute_not_exists(#observedAt) OR #observedAt <= :observedBy)");
+        self.name("#observedAt", "observedAt");
+        self.value(":observedBy", n(at.timestamp_millis()));
+    }
+
+    /// Nothing observed it at or after `since`.
+    fn unobserved_since(&mut self, since: DateTime<Utc>) {
+        self.clauses
+            .push("(attribute_not_exists(#observedAt) OR #observedAt < :unobservedSince)");
+        self.name("#observedAt", "observedAt");
+        self.value(":unobservedSince", n(since.timestamp_millis()));
+    }
+
+    /// `run` has not counted its miss already.
+    fn not_missed_by(&mut self, run: &str) {
+        self.clauses
+            .push("(attribute_not_exists(#missedBy) OR #missedBy <> :missedBy)");
+        self.name("#missedBy", "missedBy");
+        self.value(":missedBy", s(run));
+    }
+
+    fn exists(&mut self) {
+        self.clauses.push("attribute_exists(PK)");
+    }
+
+    fn expression(&self) -> String {
+        self.clauses.join(" AND ")
+    }
+}
+
+/// A transaction's answer: `true` when it wrote, `false` when its first item's condition did
+/// not hold. A transaction cancelled by a conflict with another, or by throttling, is
+/// transient.
+fn transacted(
+    id: &str,
+    answer: Result<
+        TransactWriteItemsOutput,
+        SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+    >,
+) -> Result<bool, PortError> {
+    let error = match answer {
+        Ok(_) => return Ok(true),
+        Err(error) => error,
+    };
+    if let SdkError::ServiceError(context) = &error
+        && let TransactWriteItemsError::TransactionCanceledException(cancelled) = context.err()
+    {
+        let codes: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|reason| reason.code().unwrap_or("None"))
+            .collect();
+        if codes.first() == Some(&"ConditionalCheckFailed") {
+            return Ok(false);
+        }
+        let detail = format!(
+            "the transaction writing {id} was cancelled: {}",
+            codes.join(", ")
+        );
+        return Err(
+            if codes
+                .iter()
+                .any(|code| matches!(*code, "ValidationError" | "ItemCollectionSizeLimitExceeded"))
+            {
+                PortError::Rejected {
+                    service: SERVICE,
+                    detail,
+                }
+            } else {
+                PortError::Transient {
+                    service: SERVICE,
+                    detail,
+                }
+            },
+        );
+    }
+    Err(port_error(SERVICE, id, error))
+}
+
 /// The summary counters an active entity counts in.
 fn dimensions(content: &Value) -> Vec<String> {
     DIMENSIONS
@@ -207,39 +435,36 @@ impl DynamoInventory {
         Ok(())
     }
 
-    async fn put_history(&self, record: &HistoryRecord) -> Result<WriteRequest, PortError> {
+    /// A history record's item.
+    fn history_item(&self, record: &HistoryRecord) -> Result<Put, PortError> {
         let json = serde_json::to_string(record).map_err(|e| rejected(e.to_string()))?;
         let change = serde_json::to_value(record.change)
             .ok()
             .and_then(|c| c.as_str().map(String::from))
             .unwrap_or_default();
-        let item = HashMap::from([
-            ("PK".to_owned(), s(format!("E#{}", record.entity_id))),
-            (
-                "SK".to_owned(),
-                s(format!(
-                    "H#{}#{change}",
-                    record
-                        .at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                )),
-            ),
-            ("record".to_owned(), s(json)),
-        ]);
-        PutRequest::builder()
-            .set_item(Some(item))
+        let at = record
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Put::builder()
+            .table_name(&self.table)
+            .item("PK", s(format!("E#{}", record.entity_id)))
+            .item("SK", s(format!("H#{at}#{change}")))
+            .item("record", s(json))
             .build()
-            .map(|put| WriteRequest::builder().put_request(put).build())
             .map_err(|e| rejected(e.to_string()))
     }
 
-    async fn upsert_entity(
+    /// A created or changed entity's item update, on its condition: the entity is still the
+    /// one the change was computed against, and nothing observed it later.
+    fn upsert_update(
         &self,
         content: &Value,
         hash: &str,
         scope: &Scope,
         at: DateTime<Utc>,
-    ) -> Result<(), PortError> {
+        expected: &Expected,
+        observed_at: DateTime<Utc>,
+    ) -> Result<Update, PortError> {
         let id = content
             .get("id")
             .and_then(Value::as_str)
@@ -264,6 +489,7 @@ impl DynamoInventory {
             ("active", Some(AttributeValue::Bool(active))),
             ("scopeKey", Some(s(scope.key()))),
             ("lastChanged", Some(s(at.to_rfc3339()))),
+            ("observedAt", Some(n(observed_at.timestamp_millis()))),
             ("family", text_of("family").map(s)),
             ("account", text_of("account").map(s)),
             ("region", text_of("region").map(s)),
@@ -276,8 +502,17 @@ impl DynamoInventory {
                 (!tag_keys.is_empty()).then_some(AttributeValue::Ss(tag_keys)),
             ),
         ];
-        let mut names = HashMap::from([("#firstSeen".to_owned(), "firstSeen".to_owned())]);
-        let mut values = HashMap::from([(":now".to_owned(), s(at.to_rfc3339()))]);
+        let mut condition = Condition::new();
+        match expected {
+            Expected::NoActiveEntity => condition.no_active_entity(),
+            Expected::Hash(expected) => condition.holds(expected),
+        }
+        condition.observed_by(observed_at);
+        let condition_expression = condition.expression();
+        let mut names = condition.names;
+        let mut values = condition.values;
+        names.insert("#firstSeen".to_owned(), "firstSeen".to_owned());
+        values.insert(":now".to_owned(), s(at.to_rfc3339()));
         let mut set = vec!["#firstSeen = if_not_exists(#firstSeen, :now)".to_owned()];
         let mut remove = Vec::new();
         // Every name is a placeholder: several (hash, region, family…) are reserved words.
@@ -295,42 +530,90 @@ impl DynamoInventory {
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        self.client
-            .update_item()
+        Update::builder()
             .table_name(&self.table)
             .set_key(Some(entity_key(id)))
             .update_expression(expression)
+            .condition_expression(condition_expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(())
+            .build()
+            .map_err(|e| rejected(e.to_string()))
     }
 
-    /// An entity whose volatile fields alone changed: its content, listing summary and hash,
-    /// and nothing else (it was not changed: `lastChanged` stays). Only while it is active:
-    /// a tombstone written in between stands.
-    async fn refresh_entity(&self, entity: &Observed, hash: &str) -> Result<(), PortError> {
-        let json = serde_json::to_string(&entity.content).map_err(|e| rejected(e.to_string()))?;
-        let refreshed = self
-            .client
-            .update_item()
+    /// A tombstone's item update, on its condition: the entity is the one the conclusion read,
+    /// and nothing observed it since the crawl that missed it began.
+    fn gone_update(
+        &self,
+        id: &str,
+        content: Option<&Value>,
+        at: DateTime<Utc>,
+        expected: &str,
+        unobserved_since: DateTime<Utc>,
+    ) -> Result<Update, PortError> {
+        let mut tombstone = content.cloned().unwrap_or(Value::Null);
+        if tombstone.is_object() {
+            tombstone["active"] = Value::Bool(false);
+            tombstone["status"] = Value::String("gone".into());
+        }
+        let json = serde_json::to_string(&tombstone).map_err(|e| rejected(e.to_string()))?;
+        let mut condition = Condition::new();
+        condition.holds(expected);
+        condition.unobserved_since(unobserved_since);
+        Update::builder()
             .table_name(&self.table)
-            .set_key(Some(entity_key(&entity.id)))
-            .update_expression("SET #content = :content, #summary = :summary, #hash = :hash")
+            .set_key(Some(entity_key(id)))
+            .update_expression(
+                "SET #isActive = :no, #content = :content, #lastChanged = :at, #summary = :summary REMOVE #scopeKey",
+            )
+            .condition_expression(condition.expression())
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(Some(condition.values))
             .expression_attribute_names("#content", "content")
+            .expression_attribute_names("#lastChanged", "lastChanged")
             .expression_attribute_names("#summary", "summary")
-            .expression_attribute_names("#hash", "hash")
-            .expression_attribute_names("#active", "active")
-            .condition_expression("#active = :active")
-            .expression_attribute_values(":active", AttributeValue::Bool(true))
+            .expression_attribute_names("#scopeKey", "scopeKey")
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_values(":content", s(json))
-            .expression_attribute_values(":summary", s(summary_json(&entity.content)))
-            .expression_attribute_values(":hash", s(hash))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":summary", s(summary_json(&tombstone)))
+            .build()
+            .map_err(|e| rejected(e.to_string()))
+    }
+
+    /// Writes an entity's item update with its history record and its index items in one
+    /// transaction: all or nothing. An entity with more index changes than a transaction
+    /// holds has its new index items put first and its old ones deleted after: an index item
+    /// may then point at an entity that no longer carries it (each read checks the entity),
+    /// but none is ever missing. Answers whether the update's condition held.
+    async fn transact(
+        &self,
+        id: &str,
+        entity: Update,
+        history: Put,
+        index: IndexChanges,
+    ) -> Result<bool, PortError> {
+        let mut items = vec![
+            TransactWriteItem::builder().update(entity).build(),
+            TransactWriteItem::builder().put(history).build(),
+        ];
+        let inline = items.len() + index.len() <= TRANSACTION_ITEMS;
+        if inline {
+            items.extend(index.transact_items(&self.table)?);
+        } else {
+            self.batch_write(index.put_requests()?).await?;
+        }
+        let answer = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
-        written(SERVICE, &entity.id, refreshed).map(|_| ())
+        let wrote = transacted(id, answer)?;
+        if wrote && !inline {
+            self.batch_write(index.delete_requests()?).await?;
+        }
+        Ok(wrote)
     }
 
     async fn adjust_summary(&self, deltas: BTreeMap<String, i64>) -> Result<(), PortError> {
@@ -350,94 +633,40 @@ impl DynamoInventory {
         Ok(())
     }
 
-    fn index_requests(
-        previous: Option<&Value>,
-        next: Option<&Value>,
-        requests: &mut Vec<WriteRequest>,
-    ) -> Result<(), PortError> {
-        let (old_relations, old_tags) = index_items(previous)?;
-        let (new_relations, new_tags) = index_items(next)?;
-        let old: BTreeSet<_> = old_relations.union(&old_tags).cloned().collect();
-        let new: BTreeSet<_> = new_relations.union(&new_tags).cloned().collect();
-        for (pk, sk) in new.difference(&old) {
-            let source = sk.rsplit_once("E#").map(|(_, id)| id).unwrap_or(sk);
-            let put = PutRequest::builder()
-                .item("PK", s(pk))
-                .item("SK", s(sk))
-                .item("source", s(source))
-                .build()
-                .map_err(|e| rejected(e.to_string()))?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
-        for (pk, sk) in old.difference(&new) {
-            let delete = DeleteRequest::builder()
-                .key("PK", s(pk))
-                .key("SK", s(sk))
-                .build()
-                .map_err(|e| rejected(e.to_string()))?;
-            requests.push(WriteRequest::builder().delete_request(delete).build());
-        }
-        Ok(())
-    }
-
-    /// Sets the entity's miss count, and which run counted the last miss (`missedBy`, none
-    /// when it is seen again).
-    async fn set_misses(&self, id: &str, misses: u32, run: Option<&str>) -> Result<(), PortError> {
-        let update = self
+    /// An entity's update that changes no index: a refresh of its volatile fields, an event
+    /// that saw it, a miss, a return. Answers whether its condition held.
+    async fn update_entity(
+        &self,
+        id: &str,
+        expression: &str,
+        condition: Condition,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, PortError> {
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(entity_key(id)))
-            .expression_attribute_names("#misses", "misses")
-            .expression_attribute_names("#missedBy", "missedBy")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":misses", n(misses));
-        let update = match run {
-            Some(run) => update
-                .update_expression("SET #misses = :misses, #missedBy = :run")
-                .expression_attribute_values(":run", s(run)),
-            None => update.update_expression("SET #misses = :misses REMOVE #missedBy"),
-        };
-        update
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(())
-    }
-
-    async fn mark_gone(
-        &self,
-        id: &str,
-        content: Option<&Value>,
-        at: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let mut tombstone = content.cloned().unwrap_or(Value::Null);
-        if tombstone.is_object() {
-            tombstone["active"] = Value::Bool(false);
-            tombstone["status"] = Value::String("gone".into());
+            .update_expression(expression)
+            .condition_expression(condition.expression())
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(Some(condition.values));
+        for name in [
+            "content",
+            "summary",
+            "hash",
+            "misses",
+            "missedBy",
+            "observedAt",
+        ] {
+            if expression.contains(&format!("#{name}")) {
+                update = update.expression_attribute_names(format!("#{name}"), name);
+            }
         }
-        let json = serde_json::to_string(&tombstone).map_err(|e| rejected(e.to_string()))?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(entity_key(id)))
-            .update_expression(
-                "SET #active = :inactive, #content = :content, #lastChanged = :at, #summary = :summary REMOVE #scopeKey",
-            )
-            .expression_attribute_names("#active", "active")
-            .expression_attribute_names("#content", "content")
-            .expression_attribute_names("#lastChanged", "lastChanged")
-            .expression_attribute_names("#summary", "summary")
-            .expression_attribute_names("#scopeKey", "scopeKey")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":inactive", AttributeValue::Bool(false))
-            .expression_attribute_values(":content", s(json))
-            .expression_attribute_values(":at", s(at.to_rfc3339()))
-            .expression_attribute_values(":summary", s(summary_json(&tombstone)))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(())
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        written(SERVICE, id, update.send().await)
     }
 
     /// The entity items of `ids` (those that exist), read in batches of 100; `consistent`
@@ -1135,82 +1364,154 @@ impl InventoryStore for DynamoInventory {
                         missed_by: text(&item, "missedBy").map(str::to_owned),
                     },
                     content,
+                    observed_at: number(&item, "observedAt")
+                        .and_then(DateTime::<Utc>::from_timestamp_millis),
                 },
             );
         }
         Ok(known)
     }
 
-    /// History and index items first, the entity item last: the entity's hash is what marks a
-    /// change as recorded, so a write cut short is redone whole by the next crawl (its history
-    /// record may then appear twice), and never leaves a change without its record.
-    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
-        let mut requests = Vec::new();
+    /// Each write on its condition (`Expected`, and when the stored state was observed).
+    /// A change is one transaction of the entity item, its history record and its index items,
+    /// so a refused or failed write leaves nothing of it. The summary counters move after the
+    /// changes that landed: a call that stops between the two leaves a counter off by what it
+    /// had written.
+    async fn write(&self, writes: Vec<Write>) -> Result<Refused, PortError> {
+        let mut refused = Refused::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-        for write in &writes {
-            match write {
-                Write::Upsert {
-                    entity,
-                    previous,
-                    history,
-                    ..
-                } => {
-                    requests.push(self.put_history(history).await?);
-                    Self::index_requests(previous.as_ref(), Some(&entity.content), &mut requests)?;
-                    for d in previous.as_ref().map(dimensions).unwrap_or_default() {
-                        *deltas.entry(d).or_default() -= 1;
-                    }
-                    for d in dimensions(&entity.content) {
-                        *deltas.entry(d).or_default() += 1;
-                    }
-                }
-                Write::Gone {
-                    previous, history, ..
-                } => {
-                    requests.push(self.put_history(history).await?);
-                    // A tombstone keeps its tags for the record, but points at nothing.
-                    let (relations, _) = index_items(previous.as_ref())?;
-                    for (pk, sk) in relations {
-                        let delete = DeleteRequest::builder()
-                            .key("PK", s(pk))
-                            .key("SK", s(sk))
-                            .build()
-                            .map_err(|e| rejected(e.to_string()))?;
-                        requests.push(WriteRequest::builder().delete_request(delete).build());
-                    }
-                    for d in previous.as_ref().map(dimensions).unwrap_or_default() {
-                        *deltas.entry(d).or_default() -= 1;
-                    }
-                }
-                Write::Refresh { .. } | Write::Missed { .. } | Write::Back { .. } => {}
-            }
-        }
-        self.batch_write(requests).await?;
         for write in writes {
-            match write {
+            let id = write.id().to_owned();
+            let wrote = match write {
                 Write::Upsert {
                     entity,
                     hash,
                     scope,
-                    history,
-                    ..
-                } => {
-                    self.upsert_entity(&entity.content, &hash, &scope, history.at)
-                        .await?
-                }
-                Write::Refresh { entity, hash } => self.refresh_entity(&entity, &hash).await?,
-                Write::Gone {
-                    id,
                     previous,
                     history,
-                } => self.mark_gone(&id, previous.as_ref(), history.at).await?,
-                Write::Missed { id, misses, run } => {
-                    self.set_misses(&id, misses, Some(&run)).await?
+                    expected,
+                    observed_at,
+                } => {
+                    let update = self.upsert_update(
+                        &entity.content,
+                        &hash,
+                        &scope,
+                        history.at,
+                        &expected,
+                        observed_at,
+                    )?;
+                    let index = IndexChanges::between(previous.as_ref(), Some(&entity.content))?;
+                    let wrote = self
+                        .transact(&id, update, self.history_item(&history)?, index)
+                        .await?;
+                    if wrote {
+                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                        for d in dimensions(&entity.content) {
+                            *deltas.entry(d).or_default() += 1;
+                        }
+                    }
+                    wrote
                 }
-                Write::Back { id } => self.set_misses(&id, 0, None).await?,
+                Write::Gone {
+                    previous,
+                    history,
+                    expected,
+                    unobserved_since,
+                    ..
+                } => {
+                    let update = self.gone_update(
+                        &id,
+                        previous.as_ref(),
+                        history.at,
+                        &expected,
+                        unobserved_since,
+                    )?;
+                    let index = IndexChanges::of_tombstone(previous.as_ref())?;
+                    let wrote = self
+                        .transact(&id, update, self.history_item(&history)?, index)
+                        .await?;
+                    if wrote {
+                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                    }
+                    wrote
+                }
+                Write::Refresh {
+                    entity,
+                    hash,
+                    expected,
+                    observed_at,
+                } => {
+                    let json = serde_json::to_string(&entity.content)
+                        .map_err(|e| rejected(e.to_string()))?;
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.observed_by(observed_at);
+                    self.update_entity(
+                        &id,
+                        "SET #content = :content, #summary = :summary, #hash = :hash, #observedAt = :observedAt",
+                        condition,
+                        vec![
+                            (":content", s(json)),
+                            (":summary", s(summary_json(&entity.content))),
+                            (":hash", s(hash)),
+                            (":observedAt", n(observed_at.timestamp_millis())),
+                        ],
+                    )
+                    .await?
+                }
+                Write::Seen { expected, at, .. } => {
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.observed_by(at);
+                    self.update_entity(
+                        &id,
+                        "SET #observedAt = :observedAt, #misses = :misses REMOVE #missedBy",
+                        condition,
+                        vec![(":observedAt", n(at.timestamp_millis())), (":misses", n(0))],
+                    )
+                    .await?
+                }
+                Write::Missed {
+                    misses,
+                    run,
+                    expected,
+                    unobserved_since,
+                    ..
+                } => {
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.unobserved_since(unobserved_since);
+                    condition.not_missed_by(&run);
+                    self.update_entity(
+                        &id,
+                        "SET #misses = :misses, #missedBy = :missedBy",
+                        condition,
+                        vec![(":misses", n(misses))],
+                    )
+                    .await?
+                }
+                Write::Back { .. } => {
+                    let mut condition = Condition::new();
+                    condition.exists();
+                    self.update_entity(
+                        &id,
+                        "SET #misses = :misses REMOVE #missedBy",
+                        condition,
+                        vec![(":misses", n(0))],
+                    )
+                    .await?
+                }
+            };
+            if !wrote {
+                refused.insert(id);
             }
         }
-        self.adjust_summary(deltas).await
+        self.adjust_summary(deltas).await?;
+        Ok(refused)
     }
 
     async fn record_seen(

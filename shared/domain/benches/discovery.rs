@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use maestro_domain::inventory::changes::{Known, Manifest, content_hash};
 use maestro_domain::inventory::connection::{ResourceType, Scope};
-use maestro_domain::inventory::crawl::{InventoryStore, Source, Stored, Write, refresh_writes};
+use maestro_domain::inventory::crawl::{
+    InventoryStore, Refused, Source, Stored, Write, refresh_writes,
+};
 use maestro_domain::inventory::entity::{
     Described, Details, Entity, Labels, Placement, Relation, RelationKind, Server, ids,
 };
@@ -139,8 +141,8 @@ impl InventoryStore for Remote {
             .filter_map(|id| self.stored.get(id).map(|s| (id.clone(), s.clone())))
             .collect())
     }
-    async fn write(&self, _: Vec<Write>) -> Result<(), PortError> {
-        Ok(())
+    async fn write(&self, _: Vec<Write>) -> Result<Refused, PortError> {
+        Ok(Refused::new())
     }
     async fn record_seen(&self, _: &str, _: &Scope, _: u32, _: &[String]) -> Result<(), PortError> {
         Ok(())
@@ -229,7 +231,14 @@ fn remote_of(entities: &[Entity]) -> Remote {
             missed_by: None,
         };
         manifest.insert(entity.id.clone(), known.clone());
-        stored.insert(entity.id.clone(), Stored { known, content });
+        stored.insert(
+            entity.id.clone(),
+            Stored {
+                known,
+                content,
+                observed_at: None,
+            },
+        );
     }
     let seen = manifest.keys().cloned().collect();
     Remote {

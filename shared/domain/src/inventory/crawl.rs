@@ -100,6 +100,9 @@ pub trait Provider: Send + Sync {
 pub struct Stored {
     pub known: Known,
     pub content: Value,
+    /// When the state stored was observed (listed or described); none for entities written
+    /// before Maestro kept it.
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 /// Who made a change: a scheduled or asked-for crawl (by run), or an event (by its id).
@@ -160,42 +163,96 @@ pub struct HistoryRecord {
     pub diff: Vec<FieldChange>,
 }
 
-/// What the store is asked to write, each with its history record where one is due.
+/// The state a write was computed against, which the store must still hold when it writes:
+/// a write never replaces a state it did not read, so the history diff, the index items and
+/// the summary counters it carries are the true difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// No active entity: none was ever written, or only its tombstone.
+    NoActiveEntity,
+    /// The active entity with this content hash.
+    Hash(String),
+}
+
+/// What the store is asked to write, each with its history record where one is due, and each
+/// on a condition: the state it was computed against ([`Expected`]) and, against an observation
+/// made since, when it was observed. A write whose condition does not hold is refused, and
+/// nothing of it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Created or changed: the entity's new content, the scope whose manifest holds it, and
-    /// the content it replaces (for the relation and tag index).
+    /// the content it replaces (for the relation and tag index). Refused where the stored
+    /// state was observed after `observed_at`: a page listed before an event never writes
+    /// back the older state.
     Upsert {
         entity: Observed,
         hash: String,
         scope: Scope,
         previous: Option<Value>,
         history: HistoryRecord,
+        expected: Expected,
+        observed_at: DateTime<Utc>,
     },
     /// Only volatile fields changed (`changes::is_volatile`): the entity's current state,
     /// with no history record, and nothing its indexes hold changed.
-    Refresh { entity: Observed, hash: String },
+    Refresh {
+        entity: Observed,
+        hash: String,
+        expected: String,
+        observed_at: DateTime<Utc>,
+    },
+    /// Described unchanged by an event: it is there as of `at`, whatever a crawl running now
+    /// does not see, and its misses start again from none.
+    Seen {
+        id: String,
+        expected: String,
+        at: DateTime<Utc>,
+    },
+    /// Refused where the entity was observed at or after `unobserved_since`, the start of the
+    /// crawl that missed it: an event that saw it since outweighs that crawl's absence.
     Gone {
         id: String,
         previous: Option<Value>,
         history: HistoryRecord,
+        expected: String,
+        unobserved_since: DateTime<Utc>,
     },
-    /// Missed by a complete crawl, not gone yet.
+    /// Missed by a complete crawl, not gone yet; refused as [`Write::Gone`] is, and where the
+    /// same run counted the miss already.
     Missed {
         id: String,
         misses: u32,
         /// The run that counted this miss.
         run: String,
+        expected: String,
+        unobserved_since: DateTime<Utc>,
     },
     /// Seen again after a miss.
     Back { id: String },
 }
 
+impl Write {
+    /// The entity the write is about.
+    pub fn id(&self) -> &str {
+        match self {
+            Write::Upsert { entity, .. } | Write::Refresh { entity, .. } => &entity.id,
+            Write::Seen { id, .. }
+            | Write::Gone { id, .. }
+            | Write::Missed { id, .. }
+            | Write::Back { id } => id,
+        }
+    }
+}
+
+/// The ids whose write the store refused: what it held was not what the write expected.
+pub type Refused = BTreeSet<String>;
+
 #[async_trait]
 pub trait InventoryStore: Send + Sync {
     /// The stored active entities among `ids`.
     async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError>;
-    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError>;
+    /// Writes each on its own condition; answers those refused.
+    async fn write(&self, writes: Vec<Write>) -> Result<Refused, PortError>;
     /// Remembers the ids one page of a run held; a page written twice keeps one copy.
     async fn record_seen(
         &self,
@@ -284,6 +341,10 @@ pub struct CrawlState {
     /// state machine's paths.
     #[serde(default)]
     pub held_by: Option<String>,
+    /// When the run's first call for the scope began, before its first page was listed: what
+    /// was observed since outweighs this crawl's absence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
 }
 
 impl CrawlState {
@@ -297,6 +358,7 @@ impl CrawlState {
             done: false,
             asked,
             held_by: None,
+            started: None,
         }
     }
 
@@ -355,7 +417,13 @@ fn keep_unreadable_tags(content: &mut Value, stored: &Value) {
     }
 }
 
-/// The writes for what some entities show, against what the store holds of them.
+/// How many times a write refused because another writer changed the entity in between is
+/// computed again from what the store then holds.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The writes for what some entities show, observed at `now`, against what the store holds of
+/// them. An entity whose stored state was observed after `now` is left as it is: that state is
+/// newer. An entity an event describes unchanged is [`Write::Seen`].
 pub async fn refresh_writes(
     store: &dyn InventoryStore,
     entities: &[Entity],
@@ -379,6 +447,16 @@ pub async fn refresh_writes(
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<String> = seen.iter().map(|o| o.id.clone()).collect();
     let stored = store.known(&ids).await.map_err(store_error)?;
+    let mut counts = Counts {
+        seen: seen.len() as u64,
+        ..Counts::default()
+    };
+    seen.retain(|entity| {
+        stored
+            .get(&entity.id)
+            .and_then(|s| s.observed_at)
+            .is_none_or(|at| at <= now)
+    });
     for entity in &mut seen {
         if let Some(stored) = stored.get(&entity.id) {
             keep_unreadable_tags(&mut entity.content, &stored.content);
@@ -388,14 +466,16 @@ pub async fn refresh_writes(
         .iter()
         .map(|(id, s)| (id.clone(), s.known.clone()))
         .collect();
-    let mut counts = Counts {
-        seen: seen.len() as u64,
-        ..Counts::default()
-    };
+    let mut unchanged: BTreeSet<String> = seen.iter().map(|o| o.id.clone()).collect();
     let mut writes = Vec::new();
     for change in page_changes(&manifest, seen, |id| {
         stored.get(id).map(|s| s.content.clone())
     }) {
+        let expected = |id: &str| {
+            stored.get(id).map_or(Expected::NoActiveEntity, |s| {
+                Expected::Hash(s.known.hash.clone())
+            })
+        };
         let (entity, diff, kind) = match change {
             Change::Created { entity } => {
                 counts.created += 1;
@@ -407,15 +487,21 @@ pub async fn refresh_writes(
                 (entity, diff, ChangeKind::Changed)
             }
             Change::Refreshed { entity } => {
-                writes.push(Write::Refresh {
-                    hash: super::changes::content_hash(&entity.content),
-                    entity,
-                });
+                unchanged.remove(&entity.id);
+                if let Expected::Hash(expected) = expected(&entity.id) {
+                    writes.push(Write::Refresh {
+                        hash: super::changes::content_hash(&entity.content),
+                        entity,
+                        expected,
+                        observed_at: now,
+                    });
+                }
                 continue;
             }
             // A page never concludes absence.
             Change::Gone { .. } => continue,
         };
+        unchanged.remove(&entity.id);
         let previous = stored.get(&entity.id).map(|s| s.content.clone());
         writes.push(Write::Upsert {
             hash: super::changes::content_hash(&entity.content),
@@ -426,12 +512,80 @@ pub async fn refresh_writes(
                 source: source.clone(),
                 diff,
             },
+            expected: expected(&entity.id),
             entity,
             scope: scope.clone(),
             previous,
+            observed_at: now,
         });
     }
+    // A crawl's own pages are its proof that an entity is there; an event's describe is proof
+    // for the crawl that may be running meanwhile.
+    if let Source::EventRefresh { .. } = source {
+        for id in unchanged {
+            if let Some(stored) = stored.get(&id) {
+                writes.push(Write::Seen {
+                    expected: stored.known.hash.clone(),
+                    id,
+                    at: now,
+                });
+            }
+        }
+    }
     Ok((writes, counts))
+}
+
+/// Writes what some entities show, observed at `now`. A write refused because another writer
+/// changed the entity since it was read is computed again from what the store holds then; one
+/// refused [`WRITE_ATTEMPTS`] times fails the call as transient, for the caller's retries.
+pub async fn refresh(
+    store: &dyn InventoryStore,
+    entities: &[Entity],
+    scope: &Scope,
+    source: &Source,
+    now: DateTime<Utc>,
+) -> Result<Counts, CrawlError> {
+    let store_error = |error| CrawlError::Store {
+        scope: scope.key(),
+        error,
+    };
+    let mut counts = Counts::default();
+    let mut pending: Vec<Entity> = entities.to_vec();
+    for attempt in 0..WRITE_ATTEMPTS {
+        let (writes, attempted) = refresh_writes(store, &pending, scope, source, now).await?;
+        if attempt == 0 {
+            counts.seen = attempted.seen;
+        }
+        let kinds: Vec<(String, ChangeKind)> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Upsert {
+                    entity, history, ..
+                } => Some((entity.id.clone(), history.change)),
+                _ => None,
+            })
+            .collect();
+        let refused = store.write(writes).await.map_err(store_error)?;
+        for (id, kind) in kinds {
+            match kind {
+                _ if refused.contains(&id) => {}
+                ChangeKind::Created => counts.created += 1,
+                ChangeKind::Changed => counts.changed += 1,
+                ChangeKind::Gone => counts.gone += 1,
+            }
+        }
+        if refused.is_empty() {
+            return Ok(counts);
+        }
+        pending.retain(|entity| refused.contains(&entity.id));
+    }
+    Err(store_error(PortError::Transient {
+        service: "inventory",
+        detail: format!(
+            "{} entities were changed by another writer each time they were written, {WRITE_ATTEMPTS} times",
+            pending.len()
+        ),
+    }))
 }
 
 /// Crawls up to `settings.pages_per_call` pages of the scope, and concludes it after its last
@@ -461,6 +615,7 @@ pub async fn crawl_step(
         state.done = true;
         return Ok(state);
     }
+    state.started.get_or_insert(now);
     let crawled = crawl_pages(provider, store, target, state, settings, now).await?;
     if crawled.done {
         // Concluded: the scope is free for the next run at once. Freeing is best effort: a
@@ -495,8 +650,7 @@ async fn crawl_pages(
                 scope: scope.key(),
                 error,
             })?;
-        let (writes, counts) = refresh_writes(store, &page.entities, &scope, &source, now).await?;
-        store.write(writes).await.map_err(store_error)?;
+        let counts = refresh(store, &page.entities, &scope, &source, now).await?;
         let ids: Vec<String> = page.entities.iter().map(|e| e.id.clone()).collect();
         store
             .record_seen(&state.run, &scope, state.pages, &ids)
@@ -523,6 +677,7 @@ async fn conclude_scope(
         scope: scope.key(),
         error,
     };
+    let started = state.started.unwrap_or(now);
     let manifest = store.manifest(&scope).await.map_err(store_error)?;
     let seen = store.seen(&state.run, &scope).await.map_err(store_error)?;
     let unseen: Vec<String> = manifest
@@ -536,6 +691,8 @@ async fn conclude_scope(
     // the manifest comes from an index that may lag the table: an entity the table no longer
     // holds as active (gone in the attempt before) is not concluded again.
     // The miss count is the table's too: the index's may be older than a reset to zero.
+    // An entity observed since this crawl began (an event described it) is there, whatever
+    // the pages that passed its place before showed.
     let manifest: Manifest = manifest
         .into_iter()
         .filter_map(|(id, indexed)| {
@@ -545,48 +702,61 @@ async fn conclude_scope(
             previous
                 .get(&id)
                 .filter(|stored| stored.known.missed_by.as_deref() != Some(state.run.as_str()))
+                .filter(|stored| stored.observed_at.is_none_or(|at| at < started))
                 .map(|stored| (id, stored.known.clone()))
         })
         .collect();
     let conclusion = conclude(&manifest, &seen, gone_after);
     let mut writes = Vec::new();
     for id in conclusion.gone {
-        let old = previous.get(&id).map(|s| s.content.clone());
-        let diff = match &old {
-            Some(old) => {
-                let mut gone = old.clone();
-                gone["active"] = Value::Bool(false);
-                gone["status"] = Value::String("gone".into());
-                diff(old, &gone)
-            }
-            None => Vec::new(),
+        let Some(stored) = previous.get(&id) else {
+            continue;
         };
+        let mut gone = stored.content.clone();
+        gone["active"] = Value::Bool(false);
+        gone["status"] = Value::String("gone".into());
         writes.push(Write::Gone {
             history: HistoryRecord {
                 entity_id: id.clone(),
                 at: now,
                 change: ChangeKind::Gone,
                 source: state.source(),
-                diff,
+                diff: diff(&stored.content, &gone),
             },
             id,
-            previous: old,
+            previous: Some(stored.content.clone()),
+            expected: stored.known.hash.clone(),
+            unobserved_since: started,
         });
     }
-    state.counts.gone += writes.len() as u64;
-    state.counts.missing += conclusion.missed.len() as u64;
-    writes.extend(
-        conclusion
-            .missed
-            .into_iter()
-            .map(|(id, misses)| Write::Missed {
+    for (id, misses) in conclusion.missed {
+        if let Some(stored) = previous.get(&id) {
+            writes.push(Write::Missed {
                 id,
                 misses,
                 run: state.run.clone(),
-            }),
-    );
+                expected: stored.known.hash.clone(),
+                unobserved_since: started,
+            });
+        }
+    }
     writes.extend(conclusion.back.into_iter().map(|id| Write::Back { id }));
-    store.write(writes).await.map_err(store_error)?;
+    let gone_ids: Vec<String> = writes
+        .iter()
+        .filter(|write| matches!(write, Write::Gone { .. }))
+        .map(|write| write.id().to_owned())
+        .collect();
+    let missed_ids: Vec<String> = writes
+        .iter()
+        .filter(|write| matches!(write, Write::Missed { .. }))
+        .map(|write| write.id().to_owned())
+        .collect();
+    // A refused conclusion is an entity some writer touched since it was read: it is there.
+    let refused = store.write(writes).await.map_err(store_error)?;
+    let accepted = |ids: Vec<String>| ids.iter().filter(|id| !refused.contains(*id)).count() as u64;
+    let (gone, missing) = (accepted(gone_ids), accepted(missed_ids));
+    state.counts.gone += gone;
+    state.counts.missing += missing;
     state.done = true;
     Ok(state)
 }
@@ -599,7 +769,7 @@ mod tests {
     use super::*;
     use crate::inventory::connection::ResourceType;
     use crate::inventory::entity::{Described, Details, Labels, Placement, Server, ids};
-    use crate::inventory::memory::MemoryStore;
+    use crate::inventory::memory::{MemoryStore, Row};
 
     fn server(id: &str, name: &str) -> Entity {
         let labels = Labels::default();
@@ -870,11 +1040,11 @@ mod tests {
         async fn known(&self, ids: &[String]) -> Result<BTreeMap<String, Stored>, PortError> {
             self.store.known(ids).await
         }
-        async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
+        async fn write(&self, writes: Vec<Write>) -> Result<Refused, PortError> {
             let concludes = writes
                 .iter()
                 .any(|w| matches!(w, Write::Missed { .. } | Write::Gone { .. }));
-            self.store.write(writes).await?;
+            let refused = self.store.write(writes).await?;
             let mut failures = self.failures.lock().expect("lock");
             if concludes && *failures > 0 {
                 *failures -= 1;
@@ -883,7 +1053,7 @@ mod tests {
                     detail: "the request timed out".into(),
                 });
             }
-            Ok(())
+            Ok(refused)
         }
         async fn record_seen(
             &self,
@@ -1118,5 +1288,175 @@ mod tests {
             .await
             .expect("crawls");
         assert_eq!((next.held_by, next.counts.seen), (None, 5));
+    }
+
+    fn event_source() -> Source {
+        Source::EventRefresh {
+            event_id: "e-1".into(),
+            event_name: "CreateTags".into(),
+            actor: None,
+        }
+    }
+
+    /// A listing during which an event is handled: `event` is described and written at its
+    /// time after the page was listed and before the crawl writes it.
+    struct EventDuringListing<'a> {
+        listing: Listing,
+        store: &'a MemoryStore,
+        event: Mutex<Option<(Entity, DateTime<Utc>)>>,
+    }
+
+    #[async_trait]
+    impl Provider for EventDuringListing<'_> {
+        async fn page(
+            &self,
+            target: &Target,
+            resource_type: ResourceType,
+            cursor: Option<&Cursor>,
+        ) -> Result<Page, ProviderError> {
+            let page = self.listing.page(target, resource_type, cursor).await?;
+            let event = self.event.lock().expect("lock").take();
+            if let Some((described, at)) = event {
+                refresh(self.store, &[described], &scope(), &event_source(), at)
+                    .await
+                    .expect("the event's refresh is written");
+            }
+            Ok(page)
+        }
+
+        async fn describe(&self, _: &Target, _: &Named) -> Result<Vec<Entity>, ProviderError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn row(store: &MemoryStore, name: &str) -> Row {
+        store.rows.lock().expect("lock")[&ids::ec2("eu-west-1", "111111111111", "instance", name)]
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn a_page_listed_before_an_event_never_writes_back_the_older_state() {
+        // Issue 15, finding 4: the crawl's page, listed before the event, wrote its older
+        // state over the event's, and history showed the change undone.
+        let store = MemoryStore::default();
+        let t0 = Utc::now();
+        run_at(&Listing::of(names(2)), &store, "r1", t0)
+            .await
+            .expect("crawls");
+        let mut listed = names(2);
+        listed[1] = server("i-1", "listed-before");
+        let during = EventDuringListing {
+            listing: Listing::of(listed),
+            store: &store,
+            event: Mutex::new(Some((
+                server("i-1", "renamed-by-the-event"),
+                t0 + chrono::Duration::minutes(2),
+            ))),
+        };
+        let crawled = crawl_step(
+            &during,
+            &store,
+            &store,
+            &target(),
+            CrawlState::start("r2", scope(), false),
+            &settings(),
+            t0 + chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("crawls");
+        assert!(crawled.done);
+        assert_eq!(
+            crawled.counts.changed, 0,
+            "the crawl's older state is not written"
+        );
+        assert_eq!(row(&store, "i-1").content["name"], "renamed-by-the-event");
+        let history = store.history.lock().expect("lock");
+        assert_eq!(history.len(), 3, "two created, one changed by the event");
+        assert_eq!(history[2].source, event_source());
+    }
+
+    #[tokio::test]
+    async fn an_event_seeing_an_entity_during_a_crawl_outweighs_the_crawl_missing_it() {
+        // Issue 15, finding 4: the crawl's listing passed the entity's place before the event
+        // saw it; the conclusion counted the absence, and its second miss made it GONE.
+        let store = MemoryStore::default();
+        let t0 = Utc::now();
+        let minutes = chrono::Duration::minutes;
+        run_at(&Listing::of(names(3)), &store, "r1", t0)
+            .await
+            .expect("crawls");
+        let missed = run_at(&Listing::of(names(2)), &store, "r2", t0 + minutes(20))
+            .await
+            .expect("crawls");
+        assert_eq!(missed.counts.missing, 1);
+        let during = EventDuringListing {
+            listing: Listing::of(names(2)),
+            store: &store,
+            event: Mutex::new(Some((server("i-2", "web-2"), t0 + minutes(41)))),
+        };
+        let mut state = CrawlState::start("r3", scope(), false);
+        while !state.done {
+            state = crawl_step(
+                &during,
+                &store,
+                &store,
+                &target(),
+                state,
+                &settings(),
+                t0 + minutes(40),
+            )
+            .await
+            .expect("crawls");
+        }
+        assert_eq!((state.counts.gone, state.counts.missing), (0, 0));
+        let seen = row(&store, "i-2");
+        assert!(seen.active);
+        assert_eq!(
+            seen.known.misses, 0,
+            "the event saw it: its misses start again"
+        );
+        assert_eq!(store.history.lock().expect("lock").len(), 3, "no GONE");
+    }
+
+    #[tokio::test]
+    async fn a_conclusion_never_replaces_a_state_written_since_it_read_it() {
+        // Issue 15, finding 4: the tombstone was written whatever the entity had become
+        // between the conclusion's read and its write.
+        let store = MemoryStore::default();
+        let t0 = Utc::now();
+        run_at(&Listing::of(names(1)), &store, "r1", t0)
+            .await
+            .expect("crawls");
+        let stored = row(&store, "i-0");
+        let id = ids::ec2("eu-west-1", "111111111111", "instance", "i-0");
+        // The event refreshed it after the conclusion read it.
+        refresh(
+            &store,
+            &[server("i-0", "renamed")],
+            &scope(),
+            &event_source(),
+            t0,
+        )
+        .await
+        .expect("refreshed");
+        let history = HistoryRecord {
+            entity_id: id.clone(),
+            at: t0,
+            change: ChangeKind::Gone,
+            source: Source::ScheduledSync { run: "r2".into() },
+            diff: Vec::new(),
+        };
+        let refused = store
+            .write(vec![Write::Gone {
+                id: id.clone(),
+                previous: Some(stored.content),
+                history,
+                expected: stored.known.hash,
+                unobserved_since: t0 + chrono::Duration::minutes(1),
+            }])
+            .await
+            .expect("answers");
+        assert_eq!(refused, Refused::from([id]));
+        assert!(row(&store, "i-0").active);
     }
 }

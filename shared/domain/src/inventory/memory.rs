@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::changes::{Known, Manifest};
 use super::connection::Scope;
-use super::crawl::{HistoryRecord, InventoryStore, ScopeLeases, Stored, Write};
+use super::crawl::{Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, Write};
 use crate::port::PortError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,25 @@ pub struct Row {
     /// The scope whose manifest holds it; none once gone.
     pub scope: Option<String>,
     pub active: bool,
+    /// When the state held was observed.
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    /// Whether the row is the active entity with this hash.
+    fn holds(&self, hash: &str) -> bool {
+        self.active && self.known.hash == hash
+    }
+
+    /// Whether nothing observed the row after `at`.
+    fn observed_by(&self, at: DateTime<Utc>) -> bool {
+        self.observed_at.is_none_or(|observed| observed <= at)
+    }
+
+    /// Whether nothing observed the row at or after `since`.
+    fn unobserved_since(&self, since: DateTime<Utc>) -> bool {
+        self.observed_at.is_none_or(|observed| observed < since)
+    }
 }
 
 /// A run's id and a scope's key.
@@ -56,17 +75,82 @@ impl InventoryStore for MemoryStore {
                     Stored {
                         known: row.known.clone(),
                         content: row.content.clone(),
+                        observed_at: row.observed_at,
                     },
                 ))
             })
             .collect())
     }
 
-    async fn write(&self, writes: Vec<Write>) -> Result<(), PortError> {
+    /// Each write on the conditions a table would check, as one item write.
+    async fn write(&self, writes: Vec<Write>) -> Result<Refused, PortError> {
         let mut rows = self.rows.lock().map_err(|_| poisoned())?;
         let mut history = self.history.lock().map_err(|_| poisoned())?;
         let mut count = self.item_writes.lock().map_err(|_| poisoned())?;
+        let mut refused = Refused::new();
         for write in writes {
+            let id = write.id().to_owned();
+            let row = rows.get(&id);
+            let holds = match (&write, &row) {
+                (
+                    Write::Upsert {
+                        expected,
+                        observed_at,
+                        ..
+                    },
+                    row,
+                ) => {
+                    let expected = match (expected, row) {
+                        (Expected::NoActiveEntity, row) => row.as_ref().is_none_or(|r| !r.active),
+                        (Expected::Hash(hash), Some(row)) => row.holds(hash),
+                        (Expected::Hash(_), None) => false,
+                    };
+                    expected && row.as_ref().is_none_or(|r| r.observed_by(*observed_at))
+                }
+                (
+                    Write::Refresh {
+                        expected,
+                        observed_at: at,
+                        ..
+                    }
+                    | Write::Seen { expected, at, .. },
+                    Some(row),
+                ) => row.holds(expected) && row.observed_by(*at),
+                (
+                    Write::Gone {
+                        expected,
+                        unobserved_since,
+                        ..
+                    },
+                    Some(row),
+                ) => row.holds(expected) && row.unobserved_since(*unobserved_since),
+                (
+                    Write::Missed {
+                        expected,
+                        unobserved_since,
+                        run,
+                        ..
+                    },
+                    Some(row),
+                ) => {
+                    row.holds(expected)
+                        && row.unobserved_since(*unobserved_since)
+                        && row.known.missed_by.as_ref() != Some(run)
+                }
+                (Write::Back { .. }, Some(_)) => true,
+                (
+                    Write::Refresh { .. }
+                    | Write::Seen { .. }
+                    | Write::Gone { .. }
+                    | Write::Missed { .. }
+                    | Write::Back { .. },
+                    None,
+                ) => false,
+            };
+            if !holds {
+                refused.insert(id);
+                continue;
+            }
             *count += 1;
             match write {
                 Write::Upsert {
@@ -74,6 +158,7 @@ impl InventoryStore for MemoryStore {
                     hash,
                     scope,
                     history: record,
+                    observed_at,
                     ..
                 } => {
                     rows.insert(
@@ -87,15 +172,29 @@ impl InventoryStore for MemoryStore {
                             },
                             scope: Some(scope.key()),
                             active: true,
+                            observed_at: Some(observed_at),
                         },
                     );
                     history.push(record);
                     *count += 1;
                 }
-                Write::Refresh { entity, hash } => {
+                Write::Refresh {
+                    entity,
+                    hash,
+                    observed_at,
+                    ..
+                } => {
                     if let Some(row) = rows.get_mut(&entity.id) {
                         row.content = entity.content;
                         row.known.hash = hash;
+                        row.observed_at = Some(observed_at);
+                    }
+                }
+                Write::Seen { id, at, .. } => {
+                    if let Some(row) = rows.get_mut(&id) {
+                        row.observed_at = Some(at);
+                        row.known.misses = 0;
+                        row.known.missed_by = None;
                     }
                 }
                 Write::Gone {
@@ -110,7 +209,9 @@ impl InventoryStore for MemoryStore {
                     history.push(record);
                     *count += 1;
                 }
-                Write::Missed { id, misses, run } => {
+                Write::Missed {
+                    id, misses, run, ..
+                } => {
                     if let Some(row) = rows.get_mut(&id) {
                         row.known.misses = misses;
                         row.known.missed_by = Some(run);
@@ -124,7 +225,7 @@ impl InventoryStore for MemoryStore {
                 }
             }
         }
-        Ok(())
+        Ok(refused)
     }
 
     async fn record_seen(
