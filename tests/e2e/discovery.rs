@@ -1324,20 +1324,110 @@ fn malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing() {
 fn a_connection_is_deleted_through_the_approval_policy() {
     on_lagging_cloud(&[], |cloud, _| async move {
         connect(cloud, connection("own", OWN, &["eu-west-1"], None)).await;
-        let response = signed_in(cloud, "dave@example.com", &[OPERATORS])
+        delete_connection(cloud, "own").await;
+    });
+}
+
+/// Deletes a connection through the API, and waits for the approval workflow to delete it:
+/// the sample policy runs CONNECTION_DELETE without approvers.
+async fn delete_connection(cloud: &LocalCloud, id: &str) {
+    let response = signed_in(cloud, "dave@example.com", &[OPERATORS])
+        .await
+        .delete(format!("{}/connections/{id}", cloud.http_endpoint()))
+        .body(json!({"reason": "the account is closed"}).to_string())
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(cloud, "GET", &format!("/connections/{id}"), None)
+        .await
+        .0
+        != 404
+    {
+        assert!(Instant::now() < deadline, "the connection is deleted");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The summary's count for `dimension` = `value` (0 when absent).
+async fn counted(cloud: &LocalCloud, dimension: &str, value: &str) -> i64 {
+    let (status, summary) = call(cloud, "GET", "/inventory/summary", None).await;
+    assert_eq!(status, 200, "{summary}");
+    summary["counts"][dimension][value].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn entities_no_connection_crawls_any_more_are_retired_with_the_reason() {
+    // Issue 15, finding 5: after a connection was deleted, or a region taken off it, its
+    // entities stayed active for good, and the summary counted them.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let [kept, removed] = REGIONS;
+        sample_inventory(cloud, "seed", &[OWN], &REGIONS);
+        let types = json!({"instances": null, "security-groups": null});
+        connect(cloud, connection("own", OWN, &REGIONS, Some(types.clone()))).await;
+        let first = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&first).is_empty(), "{first:?}");
+        let in_removed = listed(cloud, &format!("region={removed}&active=true")).await;
+        assert!(!in_removed.is_empty());
+        assert_eq!(
+            counted(cloud, "region", removed).await,
+            in_removed.len() as i64
+        );
+
+        let mut body = connection("own", OWN, &[kept], Some(types));
+        body.as_object_mut().expect("an object").remove("id");
+        let (status, answer) = call(cloud, "PUT", "/connections/own", Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+        let tick = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
             .await
-            .delete(format!("{}/connections/own", cloud.http_endpoint()))
-            .body(json!({"reason": "the account is closed"}).to_string())
-            .send()
+            .expect("the scheduler runs");
+        assert_eq!(tick["retired"]["entities"], in_removed.len(), "{tick}");
+        tokio::time::sleep(READ_LAG).await;
+        assert!(
+            listed(cloud, &format!("region={removed}&active=true"))
+                .await
+                .is_empty()
+        );
+        assert_eq!(counted(cloud, "region", removed).await, 0);
+        let id = in_removed[0]["id"].as_str().expect("an id");
+        let last = &history(cloud, id).await[0];
+        assert_eq!(last["change"], "RETIRED", "{last}");
+        assert_eq!(
+            last["source"],
+            json!({"kind": "lifecycle", "reason": "region-removed"})
+        );
+        let again = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
             .await
-            .expect("the API answers");
-        assert_eq!(response.status(), 202);
-        // The sample policy runs CONNECTION_DELETE without approvers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while call(cloud, "GET", "/connections/own", None).await.0 != 404 {
-            assert!(Instant::now() < deadline, "the connection is deleted");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+            .expect("the scheduler runs");
+        assert_eq!(again["retired"]["entities"], 0, "retired once: {again}");
+
+        let in_kept = listed(cloud, &format!("region={kept}&active=true")).await;
+        assert!(!in_kept.is_empty());
+        delete_connection(cloud, "own").await;
+        let deleted = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        assert_eq!(deleted["retired"]["entities"], in_kept.len(), "{deleted}");
+        tokio::time::sleep(READ_LAG).await;
+        assert_eq!(counted(cloud, "account", OWN).await, 0);
+        let id = in_kept[0]["id"].as_str().expect("an id");
+        assert_eq!(
+            history(cloud, id).await[0]["source"],
+            json!({"kind": "lifecycle", "reason": "connection-deleted"})
+        );
+        // Its schedule went with its last scope: nothing is left to retire.
+        let after = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        assert_eq!(
+            after["retired"],
+            json!({"entities": 0, "scopes": 0, "pending": 0})
+        );
     });
 }
 

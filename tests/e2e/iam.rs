@@ -116,6 +116,11 @@ const UNOBSERVED: &[Unobserved] = &[
         why: "the index items of a change too large for one transaction",
     },
     Unobserved {
+        function: "DiscoverySchedulerFunction",
+        actions: &["dynamodb:BatchWriteItem"],
+        why: "the relation items of a retired entity with more relations than one transaction holds",
+    },
+    Unobserved {
         function: "DiscoveryEventsFunction",
         actions: &["sts:AssumeRole"],
         why: "the event refresh of a member account's resource; the tests send events from Maestro's own account",

@@ -3,7 +3,6 @@
 //! The crawl is the real domain code and the real adapter; only the listing is scripted, so
 //! the event lands exactly between a page's listing and its write, where a race would put it.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,9 +15,7 @@ use maestro_domain::inventory::crawl::{
     CrawlSettings, CrawlState, Cursor, Named, Page, Provider, ProviderError, Source, Target,
     crawl_step, refresh,
 };
-use maestro_domain::inventory::entity::{
-    Described, Details, Entity, Labels, Placement, Server, ids,
-};
+use maestro_domain::inventory::entity::{Entity, ids};
 use maestro_localcloud::LocalCloud;
 use maestro_tests::{maestro_template, on_local_cloud_with, reads_may_be_stale};
 use serde_json::Value;
@@ -28,37 +25,7 @@ const ACCOUNT: &str = "999999999015";
 const REGION: &str = "eu-west-1";
 
 fn server(instance: &str, name: &str) -> Entity {
-    let labels = Labels::default();
-    let at = Placement {
-        account: ACCOUNT,
-        region: REGION,
-        labels: &labels,
-    };
-    Entity::new(
-        &at,
-        Described {
-            id: ids::ec2(REGION, ACCOUNT, "instance", instance),
-            provider_type: "AWS::EC2::Instance",
-            zone: Some(format!("{REGION}a")),
-            tags: BTreeMap::from([("Name".to_owned(), name.to_owned())]),
-            status: Some("running".into()),
-            active: true,
-            created_at: None,
-            details: Details::Server(Server {
-                instance_id: instance.into(),
-                instance_type: Some("t3.micro".into()),
-                image_id: None,
-                vpc_id: None,
-                subnet_id: None,
-                private_ip: None,
-                public_ip: None,
-                key_name: None,
-                platform: None,
-                architecture: None,
-            }),
-            relations: vec![],
-        },
-    )
+    maestro_domain::inventory::synthetic::instance(ACCOUNT, REGION, instance, name)
 }
 
 fn scope() -> Scope {

@@ -13,13 +13,11 @@ use maestro_aws::env::{EnvError, FunctionEnv};
 use maestro_aws::inventory::DynamoInventory;
 use maestro_aws::lambda::{ErrorKind, LambdaFunction};
 use maestro_discovery_aws::AwsProvider;
-use maestro_domain::inventory::crawl::{CrawlError, CrawlSettings, CrawlState, crawl_step};
+use maestro_domain::inventory::crawl::{
+    CrawlError, CrawlSettings, CrawlState, SCOPE_LEASE, crawl_step,
+};
 use maestro_domain::inventory::entity::Labels;
 use maestro_domain::port::PortError;
-
-/// How long each call holds its scope: the function's 300 s timeout and the state machine's
-/// retries between two calls (at most 4, each at most 60 s late) fit inside it.
-const SCOPE_LEASE: chrono::Duration = chrono::Duration::minutes(10);
 
 pub struct Deps {
     pub inventory: DynamoInventory,

@@ -1,10 +1,11 @@
 //! `DiscoverySchedulerFunction`: on its schedule, starts a discovery run over every scope
-//! whose interval has passed.
+//! whose interval has passed, and retires the entities of scopes no connection crawls any
+//! more (`maestro_domain::inventory::lifecycle`), [`RETIRED_PER_TICK`] at a time.
 //!
 //! In organisation mode it first keeps one connection per ACTIVE account of the organisation,
 //! reached through the member role named in the template (the account Maestro runs in needs
 //! no role). Connections of accounts that left the organisation or closed are disabled, never
-//! deleted: their inventory stays readable.
+//! deleted: their inventory stays readable, retired.
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -17,6 +18,8 @@ use maestro_aws::organizations::OrganizationsReader;
 use maestro_domain::inventory::connection::{
     ConnectionSource, OrganizationTemplate, is_region, organization_connection,
 };
+use maestro_domain::inventory::crawl::SCOPE_LEASE;
+use maestro_domain::inventory::lifecycle::{Retirement, retire_unwatched};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +41,12 @@ pub struct Scheduled {
     pub connections: usize,
     pub organization_accounts: Option<usize>,
     pub runs: Vec<StartedRun>,
+    pub retired: Retirement,
 }
+
+/// Entities retired on one tick: each is one transaction, so a tick stays well inside the
+/// function's 120 s; a connection of 10,000 entities deleted is retired within 20 ticks.
+pub const RETIRED_PER_TICK: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -92,25 +100,49 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
         Some((reader, template)) => Some(sync_organization(deps, reader, template, now).await?),
         None => None,
     };
-    let connections = deps.inventory.connections_with_starts().await?;
-    let due: Vec<_> = connections
+    let schedules = deps.inventory.schedules().await?;
+    let due: Vec<_> = schedules
         .iter()
-        .flat_map(|(connection, started)| connection.due_scopes(started, now))
+        .filter_map(|schedule| {
+            let connection = schedule.connection.as_ref()?;
+            Some(connection.due_scopes(&schedule.started, now))
+        })
+        .flatten()
         .collect();
     let runs = if due.is_empty() {
         Vec::new()
     } else {
         deps.runs.start(&deps.inventory, due, false, now).await?
     };
+    let unwatched: Vec<_> = schedules.iter().flat_map(|s| s.unwatched()).collect();
+    let retired = if unwatched.is_empty() {
+        Retirement::default()
+    } else {
+        retire_unwatched(
+            &deps.inventory,
+            &deps.inventory,
+            &deps.inventory,
+            unwatched,
+            RETIRED_PER_TICK,
+            SCOPE_LEASE,
+            now,
+        )
+        .await?
+    };
+    let connections = schedules.iter().filter(|s| s.connection.is_some()).count();
     tracing::info!(
-        connections = connections.len(),
+        connections,
         runs = runs.len(),
+        retired_entities = retired.entities,
+        retired_scopes = retired.scopes,
+        scopes_left_to_retire = retired.pending,
         "discovery scheduled"
     );
     Ok(Scheduled {
-        connections: connections.len(),
+        connections,
         organization_accounts,
         runs,
+        retired,
     })
 }
 

@@ -174,7 +174,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
   const scheduler = new MaestroFunction(stack, 'DiscoverySchedulerFunction', {
     crate: 'discovery-scheduler',
     description:
-      'Starts a discovery run over every scope whose interval has passed; in organisation mode first keeps a connection per ACTIVE account.',
+      'Starts a discovery run over every scope whose interval has passed and retires the entities of scopes no connection crawls any more; in organisation mode first keeps a connection per ACTIVE account.',
     timeoutSeconds: 120,
     // A tick that fails every retry is kept for an operator; the next tick runs anyway.
     deadLetterQueue: props.scheduledRunsDlq,
@@ -189,9 +189,21 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       OWN_ACCOUNT_ID: stack.account,
     },
     statements: [
-      allow(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'], [inventory.attrArn], {
-        sid: 'ConnectionsAndSchedule',
-      }),
+      // The connections and their schedules; and the entities of scopes no connection crawls
+      // any more, which it retires (maestro_domain::inventory::lifecycle).
+      allow(
+        [
+          'dynamodb:GetItem',
+          'dynamodb:BatchGetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:Query',
+        ],
+        [inventory.attrArn, `${inventory.attrArn}/index/byScope`],
+        { sid: 'ConnectionsAndSchedule' },
+      ),
       allow(['organizations:ListAccounts'], ['*'], { sid: 'OrganisationAccounts' }),
       stepFunctionsExecution(discovery),
     ],

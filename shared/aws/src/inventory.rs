@@ -9,7 +9,7 @@
 //! | `SUMMARY` | `<dimension>#<value>` | the count of active entities |
 //! | `RUN#<run>#<scope>` | `P#<page>` | the ids one page of a crawl saw, until the crawl concludes |
 //! | `CONNECTIONS` | `C#<id>` | a connection |
-//! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started (`started:<scope>`), and how its last crawl ended (`crawl:<scope>`) |
+//! | `CONNECTIONS` | `S#<id>` | when each scope of the connection last started (`started:<scope>`), and how its last crawl ended (`crawl:<scope>`); once the connection is deleted, its `account`, until every scope is retired |
 //! | `LEASE#<scope>` | `LEASE` | the run crawling the scope (`holder`), until when (`until`) |
 //!
 //! Entity items carry `family`, `account`, `region` and `environment` for the `byFamily`,
@@ -36,6 +36,7 @@ use maestro_domain::inventory::crawl::{
 };
 use maestro_domain::inventory::entity::{Entity, Relation};
 use maestro_domain::inventory::health::{CrawlRecords, LastCrawl};
+use maestro_domain::inventory::lifecycle::{Schedule, Schedules};
 use maestro_domain::port::PortError;
 use serde_json::Value;
 
@@ -75,7 +76,7 @@ pub struct DynamoInventory {
 const SCHEDULE_ATTRIBUTES_PER_WRITE: usize = 100;
 
 /// Whether a write to a connection's schedule item may create it.
-enum Schedule {
+enum ScheduleWrite {
     /// Scheduling a scope makes the item.
     CreatedIfAbsent,
     /// What a run records lands only while the connection exists.
@@ -541,25 +542,16 @@ impl DynamoInventory {
             .map_err(|e| rejected(e.to_string()))
     }
 
-    /// A tombstone's item update, on its condition: the entity is the one the conclusion read,
-    /// and nothing observed it since the crawl that missed it began.
-    fn gone_update(
+    /// The update that makes an entity inactive, holding `inactive` as its content, on
+    /// `condition`: a tombstone, or a retired entity.
+    fn inactive_update(
         &self,
         id: &str,
-        content: Option<&Value>,
+        inactive: &Value,
         at: DateTime<Utc>,
-        expected: &str,
-        unobserved_since: DateTime<Utc>,
+        condition: Condition,
     ) -> Result<Update, PortError> {
-        let mut tombstone = content.cloned().unwrap_or(Value::Null);
-        if tombstone.is_object() {
-            tombstone["active"] = Value::Bool(false);
-            tombstone["status"] = Value::String("gone".into());
-        }
-        let json = serde_json::to_string(&tombstone).map_err(|e| rejected(e.to_string()))?;
-        let mut condition = Condition::new();
-        condition.holds(expected);
-        condition.unobserved_since(unobserved_since);
+        let json = serde_json::to_string(inactive).map_err(|e| rejected(e.to_string()))?;
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(entity_key(id)))
@@ -569,6 +561,7 @@ impl DynamoInventory {
             .condition_expression(condition.expression())
             .set_expression_attribute_names(Some(condition.names))
             .set_expression_attribute_values(Some(condition.values))
+            .expression_attribute_names("#isActive", "active")
             .expression_attribute_names("#content", "content")
             .expression_attribute_names("#lastChanged", "lastChanged")
             .expression_attribute_names("#summary", "summary")
@@ -576,7 +569,7 @@ impl DynamoInventory {
             .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_values(":content", s(json))
             .expression_attribute_values(":at", s(at.to_rfc3339()))
-            .expression_attribute_values(":summary", s(summary_json(&tombstone)))
+            .expression_attribute_values(":summary", s(summary_json(inactive)))
             .build()
             .map_err(|e| rejected(e.to_string()))
     }
@@ -791,41 +784,72 @@ impl DynamoInventory {
             .send()
             .await
             .map_err(|e| port_error(SERVICE, id, e))?;
+        let Some(deleted) = answer.attributes else {
+            return Ok(false);
+        };
+        // The schedule stays, with the account, until the scheduler has retired every entity
+        // of the scopes it started (maestro_domain::inventory::lifecycle).
+        let account = text(&deleted, "connection")
+            .and_then(|json| serde_json::from_str::<Connection>(json).ok())
+            .map(|connection| connection.account_id)
+            .unwrap_or_default();
         self.client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("PK", s(CONNECTIONS))
             .key("SK", s(format!("S#{id}")))
+            .update_expression("SET #account = :account")
+            .expression_attribute_names("#account", "account")
+            .expression_attribute_values(":account", s(account))
             .send()
             .await
             .map_err(|e| port_error(SERVICE, id, e))?;
-        Ok(answer.attributes.is_some())
+        Ok(true)
     }
 
-    /// Every connection with when each of its scopes last started, in one query of the
-    /// connections' partition: what the scheduler needs on each tick.
-    pub async fn connections_with_starts(
-        &self,
-    ) -> Result<Vec<(Connection, BTreeMap<String, DateTime<Utc>>)>, PortError> {
+    /// Every connection's schedule: the connection (none once deleted) with when each scope
+    /// it started last started, in one query of the connections' partition: what the
+    /// scheduler needs on each tick.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, PortError> {
         // Consistent: a connection just made is due at once, and a scope just started is not
         // started again.
         let items = self.query_all(CONNECTIONS, None, true).await?;
-        let mut starts: HashMap<&str, BTreeMap<String, DateTime<Utc>>> = HashMap::new();
+        let mut schedules: BTreeMap<String, Schedule> = BTreeMap::new();
         for item in &items {
             if let Some(id) = text(item, "SK").and_then(|sk| sk.strip_prefix("S#")) {
-                starts.insert(id, last_started_of(item));
+                schedules.insert(
+                    id.to_owned(),
+                    Schedule {
+                        connection_id: id.to_owned(),
+                        account: text(item, "account").unwrap_or_default().to_owned(),
+                        connection: None,
+                        started: last_started_of(item),
+                    },
+                );
             }
         }
-        let mut connections = Vec::new();
         for item in &items {
             if let Some(json) = text(item, "connection") {
                 let connection: Connection =
                     serde_json::from_str(json).map_err(|e| rejected(e.to_string()))?;
-                let started = starts.remove(connection.id.as_str()).unwrap_or_default();
-                connections.push((connection, started));
+                let schedule = schedules
+                    .entry(connection.id.clone())
+                    .or_insert_with(|| Schedule {
+                        connection_id: connection.id.clone(),
+                        account: String::new(),
+                        connection: None,
+                        started: BTreeMap::new(),
+                    });
+                schedule.account = connection.account_id.clone();
+                schedule.connection = Some(connection);
             }
         }
-        Ok(connections)
+        // A deleted connection's schedule without an account was kept by no delete: nothing
+        // can be retired by it.
+        Ok(schedules
+            .into_values()
+            .filter(|schedule| !schedule.account.is_empty())
+            .collect())
     }
 
     pub async fn mark_started(
@@ -839,7 +863,7 @@ impl DynamoInventory {
             .iter()
             .map(|scope| (format!("{STARTED}{}", scope.key()), at.clone()))
             .collect();
-        self.set_on_schedule(connection_id, values, Schedule::CreatedIfAbsent)
+        self.set_on_schedule(connection_id, values, ScheduleWrite::CreatedIfAbsent)
             .await
     }
 
@@ -849,7 +873,7 @@ impl DynamoInventory {
         &self,
         connection_id: &str,
         values: Vec<(String, AttributeValue)>,
-        schedule: Schedule,
+        schedule: ScheduleWrite,
     ) -> Result<(), PortError> {
         // An update expression holds at most 4 KB: a connection of 11 types in 30 regions has
         // more scopes than one would name.
@@ -869,14 +893,14 @@ impl DynamoInventory {
             }
             let update = update.update_expression(format!("SET {}", sets.join(", ")));
             match schedule {
-                Schedule::CreatedIfAbsent => {
+                ScheduleWrite::CreatedIfAbsent => {
                     update
                         .send()
                         .await
                         .map_err(|e| port_error(SERVICE, connection_id, e))?;
                 }
                 // A connection deleted since its run started keeps no records.
-                Schedule::MustExist => {
+                ScheduleWrite::MustExist => {
                     let answer = update
                         .condition_expression("attribute_exists(PK)")
                         .send()
@@ -1421,19 +1445,46 @@ impl InventoryStore for DynamoInventory {
                     unobserved_since,
                     ..
                 } => {
-                    let update = self.gone_update(
-                        &id,
-                        previous.as_ref(),
-                        history.at,
-                        &expected,
-                        unobserved_since,
-                    )?;
+                    // A tombstone: inactive, and gone.
+                    let mut tombstone = previous.clone().unwrap_or(Value::Null);
+                    if tombstone.is_object() {
+                        tombstone["active"] = Value::Bool(false);
+                        tombstone["status"] = Value::String("gone".into());
+                    }
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.unobserved_since(unobserved_since);
+                    let update = self.inactive_update(&id, &tombstone, history.at, condition)?;
                     let index = IndexChanges::of_tombstone(previous.as_ref())?;
                     let wrote = self
                         .transact(&id, update, self.history_item(&history)?, index)
                         .await?;
                     if wrote {
                         for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                    }
+                    wrote
+                }
+                Write::Retire {
+                    previous,
+                    history,
+                    expected,
+                    ..
+                } => {
+                    let mut retired = previous.clone();
+                    if retired.is_object() {
+                        retired["active"] = Value::Bool(false);
+                    }
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    let update = self.inactive_update(&id, &retired, history.at, condition)?;
+                    let index = IndexChanges::of_tombstone(Some(&previous))?;
+                    let wrote = self
+                        .transact(&id, update, self.history_item(&history)?, index)
+                        .await?;
+                    if wrote {
+                        for d in dimensions(&previous) {
                             *deltas.entry(d).or_default() -= 1;
                         }
                     }
@@ -1592,6 +1643,62 @@ impl InventoryStore for DynamoInventory {
 }
 
 /// One item per scope names the run crawling it.
+/// A scope leaves its connection's schedule: its last start and its last crawl's record. A
+/// deleted connection's schedule that holds no scope any more goes.
+#[async_trait]
+impl Schedules for DynamoInventory {
+    async fn forget(&self, scope: &Scope) -> Result<(), PortError> {
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("S#{}", scope.connection_id)))
+            .update_expression("REMOVE #started, #crawl")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#started", format!("{STARTED}{}", scope.key()))
+            .expression_attribute_names("#crawl", format!("{LAST_CRAWL}{}", scope.key()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let left = match answer {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            Err(error) => {
+                written(SERVICE, &scope.connection_id, Err::<(), _>(error))?;
+                return Ok(());
+            }
+        };
+        if left.keys().any(|name| name.starts_with(STARTED)) {
+            return Ok(());
+        }
+        // Only while the connection is still deleted: one made again with the same id keeps
+        // its schedule.
+        let connection = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(CONNECTIONS))
+            .key("SK", s(format!("C#{}", scope.connection_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, &scope.connection_id, e))?;
+        if connection.item.is_none() {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(CONNECTIONS))
+                .key("SK", s(format!("S#{}", scope.connection_id)))
+                .condition_expression("attribute_exists(#account)")
+                .expression_attribute_names("#account", "account")
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, &scope.connection_id, e))?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ScopeLeases for DynamoInventory {
     async fn take(
@@ -1664,7 +1771,7 @@ impl CrawlRecords for DynamoInventory {
             let json = serde_json::to_string(crawl).map_err(|e| rejected(e.to_string()))?;
             values.push((format!("{LAST_CRAWL}{scope}"), s(json)));
         }
-        self.set_on_schedule(connection_id, values, Schedule::MustExist)
+        self.set_on_schedule(connection_id, values, ScheduleWrite::MustExist)
             .await
     }
 }

@@ -127,6 +127,10 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         actor: Option<Actor>,
     },
+    /// A lifecycle rule: the scope is no longer watched, for this reason.
+    Lifecycle {
+        reason: super::lifecycle::Unwatched,
+    },
 }
 
 /// The principal behind an event-driven change, from CloudTrail's `userIdentity`.
@@ -150,6 +154,8 @@ pub enum ChangeKind {
     Created,
     Changed,
     Gone,
+    /// No longer watched (`super::lifecycle`): made inactive, with the reason in its source.
+    Retired,
 }
 
 /// One history record: what changed in one entity, when, and by whom.
@@ -229,6 +235,14 @@ pub enum Write {
     },
     /// Seen again after a miss.
     Back { id: String },
+    /// No longer watched (`super::lifecycle`): made inactive as last seen, its relations
+    /// dropped. Refused where the entity is not the active one with `expected`.
+    Retire {
+        id: String,
+        previous: Value,
+        history: HistoryRecord,
+        expected: String,
+    },
 }
 
 impl Write {
@@ -238,6 +252,7 @@ impl Write {
             Write::Upsert { entity, .. } | Write::Refresh { entity, .. } => &entity.id,
             Write::Seen { id, .. }
             | Write::Gone { id, .. }
+            | Write::Retire { id, .. }
             | Write::Missed { id, .. }
             | Write::Back { id } => id,
         }
@@ -384,6 +399,10 @@ pub enum CrawlError {
     #[error("{scope}: an entity does not serialise: {detail}")]
     Entity { scope: String, detail: String },
 }
+
+/// How long a crawler call holds its scope: the crawler's 300 s timeout and the state
+/// machine's retries between two calls (at most 4, each at most 60 s late) fit inside it.
+pub const SCOPE_LEASE: chrono::Duration = chrono::Duration::minutes(10);
 
 pub struct CrawlSettings {
     /// Pages per call, so one call stays well inside the Lambda's time.
@@ -571,7 +590,7 @@ pub async fn refresh(
                 _ if refused.contains(&id) => {}
                 ChangeKind::Created => counts.created += 1,
                 ChangeKind::Changed => counts.changed += 1,
-                ChangeKind::Gone => counts.gone += 1,
+                ChangeKind::Gone | ChangeKind::Retired => counts.gone += 1,
             }
         }
         if refused.is_empty() {
@@ -768,41 +787,11 @@ mod tests {
 
     use super::*;
     use crate::inventory::connection::ResourceType;
-    use crate::inventory::entity::{Described, Details, Labels, Placement, Server, ids};
+    use crate::inventory::entity::ids;
     use crate::inventory::memory::{MemoryStore, Row};
 
     fn server(id: &str, name: &str) -> Entity {
-        let labels = Labels::default();
-        let at = Placement {
-            account: "111111111111",
-            region: "eu-west-1",
-            labels: &labels,
-        };
-        Entity::new(
-            &at,
-            Described {
-                id: ids::ec2("eu-west-1", "111111111111", "instance", id),
-                provider_type: "AWS::EC2::Instance",
-                zone: Some("eu-west-1a".into()),
-                tags: BTreeMap::from([("Name".to_owned(), name.to_owned())]),
-                status: Some("running".into()),
-                active: true,
-                created_at: None,
-                details: Details::Server(Server {
-                    instance_id: id.into(),
-                    instance_type: Some("t3.micro".into()),
-                    image_id: None,
-                    vpc_id: None,
-                    subnet_id: None,
-                    private_ip: None,
-                    public_ip: None,
-                    key_name: None,
-                    platform: None,
-                    architecture: None,
-                }),
-                relations: vec![],
-            },
-        )
+        crate::inventory::synthetic::instance("111111111111", "eu-west-1", id, name)
     }
 
     /// Pages of two entities; `fail_page` makes that page fail.

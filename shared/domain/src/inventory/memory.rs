@@ -137,12 +137,14 @@ impl InventoryStore for MemoryStore {
                         && row.unobserved_since(*unobserved_since)
                         && row.known.missed_by.as_ref() != Some(run)
                 }
+                (Write::Retire { expected, .. }, Some(row)) => row.holds(expected),
                 (Write::Back { .. }, Some(_)) => true,
                 (
                     Write::Refresh { .. }
                     | Write::Seen { .. }
                     | Write::Gone { .. }
                     | Write::Missed { .. }
+                    | Write::Retire { .. }
                     | Write::Back { .. },
                     None,
                 ) => false,
@@ -201,10 +203,16 @@ impl InventoryStore for MemoryStore {
                     id,
                     history: record,
                     ..
+                }
+                | Write::Retire {
+                    id,
+                    history: record,
+                    ..
                 } => {
                     if let Some(row) = rows.get_mut(&id) {
                         row.active = false;
                         row.scope = None;
+                        row.content["active"] = Value::Bool(false);
                     }
                     history.push(record);
                     *count += 1;

@@ -8,6 +8,8 @@
 //! - [`crawl`]: one scope's crawl across calls, behind the provider and store ports.
 //! - [`events`]: the resources a CloudTrail event names, to describe again.
 //! - [`health`]: each scope's last crawl, and the scopes that keep failing.
+//! - [`lifecycle`]: the entities of scopes no connection crawls any more, retired.
+//! - [`synthetic`]: entities for tests.
 
 pub mod changes;
 pub mod connection;
@@ -15,4 +17,6 @@ pub mod crawl;
 pub mod entity;
 pub mod events;
 pub mod health;
+pub mod lifecycle;
 pub mod memory;
+pub mod synthetic;
