@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use maestro_domain::inventory::changes::{Known, Manifest};
 use maestro_domain::inventory::connection::{Connection, Scope};
 use maestro_domain::inventory::crawl::{
-    Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, Write,
+    Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, StoredContent, Write,
 };
 use maestro_domain::inventory::entity::{Entity, Relation};
 use maestro_domain::inventory::health::{CrawlRecords, LastCrawl};
@@ -1375,7 +1375,8 @@ impl InventoryStore for DynamoInventory {
             ) else {
                 continue;
             };
-            let content = serde_json::from_str(content).map_err(|e| rejected(e.to_string()))?;
+            // Read only where a change needs it (maestro_domain::inventory::crawl).
+            let content = StoredContent::new(content.to_owned());
             let misses = number(&item, "misses")
                 .unwrap_or(0)
                 .clamp(0, i64::from(u32::MAX)) as u32;

@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use maestro_domain::inventory::changes::{Known, Manifest, content_hash};
+use maestro_domain::inventory::changes::{Known, Manifest};
 use maestro_domain::inventory::connection::{ResourceType, Scope};
 use maestro_domain::inventory::crawl::{
-    InventoryStore, Refused, Source, Stored, Write, refresh_writes,
+    InventoryStore, Refused, Source, Stored, StoredContent, Write, refresh_writes,
 };
 use maestro_domain::inventory::entity::{
     Described, Details, Entity, Labels, Placement, Relation, RelationKind, Server, ids,
@@ -226,7 +226,7 @@ fn remote_of(entities: &[Entity]) -> Remote {
     for entity in entities {
         let content = serde_json::to_value(entity).expect("serialises");
         let known = Known {
-            hash: content_hash(&content),
+            hash: entity.content_hash(),
             misses: 0,
             missed_by: None,
         };
@@ -235,7 +235,7 @@ fn remote_of(entities: &[Entity]) -> Remote {
             entity.id.clone(),
             Stored {
                 known,
-                content,
+                content: StoredContent::of(&content),
                 observed_at: None,
             },
         );

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod approvals;
+pub mod hex;
 pub mod idempotency;
 pub mod inventory;
 pub mod port;

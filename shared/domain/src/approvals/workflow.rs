@@ -198,7 +198,7 @@ pub fn held_deletes_request(run_id: &str, held: &[PlannedDelete]) -> Option<Acti
         .collect();
     assignments.sort();
     let digest = Sha256::digest(assignments.join("\n").as_bytes());
-    let key: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let key = crate::hex::lower(&digest[..12]);
     let over =
         |pick: fn(&HoldReason) -> bool| held.iter().any(|d| d.held.as_ref().is_some_and(pick));
     let reason = if over(|h| matches!(h, HoldReason::OverThreshold { .. })) {

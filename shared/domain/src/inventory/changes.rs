@@ -78,16 +78,22 @@ impl FieldChange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// Each change carries the entity's new content hash.
     Created {
         entity: Observed,
+        hash: String,
     },
     Changed {
         entity: Observed,
+        hash: String,
         diff: Vec<FieldChange>,
+        /// The content it replaces, as `previous` gave it.
+        previous: Option<Value>,
     },
     /// Only volatile fields changed: the current state to keep, and nothing for history.
     Refreshed {
         entity: Observed,
+        hash: String,
     },
     Gone {
         id: String,
@@ -104,11 +110,36 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
-/// The content hash: SHA-256 of the canonical JSON (object keys sorted, as `serde_json`'s
-/// map keeps them).
+/// Feeds what is written to it to a SHA-256.
+/// Feeds what is written to it to a SHA-256, which keeps its own block buffer.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The content hash of a JSON document: SHA-256 of its canonical JSON (object keys sorted, as
+/// `serde_json`'s map keeps them).
 pub fn content_hash(content: &Value) -> String {
-    let digest = Sha256::digest(content.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hash_of(content)
+}
+
+/// SHA-256 of what `serde_json` writes for `value`, straight into the digest, never into a
+/// string: a crawl hashes every entity it sees. An entity is hashed as its type writes it
+/// (`Entity::content_hash`), without building a JSON document first.
+pub fn hash_of<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    let mut hashing = Hashing(Sha256::new());
+    // The digest takes any bytes; a value that does not serialise (none of ours) hashes as
+    // what was written of it.
+    let _ = serde_json::to_writer(&mut hashing, value);
+    crate::hex::lower(&hashing.0.finalize())
 }
 
 /// The field-level differences from `old` to `new`.
@@ -197,34 +228,41 @@ pub fn recorded_diff(old: &Value, new: &Value) -> Vec<FieldChange> {
 }
 
 /// What one page of a crawl changes: its new and changed entities, against the manifest
-/// entries of the ids it holds. Safe to write before the crawl ends: what a page shows is true
-/// whether or not a later page fails. `previous` gives the last known content of an entity
+/// entries of the ids it holds, each seen entity with its content hash. Safe to write before
+/// the crawl ends: what a page shows is true whether or not a later page fails. `previous`
+/// gives the last known content of an entity
 /// whose hash changed (the store reads it only for those), for its diff. An entity whose
 /// volatile fields alone changed is [`Change::Refreshed`].
-pub fn page_changes(
+pub fn page_changes<E>(
     known: &Manifest,
-    seen: Vec<Observed>,
-    previous: impl Fn(&str) -> Option<Value>,
-) -> Vec<Change> {
+    seen: Vec<(Observed, String)>,
+    mut previous: impl FnMut(&str) -> Result<Option<Value>, E>,
+) -> Result<Vec<Change>, E> {
     let mut changes = Vec::new();
-    for entity in seen {
-        let hash = content_hash(&entity.content);
+    for (entity, hash) in seen {
         match known.get(&entity.id) {
-            None => changes.push(Change::Created { entity }),
+            None => changes.push(Change::Created { entity, hash }),
             Some(known) if known.hash != hash => {
-                let diff = previous(&entity.id)
-                    .map(|old| recorded_diff(&old, &entity.content))
+                let old = previous(&entity.id)?;
+                let diff = old
+                    .as_ref()
+                    .map(|old| recorded_diff(old, &entity.content))
                     .unwrap_or_default();
                 if diff.is_empty() {
-                    changes.push(Change::Refreshed { entity });
+                    changes.push(Change::Refreshed { entity, hash });
                 } else {
-                    changes.push(Change::Changed { entity, diff });
+                    changes.push(Change::Changed {
+                        entity,
+                        hash,
+                        diff,
+                        previous: old,
+                    });
                 }
             }
             Some(_) => {}
         }
     }
-    changes
+    Ok(changes)
 }
 
 /// What a complete crawl concludes about the manifest's entities by whether it saw them.
@@ -287,7 +325,16 @@ pub fn reconcile_scope(
         })
         .collect();
     let ids: BTreeSet<String> = next.keys().cloned().collect();
-    let mut changes = page_changes(manifest, seen, previous);
+    let seen = seen
+        .into_iter()
+        .map(|entity| {
+            let hash = content_hash(&entity.content);
+            (entity, hash)
+        })
+        .collect();
+    let Ok(mut changes) = page_changes(manifest, seen, |id| {
+        Ok::<_, std::convert::Infallible>(previous(id))
+    });
     let conclusion = conclude(manifest, &ids, gone_after);
     let missing = conclusion.missed.len();
     for (id, misses) in conclusion.missed {
@@ -326,6 +373,22 @@ mod tests {
 
     fn crawled(manifest: &Manifest, seen: Vec<Observed>) -> Outcome {
         reconcile_scope(manifest, Crawl::Complete(seen), 2, |_| None)
+    }
+
+    #[test]
+    fn the_content_hash_is_the_sha256_of_the_canonical_json() {
+        // Stored hashes were made from the JSON text: a hash made another way would mark
+        // every entity changed once.
+        let content = json!({"name": "web", "tags": {"b": "2", "a": "1"}, "ports": [443, 80]});
+        let text = content.to_string();
+        assert_eq!(
+            text,
+            r#"{"name":"web","ports":[443,80],"tags":{"a":"1","b":"2"}}"#
+        );
+        assert_eq!(
+            content_hash(&content),
+            crate::hex::lower(&Sha256::digest(text.as_bytes()))
+        );
     }
 
     #[test]

@@ -95,11 +95,33 @@ pub trait Provider: Send + Sync {
     async fn describe(&self, target: &Target, named: &Named) -> Result<Vec<Entity>, ProviderError>;
 }
 
+/// An entity's content as the store holds it, JSON text. It is read only where a change needs
+/// it: most entities a crawl sees have not changed, and their content is never parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContent(String);
+
+impl StoredContent {
+    pub fn new(json: String) -> Self {
+        StoredContent(json)
+    }
+
+    pub fn of(content: &Value) -> Self {
+        StoredContent(content.to_string())
+    }
+
+    pub fn read(&self) -> Result<Value, PortError> {
+        serde_json::from_str(&self.0).map_err(|e| PortError::Rejected {
+            service: "inventory",
+            detail: format!("a stored entity does not read back: {e}"),
+        })
+    }
+}
+
 /// What the store keeps of an active entity, for the diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub known: Known,
-    pub content: Value,
+    pub content: StoredContent,
     /// When the state stored was observed (listed or described); none for entities written
     /// before Maestro kept it.
     pub observed_at: Option<DateTime<Utc>>,
@@ -425,17 +447,6 @@ fn observed(entity: &Entity, scope: &Scope) -> Result<Observed, CrawlError> {
         })
 }
 
-/// An entity whose tags could not be read keeps the tags it was last read with, and what
-/// comes of them: not being able to read a tag is no proof that it went.
-fn keep_unreadable_tags(content: &mut Value, stored: &Value) {
-    if content.get("tagsUnreadable").is_none_or(Value::is_null) {
-        return;
-    }
-    for field in ["tags", "name", "environment", "role"] {
-        content[field] = stored.get(field).cloned().unwrap_or(Value::Null);
-    }
-}
-
 /// How many times a write refused because another writer changed the entity in between is
 /// computed again from what the store then holds.
 const WRITE_ATTEMPTS: usize = 3;
@@ -460,56 +471,79 @@ pub async fn refresh_writes(
     for entity in entities {
         by_id.insert(&entity.id, entity);
     }
-    let mut seen = by_id
-        .values()
-        .map(|e| observed(e, scope))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<String> = seen.iter().map(|o| o.id.clone()).collect();
+    let ids: Vec<String> = by_id.keys().map(|id| (*id).to_owned()).collect();
     let stored = store.known(&ids).await.map_err(store_error)?;
     let mut counts = Counts {
-        seen: seen.len() as u64,
+        seen: by_id.len() as u64,
         ..Counts::default()
     };
-    seen.retain(|entity| {
-        stored
-            .get(&entity.id)
-            .and_then(|s| s.observed_at)
-            .is_none_or(|at| at <= now)
-    });
-    for entity in &mut seen {
-        if let Some(stored) = stored.get(&entity.id) {
-            keep_unreadable_tags(&mut entity.content, &stored.content);
+    // An entity is hashed as it is; only one whose hash differs from the stored one is turned
+    // into the JSON document a diff and a write need.
+    // An event's describe is proof for the crawl that may be running meanwhile; a crawl's
+    // own pages are its proof that an entity is there.
+    let proves_presence = matches!(source, Source::EventRefresh { .. });
+    let mut unchanged = BTreeSet::new();
+    let mut candidates = Vec::new();
+    for entity in by_id.into_values() {
+        let held = stored.get(&entity.id);
+        // A state observed after this one stands.
+        if held.and_then(|s| s.observed_at).is_some_and(|at| at > now) {
+            continue;
+        }
+        // Tags that could not be read stand as last read: not being able to read a tag is no
+        // proof that it went.
+        let kept;
+        let entity = match (&entity.tags_unreadable, held) {
+            (Some(_), Some(held)) => {
+                kept = entity.with_tags_of(&held.content.read().map_err(store_error)?);
+                &kept
+            }
+            _ => entity,
+        };
+        let hash = entity.content_hash();
+        match held {
+            Some(held) if held.known.hash == hash => {
+                if proves_presence {
+                    unchanged.insert(entity.id.clone());
+                }
+            }
+            _ => candidates.push((observed(entity, scope)?, hash)),
         }
     }
-    let manifest: Manifest = stored
+    let manifest: Manifest = candidates
         .iter()
-        .map(|(id, s)| (id.clone(), s.known.clone()))
+        .filter_map(|(entity, _)| Some((entity.id.clone(), stored.get(&entity.id)?.known.clone())))
         .collect();
-    let mut unchanged: BTreeSet<String> = seen.iter().map(|o| o.id.clone()).collect();
     let mut writes = Vec::new();
-    for change in page_changes(&manifest, seen, |id| {
-        stored.get(id).map(|s| s.content.clone())
-    }) {
+    let changes = page_changes(&manifest, candidates, |id| {
+        stored.get(id).map(|s| s.content.read()).transpose()
+    })
+    .map_err(store_error)?;
+    for change in changes {
         let expected = |id: &str| {
             stored.get(id).map_or(Expected::NoActiveEntity, |s| {
                 Expected::Hash(s.known.hash.clone())
             })
         };
-        let (entity, diff, kind) = match change {
-            Change::Created { entity } => {
+        let (entity, hash, diff, kind, previous) = match change {
+            Change::Created { entity, hash } => {
                 counts.created += 1;
                 let diff = diff(&Value::Object(Default::default()), &entity.content);
-                (entity, diff, ChangeKind::Created)
+                (entity, hash, diff, ChangeKind::Created, None)
             }
-            Change::Changed { entity, diff } => {
+            Change::Changed {
+                entity,
+                hash,
+                diff,
+                previous,
+            } => {
                 counts.changed += 1;
-                (entity, diff, ChangeKind::Changed)
+                (entity, hash, diff, ChangeKind::Changed, previous)
             }
-            Change::Refreshed { entity } => {
-                unchanged.remove(&entity.id);
+            Change::Refreshed { entity, hash } => {
                 if let Expected::Hash(expected) = expected(&entity.id) {
                     writes.push(Write::Refresh {
-                        hash: super::changes::content_hash(&entity.content),
+                        hash,
                         entity,
                         expected,
                         observed_at: now,
@@ -520,10 +554,8 @@ pub async fn refresh_writes(
             // A page never concludes absence.
             Change::Gone { .. } => continue,
         };
-        unchanged.remove(&entity.id);
-        let previous = stored.get(&entity.id).map(|s| s.content.clone());
         writes.push(Write::Upsert {
-            hash: super::changes::content_hash(&entity.content),
+            hash,
             history: HistoryRecord {
                 entity_id: entity.id.clone(),
                 at: now,
@@ -538,17 +570,13 @@ pub async fn refresh_writes(
             observed_at: now,
         });
     }
-    // A crawl's own pages are its proof that an entity is there; an event's describe is proof
-    // for the crawl that may be running meanwhile.
-    if let Source::EventRefresh { .. } = source {
-        for id in unchanged {
-            if let Some(stored) = stored.get(&id) {
-                writes.push(Write::Seen {
-                    expected: stored.known.hash.clone(),
-                    id,
-                    at: now,
-                });
-            }
+    for id in unchanged {
+        if let Some(stored) = stored.get(&id) {
+            writes.push(Write::Seen {
+                expected: stored.known.hash.clone(),
+                id,
+                at: now,
+            });
         }
     }
     Ok((writes, counts))
@@ -731,7 +759,8 @@ async fn conclude_scope(
         let Some(stored) = previous.get(&id) else {
             continue;
         };
-        let mut gone = stored.content.clone();
+        let content = stored.content.read().map_err(store_error)?;
+        let mut gone = content.clone();
         gone["active"] = Value::Bool(false);
         gone["status"] = Value::String("gone".into());
         writes.push(Write::Gone {
@@ -740,10 +769,10 @@ async fn conclude_scope(
                 at: now,
                 change: ChangeKind::Gone,
                 source: state.source(),
-                diff: diff(&stored.content, &gone),
+                diff: diff(&content, &gone),
             },
             id,
-            previous: Some(stored.content.clone()),
+            previous: Some(content),
             expected: stored.known.hash.clone(),
             unobserved_since: started,
         });
@@ -1447,5 +1476,35 @@ mod tests {
             .expect("answers");
         assert_eq!(refused, Refused::from([id]));
         assert!(row(&store, "i-0").active);
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_the_old_way_is_rewritten_once_without_history() {
+        // Hashes were once made from the JSON document with its keys sorted; an entity is now
+        // hashed as its type writes it. After the upgrade, its first crawl rewrites the hash.
+        let provider = Listing::of(names(3));
+        let store = MemoryStore::default();
+        run(&provider, &store, "r1").await.expect("crawls");
+        for row in store.rows.lock().expect("lock").values_mut() {
+            row.known.hash = crate::inventory::changes::content_hash(&row.content);
+        }
+        let records = store.history.lock().expect("lock").len();
+        let writes = *store.item_writes.lock().expect("lock");
+        let upgraded = run_at(&provider, &store, "r2", after_the_lease())
+            .await
+            .expect("crawls");
+        assert_eq!((upgraded.counts.created, upgraded.counts.changed), (0, 0));
+        assert_eq!(store.history.lock().expect("lock").len(), records);
+        assert_eq!(*store.item_writes.lock().expect("lock"), writes + 3);
+        let steady = run_at(
+            &provider,
+            &store,
+            "r3",
+            after_the_lease() + chrono::Duration::minutes(11),
+        )
+        .await
+        .expect("crawls");
+        assert_eq!(steady.counts.seen, 3);
+        assert_eq!(*store.item_writes.lock().expect("lock"), writes + 3);
     }
 }

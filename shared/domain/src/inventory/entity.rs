@@ -114,6 +114,29 @@ pub struct Entity {
     pub tags_unreadable: Option<String>,
 }
 
+impl Entity {
+    /// Its content hash: SHA-256 of its JSON as its type writes it. A crawl compares it with
+    /// the stored hash before building the entity's JSON document, which only a change needs.
+    pub fn content_hash(&self) -> String {
+        super::changes::hash_of(self)
+    }
+
+    /// With the tags `stored` (the content last written) was read with, and what comes of them
+    /// (name, environment, role): for an entity whose tags could not be read this time.
+    pub fn with_tags_of(&self, stored: &serde_json::Value) -> Entity {
+        let text = |field: &str| stored.get(field).and_then(|v| v.as_str()).map(String::from);
+        let mut kept = self.clone();
+        kept.tags = stored
+            .get("tags")
+            .and_then(|tags| serde_json::from_value(tags.clone()).ok())
+            .unwrap_or_default();
+        kept.name = text("name");
+        kept.environment = text("environment");
+        kept.role = text("role");
+        kept
+    }
+}
+
 /// Where an entity lives and how its labels are read, for the translators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement<'a> {

@@ -147,21 +147,22 @@ pub async fn retire_unwatched(
         let manifest = store.manifest(&scope).await?;
         let ids: Vec<String> = manifest.keys().take(left).cloned().collect();
         let stored = store.known(&ids).await?;
-        let writes: Vec<Write> = stored
-            .into_iter()
-            .map(|(id, stored)| Write::Retire {
+        let mut writes = Vec::with_capacity(stored.len());
+        for (id, stored) in stored {
+            let content = stored.content.read()?;
+            writes.push(Write::Retire {
                 history: HistoryRecord {
                     entity_id: id.clone(),
                     at: now,
                     change: ChangeKind::Retired,
                     source: Source::Lifecycle { reason: why },
-                    diff: diff(&stored.content, &retired(&stored.content)),
+                    diff: diff(&content, &retired(&content)),
                 },
                 id,
-                previous: stored.content,
+                previous: content,
                 expected: stored.known.hash,
-            })
-            .collect();
+            });
+        }
         let attempted = writes.len();
         let refused = store.write(writes).await?;
         let written = attempted - refused.len();

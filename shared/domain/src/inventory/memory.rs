@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::changes::{Known, Manifest};
 use super::connection::Scope;
-use super::crawl::{Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, Write};
+use super::crawl::{
+    Expected, HistoryRecord, InventoryStore, Refused, ScopeLeases, Stored, StoredContent, Write,
+};
 use crate::port::PortError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +76,7 @@ impl InventoryStore for MemoryStore {
                     id.clone(),
                     Stored {
                         known: row.known.clone(),
-                        content: row.content.clone(),
+                        content: StoredContent::of(&row.content),
                         observed_at: row.observed_at,
                     },
                 ))
