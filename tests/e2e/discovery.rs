@@ -1398,11 +1398,16 @@ fn entities_no_connection_crawls_any_more_are_retired_with_the_reason() {
             last["source"],
             json!({"kind": "lifecycle", "reason": "region-removed"})
         );
+        // The next tick finds nothing of those scopes active, and they leave the schedule.
         let again = cloud
             .fire_schedule("DiscoverySchedulerFunction", "Tick")
             .await
             .expect("the scheduler runs");
-        assert_eq!(again["retired"]["entities"], 0, "retired once: {again}");
+        assert_eq!(
+            again["retired"],
+            json!({"entities": 0, "scopes": 2, "pending": 0}),
+            "retired once: {again}"
+        );
 
         let in_kept = listed(cloud, &format!("region={kept}&active=true")).await;
         assert!(!in_kept.is_empty());
@@ -1419,6 +1424,14 @@ fn entities_no_connection_crawls_any_more_are_retired_with_the_reason() {
             history(cloud, id).await[0]["source"],
             json!({"kind": "lifecycle", "reason": "connection-deleted"})
         );
+        let forgotten = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        assert_eq!(
+            forgotten["retired"],
+            json!({"entities": 0, "scopes": 2, "pending": 0})
+        );
         // Its schedule went with its last scope: nothing is left to retire.
         let after = cloud
             .fire_schedule("DiscoverySchedulerFunction", "Tick")
@@ -1428,6 +1441,8 @@ fn entities_no_connection_crawls_any_more_are_retired_with_the_reason() {
             after["retired"],
             json!({"entities": 0, "scopes": 0, "pending": 0})
         );
+        let (status, _) = call(cloud, "GET", "/connections/own", None).await;
+        assert_eq!(status, 404);
     });
 }
 

@@ -56,8 +56,17 @@ pub async fn handle(
         .connection(&state.scope.connection_id)
         .await?
         .ok_or_else(|| CrawlFailure::NoConnection(state.scope.connection_id.clone()))?;
-    let target = connection.target(&state.scope.region);
     let scope = state.scope.key();
+    if !connection.crawls(&state.scope) {
+        tracing::info!(
+            scope,
+            "the connection no longer crawls this scope; left alone"
+        );
+        let mut left = state;
+        left.done = true;
+        return Ok(left);
+    }
+    let target = connection.target(&state.scope.region);
     let next = crawl_step(
         &deps.provider,
         &deps.inventory,

@@ -129,6 +129,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
         )
         .await?
     };
+    for error in &retired.errors {
+        tracing::warn!(error, "a scope could not be retired on this tick");
+    }
     let connections = schedules.iter().filter(|s| s.connection.is_some()).count();
     tracing::info!(
         connections,

@@ -327,6 +327,13 @@ impl Condition {
         self.value(":missedBy", s(run));
     }
 
+    /// The entity belongs to `scope`: the one that wrote it last.
+    fn in_scope(&mut self, scope: &Scope) {
+        self.clauses.push("#inScope = :inScope");
+        self.name("#inScope", "scopeKey");
+        self.value(":inScope", s(scope.key()));
+    }
+
     fn exists(&mut self) {
         self.clauses.push("attribute_exists(PK)");
     }
@@ -334,6 +341,14 @@ impl Condition {
     fn expression(&self) -> String {
         self.clauses.join(" AND ")
     }
+}
+
+/// A change's idempotency token (at most 36 characters): the entity, the state it replaces
+/// and when it was recorded.
+fn change_token(id: &str, expected: &str, at: DateTime<Utc>) -> String {
+    let mut token = maestro_domain::inventory::changes::hash_of(&(id, expected, at));
+    token.truncate(36);
+    token
 }
 
 /// A transaction's answer: `true` when it wrote, `false` when its first item's condition did
@@ -487,6 +502,7 @@ impl DynamoInventory {
             ("content", Some(s(json))),
             ("hash", Some(s(hash))),
             ("misses", Some(n(0))),
+            ("missedBy", None),
             ("active", Some(AttributeValue::Bool(active))),
             ("scopeKey", Some(s(scope.key()))),
             ("lastChanged", Some(s(at.to_rfc3339()))),
@@ -579,9 +595,12 @@ impl DynamoInventory {
     /// holds has its new index items put first and its old ones deleted after: an index item
     /// may then point at an entity that no longer carries it (each read checks the entity),
     /// but none is ever missing. Answers whether the update's condition held.
+    /// `token` names the change: a transaction the SDK sends again after it landed (a lost
+    /// answer) is recognised by DynamoDB for 10 minutes, and answered as written, not refused.
     async fn transact(
         &self,
         id: &str,
+        token: String,
         entity: Update,
         history: Put,
         index: IndexChanges,
@@ -600,6 +619,7 @@ impl DynamoInventory {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .client_request_token(token)
             .send()
             .await;
         let wrote = transacted(id, answer)?;
@@ -607,6 +627,209 @@ impl DynamoInventory {
             self.batch_write(index.delete_requests()?).await?;
         }
         Ok(wrote)
+    }
+
+    /// The writes of [`InventoryStore::write`] one by one: the refused ones into `refused`, the
+    /// summary deltas of those that landed into `deltas`.
+    async fn write_each(
+        &self,
+        writes: Vec<Write>,
+        refused: &mut Refused,
+        deltas: &mut BTreeMap<String, i64>,
+    ) -> Result<(), PortError> {
+        for write in writes {
+            let id = write.id().to_owned();
+            let wrote = match write {
+                Write::Upsert {
+                    entity,
+                    hash,
+                    scope,
+                    previous,
+                    history,
+                    expected,
+                    observed_at,
+                } => {
+                    let update = self.upsert_update(
+                        &entity.content,
+                        &hash,
+                        &scope,
+                        history.at,
+                        &expected,
+                        observed_at,
+                    )?;
+                    let index = IndexChanges::between(previous.as_ref(), Some(&entity.content))?;
+                    let replaced = match &expected {
+                        Expected::Hash(hash) => hash.as_str(),
+                        Expected::NoActiveEntity => "",
+                    };
+                    let token = change_token(&id, replaced, history.at);
+                    let wrote = self
+                        .transact(&id, token, update, self.history_item(&history)?, index)
+                        .await?;
+                    // An inactive state observed later (an event saw it terminated) stands:
+                    // there is nothing to write, and nothing to compute again.
+                    let wrote = wrote
+                        || (expected == Expected::NoActiveEntity
+                            && self.inactive_since(&id, observed_at).await?);
+                    if wrote {
+                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                        for d in dimensions(&entity.content) {
+                            *deltas.entry(d).or_default() += 1;
+                        }
+                    }
+                    wrote
+                }
+                Write::Gone {
+                    previous,
+                    history,
+                    expected,
+                    unobserved_since,
+                    ..
+                } => {
+                    // A tombstone: inactive, and gone.
+                    let mut tombstone = previous.clone().unwrap_or(Value::Null);
+                    if tombstone.is_object() {
+                        tombstone["active"] = Value::Bool(false);
+                        tombstone["status"] = Value::String("gone".into());
+                    }
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.unobserved_since(unobserved_since);
+                    let update = self.inactive_update(&id, &tombstone, history.at, condition)?;
+                    let index = IndexChanges::of_tombstone(previous.as_ref())?;
+                    let token = change_token(&id, &expected, history.at);
+                    let wrote = self
+                        .transact(&id, token, update, self.history_item(&history)?, index)
+                        .await?;
+                    if wrote {
+                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                    }
+                    wrote
+                }
+                Write::Retire {
+                    scope,
+                    previous,
+                    history,
+                    expected,
+                    ..
+                } => {
+                    let mut retired = previous.clone();
+                    if retired.is_object() {
+                        retired["active"] = Value::Bool(false);
+                    }
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.in_scope(&scope);
+                    let update = self.inactive_update(&id, &retired, history.at, condition)?;
+                    let index = IndexChanges::of_tombstone(Some(&previous))?;
+                    let token = change_token(&id, &expected, history.at);
+                    let wrote = self
+                        .transact(&id, token, update, self.history_item(&history)?, index)
+                        .await?;
+                    if wrote {
+                        for d in dimensions(&previous) {
+                            *deltas.entry(d).or_default() -= 1;
+                        }
+                    }
+                    wrote
+                }
+                Write::Refresh {
+                    entity,
+                    hash,
+                    expected,
+                    observed_at,
+                } => {
+                    let json = serde_json::to_string(&entity.content)
+                        .map_err(|e| rejected(e.to_string()))?;
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.observed_by(observed_at);
+                    self.update_entity(
+                        &id,
+                        "SET #content = :content, #summary = :summary, #hash = :hash, #observedAt = :observedAt",
+                        condition,
+                        vec![
+                            (":content", s(json)),
+                            (":summary", s(summary_json(&entity.content))),
+                            (":hash", s(hash)),
+                            (":observedAt", n(observed_at.timestamp_millis())),
+                        ],
+                    )
+                    .await?
+                }
+                Write::Seen { expected, at, .. } => {
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.observed_by(at);
+                    self.update_entity(
+                        &id,
+                        "SET #observedAt = :observedAt, #misses = :misses REMOVE #missedBy",
+                        condition,
+                        vec![(":observedAt", n(at.timestamp_millis())), (":misses", n(0))],
+                    )
+                    .await?
+                }
+                Write::Missed {
+                    misses,
+                    run,
+                    expected,
+                    unobserved_since,
+                    ..
+                } => {
+                    let mut condition = Condition::new();
+                    condition.holds(&expected);
+                    condition.unobserved_since(unobserved_since);
+                    condition.not_missed_by(&run);
+                    self.update_entity(
+                        &id,
+                        "SET #misses = :misses, #missedBy = :missedBy",
+                        condition,
+                        vec![(":misses", n(misses))],
+                    )
+                    .await?
+                }
+                Write::Back { .. } => {
+                    let mut condition = Condition::new();
+                    condition.exists();
+                    self.update_entity(
+                        &id,
+                        "SET #misses = :misses REMOVE #missedBy",
+                        condition,
+                        vec![(":misses", n(0))],
+                    )
+                    .await?
+                }
+            };
+            if !wrote {
+                refused.insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the entity is inactive in a state observed after `at`.
+    async fn inactive_since(&self, id: &str, at: DateTime<Utc>) -> Result<bool, PortError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(entity_key(id)))
+            .projection_expression("#active, #observedAt")
+            .expression_attribute_names("#active", "active")
+            .expression_attribute_names("#observedAt", "observedAt")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, id, e))?
+            .item
+            .unwrap_or_default();
+        let inactive = item.get("active").and_then(|a| a.as_bool().ok()) == Some(&false);
+        let observed = number(&item, "observedAt").unwrap_or(i64::MIN);
+        Ok(inactive && observed > at.timestamp_millis())
     }
 
     async fn adjust_summary(&self, deltas: BTreeMap<String, i64>) -> Result<(), PortError> {
@@ -793,17 +1016,20 @@ impl DynamoInventory {
             .and_then(|json| serde_json::from_str::<Connection>(json).ok())
             .map(|connection| connection.account_id)
             .unwrap_or_default();
-        self.client
+        // A connection that never started a scope has no schedule, and nothing to retire.
+        let kept = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("PK", s(CONNECTIONS))
             .key("SK", s(format!("S#{id}")))
             .update_expression("SET #account = :account")
+            .condition_expression("attribute_exists(PK)")
             .expression_attribute_names("#account", "account")
             .expression_attribute_values(":account", s(account))
             .send()
-            .await
-            .map_err(|e| port_error(SERVICE, id, e))?;
+            .await;
+        written(SERVICE, id, kept)?;
         Ok(true)
     }
 
@@ -1405,165 +1631,10 @@ impl InventoryStore for DynamoInventory {
     async fn write(&self, writes: Vec<Write>) -> Result<Refused, PortError> {
         let mut refused = Refused::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-        for write in writes {
-            let id = write.id().to_owned();
-            let wrote = match write {
-                Write::Upsert {
-                    entity,
-                    hash,
-                    scope,
-                    previous,
-                    history,
-                    expected,
-                    observed_at,
-                } => {
-                    let update = self.upsert_update(
-                        &entity.content,
-                        &hash,
-                        &scope,
-                        history.at,
-                        &expected,
-                        observed_at,
-                    )?;
-                    let index = IndexChanges::between(previous.as_ref(), Some(&entity.content))?;
-                    let wrote = self
-                        .transact(&id, update, self.history_item(&history)?, index)
-                        .await?;
-                    if wrote {
-                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
-                            *deltas.entry(d).or_default() -= 1;
-                        }
-                        for d in dimensions(&entity.content) {
-                            *deltas.entry(d).or_default() += 1;
-                        }
-                    }
-                    wrote
-                }
-                Write::Gone {
-                    previous,
-                    history,
-                    expected,
-                    unobserved_since,
-                    ..
-                } => {
-                    // A tombstone: inactive, and gone.
-                    let mut tombstone = previous.clone().unwrap_or(Value::Null);
-                    if tombstone.is_object() {
-                        tombstone["active"] = Value::Bool(false);
-                        tombstone["status"] = Value::String("gone".into());
-                    }
-                    let mut condition = Condition::new();
-                    condition.holds(&expected);
-                    condition.unobserved_since(unobserved_since);
-                    let update = self.inactive_update(&id, &tombstone, history.at, condition)?;
-                    let index = IndexChanges::of_tombstone(previous.as_ref())?;
-                    let wrote = self
-                        .transact(&id, update, self.history_item(&history)?, index)
-                        .await?;
-                    if wrote {
-                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
-                            *deltas.entry(d).or_default() -= 1;
-                        }
-                    }
-                    wrote
-                }
-                Write::Retire {
-                    previous,
-                    history,
-                    expected,
-                    ..
-                } => {
-                    let mut retired = previous.clone();
-                    if retired.is_object() {
-                        retired["active"] = Value::Bool(false);
-                    }
-                    let mut condition = Condition::new();
-                    condition.holds(&expected);
-                    let update = self.inactive_update(&id, &retired, history.at, condition)?;
-                    let index = IndexChanges::of_tombstone(Some(&previous))?;
-                    let wrote = self
-                        .transact(&id, update, self.history_item(&history)?, index)
-                        .await?;
-                    if wrote {
-                        for d in dimensions(&previous) {
-                            *deltas.entry(d).or_default() -= 1;
-                        }
-                    }
-                    wrote
-                }
-                Write::Refresh {
-                    entity,
-                    hash,
-                    expected,
-                    observed_at,
-                } => {
-                    let json = serde_json::to_string(&entity.content)
-                        .map_err(|e| rejected(e.to_string()))?;
-                    let mut condition = Condition::new();
-                    condition.holds(&expected);
-                    condition.observed_by(observed_at);
-                    self.update_entity(
-                        &id,
-                        "SET #content = :content, #summary = :summary, #hash = :hash, #observedAt = :observedAt",
-                        condition,
-                        vec![
-                            (":content", s(json)),
-                            (":summary", s(summary_json(&entity.content))),
-                            (":hash", s(hash)),
-                            (":observedAt", n(observed_at.timestamp_millis())),
-                        ],
-                    )
-                    .await?
-                }
-                Write::Seen { expected, at, .. } => {
-                    let mut condition = Condition::new();
-                    condition.holds(&expected);
-                    condition.observed_by(at);
-                    self.update_entity(
-                        &id,
-                        "SET #observedAt = :observedAt, #misses = :misses REMOVE #missedBy",
-                        condition,
-                        vec![(":observedAt", n(at.timestamp_millis())), (":misses", n(0))],
-                    )
-                    .await?
-                }
-                Write::Missed {
-                    misses,
-                    run,
-                    expected,
-                    unobserved_since,
-                    ..
-                } => {
-                    let mut condition = Condition::new();
-                    condition.holds(&expected);
-                    condition.unobserved_since(unobserved_since);
-                    condition.not_missed_by(&run);
-                    self.update_entity(
-                        &id,
-                        "SET #misses = :misses, #missedBy = :missedBy",
-                        condition,
-                        vec![(":misses", n(misses))],
-                    )
-                    .await?
-                }
-                Write::Back { .. } => {
-                    let mut condition = Condition::new();
-                    condition.exists();
-                    self.update_entity(
-                        &id,
-                        "SET #misses = :misses REMOVE #missedBy",
-                        condition,
-                        vec![(":misses", n(0))],
-                    )
-                    .await?
-                }
-            };
-            if !wrote {
-                refused.insert(id);
-            }
-        }
+        let written = self.write_each(writes, &mut refused, &mut deltas).await;
+        // What landed before an error is counted: its retry finds nothing to write.
         self.adjust_summary(deltas).await?;
-        Ok(refused)
+        written.map(|()| refused)
     }
 
     async fn record_seen(
@@ -1685,7 +1756,10 @@ impl Schedules for DynamoInventory {
             .await
             .map_err(|e| port_error(SERVICE, &scope.connection_id, e))?;
         if connection.item.is_none() {
-            self.client
+            // Refused when the schedule changed meanwhile (a connection made again with the
+            // same id started a scope): it stays.
+            let deleted = self
+                .client
                 .delete_item()
                 .table_name(&self.table)
                 .key("PK", s(CONNECTIONS))
@@ -1693,8 +1767,8 @@ impl Schedules for DynamoInventory {
                 .condition_expression("attribute_exists(#account)")
                 .expression_attribute_names("#account", "account")
                 .send()
-                .await
-                .map_err(|e| port_error(SERVICE, &scope.connection_id, e))?;
+                .await;
+            written(SERVICE, &scope.connection_id, deleted)?;
         }
         Ok(())
     }

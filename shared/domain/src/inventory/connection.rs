@@ -330,6 +330,13 @@ impl Scope {
 }
 
 impl Connection {
+    /// Whether the connection crawls the scope now: enabled, with the scope's region and type.
+    /// A run started before it was disabled or changed leaves the other scopes alone, or it
+    /// would bring back entities their retirement made inactive (`super::lifecycle`).
+    pub fn crawls(&self, scope: &Scope) -> bool {
+        self.enabled && self.scopes().iter().any(|own| own == scope)
+    }
+
     /// Every scope of the connection, the global types once.
     pub fn scopes(&self) -> Vec<Scope> {
         let mut scopes = Vec::new();
@@ -502,6 +509,25 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].resource_type, ResourceType::Instances);
         assert_eq!(connection.due_scopes(&BTreeMap::new(), now).len(), 2);
+    }
+
+    #[test]
+    fn a_connection_crawls_only_its_scopes_while_enabled() {
+        let mut connection = input(json!({
+            "name": "x", "accountId": "111111111111", "regions": ["eu-west-1"],
+            "resourceTypes": {"instances": 15}
+        }))
+        .expect("valid");
+        let own = connection.scopes().remove(0);
+        assert!(connection.crawls(&own));
+        let mut elsewhere = own.clone();
+        elsewhere.region = "eu-central-1".into();
+        assert!(!connection.crawls(&elsewhere));
+        let mut other_type = own.clone();
+        other_type.resource_type = ResourceType::Volumes;
+        assert!(!connection.crawls(&other_type));
+        connection.enabled = false;
+        assert!(!connection.crawls(&own));
     }
 
     #[test]

@@ -258,9 +258,11 @@ pub enum Write {
     /// Seen again after a miss.
     Back { id: String },
     /// No longer watched (`super::lifecycle`): made inactive as last seen, its relations
-    /// dropped. Refused where the entity is not the active one with `expected`.
+    /// dropped. Refused where the entity is not the active one with `expected`, in `scope`.
     Retire {
         id: String,
+        /// The scope retired: an entity another scope holds now is not retired with it.
+        scope: Scope,
         previous: Value,
         history: HistoryRecord,
         expected: String,
@@ -1347,6 +1349,16 @@ mod tests {
         }
     }
 
+    /// One call of `state`'s crawl at `now`, over any provider.
+    async fn step_at(
+        provider: &dyn Provider,
+        store: &MemoryStore,
+        state: CrawlState,
+        now: DateTime<Utc>,
+    ) -> Result<CrawlState, CrawlError> {
+        crawl_step(provider, store, store, &target(), state, &settings(), now).await
+    }
+
     fn row(store: &MemoryStore, name: &str) -> Row {
         store.rows.lock().expect("lock")[&ids::ec2("eu-west-1", "111111111111", "instance", name)]
             .clone()
@@ -1371,13 +1383,10 @@ mod tests {
                 t0 + chrono::Duration::minutes(2),
             ))),
         };
-        let crawled = crawl_step(
+        let crawled = step_at(
             &during,
             &store,
-            &store,
-            &target(),
             CrawlState::start("r2", scope(), false),
-            &settings(),
             t0 + chrono::Duration::minutes(1),
         )
         .await
@@ -1506,5 +1515,39 @@ mod tests {
         .expect("crawls");
         assert_eq!(steady.counts.seen, 3);
         assert_eq!(*store.item_writes.lock().expect("lock"), writes + 3);
+    }
+
+    #[tokio::test]
+    async fn a_page_listed_before_an_event_saw_it_terminated_leaves_it_terminated() {
+        // The event's newer state is inactive, so the store's read of active entities does not
+        // show it: the crawl's older write is superseded, not refused again and again until
+        // the call fails.
+        let store = MemoryStore::default();
+        let t0 = Utc::now();
+        run_at(&Listing::of(names(2)), &store, "r1", t0)
+            .await
+            .expect("crawls");
+        let mut terminated = server("i-1", "web-1");
+        terminated.active = false;
+        terminated.status = Some("terminated".into());
+        let mut listed = names(2);
+        listed[1] = server("i-1", "renamed-before");
+        let during = EventDuringListing {
+            listing: Listing::of(listed),
+            store: &store,
+            event: Mutex::new(Some((terminated, t0 + chrono::Duration::minutes(2)))),
+        };
+        let crawled = step_at(
+            &during,
+            &store,
+            CrawlState::start("r2", scope(), false),
+            t0 + chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("crawls");
+        assert!(crawled.done, "the call does not fail");
+        let row = row(&store, "i-1");
+        assert!(!row.active);
+        assert_eq!(row.content["status"], "terminated");
     }
 }

@@ -106,9 +106,14 @@ pub struct Retirement {
     pub entities: u64,
     /// Scopes with nothing active left, forgotten by their schedule.
     pub scopes: u64,
-    /// Scopes left for a later pass: the budget ran out, a crawl still holds them, or a write
-    /// was refused.
+    /// Scopes left for a later pass: the budget ran out, a crawl still holds them, a write was
+    /// refused, something failed, or this pass retired their last entities (a scope is
+    /// forgotten on a pass that finds nothing of it active: its index may lag a pass that
+    /// just wrote).
     pub pending: u64,
+    /// What failed, by scope; those scopes are pending.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// The entity as retired: inactive, its content otherwise as last seen.
@@ -121,7 +126,8 @@ fn retired(content: &Value) -> Value {
 }
 
 /// Retires the entities of unwatched scopes, at most `budget` of them in this pass. Each
-/// scope is retired under its lease, so a crawl still running over it finishes first.
+/// scope is retired under its lease, so a crawl still running over it finishes first; a scope
+/// that fails is reported and left for a later pass, and the others go on.
 pub async fn retire_unwatched(
     store: &dyn InventoryStore,
     leases: &dyn ScopeLeases,
@@ -135,49 +141,89 @@ pub async fn retire_unwatched(
     let mut left = budget;
     let mut retirement = Retirement::default();
     for (scope, why) in unwatched {
-        if left == 0
-            || leases
-                .take(&scope, &holder, now, now + lease)
-                .await?
-                .is_some()
-        {
+        if left == 0 {
             retirement.pending += 1;
             continue;
         }
-        let manifest = store.manifest(&scope).await?;
-        let ids: Vec<String> = manifest.keys().take(left).cloned().collect();
-        let stored = store.known(&ids).await?;
-        let mut writes = Vec::with_capacity(stored.len());
-        for (id, stored) in stored {
-            let content = stored.content.read()?;
-            writes.push(Write::Retire {
-                history: HistoryRecord {
-                    entity_id: id.clone(),
-                    at: now,
-                    change: ChangeKind::Retired,
-                    source: Source::Lifecycle { reason: why },
-                    diff: diff(&content, &retired(&content)),
-                },
-                id,
-                previous: content,
-                expected: stored.known.hash,
-            });
+        match leases.take(&scope, &holder, now, now + lease).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                retirement.pending += 1;
+                continue;
+            }
+            Err(error) => {
+                retirement.pending += 1;
+                retirement.errors.push(format!("{}: {error}", scope.key()));
+                continue;
+            }
         }
-        let attempted = writes.len();
-        let refused = store.write(writes).await?;
-        let written = attempted - refused.len();
-        retirement.entities += written as u64;
-        left = left.saturating_sub(ids.len());
-        if manifest.len() <= ids.len() && refused.is_empty() {
-            schedules.forget(&scope).await?;
-            retirement.scopes += 1;
-        } else {
-            retirement.pending += 1;
+        match retire_scope(store, schedules, &scope, why, left, now).await {
+            Ok(Pass::Forgotten) => retirement.scopes += 1,
+            Ok(Pass::Retired {
+                entities,
+                looked_at,
+            }) => {
+                retirement.entities += entities;
+                retirement.pending += 1;
+                left = left.saturating_sub(looked_at);
+            }
+            Err(error) => {
+                retirement.pending += 1;
+                retirement.errors.push(format!("{}: {error}", scope.key()));
+            }
         }
         // Freeing is best effort: a lease left held expires.
         let _ = leases.release(&scope, &holder).await;
     }
     Ok(retirement)
+}
+
+/// What one pass did to one scope.
+enum Pass {
+    /// Nothing of it was active: its schedule forgot it.
+    Forgotten,
+    /// It retired `entities` of the `looked_at` its index still listed.
+    Retired { entities: u64, looked_at: usize },
+}
+
+async fn retire_scope(
+    store: &dyn InventoryStore,
+    schedules: &dyn Schedules,
+    scope: &Scope,
+    why: Unwatched,
+    budget: usize,
+    now: DateTime<Utc>,
+) -> Result<Pass, PortError> {
+    let manifest = store.manifest(scope).await?;
+    if manifest.is_empty() {
+        schedules.forget(scope).await?;
+        return Ok(Pass::Forgotten);
+    }
+    let ids: Vec<String> = manifest.keys().take(budget).cloned().collect();
+    let stored = store.known(&ids).await?;
+    let mut writes = Vec::with_capacity(stored.len());
+    for (id, stored) in stored {
+        let content = stored.content.read()?;
+        writes.push(Write::Retire {
+            history: HistoryRecord {
+                entity_id: id.clone(),
+                at: now,
+                change: ChangeKind::Retired,
+                source: Source::Lifecycle { reason: why },
+                diff: diff(&content, &retired(&content)),
+            },
+            id,
+            scope: scope.clone(),
+            previous: content,
+            expected: stored.known.hash,
+        });
+    }
+    let attempted = writes.len();
+    let refused = store.write(writes).await?;
+    Ok(Pass::Retired {
+        entities: (attempted - refused.len()) as u64,
+        looked_at: ids.len(),
+    })
 }
 
 #[cfg(test)]
@@ -314,6 +360,27 @@ mod tests {
         vec![(scope, Unwatched::RegionRemoved)]
     }
 
+    /// One pass over the removed region's scope.
+    async fn retire(
+        store: &MemoryStore,
+        forgotten: &Forgotten,
+        budget: usize,
+        now: DateTime<Utc>,
+    ) -> Retirement {
+        let lease = chrono::Duration::minutes(10);
+        retire_unwatched(
+            store,
+            store,
+            forgotten,
+            removed_region(),
+            budget,
+            lease,
+            now,
+        )
+        .await
+        .expect("retires")
+    }
+
     #[tokio::test]
     async fn the_entities_of_an_unwatched_scope_are_retired_a_budget_at_a_time() {
         // Issue 15, finding 5: they stayed active for good.
@@ -325,44 +392,33 @@ mod tests {
         refresh(&store, &servers, &scope, &source, Utc::now())
             .await
             .expect("crawled");
-        let lease = chrono::Duration::minutes(10);
 
-        let first = retire_unwatched(
-            &store,
-            &store,
-            &forgotten,
-            removed_region(),
-            3,
-            lease,
-            Utc::now(),
-        )
-        .await
-        .expect("retires");
+        let first = retire(&store, &forgotten, 3, Utc::now()).await;
         assert_eq!(
             first,
             Retirement {
                 entities: 3,
-                scopes: 0,
-                pending: 1
+                pending: 1,
+                ..Retirement::default()
             }
         );
-        let second = retire_unwatched(
-            &store,
-            &store,
-            &forgotten,
-            removed_region(),
-            3,
-            lease,
-            Utc::now(),
-        )
-        .await
-        .expect("retires");
+        let second = retire(&store, &forgotten, 3, Utc::now()).await;
         assert_eq!(
             second,
             Retirement {
                 entities: 2,
+                pending: 1,
+                ..Retirement::default()
+            }
+        );
+        assert!(forgotten.0.lock().expect("lock").is_empty());
+        // A scope is forgotten on a pass that finds nothing of it active.
+        let third = retire(&store, &forgotten, 3, Utc::now()).await;
+        assert_eq!(
+            third,
+            Retirement {
                 scopes: 1,
-                pending: 0
+                ..Retirement::default()
             }
         );
         assert_eq!(
@@ -400,28 +456,64 @@ mod tests {
                 .expect("taken"),
             None
         );
-        let held = retire_unwatched(&store, &store, &forgotten, removed_region(), 10, lease, now)
-            .await
-            .expect("retires");
+        let held = retire(&store, &forgotten, 10, now).await;
         assert_eq!(
             held,
             Retirement {
-                entities: 0,
-                scopes: 0,
-                pending: 1
+                pending: 1,
+                ..Retirement::default()
             }
         );
         store.release(&scope, "r1").await.expect("freed");
-        let after = retire_unwatched(&store, &store, &forgotten, removed_region(), 10, lease, now)
-            .await
-            .expect("retires");
+        let after = retire(&store, &forgotten, 10, now).await;
         assert_eq!(
             after,
             Retirement {
                 entities: 1,
-                scopes: 1,
-                pending: 0
+                pending: 1,
+                ..Retirement::default()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn an_entity_another_scope_holds_now_is_not_retired_with_this_one() {
+        // Two connections of one account crawl the same resources: the entity belongs to the
+        // scope that wrote it last, and the other's retirement leaves it alone.
+        let store = MemoryStore::default();
+        let forgotten = Forgotten::default();
+        let (scope, _) = removed_region().remove(0);
+        let mut other = scope.clone();
+        other.connection_id = "prod-again".into();
+        let source = Source::ScheduledSync { run: "r1".into() };
+        let now = Utc::now();
+        refresh(&store, &[server("i-0")], &scope, &source, now)
+            .await
+            .expect("crawled");
+        let stored = store.known(&[server("i-0").id]).await.expect("read");
+        let (id, held) = stored.into_iter().next().expect("stored");
+        let content = held.content.read().expect("reads");
+        let history = HistoryRecord {
+            entity_id: id.clone(),
+            at: now,
+            change: ChangeKind::Retired,
+            source: Source::Lifecycle {
+                reason: Unwatched::ConnectionDeleted,
+            },
+            diff: Vec::new(),
+        };
+        let refused = store
+            .write(vec![Write::Retire {
+                id: id.clone(),
+                scope: other,
+                previous: content,
+                history,
+                expected: held.known.hash,
+            }])
+            .await
+            .expect("answers");
+        assert_eq!(refused, crate::inventory::crawl::Refused::from([id]));
+        assert!(store.rows.lock().expect("lock").values().all(|r| r.active));
+        assert!(forgotten.0.lock().expect("lock").is_empty());
     }
 }

@@ -139,7 +139,12 @@ impl InventoryStore for MemoryStore {
                         && row.unobserved_since(*unobserved_since)
                         && row.known.missed_by.as_ref() != Some(run)
                 }
-                (Write::Retire { expected, .. }, Some(row)) => row.holds(expected),
+                (
+                    Write::Retire {
+                        expected, scope, ..
+                    },
+                    Some(row),
+                ) => row.holds(expected) && row.scope.as_deref() == Some(scope.key().as_str()),
                 (Write::Back { .. }, Some(_)) => true,
                 (
                     Write::Refresh { .. }
@@ -151,6 +156,22 @@ impl InventoryStore for MemoryStore {
                     None,
                 ) => false,
             };
+            // An inactive state observed later (an event saw it terminated) stands: a creation
+            // refused by it has nothing to write, and is not refused.
+            let superseded = match (&write, &row) {
+                (
+                    Write::Upsert {
+                        expected: Expected::NoActiveEntity,
+                        observed_at,
+                        ..
+                    },
+                    Some(row),
+                ) => !row.active && !row.observed_by(*observed_at),
+                _ => false,
+            };
+            if superseded {
+                continue;
+            }
             if !holds {
                 refused.insert(id);
                 continue;
@@ -165,6 +186,11 @@ impl InventoryStore for MemoryStore {
                     observed_at,
                     ..
                 } => {
+                    let active = entity
+                        .content
+                        .get("active")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true);
                     rows.insert(
                         entity.id,
                         Row {
@@ -175,7 +201,7 @@ impl InventoryStore for MemoryStore {
                                 missed_by: None,
                             },
                             scope: Some(scope.key()),
-                            active: true,
+                            active,
                             observed_at: Some(observed_at),
                         },
                     );
