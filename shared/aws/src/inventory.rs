@@ -260,6 +260,15 @@ impl IndexChanges {
     }
 }
 
+/// An entity made inactive: what it held, what it holds after, the history record saying
+/// so, and the hash the write expects.
+struct Inactive<'a> {
+    previous: &'a Value,
+    inactive: &'a Value,
+    history: &'a HistoryRecord,
+    expected: &'a str,
+}
+
 /// A condition on an entity item, clause by clause, with the names and values it uses.
 struct Condition {
     clauses: Vec<&'static str>,
@@ -683,59 +692,42 @@ impl DynamoInventory {
                 }
                 Write::Gone {
                     previous,
+                    inactive,
                     history,
                     expected,
                     unobserved_since,
                     ..
                 } => {
-                    // A tombstone: inactive, and gone.
-                    let mut tombstone = previous.clone().unwrap_or(Value::Null);
-                    if tombstone.is_object() {
-                        tombstone["active"] = Value::Bool(false);
-                        tombstone["status"] = Value::String("gone".into());
-                    }
                     let mut condition = Condition::new();
                     condition.holds(&expected);
                     condition.unobserved_since(unobserved_since);
-                    let update = self.inactive_update(&id, &tombstone, history.at, condition)?;
-                    let index = IndexChanges::of_tombstone(previous.as_ref())?;
-                    let token = change_token(&id, &expected, history.at);
-                    let wrote = self
-                        .transact(&id, token, update, self.history_item(&history)?, index)
-                        .await?;
-                    if wrote {
-                        for d in previous.as_ref().map(dimensions).unwrap_or_default() {
-                            *deltas.entry(d).or_default() -= 1;
-                        }
-                    }
-                    wrote
+                    let previous = previous.unwrap_or(Value::Null);
+                    let made = Inactive {
+                        previous: &previous,
+                        inactive: &inactive,
+                        history: &history,
+                        expected: &expected,
+                    };
+                    self.make_inactive(&id, made, condition, deltas).await?
                 }
                 Write::Retire {
                     scope,
                     previous,
+                    inactive,
                     history,
                     expected,
                     ..
                 } => {
-                    let mut retired = previous.clone();
-                    if retired.is_object() {
-                        retired["active"] = Value::Bool(false);
-                    }
                     let mut condition = Condition::new();
                     condition.holds(&expected);
                     condition.in_scope(&scope);
-                    let update = self.inactive_update(&id, &retired, history.at, condition)?;
-                    let index = IndexChanges::of_tombstone(Some(&previous))?;
-                    let token = change_token(&id, &expected, history.at);
-                    let wrote = self
-                        .transact(&id, token, update, self.history_item(&history)?, index)
-                        .await?;
-                    if wrote {
-                        for d in dimensions(&previous) {
-                            *deltas.entry(d).or_default() -= 1;
-                        }
-                    }
-                    wrote
+                    let made = Inactive {
+                        previous: &previous,
+                        inactive: &inactive,
+                        history: &history,
+                        expected: &expected,
+                    };
+                    self.make_inactive(&id, made, condition, deltas).await?
                 }
                 Write::Refresh {
                     entity,
@@ -809,6 +801,30 @@ impl DynamoInventory {
             }
         }
         Ok(())
+    }
+
+    /// Makes an entity inactive (a tombstone, a retirement) on `condition`, in one
+    /// transaction with its history record and the removal of its relation items; answers
+    /// whether the condition held.
+    async fn make_inactive(
+        &self,
+        id: &str,
+        made: Inactive<'_>,
+        condition: Condition,
+        deltas: &mut BTreeMap<String, i64>,
+    ) -> Result<bool, PortError> {
+        let update = self.inactive_update(id, made.inactive, made.history.at, condition)?;
+        let index = IndexChanges::of_tombstone(Some(made.previous))?;
+        let token = change_token(id, made.expected, made.history.at);
+        let wrote = self
+            .transact(id, token, update, self.history_item(made.history)?, index)
+            .await?;
+        if wrote {
+            for d in dimensions(made.previous) {
+                *deltas.entry(d).or_default() -= 1;
+            }
+        }
+        Ok(wrote)
     }
 
     /// Whether the entity is inactive in a state observed after `at`.

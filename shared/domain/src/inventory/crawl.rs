@@ -241,6 +241,8 @@ pub enum Write {
     Gone {
         id: String,
         previous: Option<Value>,
+        /// The tombstone: the content it holds once gone.
+        inactive: Value,
         history: HistoryRecord,
         expected: String,
         unobserved_since: DateTime<Utc>,
@@ -264,6 +266,8 @@ pub enum Write {
         /// The scope retired: an entity another scope holds now is not retired with it.
         scope: Scope,
         previous: Value,
+        /// The content it holds once retired.
+        inactive: Value,
         history: HistoryRecord,
         expected: String,
     },
@@ -599,7 +603,8 @@ pub async fn refresh(
         error,
     };
     let mut counts = Counts::default();
-    let mut pending: Vec<Entity> = entities.to_vec();
+    // The page itself on the first attempt; a copy of what was refused after.
+    let mut pending = std::borrow::Cow::Borrowed(entities);
     for attempt in 0..WRITE_ATTEMPTS {
         let (writes, attempted) = refresh_writes(store, &pending, scope, source, now).await?;
         if attempt == 0 {
@@ -626,7 +631,11 @@ pub async fn refresh(
         if refused.is_empty() {
             return Ok(counts);
         }
-        pending.retain(|entity| refused.contains(&entity.id));
+        pending = pending
+            .iter()
+            .filter(|entity| refused.contains(&entity.id))
+            .cloned()
+            .collect();
     }
     Err(store_error(PortError::Transient {
         service: "inventory",
@@ -775,6 +784,7 @@ async fn conclude_scope(
             },
             id,
             previous: Some(content),
+            inactive: gone,
             expected: stored.known.hash.clone(),
             unobserved_since: started,
         });
@@ -1476,6 +1486,7 @@ mod tests {
         let refused = store
             .write(vec![Write::Gone {
                 id: id.clone(),
+                inactive: stored.content.clone(),
                 previous: Some(stored.content),
                 history,
                 expected: stored.known.hash,

@@ -204,17 +204,19 @@ async fn retire_scope(
     let mut writes = Vec::with_capacity(stored.len());
     for (id, stored) in stored {
         let content = stored.content.read()?;
+        let inactive = retired(&content);
         writes.push(Write::Retire {
             history: HistoryRecord {
                 entity_id: id.clone(),
                 at: now,
                 change: ChangeKind::Retired,
                 source: Source::Lifecycle { reason: why },
-                diff: diff(&content, &retired(&content)),
+                diff: diff(&content, &inactive),
             },
             id,
             scope: scope.clone(),
             previous: content,
+            inactive,
             expected: stored.known.hash,
         });
     }
@@ -506,6 +508,7 @@ mod tests {
             .write(vec![Write::Retire {
                 id: id.clone(),
                 scope: other,
+                inactive: retired(&content),
                 previous: content,
                 history,
                 expected: held.known.hash,

@@ -229,18 +229,20 @@ impl InventoryStore for MemoryStore {
                 }
                 Write::Gone {
                     id,
+                    inactive,
                     history: record,
                     ..
                 }
                 | Write::Retire {
                     id,
+                    inactive,
                     history: record,
                     ..
                 } => {
                     if let Some(row) = rows.get_mut(&id) {
                         row.active = false;
                         row.scope = None;
-                        row.content["active"] = Value::Bool(false);
+                        row.content = inactive;
                     }
                     history.push(record);
                     *count += 1;
