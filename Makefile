@@ -15,7 +15,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
 
 TEMPLATE := infra/template.yaml
-OTHER_TEMPLATES := infra/us-east-1-forwarder.yaml infra/member-role.yaml
+OTHER_TEMPLATES := infra/us-east-1-forwarder.yaml infra/member-role.yaml infra/member-events-forwarder.yaml
 OPENAPI_DOCUMENTS := $(wildcard docs/openapi/*.yaml)
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt constraints.txt | cksum | cut -d' ' -f1)

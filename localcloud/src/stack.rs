@@ -17,6 +17,10 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// The logical id SAM gives the HTTP API it creates for `HttpApi` events that name none.
 pub const IMPLICIT_HTTP_API: &str = "ServerlessHttpApi";
 
+/// EventBridge's quota on an event pattern's size, in characters (adjustable only by a quota
+/// request, which a template cannot assume).
+pub const EVENT_PATTERN_MAX_CHARS: usize = 2048;
+
 /// API ids are ten lowercase characters; the local one is derived from the logical id.
 pub fn local_api_id(logical_id: &str) -> String {
     let mut id: String = logical_id
@@ -939,6 +943,13 @@ fn function_events(
                 if !pattern.is_object() {
                     return Err(LocalCloudError::Template(format!(
                         "{at}: the rule needs a Pattern"
+                    )));
+                }
+                let length = pattern.to_string().chars().count();
+                if length > EVENT_PATTERN_MAX_CHARS {
+                    return Err(LocalCloudError::Template(format!(
+                        "{at}: the event pattern is {length} characters; EventBridge takes at \
+                         most {EVENT_PATTERN_MAX_CHARS} (split the rule)"
                     )));
                 }
                 sources.push(PlannedSource::Rule(PlannedRule {

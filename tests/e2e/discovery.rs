@@ -1013,9 +1013,11 @@ fn a_bucket_whose_tags_are_refused_keeps_them_and_fails_nothing() {
     });
 }
 
-/// Puts the sample CloudTrail event on the default bus, naming `instance_id`.
-async fn put_create_tags_event(cloud: &LocalCloud, instance_id: &str) {
-    let path = moto::repository_root().join("events/discovery-events/ec2-create-tags.json");
+/// Puts a sample event of `events/discovery-events/` on the default bus, naming `instance_id`.
+async fn put_sample_event(cloud: &LocalCloud, sample: &str, instance_id: &str) {
+    let path = moto::repository_root()
+        .join("events/discovery-events")
+        .join(sample);
     let text = std::fs::read_to_string(&path).expect("the sample event");
     let sample: Value = serde_json::from_str(&text.replace("i-0abc123def4567890", instance_id))
         .expect("the sample is JSON");
@@ -1075,7 +1077,7 @@ fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
         // A changed tag value: the refresh moves the entity from one tag item to another.
         tag(cloud, &region, &instances[0], "Name", "api-1-blue").await;
 
-        put_create_tags_event(cloud, &instances[0]).await;
+        put_sample_event(cloud, "ec2-create-tags.json", &instances[0]).await;
         let refreshed = ec2(&region, OWN, "instance", &instances[0]);
         let untouched = ec2(&region, OWN, "instance", &instances[1]);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1117,6 +1119,31 @@ fn a_cloudtrail_event_refreshes_only_the_resource_it_names() {
             "only the named resource is refreshed"
         );
         assert_eq!(history(cloud, &untouched).await.len(), 1);
+
+        // EC2's own notice of a change of state refreshes the instance too (issue 15,
+        // finding 9): it also covers the changes no API call records.
+        ec2_api
+            .stop_instances()
+            .instance_ids(&instances[1])
+            .send()
+            .await
+            .expect("the instance stops");
+        put_sample_event(cloud, "ec2-instance-state-change.json", &instances[1]).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while entity(cloud, &untouched).await["entity"]["status"] != "stopped" {
+            assert!(
+                Instant::now() < deadline,
+                "the state change refreshed {untouched}: {}",
+                entity(cloud, &untouched).await
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let record = &history(cloud, &untouched).await[0];
+        assert_eq!(
+            record["source"]["eventName"], "EC2 Instance State-change Notification: stopped",
+            "{record}"
+        );
+        assert!(record["source"]["actor"].is_null(), "{record}");
     });
 }
 

@@ -156,3 +156,131 @@ fn the_management_accounts_organizations_events_reach_maestros_bus() {
         "${aws:ResourceOrgID}"
     );
 }
+
+/// The event patterns of the rules with `detail-type` `kind`, by their one source.
+fn patterns_by_source<'a>(
+    rules: impl Iterator<Item = &'a serde_json::Value>,
+    kind: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut found = std::collections::BTreeMap::new();
+    for pattern in rules {
+        if pattern["detail-type"] != json!([kind]) {
+            continue;
+        }
+        let source = pattern["source"][0]
+            .as_str()
+            .expect("a rule names its source");
+        assert_eq!(pattern["source"].as_array().map(Vec::len), Some(1));
+        let previous = found.insert(source.to_owned(), pattern.clone());
+        assert!(previous.is_none(), "one rule per source: {source}");
+    }
+    found
+}
+
+#[test]
+fn discovery_and_the_member_forwarder_listen_for_every_refresh_event_and_the_same_ones() {
+    // Issue 15, finding 9: the rule named 29 calls of 5 services; snapshots, images, the
+    // network, CloudFront and most modifications went unseen until the next crawl.
+    use maestro_domain::inventory::events::{
+        API_CALL, INSTANCE_STATE_CHANGE, REFRESH_EVENTS, SETTLED_INSTANCE_STATES,
+    };
+    let maestro = maestro_template();
+    let events = maestro.document["Resources"]["DiscoveryEventsFunction"]["Properties"]["Events"]
+        .as_object()
+        .expect("the events function has event sources")
+        .clone();
+    let maestro_rules: Vec<serde_json::Value> = events
+        .values()
+        .filter(|e| e["Type"] == "EventBridgeRule")
+        .map(|e| e["Properties"]["Pattern"].clone())
+        .collect();
+    let forwarder = Template::load(
+        &maestro_localcloud::moto::repository_root().join("infra/member-events-forwarder.yaml"),
+    )
+    .expect("the member forwarder template loads");
+    let forwarder_rules: Vec<serde_json::Value> =
+        forwarder
+            .resources()
+            .filter(|(_, r)| r["Type"] == "AWS::Events::Rule")
+            .map(|(id, r)| {
+                let target = &r["Properties"]["Targets"][0];
+                assert!(
+                    target["Arn"]["Fn::Sub"].as_str().is_some_and(|arn| arn
+                        .ends_with("${MaestroRegion}:${MaestroAccountId}:event-bus/default")),
+                    "{id} forwards to Maestro's bus"
+                );
+                assert_eq!(
+                    target["RoleArn"],
+                    json!({"Fn::GetAtt": ["ForwardingRole", "Arn"]})
+                );
+                r["Properties"]["EventPattern"].clone()
+            })
+            .collect();
+
+    let expected: std::collections::BTreeMap<String, serde_json::Value> = REFRESH_EVENTS
+        .iter()
+        .map(|(source, calls)| {
+            let names: Vec<serde_json::Value> = calls
+                .iter()
+                .map(|call| {
+                    if call.versioned {
+                        json!({"prefix": call.name})
+                    } else {
+                        json!(call.name)
+                    }
+                })
+                .collect();
+            (
+                (*source).to_owned(),
+                json!({"source": [source], "detail-type": [API_CALL], "detail": {"eventName": names}}),
+            )
+        })
+        .collect();
+    let state_changes = json!({
+        "source": ["aws.ec2"],
+        "detail-type": [INSTANCE_STATE_CHANGE],
+        "detail": {"state": SETTLED_INSTANCE_STATES},
+    });
+    for (whose, rules) in [
+        ("Maestro", &maestro_rules),
+        ("the forwarder", &forwarder_rules),
+    ] {
+        assert_eq!(
+            patterns_by_source(rules.iter(), API_CALL),
+            expected,
+            "{whose}'s rules name exactly the refresh events"
+        );
+        let states = patterns_by_source(rules.iter(), INSTANCE_STATE_CHANGE);
+        assert_eq!(states.get("aws.ec2"), Some(&state_changes), "{whose}");
+        assert_eq!(rules.len(), expected.len() + 1, "{whose} has no other rule");
+        for pattern in rules.iter() {
+            let length = pattern.to_string().chars().count();
+            assert!(
+                length <= maestro_localcloud::stack::EVENT_PATTERN_MAX_CHARS,
+                "{whose}: a pattern of {length} characters is over EventBridge's limit"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_event_pattern_longer_than_eventbridge_takes_fails_the_build() {
+    // EventBridge refuses a pattern of more than 2,048 characters; one rule for every refresh
+    // event would have been one.
+    let template = broken(|t| {
+        let events = &mut resource(t, "DiscoveryEventsFunction")["Properties"]["Events"];
+        let mut names = Vec::new();
+        for rule in events.as_object().expect("events").values() {
+            if let Some(calls) = rule["Properties"]["Pattern"]["detail"]["eventName"].as_array() {
+                names.extend(calls.iter().cloned());
+            }
+        }
+        events["Ec2Changes"]["Properties"]["Pattern"]["detail"]["eventName"] = json!(names);
+    });
+    let error = deploy_outcome(&template).unwrap_err();
+    assert!(
+        error.contains("DiscoveryEventsFunction")
+            && error.contains("EventBridge takes at most 2048"),
+        "{error}"
+    );
+}

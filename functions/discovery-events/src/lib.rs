@@ -1,4 +1,6 @@
-//! `DiscoveryEventsFunction`: refreshes single resources when CloudTrail says they changed.
+//! `DiscoveryEventsFunction`: refreshes single resources when an event says they changed: a
+//! CloudTrail record of a call that changes them, or an EC2 instance's change of state
+//! (`maestro_domain::inventory::events`).
 //!
 //! The event names the account, the region and the resources; each connection of that account
 //! that crawls the region and type has them described again and written through the same
@@ -15,7 +17,7 @@ use maestro_discovery_aws::AwsProvider;
 use maestro_domain::inventory::connection::{GLOBAL_REGION, Scope};
 use maestro_domain::inventory::crawl::{Counts, CrawlError, Provider, Source, refresh};
 use maestro_domain::inventory::entity::Labels;
-use maestro_domain::inventory::events::{actor_of, named_resources};
+use maestro_domain::inventory::events::{actor_of, event_name, named_resources};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,10 +27,13 @@ pub struct Deps {
     pub provider: AwsProvider,
 }
 
-/// An EventBridge event carrying a CloudTrail record.
+/// An EventBridge event: a CloudTrail record, or an EC2 instance's change of state.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TrailEvent {
     pub id: String,
+    pub source: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
     pub account: String,
     pub region: String,
     pub detail: Value,
@@ -66,13 +71,8 @@ pub async fn handle(
     event: LambdaEvent<TrailEvent>,
 ) -> Result<Refreshed, RefreshFailure> {
     let event = event.payload;
-    let event_name = event
-        .detail
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let named = named_resources(&event.detail);
+    let event_name = event_name(&event.detail_type, &event.detail);
+    let named = named_resources(&event.source, &event.detail_type, &event.detail);
     let mut refreshed = Refreshed {
         event_name: event_name.clone(),
         named: named.iter().map(|n| n.ids.len()).sum(),

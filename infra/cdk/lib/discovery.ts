@@ -29,6 +29,16 @@ import { index, table } from './tables';
 const LISTING_ATTRIBUTES = ['summary', 'entityType', 'active', 'nameLower', 'tagKeys', 'firstSeen', 'lastChanged'];
 
 /** The inventory, its history and the discovery connections (docs/inventory.md). */
+/** The calls DiscoveryEventsFunction refreshes on, per service: maestro_domain::inventory::events::REFRESH_EVENTS. */
+const RESOURCE_CHANGES: [string, string, (string | { prefix: string })[]][] = [
+  ['Ec2Changes', 'aws.ec2', ['CreateTags', 'DeleteTags', 'RunInstances', 'StartInstances', 'StopInstances', 'TerminateInstances', 'ModifyInstanceAttribute', 'ModifyInstancePlacement', 'ModifyInstanceMetadataOptions', 'AssociateAddress', 'DisassociateAddress', 'AssociateIamInstanceProfile', 'AttachVolume', 'DetachVolume', 'CreateVolume', 'DeleteVolume', 'ModifyVolume', 'CreateSnapshot', 'CreateSnapshots', 'CopySnapshot', 'DeleteSnapshot', 'ModifySnapshotAttribute', 'ModifySnapshotTier', 'CreateImage', 'RegisterImage', 'CopyImage', 'DeregisterImage', 'ModifyImageAttribute', 'EnableImage', 'DisableImage', 'EnableImageDeprecation', 'DisableImageDeprecation', 'CreateSecurityGroup', 'DeleteSecurityGroup', 'AuthorizeSecurityGroupIngress', 'AuthorizeSecurityGroupEgress', 'RevokeSecurityGroupIngress', 'RevokeSecurityGroupEgress', 'ModifySecurityGroupRules', 'UpdateSecurityGroupRuleDescriptionsIngress', 'UpdateSecurityGroupRuleDescriptionsEgress', 'CreateVpc', 'DeleteVpc', 'ModifyVpcAttribute', 'AssociateVpcCidrBlock', 'DisassociateVpcCidrBlock', 'CreateSubnet', 'DeleteSubnet', 'ModifySubnetAttribute', 'CreateRouteTable', 'DeleteRouteTable', 'CreateRoute', 'ReplaceRoute', 'DeleteRoute', 'AssociateRouteTable', 'DisassociateRouteTable', 'ReplaceRouteTableAssociation', 'CreateNatGateway', 'DeleteNatGateway', 'CreateNetworkAcl', 'DeleteNetworkAcl', 'CreateNetworkAclEntry', 'ReplaceNetworkAclEntry', 'DeleteNetworkAclEntry', 'ReplaceNetworkAclAssociation', 'CreateVpcEndpoint', 'ModifyVpcEndpoint', 'DeleteVpcEndpoints', 'CreateVpcPeeringConnection', 'AcceptVpcPeeringConnection', 'RejectVpcPeeringConnection', 'DeleteVpcPeeringConnection', 'CreateVpnGateway', 'AttachVpnGateway', 'DetachVpnGateway', 'DeleteVpnGateway']],
+  ['S3Changes', 'aws.s3', ['CreateBucket', 'DeleteBucket', 'PutBucketTagging', 'DeleteBucketTagging']],
+  ['RdsChanges', 'aws.rds', ['CreateDBInstance', 'CreateDBInstanceReadReplica', 'RestoreDBInstanceFromDBSnapshot', 'RestoreDBInstanceToPointInTime', 'DeleteDBInstance', 'ModifyDBInstance', 'StartDBInstance', 'StopDBInstance', 'RebootDBInstance', 'PromoteReadReplica', 'AddTagsToResource', 'RemoveTagsFromResource']],
+  ['LoadBalancerChanges', 'aws.elasticloadbalancing', ['CreateLoadBalancer', 'DeleteLoadBalancer', 'ModifyLoadBalancerAttributes', 'SetSecurityGroups', 'SetSubnets', 'SetIpAddressType', 'ApplySecurityGroupsToLoadBalancer', 'AttachLoadBalancerToSubnets', 'DetachLoadBalancerFromSubnets', 'RegisterInstancesWithLoadBalancer', 'DeregisterInstancesFromLoadBalancer', 'RegisterTargets', 'DeregisterTargets', 'AddTags', 'RemoveTags']],
+  ['LambdaChanges', 'aws.lambda', [{ prefix: 'CreateFunction' }, { prefix: 'DeleteFunction' }, { prefix: 'UpdateFunctionCode' }, { prefix: 'UpdateFunctionConfiguration' }, { prefix: 'TagResource' }, { prefix: 'UntagResource' }]],
+  ['CloudFrontChanges', 'aws.cloudfront', [{ prefix: 'CreateDistribution' }, { prefix: 'CreateDistributionWithTags' }, { prefix: 'UpdateDistribution' }, { prefix: 'DeleteDistribution' }, { prefix: 'TagResource' }, { prefix: 'UntagResource' }]],
+];
+
 export function inventoryTable(stack: Stack): dynamodb.CfnTable {
   const inventory = table(stack, 'InventoryTable', {
     attributes: ['PK', 'SK', 'id', 'scopeKey', 'family', 'account', 'region', 'environment'],
@@ -254,46 +264,22 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       ]),
     ],
   });
-  // Member accounts' CloudTrail events reach this bus through the forwarding rules in
-  // docs/inventory.md; S3 and IAM-global events arrive in us-east-1.
+  // One rule per service: an event pattern holds at most 2,048 characters. Member accounts'
+  // events reach this bus through infra/member-events-forwarder.yaml; S3 and CloudFront events
+  // arrive in us-east-1.
+  for (const [eventName, source, calls] of RESOURCE_CHANGES) {
+    events.onEventBridgeRule(
+      eventName,
+      { source: [source], 'detail-type': ['AWS API Call via CloudTrail'], detail: { eventName: calls } },
+      { deadLetterQueue: eventsDlq, retryPolicy: EVENT_RETRY_POLICY },
+    );
+  }
   events.onEventBridgeRule(
-    'ResourceChanges',
+    'InstanceStateChanges',
     {
-      source: ['aws.ec2', 'aws.s3', 'aws.rds', 'aws.elasticloadbalancing', 'aws.lambda'],
-      'detail-type': ['AWS API Call via CloudTrail'],
-      detail: {
-        eventName: [
-          'RunInstances',
-          'TerminateInstances',
-          'StartInstances',
-          'StopInstances',
-          'ModifyInstanceAttribute',
-          'CreateTags',
-          'DeleteTags',
-          'CreateVolume',
-          'DeleteVolume',
-          'AttachVolume',
-          'DetachVolume',
-          'CreateSecurityGroup',
-          'DeleteSecurityGroup',
-          'AuthorizeSecurityGroupIngress',
-          'RevokeSecurityGroupIngress',
-          'CreateBucket',
-          'DeleteBucket',
-          'PutBucketTagging',
-          'DeleteBucketTagging',
-          'CreateDBInstance',
-          'DeleteDBInstance',
-          'ModifyDBInstance',
-          'CreateLoadBalancer',
-          'DeleteLoadBalancer',
-          'RegisterTargets',
-          'DeregisterTargets',
-          'CreateFunction20150331',
-          'DeleteFunction20150331',
-          'UpdateFunctionConfiguration20150331v2',
-        ],
-      },
+      source: ['aws.ec2'],
+      'detail-type': ['EC2 Instance State-change Notification'],
+      detail: { state: ['running', 'stopped', 'terminated'] },
     },
     { deadLetterQueue: eventsDlq, retryPolicy: EVENT_RETRY_POLICY },
   );
