@@ -225,6 +225,68 @@ async fn sync(cloud: &LocalCloud, client: &reqwest::Client) {
     }
 }
 
+/// Tags an instance of the seeded region `count` times, each change followed by its CloudTrail
+/// record on the default bus.
+async fn changes_with_events(cloud: &LocalCloud, region: &str, count: u64) {
+    let ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(cloud.sdk_config())
+            .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+            .build(),
+    );
+    let described = ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("the instances are described");
+    let instance = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.instance_id())
+        .expect("the sample inventory has an instance")
+        .to_owned();
+    let bus = aws_sdk_eventbridge::Client::new(cloud.sdk_config());
+    for change in 0..count {
+        ec2.create_tags()
+            .resources(&instance)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("Build")
+                    .value(change.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the instance is tagged");
+        let detail = json!({
+            "eventVersion": "1.09",
+            "eventTime": chrono::Utc::now().to_rfc3339(),
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "CreateTags",
+            "awsRegion": region,
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/Deployer/ci"},
+            "requestParameters": {
+                "resourcesSet": {"items": [{"resourceId": instance}]},
+                "tagSet": {"items": [{"key": "Build", "value": change.to_string()}]}
+            },
+            "responseElements": {"_return": true}
+        });
+        let put = bus
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.ec2")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the event is put");
+        assert_eq!(put.failed_entry_count, 0);
+    }
+}
+
 /// Prices in us-east-1, on-demand, as AWS lists them (November 2026), in dollars.
 mod price {
     pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
@@ -334,7 +396,9 @@ fn print_measured(name: &str, m: &Measured) {
 fn main() {
     on_local_cloud(Some(&maestro_template()), |cloud, _| async move {
         let client = operator(cloud).await;
-        let region = seed::SAMPLE_REGIONS[0];
+        // The stack's own region: the events put on its bus come from there.
+        let region = cloud.region().to_owned();
+        let region = region.as_str();
         let own = seed::SAMPLE_ACCOUNTS[0];
         seed::sample_inventory_script(cloud.moto_endpoint(), "seed", &[own], &[region])
             .expect("the sample inventory is seeded");
@@ -358,6 +422,22 @@ fn main() {
             Duration::ZERO,
         )
         .await;
+        // Event refresh: CloudTrail records of a change each, as a member account forwards
+        // them; every one changes the instance it names.
+        let refreshes = measure(
+            cloud,
+            changes_with_events(cloud, region, EVENTS_MEASURED),
+            Duration::from_secs(5),
+        )
+        .await;
+        let refreshed = refreshes
+            .invocations
+            .get("DiscoveryEventsFunction")
+            .map_or(0, |s| s.invocations);
+        assert_eq!(
+            refreshed, EVENTS_MEASURED,
+            "every event reached DiscoveryEventsFunction"
+        );
 
         // SSO: a scheduled reconcile of the sample organisation, with its changes applied; the
         // worker and the monitor take the queued changes asynchronously.
@@ -381,6 +461,10 @@ fn main() {
         print_measured("steady crawl, the same", &steady);
         print_measured("scheduler tick, nothing due", &tick);
         print_measured(
+            &format!("{EVENTS_MEASURED} events, each a change to an instance"),
+            &refreshes,
+        );
+        print_measured(
             &format!("first SSO reconcile, {accounts} accounts, applied"),
             &first_reconcile,
         );
@@ -389,41 +473,62 @@ fn main() {
             &reconcile,
         );
 
-        // A month at the defaults: each resource type crawled at its own interval, a
-        // scheduler tick every 5 minutes, a reconcile every hour.
+        // A month at the defaults: each resource type crawled at its own interval (a global
+        // type once per account, the others in each region), a scheduler tick every 5
+        // minutes, a reconcile every hour, and the events of a moderately busy account.
         let minutes_per_month = 30.0 * 24.0 * 60.0;
-        let scope_crawls_per_region: f64 = ResourceType::ALL
+        let scope_crawls_per_account: f64 = ResourceType::ALL
             .iter()
-            .map(|t| minutes_per_month / f64::from(t.default_interval_minutes()))
+            .map(|t| {
+                let regions = if t.is_global() {
+                    1.0
+                } else {
+                    f64::from(REGIONS)
+                };
+                regions * minutes_per_month / f64::from(t.default_interval_minutes())
+            })
             .sum();
         let measured_scopes = ResourceType::ALL.len() as f64;
         let memory = memory_by_function();
+        // A forwarded event is a custom event on the member account's bill.
+        let event_cost = |events: f64| {
+            sum(&cost_of(
+                &refreshes.scaled(events / EVENTS_MEASURED as f64),
+                &memory,
+            )) + events * price::EVENTBRIDGE_EVENT
+        };
         println!("\n## Monthly cost (dollars), {REGIONS} regions per account\n");
         println!(
-            "| Accounts | Discovery crawls | Scheduler | SSO reconcile | Fixed | Total | Per account |"
+            "| Accounts | Discovery crawls | Event refresh | Scheduler | SSO reconcile | Fixed | Total | Per account |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for accounts_n in [10.0, 100.0, 1000.0] {
-            let crawls = accounts_n * f64::from(REGIONS) * scope_crawls_per_region;
+            let crawls = accounts_n * scope_crawls_per_account;
             let crawl = sum(&cost_of(&steady.scaled(crawls / measured_scopes), &memory));
+            let events = accounts_n * EVENTS_PER_ACCOUNT_MONTH;
+            let refresh = event_cost(events);
             let scheduler = sum(&cost_of(&tick.scaled(minutes_per_month / 5.0), &memory));
             let sso = sum(&cost_of(
                 &reconcile.scaled(30.0 * 24.0 * accounts_n / accounts),
                 &memory,
             ));
-            let invocations = crawls + minutes_per_month / 5.0 + 30.0 * 24.0;
+            let invocations = crawls + events + minutes_per_month / 5.0 + 30.0 * 24.0;
             let fixed = 2.0 * price::KMS_KEY_MONTH
                 + price::SECRET_MONTH
                 + ALARMS * price::ALARM_MONTH
                 + invocations * LOG_BYTES_PER_INVOCATION / 1e9 * price::LOG_GB;
-            let total = crawl + scheduler + sso + fixed;
+            let total = crawl + refresh + scheduler + sso + fixed;
             println!(
-                "| {accounts_n:.0} | {crawl:.2} | {scheduler:.2} | {sso:.2} | {fixed:.2} | {total:.2} | {:.3} |",
+                "| {accounts_n:.0} | {crawl:.2} | {refresh:.2} | {scheduler:.2} | {sso:.2} | {fixed:.2} | {total:.2} | {:.3} |",
                 total / accounts_n
             );
         }
-        println!("\nScope crawls per region and month: {scope_crawls_per_region:.0}.");
-        let crawls = 1000.0 * f64::from(REGIONS) * scope_crawls_per_region;
+        println!("\nScope crawls per account and month: {scope_crawls_per_account:.0}.");
+        println!("\nEvent refresh per account and month, by events a month:\n");
+        for events in [1_000.0, 3_000.0, 10_000.0, 30_000.0] {
+            println!("- {events:.0}: {:.3}", event_cost(events));
+        }
+        let crawls = 1000.0 * scope_crawls_per_account;
         println!("\nDiscovery crawls at 1,000 accounts, by service (dollars a month):\n");
         for (service, dollars) in cost_of(&steady.scaled(crawls / measured_scopes), &memory) {
             println!("- {service}: {dollars:.2}");
@@ -433,6 +538,11 @@ fn main() {
 
 /// Regions crawled in each account.
 const REGIONS: u32 = 4;
+/// Events measured, each a change.
+const EVENTS_MEASURED: u64 = 20;
+/// Forwarded events an account makes in a month: about a hundred changes to crawled resources
+/// a day (deployments, scaling, tagging). docs/cost.md shows the cost at other rates.
+const EVENTS_PER_ACCOUNT_MONTH: f64 = 3_000.0;
 /// The template's alarms.
 const ALARMS: f64 = 10.0;
 /// Log volume: about four JSON lines of 300 bytes per invocation.
