@@ -76,6 +76,13 @@ localcloud/README.md; keep the two in step.
     an item written since is answered as it was before, one created since is missing, one
     deleted since is still there. moto's reads are always consistent, so code that read its
     own fresh writes without asking for consistency would pass here and miss them on AWS.
+19. Opt-in regions an account has not enabled, on demand (``opt_in_regions``): after
+    ``POST /moto-api/maestro/regions-not-enabled`` with ``{"account", "regions"}``, every
+    request that account signs for one of those regions is refused, whatever the service, with
+    ``AuthFailure`` (401), as AWS refuses credentials in a region the account has not enabled;
+    and ``ec2:DescribeRegions`` answers those regions' ``OptInStatus`` as ``not-opted-in``.
+    moto knows no opt-in regions, so a crawl that took a disabled region for a failing one
+    would pass here and alarm on AWS. ``DELETE`` enables them all again.
 
 The launcher prints ``MOTO_READY <port>`` on stdout once the server listens, and exits when its
 standard input closes, so a parent that dies never leaves a server behind.
@@ -198,6 +205,7 @@ def main() -> None:
     hide_disabled_images()
     announce_execution_status_changes()
     make_dynamodb_reads_eventual()
+    opt_in_regions()
     record_calls(os.environ.get("MAESTRO_CALL_LOG") or None)
 
     print(f"MOTO_READY {port}", flush=True)
@@ -333,7 +341,21 @@ def make_dynamodb_writes_atomic() -> None:
 
         return wrapper
 
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+    # Reads too: moto's Table.items is a defaultdict, and a GetItem (or each key of a
+    # BatchGetItem) of a missing item on a table with a range key inserts an empty entry. A
+    # read in another thread then changes the dict a transaction is deep-copying ("dictionary
+    # changed size during iteration"), or a Query is iterating.
+    serialised_methods = (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "batch_write_item",
+        "get_item",
+        "query",
+        "scan",
+    )
+    for name in serialised_methods:
         if not hasattr(DynamoDBBackend, name):
             raise SystemExit(f"moto's DynamoDB backend has no {name}; update the launcher")
         setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
@@ -823,6 +845,74 @@ def inject_faults() -> None:
     before_each_request(answer_faults)
     moto_api_urls.url_paths["{0}/moto-api/maestro/faults"] = faults_api
     forget_on_reset(faults)
+
+
+def opt_in_regions() -> None:
+    """Extension 19: an account's opt-in regions it has not enabled."""
+    import copy
+    import functools
+
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    not_enabled: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def settings_api(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        answer_headers = {"Content-Type": "application/json"}
+        if request.method == "DELETE":
+            with lock:
+                not_enabled.clear()
+        elif request.method == "POST":
+            try:
+                body = json.loads(request_body(request) or b"null")
+                account, regions = body["account"], body["regions"]
+                if not isinstance(account, str) or not isinstance(regions, list):
+                    raise ValueError("account must be a string and regions a list")
+            except (ValueError, KeyError, TypeError) as error:
+                return 400, answer_headers, json.dumps({"error": f"expected {{account, regions}}: {error}"})
+            with lock:
+                not_enabled.update((account, str(region)) for region in regions)
+        else:
+            return 405, answer_headers, json.dumps({"error": "use POST or DELETE"})
+        with lock:
+            listed = sorted(not_enabled)
+        return 200, answer_headers, json.dumps({"notEnabled": [list(pair) for pair in listed]})
+
+    def refused(response: BaseResponse, request: Any) -> Any:
+        if not not_enabled:
+            return None
+        _, signing_region, _ = signed_by(response.headers)
+        region = signing_region or response.region
+        with lock:
+            if (response.current_account, region) not in not_enabled:
+                return None
+        return aws_error(
+            response, "AuthFailure", "AWS was not able to validate the provided access credentials", 401
+        )
+
+    original = RegionsAndZonesBackend.describe_regions
+
+    @functools.wraps(original)
+    def describe_regions(self: Any, region_names: Any = None) -> Any:
+        regions = original(self, region_names)
+        account = getattr(self, "account_id", None)
+        with lock:
+            disabled = {region for owner, region in not_enabled if owner == account}
+        if not disabled:
+            return regions
+        answered = []
+        for region in regions:
+            if region.name in disabled:
+                region = copy.copy(region)
+                region.opt_in_status = "not-opted-in"
+            answered.append(region)
+        return answered
+
+    RegionsAndZonesBackend.describe_regions = describe_regions
+    before_each_request(refused)
+    moto_api_urls.url_paths["{0}/moto-api/maestro/regions-not-enabled"] = settings_api
+    forget_on_reset(not_enabled)
 
 
 def log_dynamodb_writes() -> None:

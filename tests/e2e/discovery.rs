@@ -565,6 +565,65 @@ fn a_sync_inventories_two_accounts_in_two_regions_as_the_emulator_holds_them() {
 }
 
 #[test]
+fn discovery_starts_no_more_runs_than_its_cap_on_crawlers_leaves_room_for() {
+    // Issue 15, finding 8: nothing bounded the runs together; at 500 accounts a tick started
+    // more crawlers than the account's Lambda concurrency.
+    let cap = [
+        ("DiscoveryMaxConcurrency", "1"),
+        ("DiscoveryMaxCrawlers", "1"),
+    ];
+    on_lagging_cloud(&cap, |cloud, _| async move {
+        let region = "eu-west-1";
+        sample_inventory(cloud, "seed", &[OWN], &[region]);
+        for id in ["own", "again"] {
+            connect(cloud, connection(id, OWN, &[region], None)).await;
+        }
+        let (status, first) = call(cloud, "POST", "/connections/own/sync", None).await;
+        assert_eq!(status, 202, "{first}");
+        let execution = first["runs"][0]["executionArn"]
+            .as_str()
+            .expect("an execution")
+            .to_owned();
+
+        // While the one run allowed is crawling, neither a sync nor the schedule starts another.
+        let (status, refused) = call(cloud, "POST", "/connections/again/sync", None).await;
+        assert_eq!(status, 429, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cap of 1 crawlers") && m.contains("1 runs going")),
+            "{refused}"
+        );
+        let scheduled = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        assert_eq!(scheduled["runs"], json!([]), "{scheduled}");
+        assert_eq!(scheduled["running"], 1, "{scheduled}");
+        let scopes = maestro_domain::inventory::connection::ResourceType::ALL.len();
+        // The first connection's scopes are not due: the sync started them.
+        assert_eq!(scheduled["deferred"], scopes, "{scheduled}");
+
+        // Once it ends, the next tick starts the scopes it left.
+        let summary = finished(cloud, &execution).await;
+        assert_eq!(summary["failedScopes"], 0, "{summary}");
+        let scheduled = cloud
+            .fire_schedule("DiscoverySchedulerFunction", "Tick")
+            .await
+            .expect("the scheduler runs");
+        assert_eq!(scheduled["deferred"], 0, "{scheduled}");
+        let runs = scheduled["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 1, "{scheduled}");
+        assert_eq!(runs[0]["scopes"], scopes, "{scheduled}");
+        finished(
+            cloud,
+            runs[0]["executionArn"].as_str().expect("an execution"),
+        )
+        .await;
+    });
+}
+
+#[test]
 fn a_tag_change_is_one_change_and_a_terminated_instance_is_gone_after_two_complete_crawls() {
     on_lagging_cloud(&[], |cloud, stack| async move {
         let region = "eu-west-1";
@@ -810,6 +869,48 @@ async fn scope_crawls(cloud: &LocalCloud, id: &str) -> BTreeMap<(String, String)
             ((key("region"), key("resourceType")), c.clone())
         })
         .collect()
+}
+
+#[test]
+fn a_region_the_account_has_not_enabled_is_skipped_not_failed() {
+    // Issue 15, finding 8: organisations crawl one region list in every account, and an account
+    // that had not opted in to one of them failed those scopes on every crawl, and alarmed.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let (enabled, opt_in) = ("eu-west-1", "ap-east-1");
+        sample_inventory(cloud, "seed", &[OWN], &[enabled]);
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/moto-api/maestro/regions-not-enabled",
+                cloud.moto_endpoint()
+            ))
+            .body(json!({"account": OWN, "regions": [opt_in]}).to_string())
+            .send()
+            .await
+            .expect("the region is disabled");
+        assert_eq!(response.status(), 200);
+        let types = Some(json!({"instances": null, "network": null, "load-balancers": null}));
+        connect(cloud, connection("own", OWN, &[enabled, opt_in], types)).await;
+        let summaries = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&summaries).is_empty(), "{summaries:?}");
+        assert_eq!(summaries[0]["failingScopes"], 0, "{summaries:?}");
+        assert_eq!(summaries[0]["skippedScopes"], 3, "{summaries:?}");
+
+        let crawls = scope_crawls(cloud, "own").await;
+        for resource_type in ["instances", "network", "load-balancers"] {
+            let skipped = &crawls[&(opt_in.to_owned(), resource_type.to_owned())];
+            assert_eq!(skipped["outcome"], "SKIPPED", "{skipped}");
+            assert_eq!(skipped["reason"], "region-not-enabled", "{skipped}");
+            assert_eq!(skipped["failuresInARow"], 0, "{skipped}");
+            let crawled = &crawls[&(enabled.to_owned(), resource_type.to_owned())];
+            assert_eq!(crawled["outcome"], "CONCLUDED", "{crawled}");
+        }
+        assert!(
+            !listed(cloud, &format!("region={enabled}&type=AWS::EC2::Instance"))
+                .await
+                .is_empty(),
+            "the enabled region is crawled"
+        );
+    });
 }
 
 #[test]

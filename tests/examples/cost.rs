@@ -287,21 +287,8 @@ async fn changes_with_events(cloud: &LocalCloud, region: &str, count: u64) {
     }
 }
 
-/// Prices in us-east-1, on-demand, as AWS lists them (November 2026), in dollars.
-mod price {
-    pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
-    pub const LAMBDA_GB_SECOND_ARM: f64 = 0.000_013_333_4;
-    pub const STATE_TRANSITION: f64 = 0.025 / 1e3;
-    pub const DYNAMODB_WRITE: f64 = 0.625 / 1e6;
-    pub const DYNAMODB_READ: f64 = 0.125 / 1e6;
-    pub const SQS_REQUEST: f64 = 0.40 / 1e6;
-    pub const SNS_PUBLISH: f64 = 0.50 / 1e6;
-    pub const EVENTBRIDGE_EVENT: f64 = 1.00 / 1e6;
-    pub const KMS_KEY_MONTH: f64 = 1.00;
-    pub const SECRET_MONTH: f64 = 0.40;
-    pub const ALARM_MONTH: f64 = 0.10;
-    pub const LOG_GB: f64 = 0.50;
-}
+#[path = "../../shared/domain/benches/support/prices.rs"]
+mod price;
 
 /// DynamoDB bills writes and reads by request unit; every item here is under 1 KB, so a
 /// write is a unit per item and a read half a unit (eventually consistent) or a unit.

@@ -374,7 +374,16 @@ async fn sync(
             .start(&deps.inventory, scopes, true, Utc::now())
             .await
         {
-            Ok(runs) => answer(202, json!({ "runs": to_json(&runs)? })),
+            Ok(started) if started.runs.is_empty() => problem(
+                429,
+                format!(
+                    "discovery is crawling at its cap of {} crawlers ({} runs going); ask again \
+                     when they end",
+                    deps.runs.cap().crawlers,
+                    started.running
+                ),
+            ),
+            Ok(started) => answer(202, json!({ "runs": to_json(&started.runs)? })),
             Err(e) => problem(503, format!("the sync did not start: {e}")),
         },
     )

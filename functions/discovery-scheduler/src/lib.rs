@@ -1,5 +1,6 @@
-//! `DiscoverySchedulerFunction`: on its schedule, starts a discovery run over every scope
-//! whose interval has passed, and retires the entities of scopes no connection crawls any
+//! `DiscoverySchedulerFunction`: on its schedule, starts discovery runs over the scopes whose
+//! interval has passed, as many as the cap on crawlers leaves room for
+//! (`maestro_domain::inventory::runs`; the rest wait for the next tick), and retires the entities of scopes no connection crawls any
 //! more (`maestro_domain::inventory::lifecycle`), [`RETIRED_PER_TICK`] at a time.
 //!
 //! In organisation mode it first keeps one connection per ACTIVE account of the organisation,
@@ -20,6 +21,7 @@ use maestro_domain::inventory::connection::{
 };
 use maestro_domain::inventory::crawl::SCOPE_LEASE;
 use maestro_domain::inventory::lifecycle::{Retirement, retire_unwatched};
+use maestro_domain::inventory::runs::DueScope;
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,10 @@ pub struct Scheduled {
     pub connections: usize,
     pub organization_accounts: Option<usize>,
     pub runs: Vec<StartedRun>,
+    /// Due scopes left for a later tick: the cap on crawlers was reached.
+    pub deferred: usize,
+    /// Runs that were going when this tick looked.
+    pub running: usize,
     pub retired: Retirement,
 }
 
@@ -101,16 +107,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
         None => None,
     };
     let schedules = deps.inventory.schedules().await?;
-    let due: Vec<_> = schedules
-        .iter()
-        .filter_map(|schedule| {
-            let connection = schedule.connection.as_ref()?;
-            Some(connection.due_scopes(&schedule.started, now))
-        })
-        .flatten()
-        .collect();
-    let runs = if due.is_empty() {
-        Vec::new()
+    let due: Vec<DueScope> = schedules.iter().flat_map(|s| s.due(now)).collect();
+    let started = if due.is_empty() {
+        Default::default()
     } else {
         deps.runs.start(&deps.inventory, due, false, now).await?
     };
@@ -135,7 +134,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
     let connections = schedules.iter().filter(|s| s.connection.is_some()).count();
     tracing::info!(
         connections,
-        runs = runs.len(),
+        runs = started.runs.len(),
+        running = started.running,
+        deferred_scopes = started.deferred,
         retired_entities = retired.entities,
         retired_scopes = retired.scopes,
         scopes_left_to_retire = retired.pending,
@@ -144,7 +145,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Tick>) -> Result<Scheduled, 
     Ok(Scheduled {
         connections,
         organization_accounts,
-        runs,
+        runs: started.runs,
+        deferred: started.deferred,
+        running: started.running,
         retired,
     })
 }

@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub failed_scopes: usize,
     /// Scopes another run was crawling, left to it.
     pub held_scopes: usize,
+    /// Scopes with nothing to crawl: opt-in regions their account has not enabled.
+    #[serde(default)]
+    pub skipped_scopes: usize,
     /// Scopes whose last crawls all failed, this run's included (`health::FAILING_AFTER`).
     #[serde(default)]
     pub failing_scopes: usize,
@@ -80,6 +83,11 @@ pub fn summarize(results: RunResults) -> RunSummary {
             .iter()
             .filter(|r| r.held_by.is_some())
             .count(),
+        skipped_scopes: results
+            .results
+            .iter()
+            .filter(|r| r.skipped.is_some())
+            .count(),
         failing_scopes: 0,
         totals,
         results: results.results,
@@ -90,6 +98,9 @@ pub fn summarize(results: RunResults) -> RunSummary {
 fn outcome(result: &ScopeResult) -> Option<CrawlOutcome> {
     if result.held_by.is_some() {
         return None;
+    }
+    if let Some(reason) = result.skipped {
+        return Some(CrawlOutcome::Skipped { reason });
     }
     if !result.failed {
         return Some(CrawlOutcome::Concluded);

@@ -111,6 +111,8 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         'cloudfront:ListTagsForResource',
         'lambda:ListFunctions',
         'lambda:ListTags',
+        // Whether a region that refuses the crawl is one the account has not enabled.
+        'ec2:DescribeRegions',
       ]),
     ],
   });
@@ -184,7 +186,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
   const scheduler = new MaestroFunction(stack, 'DiscoverySchedulerFunction', {
     crate: 'discovery-scheduler',
     description:
-      'Starts a discovery run over every scope whose interval has passed and retires the entities of scopes no connection crawls any more; in organisation mode first keeps a connection per ACTIVE account.',
+      'Starts discovery runs over the scopes whose interval has passed, within DiscoveryMaxCrawlers, and retires the entities of scopes no connection crawls any more; in organisation mode first keeps a connection per ACTIVE account.',
     timeoutSeconds: 120,
     // A tick that fails every retry is kept for an operator; the next tick runs anyway.
     deadLetterQueue: props.scheduledRunsDlq,
@@ -192,6 +194,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       INVENTORY_TABLE: inventory.ref,
       DISCOVERY_STATE_MACHINE_ARN: discovery.stateMachineArn,
       DISCOVERY_MAX_CONCURRENCY: parameters.discoveryMaxConcurrency,
+      DISCOVERY_MAX_CRAWLERS: parameters.discoveryMaxCrawlers,
       ORGANIZATION_MODE: parameters.organizationMode,
       MEMBER_ROLE_NAME: parameters.memberRoleName,
       MEMBER_EXTERNAL_ID: parameters.memberExternalId,
@@ -215,6 +218,8 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         { sid: 'ConnectionsAndSchedule' },
       ),
       allow(['organizations:ListAccounts'], ['*'], { sid: 'OrganisationAccounts' }),
+      // The runs going now, counted against DiscoveryMaxCrawlers.
+      allow(['states:ListExecutions'], [discovery.stateMachineArn], { sid: 'RunsGoing' }),
       stepFunctionsExecution(discovery),
     ],
   });
@@ -292,6 +297,7 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
       INVENTORY_TABLE: inventory.ref,
       DISCOVERY_STATE_MACHINE_ARN: discovery.stateMachineArn,
       DISCOVERY_MAX_CONCURRENCY: parameters.discoveryMaxConcurrency,
+      DISCOVERY_MAX_CRAWLERS: parameters.discoveryMaxCrawlers,
       APPROVAL_POLICY: parameters.approvalPolicy,
       TEAMS_CLAIM: parameters.authTeamsClaim,
       OPERATORS_TEAM: parameters.operatorsTeam,
@@ -304,6 +310,8 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
         sid: 'Connections',
       }),
       recordActions(props.approvalsTable.attrArn),
+      // A sync-now counts the runs going against DiscoveryMaxCrawlers too.
+      allow(['states:ListExecutions'], [discovery.stateMachineArn], { sid: 'RunsGoing' }),
       stepFunctionsExecution(discovery),
       stepFunctionsExecution(props.approvalStateMachine),
     ],

@@ -16,6 +16,7 @@ export class Parameters {
   readonly secretRotationMonitorSchedule: string;
   readonly discoverySchedule: string;
   readonly discoveryMaxConcurrency: string;
+  readonly discoveryMaxCrawlers: string;
   readonly discoveryPagesPerCall: string;
   readonly discoveryGoneAfterCrawls: string;
   readonly discoveryEnvironmentTagKeys: string;
@@ -151,6 +152,16 @@ export class Parameters {
         minValue: 1,
         maxValue: 40,
         description: 'Scopes crawled at once by one discovery run.',
+      }),
+    );
+    this.discoveryMaxCrawlers = value(
+      new CfnParameter(stack, 'DiscoveryMaxCrawlers', {
+        type: 'Number',
+        default: 100,
+        minValue: 1,
+        maxValue: 900,
+        description:
+          "Crawlers of every discovery run together, at most (a multiple of DiscoveryMaxConcurrency); the scopes left wait for the next tick. Keep it well under the account's Lambda concurrency, which every function shares.",
       }),
     );
     this.discoveryPagesPerCall = value(

@@ -1,9 +1,11 @@
-//! Starting discovery runs: the scopes that are due (or asked for), recorded as started, then
-//! handed to the discovery state machine in executions small enough for its input limit.
+//! Starting discovery runs: the scopes that are due (or asked for), admitted under the cap on
+//! crawlers (`maestro_domain::inventory::runs`), recorded as started, then handed to the
+//! discovery state machine, one execution per run.
 
 use chrono::{DateTime, Utc};
 use maestro_domain::inventory::connection::{Connection, ResourceType, Scope};
-use maestro_domain::inventory::crawl::{Counts, CrawlState};
+use maestro_domain::inventory::crawl::{Counts, CrawlState, Skipped};
+use maestro_domain::inventory::runs::{Admitted, CrawlerCap, DueScope, admit};
 use maestro_domain::port::PortError;
 use serde::{Deserialize, Serialize};
 
@@ -11,10 +13,6 @@ use crate::SdkConfig;
 use crate::env::EnvReader;
 use crate::inventory::DynamoInventory;
 use crate::sdk_error::port_error;
-
-/// Scopes per execution: each is about 200 bytes of input and of result, well inside Step
-/// Functions' 256 KB.
-const SCOPES_PER_EXECUTION: usize = 400;
 
 /// The input of `statemachines/discovery.asl.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +45,9 @@ pub struct ScopeResult {
     /// The run that was crawling the scope: this one left it, and concluded nothing of it.
     #[serde(default)]
     pub held_by: Option<String>,
+    /// Why the crawl read nothing without failing: an opt-in region not enabled.
+    #[serde(default)]
+    pub skipped: Option<Skipped>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
@@ -56,45 +57,95 @@ pub struct ScopeResult {
 pub struct DiscoveryRuns {
     sfn: aws_sdk_sfn::Client,
     state_machine_arn: String,
-    max_concurrency: u32,
+    cap: CrawlerCap,
+}
+
+/// The runs a call started, and what it left for later.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub runs: Vec<StartedRun>,
+    /// Due scopes left for a later tick: the cap was reached.
+    pub deferred: usize,
+    /// Runs that were going when this call looked.
+    pub running: usize,
 }
 
 /// Which scopes of a connection a sync-now covers: all its types, or the ones asked.
-pub fn asked_scopes(connection: &Connection, only: Option<&[ResourceType]>) -> Vec<Scope> {
+pub fn asked_scopes(connection: &Connection, only: Option<&[ResourceType]>) -> Vec<DueScope> {
     connection
         .scopes()
         .into_iter()
         .filter(|s| only.is_none_or(|types| types.contains(&s.resource_type)))
+        .map(|scope| DueScope {
+            scope,
+            last_started: None,
+        })
         .collect()
 }
 
 impl DiscoveryRuns {
-    /// From `DISCOVERY_STATE_MACHINE_ARN` and `DISCOVERY_MAX_CONCURRENCY`.
+    /// From `DISCOVERY_STATE_MACHINE_ARN`, `DISCOVERY_MAX_CONCURRENCY` (one run's crawlers)
+    /// and `DISCOVERY_MAX_CRAWLERS` (every run's).
     pub fn from_vars(config: &SdkConfig, vars: &mut EnvReader<'_>) -> Self {
         let state_machine_arn = vars.required("DISCOVERY_STATE_MACHINE_ARN");
-        let max_concurrency = vars.parsed::<u32>("DISCOVERY_MAX_CONCURRENCY").unwrap_or(1);
-        if max_concurrency == 0 {
-            vars.problem("DISCOVERY_MAX_CONCURRENCY: 0 would crawl every scope at once".into());
-        }
+        let per_run = vars.parsed::<u32>("DISCOVERY_MAX_CONCURRENCY").unwrap_or(1);
+        let crawlers = vars
+            .parsed::<u32>("DISCOVERY_MAX_CRAWLERS")
+            .unwrap_or(per_run);
+        let cap = CrawlerCap::new(crawlers, per_run).unwrap_or_else(|invalid| {
+            vars.problem(format!(
+                "DISCOVERY_MAX_CRAWLERS and DISCOVERY_MAX_CONCURRENCY: {invalid}"
+            ));
+            CrawlerCap {
+                crawlers: 1,
+                per_run: 1,
+            }
+        });
         DiscoveryRuns {
             sfn: aws_sdk_sfn::Client::new(config),
             state_machine_arn,
-            max_concurrency,
+            cap,
         }
     }
 
-    /// Records the scopes as started and starts executions over them. A scope is recorded
-    /// before its execution starts: were the start to fail, the next tick would skip it for
-    /// one interval rather than crawl it twice at once.
+    pub fn cap(&self) -> CrawlerCap {
+        self.cap
+    }
+
+    /// The runs going now. `ListExecutions` is eventually consistent: a run started in the
+    /// last second may be missing, so two starts that close together may overshoot the cap
+    /// by a run; the ticks are minutes apart.
+    async fn running(&self) -> Result<usize, PortError> {
+        let mut running = 0;
+        let mut pages = self
+            .sfn
+            .list_executions()
+            .state_machine_arn(&self.state_machine_arn)
+            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("states", &self.state_machine_arn, e))?;
+            running += page.executions().len();
+        }
+        Ok(running)
+    }
+
+    /// Admits the due scopes under the cap, records those admitted as started, and starts a
+    /// run for each batch. A scope is recorded before its run starts: were the start to fail,
+    /// the next tick would skip it for one interval rather than crawl it twice at once.
     pub async fn start(
         &self,
         inventory: &DynamoInventory,
-        scopes: Vec<Scope>,
+        due: Vec<DueScope>,
         asked: bool,
         now: DateTime<Utc>,
-    ) -> Result<Vec<StartedRun>, PortError> {
+    ) -> Result<Started, PortError> {
+        let running = self.running().await?;
+        let Admitted { runs, deferred } = admit(due, running, &self.cap);
         let mut by_connection: std::collections::BTreeMap<String, Vec<Scope>> = Default::default();
-        for scope in &scopes {
+        for scope in runs.iter().flatten() {
             by_connection
                 .entry(scope.connection_id.clone())
                 .or_default()
@@ -104,7 +155,7 @@ impl DiscoveryRuns {
             inventory.mark_started(connection, scopes, now).await?;
         }
         let mut started = Vec::new();
-        for chunk in scopes.chunks(SCOPES_PER_EXECUTION) {
+        for scopes in runs {
             let run = format!(
                 "{}-{}",
                 now.format("%Y%m%dT%H%M%SZ"),
@@ -113,8 +164,8 @@ impl DiscoveryRuns {
             let input = RunInput {
                 run: run.clone(),
                 asked,
-                max_concurrency: self.max_concurrency,
-                scopes: chunk
+                max_concurrency: self.cap.per_run,
+                scopes: scopes
                     .iter()
                     .map(|scope| CrawlState::start(&run, scope.clone(), asked))
                     .collect(),
@@ -134,10 +185,14 @@ impl DiscoveryRuns {
                 .map_err(|e| port_error("states", &run, e))?;
             started.push(StartedRun {
                 run,
-                scopes: chunk.len(),
+                scopes: scopes.len(),
                 execution_arn: execution.execution_arn,
             });
         }
-        Ok(started)
+        Ok(Started {
+            runs: started,
+            deferred,
+            running,
+        })
     }
 }

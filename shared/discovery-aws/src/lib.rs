@@ -143,9 +143,37 @@ impl AwsProvider {
     }
 }
 
-#[async_trait]
-impl Provider for AwsProvider {
-    async fn page(
+impl AwsProvider {
+    /// A denial in a region may be the region itself: an opt-in region the account has not
+    /// enabled answers every call there, STS's included, as if the credentials were invalid.
+    /// EC2's list of the account's regions, asked in a region every account has, tells which.
+    async fn why_denied(&self, target: &Target, denied: String) -> ProviderError {
+        let Ok(config) = self.config(target.role.as_ref(), GLOBAL_API_REGION).await else {
+            return ProviderError::Denied(denied);
+        };
+        let regions = aws_sdk_ec2::Client::new(&config)
+            .describe_regions()
+            .all_regions(true)
+            .region_names(&target.region)
+            .send()
+            .await;
+        let not_enabled = regions.is_ok_and(|out| {
+            out.regions().iter().any(|r| {
+                r.region_name() == Some(target.region.as_str())
+                    && r.opt_in_status() == Some("not-opted-in")
+            })
+        });
+        if not_enabled {
+            ProviderError::RegionNotEnabled(format!(
+                "{} has not opted in to {} (ec2:DescribeRegions); {denied}",
+                target.account, target.region
+            ))
+        } else {
+            ProviderError::Denied(denied)
+        }
+    }
+
+    async fn listed_page(
         &self,
         target: &Target,
         resource_type: ResourceType,
@@ -198,6 +226,23 @@ impl Provider for AwsProvider {
             entities: listed.entities,
             next,
         })
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    async fn page(
+        &self,
+        target: &Target,
+        resource_type: ResourceType,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, ProviderError> {
+        match self.listed_page(target, resource_type, cursor).await {
+            Err(ProviderError::Denied(denied)) if target.region != GLOBAL_REGION => {
+                Err(self.why_denied(target, denied).await)
+            }
+            listed => listed,
+        }
     }
 
     async fn describe(&self, target: &Target, named: &Named) -> Result<Vec<Entity>, ProviderError> {

@@ -287,8 +287,19 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
     Ok(kinds.into_iter().flatten().collect())
 }
 
+/// Whether the crawled account owns a network resource. A VPC shared through AWS RAM shows
+/// itself, its subnets, route tables and network ACLs in every participant account, with the
+/// owner's account as `OwnerId`: it is recorded once, in its owner's crawl, or each
+/// participant would hold a copy that changes whenever the owner changes it.
+fn owned(ctx: &Ctx<'_>, owner_id: Option<&str>) -> bool {
+    owner_id.is_none_or(|owner| owner.is_empty() || owner == ctx.account())
+}
+
 fn vpc(ctx: &Ctx<'_>, vpc: &Vpc) -> Option<Entity> {
     let id = vpc.vpc_id()?;
+    if !owned(ctx, vpc.owner_id()) {
+        return None;
+    }
     Some(ctx.entity(Described {
         id: ctx.ec2_id("vpc", id),
         provider_type: "AWS::EC2::VPC",
@@ -308,6 +319,9 @@ fn vpc(ctx: &Ctx<'_>, vpc: &Vpc) -> Option<Entity> {
 
 fn subnet(ctx: &Ctx<'_>, subnet: &Subnet) -> Option<Entity> {
     let id = subnet.subnet_id()?;
+    if !owned(ctx, subnet.owner_id()) {
+        return None;
+    }
     let relations = present(subnet.vpc_id())
         .map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", &v))
         .into_iter()
@@ -333,6 +347,9 @@ fn subnet(ctx: &Ctx<'_>, subnet: &Subnet) -> Option<Entity> {
 
 fn route_table(ctx: &Ctx<'_>, table: &RouteTable) -> Option<Entity> {
     let id = table.route_table_id()?;
+    if !owned(ctx, table.owner_id()) {
+        return None;
+    }
     let subnet_ids: Vec<String> = table
         .associations()
         .iter()
@@ -428,6 +445,9 @@ fn nat_gateway(ctx: &Ctx<'_>, gateway: &NatGateway) -> Option<Entity> {
 
 fn network_acl(ctx: &Ctx<'_>, acl: &NetworkAcl) -> Option<Entity> {
     let id = acl.network_acl_id()?;
+    if !owned(ctx, acl.owner_id()) {
+        return None;
+    }
     let subnet_ids: Vec<String> = acl
         .associations()
         .iter()
@@ -458,6 +478,9 @@ fn network_acl(ctx: &Ctx<'_>, acl: &NetworkAcl) -> Option<Entity> {
 
 fn vpc_endpoint(ctx: &Ctx<'_>, endpoint: &VpcEndpoint) -> Option<Entity> {
     let id = endpoint.vpc_endpoint_id()?;
+    if !owned(ctx, endpoint.owner_id()) {
+        return None;
+    }
     let state = endpoint.state().map(|s| s.as_str().to_owned());
     let relations = present(endpoint.vpc_id())
         .map(|v| ctx.ec2_relation(RelationKind::Vpc, "vpc", &v))
@@ -484,8 +507,13 @@ fn vpc_endpoint(ctx: &Ctx<'_>, endpoint: &VpcEndpoint) -> Option<Entity> {
     }))
 }
 
+/// A peering between two accounts shows in both: it is recorded once, in the crawl of the
+/// account that requested it.
 fn peering_connection(ctx: &Ctx<'_>, peering: &VpcPeeringConnection) -> Option<Entity> {
     let id = peering.vpc_peering_connection_id()?;
+    if !owned(ctx, peering.requester_vpc_info().and_then(|r| r.owner_id())) {
+        return None;
+    }
     let status = peering
         .status()
         .and_then(|s| s.code())
@@ -562,4 +590,98 @@ fn vpn_gateway(ctx: &Ctx<'_>, gateway: &VpnGateway) -> Option<Entity> {
         }),
         relations,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::types::{VpcPeeringConnection, VpcPeeringConnectionVpcInfo};
+    use maestro_aws::SdkConfig;
+    use maestro_domain::inventory::crawl::Target;
+    use maestro_domain::inventory::entity::Labels;
+
+    use super::*;
+    use crate::AwsProvider;
+
+    const OWN: &str = "111111111111";
+    const OWNER: &str = "222222222222";
+
+    fn in_account(test: impl FnOnce(&Ctx<'_>)) {
+        let config = SdkConfig::builder().build();
+        let provider = AwsProvider::new(&config, Labels::default());
+        let target = Target {
+            account: OWN.into(),
+            region: "eu-west-1".into(),
+            role: None,
+        };
+        test(&Ctx {
+            provider: &provider,
+            target: &target,
+            config,
+            page_size: 100,
+        });
+    }
+
+    #[test]
+    fn a_shared_vpc_is_recorded_once_in_its_owners_crawl() {
+        // Issue 15, finding 8: a VPC shared through RAM was recorded once per participant.
+        in_account(|ctx| {
+            let vpc_of = |owner: &str| {
+                Vpc::builder()
+                    .vpc_id("vpc-0a1b2c3d")
+                    .owner_id(owner)
+                    .build()
+            };
+            assert!(vpc(ctx, &vpc_of(OWNER)).is_none());
+            assert!(vpc(ctx, &vpc_of(OWN)).is_some());
+            let subnet_of = |owner: &str| {
+                Subnet::builder()
+                    .subnet_id("subnet-0a1b2c3d")
+                    .vpc_id("vpc-0a1b2c3d")
+                    .owner_id(owner)
+                    .build()
+            };
+            assert!(subnet(ctx, &subnet_of(OWNER)).is_none());
+            assert!(subnet(ctx, &subnet_of(OWN)).is_some());
+            let table_of = |owner: &str| {
+                RouteTable::builder()
+                    .route_table_id("rtb-0a1b2c3d")
+                    .owner_id(owner)
+                    .build()
+            };
+            assert!(route_table(ctx, &table_of(OWNER)).is_none());
+            assert!(route_table(ctx, &table_of(OWN)).is_some());
+            let acl_of = |owner: &str| {
+                NetworkAcl::builder()
+                    .network_acl_id("acl-0a1b2c3d")
+                    .owner_id(owner)
+                    .build()
+            };
+            assert!(network_acl(ctx, &acl_of(OWNER)).is_none());
+            assert!(network_acl(ctx, &acl_of(OWN)).is_some());
+            // A resource that names no owner is the crawled account's.
+            let unowned = Vpc::builder().vpc_id("vpc-0a1b2c3d").build();
+            assert!(vpc(ctx, &unowned).is_some());
+        });
+    }
+
+    #[test]
+    fn a_peering_between_two_accounts_is_recorded_in_the_requesters_crawl() {
+        in_account(|ctx| {
+            let side = |owner: &str, vpc: &str| {
+                VpcPeeringConnectionVpcInfo::builder()
+                    .owner_id(owner)
+                    .vpc_id(vpc)
+                    .build()
+            };
+            let requested_by = |requester: &str, accepter: &str| {
+                VpcPeeringConnection::builder()
+                    .vpc_peering_connection_id("pcx-0a1b2c3d")
+                    .requester_vpc_info(side(requester, "vpc-00000001"))
+                    .accepter_vpc_info(side(accepter, "vpc-00000002"))
+                    .build()
+            };
+            assert!(peering_connection(ctx, &requested_by(OWN, OWNER)).is_some());
+            assert!(peering_connection(ctx, &requested_by(OWNER, OWN)).is_none());
+        });
+    }
 }

@@ -64,9 +64,12 @@ pub enum ProviderError {
     /// Throttled, or a passing outage: the same call may succeed later.
     #[error("throttled or unavailable: {0}")]
     Throttled(String),
-    /// AccessDenied, an opt-in region, a role that cannot be assumed.
+    /// AccessDenied, a role that cannot be assumed.
     #[error("access denied: {0}")]
     Denied(String),
+    /// An opt-in region the account has not enabled: there is nothing in it to crawl.
+    #[error("the region is not enabled in the account: {0}")]
+    RegionNotEnabled(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -362,6 +365,16 @@ impl Counts {
     }
 }
 
+/// Why a crawl ended having read nothing and concluded nothing, without failing: no alarm is
+/// due, and the scope's entities stay as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Skipped {
+    /// An opt-in region the account has not enabled. Organisations crawl one region list in
+    /// every account; an account that has not opted in to one of them is not failing.
+    RegionNotEnabled,
+}
+
 /// A scope's crawl between calls: the state machine hands it back until `done`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -384,6 +397,10 @@ pub struct CrawlState {
     /// state machine's paths.
     #[serde(default)]
     pub held_by: Option<String>,
+    /// Why the crawl ended without reading the scope, when it did. Always present, as null
+    /// when none, for the state machine's paths.
+    #[serde(default)]
+    pub skipped: Option<Skipped>,
     /// When the run's first call for the scope began, before its first page was listed: what
     /// was observed since outweighs this crawl's absence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +418,7 @@ impl CrawlState {
             done: false,
             asked,
             held_by: None,
+            skipped: None,
             started: None,
         }
     }
@@ -674,7 +692,18 @@ pub async fn crawl_step(
         return Ok(state);
     }
     state.started.get_or_insert(now);
-    let crawled = crawl_pages(provider, store, target, state, settings, now).await?;
+    let crawled = match crawl_pages(provider, store, target, state.clone(), settings, now).await {
+        Err(CrawlError::Provider {
+            error: ProviderError::RegionNotEnabled(_),
+            ..
+        }) => CrawlState {
+            done: true,
+            skipped: Some(Skipped::RegionNotEnabled),
+            cursor: None,
+            ..state
+        },
+        crawled => crawled?,
+    };
     if crawled.done {
         // Concluded: the scope is free for the next run at once. Freeing is best effort: a
         // lease left held expires, and delays the scope's next crawl by at most its length.
@@ -956,6 +985,66 @@ mod tests {
         (0..n)
             .map(|i| server(&format!("i-{i}"), &format!("web-{i}")))
             .collect()
+    }
+
+    /// An opt-in region the account has not enabled: every call is refused.
+    struct RegionNotEnabled;
+
+    #[async_trait]
+    impl Provider for RegionNotEnabled {
+        async fn page(
+            &self,
+            _: &Target,
+            _: ResourceType,
+            _: Option<&Cursor>,
+        ) -> Result<Page, ProviderError> {
+            Err(ProviderError::RegionNotEnabled(
+                "111111111111 has not opted in to eu-west-1".into(),
+            ))
+        }
+
+        async fn describe(&self, _: &Target, _: &Named) -> Result<Vec<Entity>, ProviderError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_region_not_enabled_ends_the_crawl_skipped_concluding_nothing() {
+        // Issue 15, finding 8: such a scope failed on every crawl and raised the alarm.
+        let store = MemoryStore::default();
+        run(&Listing::of(names(3)), &store, "r1")
+            .await
+            .expect("crawls");
+        for run_id in ["r2", "r3"] {
+            let mut state = CrawlState::start(run_id, scope(), false);
+            state = crawl_step(
+                &RegionNotEnabled,
+                &store,
+                &store,
+                &target(),
+                state,
+                &settings(),
+                Utc::now(),
+            )
+            .await
+            .expect("a region not enabled is no failure");
+            assert!(state.done);
+            assert_eq!(state.skipped, Some(Skipped::RegionNotEnabled));
+            assert_eq!(state.counts, Counts::default());
+        }
+        // Nothing missed, nothing gone; and the scope is free for the next run.
+        assert!(
+            store
+                .rows
+                .lock()
+                .expect("lock")
+                .values()
+                .all(|r| r.active && r.known.misses == 0)
+        );
+        let next = run(&Listing::of(names(3)), &store, "r4")
+            .await
+            .expect("crawls");
+        assert_eq!((next.held_by, next.counts.seen), (None, 3));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::connection::Scope;
+use super::crawl::Skipped;
 use crate::port::PortError;
 
 /// Crawls in a row that failed before a scope is reported failing.
@@ -24,6 +25,10 @@ pub const FAILING_AFTER: u32 = 3;
 pub enum CrawlOutcome {
     /// Read to its last page and concluded.
     Concluded,
+    /// Nothing to read, and no failure: an opt-in region the account has not enabled.
+    Skipped {
+        reason: Skipped,
+    },
     Failed {
         error: String,
     },
@@ -54,7 +59,7 @@ impl LastCrawl {
             return previous.clone();
         }
         let failures_in_a_row = match &outcome {
-            CrawlOutcome::Concluded => 0,
+            CrawlOutcome::Concluded | CrawlOutcome::Skipped { .. } => 0,
             CrawlOutcome::Failed { .. } => previous
                 .map_or(0, |p| p.failures_in_a_row)
                 .saturating_add(1),

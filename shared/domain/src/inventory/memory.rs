@@ -55,6 +55,9 @@ pub struct MemoryStore {
     pub item_writes: Mutex<u64>,
     /// Each held scope's run and the end of its lease.
     leases: Mutex<BTreeMap<String, (String, DateTime<Utc>)>>,
+    /// The ids each scope's manifest holds, as the table's byScope index does: a manifest
+    /// reads its scope's, not every row (the organisation simulation holds 400,000).
+    by_scope: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 fn poisoned() -> PortError {
@@ -89,6 +92,7 @@ impl InventoryStore for MemoryStore {
         let mut rows = self.rows.lock().map_err(|_| poisoned())?;
         let mut history = self.history.lock().map_err(|_| poisoned())?;
         let mut count = self.item_writes.lock().map_err(|_| poisoned())?;
+        let mut by_scope = self.by_scope.lock().map_err(|_| poisoned())?;
         let mut refused = Refused::new();
         for write in writes {
             let id = write.id().to_owned();
@@ -191,6 +195,13 @@ impl InventoryStore for MemoryStore {
                         .get("active")
                         .and_then(Value::as_bool)
                         .unwrap_or(true);
+                    if let Some(held) = rows.get(&entity.id).and_then(|r| r.scope.as_ref()) {
+                        by_scope.entry(held.clone()).or_default().remove(&entity.id);
+                    }
+                    by_scope
+                        .entry(scope.key())
+                        .or_default()
+                        .insert(entity.id.clone());
                     rows.insert(
                         entity.id,
                         Row {
@@ -240,8 +251,10 @@ impl InventoryStore for MemoryStore {
                     ..
                 } => {
                     if let Some(row) = rows.get_mut(&id) {
+                        if let Some(held) = row.scope.take() {
+                            by_scope.entry(held).or_default().remove(&id);
+                        }
                         row.active = false;
-                        row.scope = None;
                         row.content = inactive;
                     }
                     history.push(record);
@@ -294,13 +307,17 @@ impl InventoryStore for MemoryStore {
 
     async fn manifest(&self, scope: &Scope) -> Result<Manifest, PortError> {
         let key = scope.key();
-        Ok(self
-            .rows
-            .lock()
-            .map_err(|_| poisoned())?
-            .iter()
-            .filter(|(_, r)| r.active && r.scope.as_deref() == Some(key.as_str()))
-            .map(|(id, r)| (id.clone(), r.known.clone()))
+        let rows = self.rows.lock().map_err(|_| poisoned())?;
+        let by_scope = self.by_scope.lock().map_err(|_| poisoned())?;
+        Ok(by_scope
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let row = rows.get(id)?;
+                (row.active && row.scope.as_deref() == Some(key.as_str()))
+                    .then(|| (id.clone(), row.known.clone()))
+            })
             .collect())
     }
 }

@@ -9,6 +9,7 @@
 //! - [`events`]: the resources a CloudTrail event names, to describe again.
 //! - [`health`]: each scope's last crawl, and the scopes that keep failing.
 //! - [`lifecycle`]: the entities of scopes no connection crawls any more, retired.
+//! - [`runs`]: which due scopes start crawling now, within one cap on the crawlers.
 //! - [`synthetic`]: entities for tests.
 
 pub mod changes;
@@ -19,4 +20,5 @@ pub mod events;
 pub mod health;
 pub mod lifecycle;
 pub mod memory;
+pub mod runs;
 pub mod synthetic;
