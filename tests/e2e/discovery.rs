@@ -871,38 +871,165 @@ async fn scope_crawls(cloud: &LocalCloud, id: &str) -> BTreeMap<(String, String)
         .collect()
 }
 
+/// Requests Maestro's functions made since the counts were reset, by operation of `service`.
+async fn function_calls(cloud: &LocalCloud, service: &str) -> BTreeMap<String, u64> {
+    let calls: Value = reqwest::get(format!("{}/moto-api/maestro/calls", cloud.moto_endpoint()))
+        .await
+        .expect("the call counts answer")
+        .json()
+        .await
+        .expect("JSON");
+    let mut counted = BTreeMap::new();
+    for call in calls["calls"].as_array().into_iter().flatten() {
+        let key = call["accessKey"].as_str().unwrap_or_default();
+        if !key.starts_with(maestro_localcloud::stack::FUNCTION_ACCESS_KEY_PREFIX)
+            || call["service"] != service
+        {
+            continue;
+        }
+        *counted
+            .entry(call["operation"].as_str().unwrap_or_default().to_owned())
+            .or_default() += call["count"].as_u64().unwrap_or_default();
+    }
+    counted
+}
+
+#[test]
+fn a_page_of_load_balancers_reads_the_regions_target_groups_once() {
+    // Issue 15, finding 8: each ELBv2 load balancer cost a DescribeTargetGroups of its own.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let region = "eu-west-1";
+        sample_inventory(cloud, "seed", &[OWN], &[region]);
+        let elbv2 = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(cloud.sdk_config())
+                .region(aws_sdk_elasticloadbalancingv2::config::Region::new(region))
+                .build(),
+        );
+        let subnets: Vec<String> = ec2_client(cloud, region)
+            .describe_subnets()
+            .send()
+            .await
+            .expect("the subnets")
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_owned))
+            .take(2)
+            .collect();
+        let vpc = ec2_client(cloud, region)
+            .describe_vpcs()
+            .send()
+            .await
+            .expect("the VPCs")
+            .vpcs()[0]
+            .vpc_id()
+            .expect("a VPC")
+            .to_owned();
+        let mut served = Vec::new();
+        for n in 0..6 {
+            let balancer = elbv2
+                .create_load_balancer()
+                .name(format!("shop-{n}"))
+                .set_subnets(Some(subnets.clone()))
+                .send()
+                .await
+                .expect("a balancer")
+                .load_balancers()[0]
+                .load_balancer_arn()
+                .expect("an ARN")
+                .to_owned();
+            let group = elbv2
+                .create_target_group()
+                .name(format!("shop-{n}"))
+                .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+                .port(8080)
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .expect("a target group")
+                .target_groups()[0]
+                .target_group_arn()
+                .expect("an ARN")
+                .to_owned();
+            elbv2
+                .create_listener()
+                .load_balancer_arn(&balancer)
+                .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+                .port(80)
+                .default_actions(
+                    aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                        .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                        .target_group_arn(&group)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("a listener");
+            served.push((balancer, group));
+        }
+        connect(
+            cloud,
+            connection("own", OWN, &[region], Some(json!({"load-balancers": null}))),
+        )
+        .await;
+        reqwest::Client::new()
+            .delete(format!("{}/moto-api/maestro/calls", cloud.moto_endpoint()))
+            .send()
+            .await
+            .expect("the call counts reset");
+        let summaries = sync(cloud, &["own"]).await;
+        assert!(failed_scopes(&summaries).is_empty(), "{summaries:?}");
+        // One listing for the page of 8 balancers, one for the target groups' own step.
+        let calls = function_calls(cloud, "elasticloadbalancing").await;
+        assert_eq!(calls.get("DescribeTargetGroups"), Some(&2), "{calls:?}");
+        // And each balancer still relates to the groups it serves.
+        for (balancer, group) in &served {
+            let answer = entity(cloud, balancer).await;
+            assert_eq!(
+                targets(&answer, "target-group"),
+                BTreeSet::from([group.clone()]),
+                "{answer}"
+            );
+        }
+    });
+}
+
 #[test]
 fn a_region_the_account_has_not_enabled_is_skipped_not_failed() {
     // Issue 15, finding 8: organisations crawl one region list in every account, and an account
     // that had not opted in to one of them failed those scopes on every crawl, and alarmed.
     on_lagging_cloud(&[], |cloud, _| async move {
         let (enabled, opt_in) = ("eu-west-1", "ap-east-1");
-        sample_inventory(cloud, "seed", &[OWN], &[enabled]);
-        let response = reqwest::Client::new()
-            .post(format!(
-                "{}/moto-api/maestro/regions-not-enabled",
-                cloud.moto_endpoint()
-            ))
-            .body(json!({"account": OWN, "regions": [opt_in]}).to_string())
-            .send()
-            .await
-            .expect("the region is disabled");
-        assert_eq!(response.status(), 200);
-        let types = Some(json!({"instances": null, "network": null, "load-balancers": null}));
-        connect(cloud, connection("own", OWN, &[enabled, opt_in], types)).await;
-        let summaries = sync(cloud, &["own"]).await;
-        assert!(failed_scopes(&summaries).is_empty(), "{summaries:?}");
-        assert_eq!(summaries[0]["failingScopes"], 0, "{summaries:?}");
-        assert_eq!(summaries[0]["skippedScopes"], 3, "{summaries:?}");
+        sample_inventory(cloud, "seed", &[OWN, MEMBER], &[enabled]);
+        // Maestro's own account, read with its own role, and a member, through the member role.
+        for (id, account) in [("own", OWN), ("member", MEMBER)] {
+            let response = reqwest::Client::new()
+                .post(format!(
+                    "{}/moto-api/maestro/regions-not-enabled",
+                    cloud.moto_endpoint()
+                ))
+                .body(json!({"account": account, "regions": [opt_in]}).to_string())
+                .send()
+                .await
+                .expect("the region is disabled");
+            assert_eq!(response.status(), 200);
+            let types = Some(json!({"instances": null, "network": null, "load-balancers": null}));
+            connect(cloud, connection(id, account, &[enabled, opt_in], types)).await;
+        }
+        for id in ["own", "member"] {
+            let summaries = sync(cloud, &[id]).await;
+            assert!(failed_scopes(&summaries).is_empty(), "{summaries:?}");
+            assert_eq!(summaries[0]["failingScopes"], 0, "{summaries:?}");
+            assert_eq!(summaries[0]["skippedScopes"], 3, "{summaries:?}");
 
-        let crawls = scope_crawls(cloud, "own").await;
-        for resource_type in ["instances", "network", "load-balancers"] {
-            let skipped = &crawls[&(opt_in.to_owned(), resource_type.to_owned())];
-            assert_eq!(skipped["outcome"], "SKIPPED", "{skipped}");
-            assert_eq!(skipped["reason"], "region-not-enabled", "{skipped}");
-            assert_eq!(skipped["failuresInARow"], 0, "{skipped}");
-            let crawled = &crawls[&(enabled.to_owned(), resource_type.to_owned())];
-            assert_eq!(crawled["outcome"], "CONCLUDED", "{crawled}");
+            let crawls = scope_crawls(cloud, id).await;
+            for resource_type in ["instances", "network", "load-balancers"] {
+                let skipped = &crawls[&(opt_in.to_owned(), resource_type.to_owned())];
+                assert_eq!(skipped["outcome"], "SKIPPED", "{skipped}");
+                assert_eq!(skipped["reason"], "region-not-enabled", "{skipped}");
+                assert_eq!(skipped["failuresInARow"], 0, "{skipped}");
+                let crawled = &crawls[&(enabled.to_owned(), resource_type.to_owned())];
+                assert_eq!(crawled["outcome"], "CONCLUDED", "{crawled}");
+            }
         }
         assert!(
             !listed(cloud, &format!("region={enabled}&type=AWS::EC2::Instance"))

@@ -1,7 +1,8 @@
 //! Load balancers, three calls in turn: classic ELBs (step 0), ELBv2 load balancers (step 1)
 //! and ELBv2 target groups (step 2), each paged with `Marker`. Tags need their own
 //! `DescribeTags`, at most 20 resources a call; what an ELBv2 load balancer sends traffic to
-//! needs its target groups and their targets' health.
+//! needs its target groups (one listing of the region's serves a page of balancers) and their
+//! targets' health (one group a call, a few calls at once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -416,6 +417,67 @@ async fn groups_of(
     }
 }
 
+/// The region's target groups by the load balancers each serves: one listing, a page of 400
+/// groups a call, rather than a call per balancer.
+async fn groups_by_balancer(
+    client: &elbv2::Client,
+) -> Result<HashMap<String, Vec<elbv2::types::TargetGroup>>, ProviderError> {
+    let mut by_balancer: HashMap<String, Vec<elbv2::types::TargetGroup>> = HashMap::new();
+    let mut marker = None;
+    loop {
+        let out = client
+            .describe_target_groups()
+            .page_size(400)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| provider_error("elasticloadbalancing:DescribeTargetGroups", e))?;
+        for group in out.target_groups() {
+            for balancer in group.load_balancer_arns() {
+                by_balancer
+                    .entry(balancer.clone())
+                    .or_default()
+                    .push(group.clone());
+            }
+        }
+        marker = token(out.next_marker());
+        if marker.is_none() {
+            return Ok(by_balancer);
+        }
+    }
+}
+
+/// DescribeTargetHealth calls in flight at once: it takes one target group a call.
+const HEALTH_CALLS_AT_ONCE: usize = 8;
+
+/// The targets of each group, asked [`HEALTH_CALLS_AT_ONCE`] groups at a time; none for a group
+/// deleted since it was listed.
+async fn targets_of(
+    client: &elbv2::Client,
+    group_arns: Vec<String>,
+) -> Result<HashMap<String, Option<Vec<domain::Target>>>, ProviderError> {
+    let mut answered = HashMap::new();
+    let mut asking = tokio::task::JoinSet::new();
+    let mut waiting = group_arns.into_iter();
+    loop {
+        while asking.len() < HEALTH_CALLS_AT_ONCE {
+            let Some(arn) = waiting.next() else { break };
+            let client = client.clone();
+            asking.spawn(async move {
+                let found = targets(&client, &arn).await;
+                (arn, found)
+            });
+        }
+        let Some(done) = asking.join_next().await else {
+            return Ok(answered);
+        };
+        let (arn, found) = done.map_err(|e| {
+            ProviderError::Failed(format!("elasticloadbalancing:DescribeTargetHealth: {e}"))
+        })?;
+        answered.insert(arn, found?);
+    }
+}
+
 async fn balancers(
     ctx: &Ctx<'_>,
     client: &elbv2::Client,
@@ -423,16 +485,44 @@ async fn balancers(
 ) -> Result<Vec<Entity>, ProviderError> {
     let V2Tags { mut tagged, gone } =
         v2_tags(client, balancers.iter().map(|b| b.load_balancer_arn())).await?;
-    let mut entities = Vec::new();
+    // A page of balancers reads the region's target groups once; an event about one balancer
+    // asks for that balancer's only.
+    let mut listed = if balancers.len() > 1 {
+        Some(groups_by_balancer(client).await?)
+    } else {
+        None
+    };
+    let mut groups_of_each = Vec::new();
     for balancer in balancers {
-        let (Some(arn), Some(name)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
+        let (Some(arn), Some(_)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
         else {
             continue;
         };
         if gone.contains(arn) {
             continue;
         }
-        let Some(groups) = groups_of(client, arn).await? else {
+        let groups = match &mut listed {
+            Some(by_balancer) => by_balancer.remove(arn).unwrap_or_default(),
+            None => match groups_of(client, arn).await? {
+                Some(groups) => groups,
+                None => continue,
+            },
+        };
+        groups_of_each.push((balancer, groups));
+    }
+    let instance_groups: Vec<String> = groups_of_each
+        .iter()
+        .flat_map(|(_, groups)| groups)
+        .filter(|g| g.target_type() == Some(&TargetTypeEnum::Instance))
+        .filter_map(|g| present(g.target_group_arn()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let targets = targets_of(client, instance_groups).await?;
+    let mut entities = Vec::new();
+    for (balancer, groups) in groups_of_each {
+        let (Some(arn), Some(name)) = (balancer.load_balancer_arn(), balancer.load_balancer_name())
+        else {
             continue;
         };
         let mut group_arns = Vec::new();
@@ -443,8 +533,12 @@ async fn balancers(
             };
             if group.target_type() == Some(&TargetTypeEnum::Instance) {
                 // A group deleted since it was listed sends the balancer's traffic nowhere.
-                let targets = targets(client, group_arn).await?.unwrap_or_default();
-                instance_ids.extend(targets.into_iter().map(|t| t.id));
+                let found = targets
+                    .get(group_arn)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                instance_ids.extend(found.into_iter().map(|t| t.id));
             }
             group_arns.push(group_arn.to_owned());
         }
@@ -518,6 +612,12 @@ async fn target_groups(
 ) -> Result<Vec<Entity>, ProviderError> {
     let V2Tags { mut tagged, gone } =
         v2_tags(client, groups.iter().map(|g| g.target_group_arn())).await?;
+    let asked: Vec<String> = groups
+        .iter()
+        .filter_map(|g| present(g.target_group_arn()))
+        .filter(|arn| !gone.contains(arn))
+        .collect();
+    let mut found = targets_of(client, asked).await?;
     let mut entities = Vec::new();
     for group in groups {
         let (Some(arn), Some(name)) = (group.target_group_arn(), group.target_group_name()) else {
@@ -526,7 +626,7 @@ async fn target_groups(
         if gone.contains(arn) {
             continue;
         }
-        let Some(targets) = targets(client, arn).await? else {
+        let Some(targets) = found.remove(arn).flatten() else {
             continue;
         };
         let target_type = group.target_type();

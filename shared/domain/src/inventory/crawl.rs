@@ -401,6 +401,10 @@ pub struct CrawlState {
     /// when none, for the state machine's paths.
     #[serde(default)]
     pub skipped: Option<Skipped>,
+    /// The last unseen entity the conclusion has concluded, while it takes more than one call
+    /// ([`CONCLUDED_PER_CALL`] each): the pages are all read, and the next call concludes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concluded_to: Option<String>,
     /// When the run's first call for the scope began, before its first page was listed: what
     /// was observed since outweighs this crawl's absence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,6 +423,7 @@ impl CrawlState {
             asked,
             held_by: None,
             skipped: None,
+            concluded_to: None,
             started: None,
         }
     }
@@ -445,6 +450,10 @@ pub enum CrawlError {
     #[error("{scope}: an entity does not serialise: {detail}")]
     Entity { scope: String, detail: String },
 }
+
+/// Unseen entities one call concludes at most: each may be a transaction, and a call stays
+/// well inside the crawler's 300 s (1,000 tombstones at 20 ms are 20 s).
+pub const CONCLUDED_PER_CALL: usize = 1_000;
 
 /// How long a crawler call holds its scope: the crawler's 300 s timeout and the state
 /// machine's retries between two calls (at most 4, each at most 60 s late) fit inside it.
@@ -728,6 +737,9 @@ async fn crawl_pages(
         scope: scope.key(),
         error,
     };
+    if state.concluded_to.is_some() {
+        return conclude_scope(store, state, settings.gone_after, now).await;
+    }
     let source = state.source();
     for _ in 0..settings.pages_per_call.max(1) {
         let page = provider
@@ -767,11 +779,17 @@ async fn conclude_scope(
     let started = state.started.unwrap_or(now);
     let manifest = store.manifest(&scope).await.map_err(store_error)?;
     let seen = store.seen(&state.run, &scope).await.map_err(store_error)?;
+    // The unseen entities after those the calls before concluded, in id order, at most
+    // CONCLUDED_PER_CALL of them: a scope whose every resource went is concluded over calls.
+    let after = state.concluded_to.take();
     let unseen: Vec<String> = manifest
         .keys()
         .filter(|id| !seen.contains(*id))
+        .filter(|id| after.as_deref().is_none_or(|last| id.as_str() > last))
+        .take(CONCLUDED_PER_CALL)
         .cloned()
         .collect();
+    let more = unseen.len() == CONCLUDED_PER_CALL;
     let previous = store.known(&unseen).await.map_err(store_error)?;
     // The state machine retries a conclusion whose writes may have landed: a miss this run
     // counted already is left as it is, or one real miss would count twice and turn GONE. And
@@ -783,8 +801,9 @@ async fn conclude_scope(
     let manifest: Manifest = manifest
         .into_iter()
         .filter_map(|(id, indexed)| {
+            // Those seen again are concluded (back from their misses) by the first call.
             if seen.contains(&id) {
-                return Some((id, indexed));
+                return after.is_none().then_some((id, indexed));
             }
             previous
                 .get(&id)
@@ -846,7 +865,10 @@ async fn conclude_scope(
     let (gone, missing) = (accepted(gone_ids), accepted(missed_ids));
     state.counts.gone += gone;
     state.counts.missing += missing;
-    state.done = true;
+    match unseen.last() {
+        Some(last) if more => state.concluded_to = Some(last.clone()),
+        _ => state.done = true,
+    }
     Ok(state)
 }
 
@@ -985,6 +1007,94 @@ mod tests {
         (0..n)
             .map(|i| server(&format!("i-{i}"), &format!("web-{i}")))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_conclusion_too_large_for_one_call_goes_on_over_calls_counting_each_miss_once() {
+        // Issue 15, finding 8: a scope's conclusion was one loop over all it missed, which a
+        // scope whose every resource went could not finish inside one call.
+        let store = MemoryStore::default();
+        let everything = names(CONCLUDED_PER_CALL * 2 + 500);
+        let listing = Listing::of(everything.clone());
+        let all_at_once = CrawlSettings {
+            pages_per_call: u32::MAX,
+            ..settings()
+        };
+        let mut state = CrawlState::start("r1", scope(), false);
+        while !state.done {
+            state = crawl_step(
+                &listing,
+                &store,
+                &store,
+                &target(),
+                state,
+                &all_at_once,
+                Utc::now(),
+            )
+            .await
+            .expect("crawls");
+        }
+        assert_eq!(state.counts.created, everything.len() as u64);
+
+        listing.entities.lock().expect("lock").clear();
+        // Each conclusion call of the first run is retried once, as the state machine may
+        // after a timeout: no miss is counted twice.
+        let mut state = CrawlState::start("r2", scope(), false);
+        let mut calls = 0;
+        while !state.done {
+            let again = state.clone();
+            crawl_step(
+                &listing,
+                &store,
+                &store,
+                &target(),
+                again,
+                &settings(),
+                Utc::now(),
+            )
+            .await
+            .expect("concludes");
+            state = crawl_step(
+                &listing,
+                &store,
+                &store,
+                &target(),
+                state,
+                &settings(),
+                Utc::now(),
+            )
+            .await
+            .expect("concludes");
+            calls += 1;
+        }
+        assert_eq!(calls, 3, "1,000, 1,000, then 500");
+        assert!(
+            store
+                .rows
+                .lock()
+                .expect("lock")
+                .values()
+                .all(|r| r.active && r.known.misses == 1)
+        );
+        let mut state = CrawlState::start("r3", scope(), false);
+        let mut calls = 0;
+        while !state.done {
+            state = crawl_step(
+                &listing,
+                &store,
+                &store,
+                &target(),
+                state,
+                &settings(),
+                Utc::now(),
+            )
+            .await
+            .expect("concludes");
+            calls += 1;
+        }
+        assert_eq!((calls, state.counts.gone), (3, everything.len() as u64));
+        let rows = store.rows.lock().expect("lock");
+        assert!(rows.values().all(|r| !r.active));
     }
 
     /// An opt-in region the account has not enabled: every call is refused.
