@@ -895,6 +895,88 @@ async fn function_calls(cloud: &LocalCloud, service: &str) -> BTreeMap<String, u
 }
 
 #[test]
+fn a_balancer_an_event_names_twice_is_recorded_whole() {
+    // Review of finding 9: CreateLoadBalancer's record names the balancer by its name and by
+    // its ARN; described twice, its second copy had no tags and was the one written.
+    on_lagging_cloud(&[], |cloud, _| async move {
+        let region = cloud.region().to_owned();
+        let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(cloud.sdk_config());
+        connect(
+            cloud,
+            connection(
+                "own",
+                OWN,
+                &[&region],
+                Some(json!({"load-balancers": null})),
+            ),
+        )
+        .await;
+        let subnets: Vec<String> = ec2_client(cloud, &region)
+            .describe_subnets()
+            .send()
+            .await
+            .expect("the subnets")
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_owned))
+            .take(2)
+            .collect();
+        let created = elbv2
+            .create_load_balancer()
+            .name("checkout")
+            .set_subnets(Some(subnets))
+            .tags(
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key("Environment")
+                    .value("production")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("a balancer");
+        let arn = created.load_balancers()[0]
+            .load_balancer_arn()
+            .expect("an ARN")
+            .to_owned();
+        let detail = json!({
+            "eventName": "CreateLoadBalancer",
+            "awsRegion": region,
+            "requestParameters": {"name": "checkout", "type": "application"},
+            "responseElements": {"loadBalancers": [
+                {"loadBalancerArn": arn, "loadBalancerName": "checkout"}
+            ]}
+        });
+        let put = aws_sdk_eventbridge::Client::new(cloud.sdk_config())
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("aws.elasticloadbalancing")
+                    .detail_type("AWS API Call via CloudTrail")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("the event is put");
+        assert_eq!(put.failed_entry_count, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, answer) =
+                call(cloud, "GET", &format!("/inventory/{}", encoded(&arn)), None).await;
+            if status == 200 {
+                assert_eq!(
+                    answer["entity"]["tags"]["Environment"], "production",
+                    "{answer}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "the event recorded {arn}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
+
+#[test]
 fn a_page_of_load_balancers_reads_the_regions_target_groups_once() {
     // Issue 15, finding 8: each ELBv2 load balancer cost a DescribeTargetGroups of its own.
     on_lagging_cloud(&[], |cloud, _| async move {

@@ -270,8 +270,8 @@ export function addDiscovery(stack: Stack, props: DiscoveryProps): void {
     ],
   });
   // One rule per service: an event pattern holds at most 2,048 characters. Member accounts'
-  // events reach this bus through infra/member-events-forwarder.yaml; S3 and CloudFront events
-  // arrive in us-east-1.
+  // events reach this bus through infra/member-events-forwarder.yaml; CloudFront events arrive
+  // in us-east-1, S3 events in the region of the bucket's endpoint.
   for (const [eventName, source, calls] of RESOURCE_CHANGES) {
     events.onEventBridgeRule(
       eventName,

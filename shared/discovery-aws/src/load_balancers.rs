@@ -172,6 +172,13 @@ pub(crate) async fn describe(ctx: &Ctx<'_>, ids: &[String]) -> Result<Vec<Entity
             .await?,
         );
     }
+    // A record may name one balancer twice, by its name and by its ARN (CreateLoadBalancer's
+    // response has both): it is described once.
+    let mut described = HashSet::new();
+    v2.retain(|b| {
+        b.load_balancer_arn()
+            .is_none_or(|arn| described.insert(arn.to_owned()))
+    });
     found.extend(balancers(ctx, &client, &v2).await?);
     let groups = by_ids(
         &group_arns,

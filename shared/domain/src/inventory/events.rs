@@ -306,12 +306,17 @@ fn ec2_id(text: &str) -> Option<ResourceType> {
     if hex_digits { ec2_type_of(text) } else { None }
 }
 
-/// Every string in a JSON value, depth first.
+/// Every string in a JSON value, depth first, but for those under a `source…` field: a copy
+/// (`CopySnapshot`, `CopyImage`) names the snapshot or image it copied, which may be another
+/// account's, shared or public, and is not the crawled account's to record.
 fn strings<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
     match value {
         Value::String(text) => found.push(text),
         Value::Array(items) => items.iter().for_each(|item| strings(item, found)),
-        Value::Object(fields) => fields.values().for_each(|field| strings(field, found)),
+        Value::Object(fields) => fields
+            .iter()
+            .filter(|(key, _)| !key.to_ascii_lowercase().starts_with("source"))
+            .for_each(|(_, field)| strings(field, found)),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -602,6 +607,30 @@ mod tests {
         assert_eq!(
             named("aws.ec2", detail),
             [of(ResourceType::Volumes, &["vol-0abcdef1234567890"])]
+        );
+    }
+
+    #[test]
+    fn a_copy_names_the_copy_not_the_image_it_was_copied_from() {
+        // Review of finding 9: a public AMI copied into the account would have been recorded
+        // as the account's own, then found gone by the sweeps.
+        let detail = json!({
+            "eventName": "CopyImage",
+            "requestParameters": {"sourceImageId": "ami-0123456789abcdef0", "sourceRegion": "us-east-1"},
+            "responseElements": {"imageId": "ami-0fedcba9876543210"}
+        });
+        assert_eq!(
+            named("aws.ec2", detail),
+            [of(ResourceType::Images, &["ami-0fedcba9876543210"])]
+        );
+        let detail = json!({
+            "eventName": "CopySnapshot",
+            "requestParameters": {"CopySnapshotRequest": {"SourceSnapshotId": "snap-0123456789abcdef0"}},
+            "responseElements": {"CopySnapshotResponse": {"snapshotId": "snap-0fedcba9876543210"}}
+        });
+        assert_eq!(
+            named("aws.ec2", detail),
+            [of(ResourceType::Snapshots, &["snap-0fedcba9876543210"])]
         );
     }
 

@@ -4,9 +4,9 @@
 //! Each run is one execution of the discovery state machine, whose Map crawls `per_run` scopes
 //! at a time; each crawl is one crawler Lambda. Nothing in Step Functions bounds the
 //! executions together, so at 500 accounts the due scopes of one tick (19,000 scopes in
-//! 48 runs of 400) would start some 480 crawlers at once, and an organisation's first
-//! inventory twice that: over the account's default Lambda concurrency of 1,000, which the
-//! rest of Maestro and every other function of the account share. The scheduler therefore
+//! 95 runs of 200) would start some 950 crawlers at once: nearly all of the account's default
+//! Lambda concurrency of 1,000, which the rest of Maestro and every other function of the
+//! account share, and all of it for a larger organisation. The scheduler therefore
 //! starts only as many runs as leave the crawlers of the runs still going, and of the new ones,
 //! within `crawlers`. The scopes left wait for the next tick, the longest-waiting first.
 
@@ -17,9 +17,10 @@ use thiserror::Error;
 use super::connection::Scope;
 use super::lifecycle::Schedule;
 
-/// Scopes per run: each is about 200 bytes of the execution's input and of its result, well
-/// inside Step Functions' 256 KB.
-pub const SCOPES_PER_RUN: usize = 400;
+/// Scopes per run. The execution's state holds each scope's input (about 310 bytes) and its
+/// result (about 250, and up to 600 more for a failed scope's cause) at once, and Step
+/// Functions takes at most 256 KB of state: 200 scopes stay under it even if all fail.
+pub const SCOPES_PER_RUN: usize = 200;
 
 /// How many crawlers may run at once: in all, and in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +143,7 @@ mod tests {
         let admitted = admit(scopes.clone(), 0, &cap);
         assert_eq!(admitted.runs.len(), 10);
         assert!(admitted.runs.iter().all(|run| run.len() == SCOPES_PER_RUN));
-        assert_eq!(admitted.deferred, 19_000 - 4_000);
+        assert_eq!(admitted.deferred, 19_000 - 10 * SCOPES_PER_RUN);
 
         let admitted = admit(scopes.clone(), 7, &cap);
         assert_eq!(admitted.runs.len(), 3);
