@@ -894,6 +894,20 @@ async fn function_calls(cloud: &LocalCloud, service: &str) -> BTreeMap<String, u
     counted
 }
 
+/// Two subnets of the region, for a load balancer.
+async fn two_subnets(cloud: &LocalCloud, region: &str) -> Vec<String> {
+    ec2_client(cloud, region)
+        .describe_subnets()
+        .send()
+        .await
+        .expect("the subnets")
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .take(2)
+        .collect()
+}
+
 #[test]
 fn a_balancer_an_event_names_twice_is_recorded_whole() {
     // Review of finding 9: CreateLoadBalancer's record names the balancer by its name and by
@@ -911,16 +925,7 @@ fn a_balancer_an_event_names_twice_is_recorded_whole() {
             ),
         )
         .await;
-        let subnets: Vec<String> = ec2_client(cloud, &region)
-            .describe_subnets()
-            .send()
-            .await
-            .expect("the subnets")
-            .subnets()
-            .iter()
-            .filter_map(|s| s.subnet_id().map(str::to_owned))
-            .take(2)
-            .collect();
+        let subnets = two_subnets(cloud, &region).await;
         let created = elbv2
             .create_load_balancer()
             .name("checkout")
@@ -987,16 +992,7 @@ fn a_page_of_load_balancers_reads_the_regions_target_groups_once() {
                 .region(aws_sdk_elasticloadbalancingv2::config::Region::new(region))
                 .build(),
         );
-        let subnets: Vec<String> = ec2_client(cloud, region)
-            .describe_subnets()
-            .send()
-            .await
-            .expect("the subnets")
-            .subnets()
-            .iter()
-            .filter_map(|s| s.subnet_id().map(str::to_owned))
-            .take(2)
-            .collect();
+        let subnets = two_subnets(cloud, region).await;
         let vpc = ec2_client(cloud, region)
             .describe_vpcs()
             .send()
